@@ -1,0 +1,3 @@
+"""VPP aggregator for EV flexibility."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,33 @@
+# Every target creates .venv itself, so a newcomer types exactly one command.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+LINT_PATHS := vpp workers adapters sim
+PYTEST_ARGS ?=
+
+.PHONY: demo test check openapi venv clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/vpp serve --host 127.0.0.1 --port 8000
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+check: $(STAMP)
+	$(BIN)/ruff check $(LINT_PATHS) tests
+	$(BIN)/mypy --strict $(LINT_PATHS)
+
+openapi: $(STAMP)
+	$(BIN)/vpp openapi --out openapi/vpp.json
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache var

@@ -1,0 +1,1 @@
+"""The HTTP edge: composition root, dependencies, error mapping, authentication."""

@@ -1,0 +1,1 @@
+"""API keys: creation, verification by hash, revocation."""

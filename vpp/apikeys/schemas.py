@@ -1,0 +1,38 @@
+"""API models of the API-key feature."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from vpp.domain.roles import Role
+
+
+class ApiKeyCreate(BaseModel):
+    """A request for a new key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    role: Role
+
+
+class ApiKeyRead(BaseModel):
+    """A key as listed: never its secret."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    prefix: str
+    name: str
+    role: Role
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyRead):
+    """A newly created key: the only time its secret is shown."""
+
+    key: str

@@ -1,0 +1,1 @@
+"""Subcommands of ``vpp``: each module adds its parsers in ``register(subparsers)``."""

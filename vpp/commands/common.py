@@ -1,0 +1,54 @@
+"""Helpers shared by subcommands: settings, engine, JSON output, errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from vpp.config import Settings
+from vpp.db import create_db_engine, create_session_factory
+
+
+class CommandError(Exception):
+    """A command failed for a reason the user can act on (printed, exit code 2)."""
+
+
+def load_settings() -> Settings:
+    """Settings from the environment, as a clear error when they are inconsistent."""
+    try:
+        return Settings()
+    except ValueError as exc:
+        raise CommandError(f"invalid settings: {exc}") from exc
+
+
+def open_database(settings: Settings) -> tuple[Engine, sessionmaker[Session]]:
+    """Engine and session factory for the configured database."""
+    engine = create_db_engine(settings.resolved_database_url, pool_size=2)
+    return engine, create_session_factory(engine)
+
+
+def print_json(obj: Any) -> None:
+    """Print one JSON object on stdout."""
+    sys.stdout.write(json.dumps(obj, indent=None, default=str) + "\n")
+
+
+def read_json_file(path: str) -> Any:
+    """Parse a JSON file, as a clear error when it is missing or malformed."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError as exc:
+        raise CommandError(f"{path}: no such file") from exc
+    except json.JSONDecodeError as exc:
+        raise CommandError(f"{path}: not valid JSON ({exc})") from exc
+
+
+def write_json_file(path: str, obj: Any) -> None:
+    """Write a JSON file (creating its folder)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(obj, default=str))

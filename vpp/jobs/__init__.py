@@ -1,0 +1,1 @@
+"""Background job runs: what ran, when, with what outcome; and the housekeeping job."""
