@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from vpp import bench
-from vpp.commands.common import print_json
+from vpp.commands.common import print_json, stdout_to_stderr
 
 
 def _api_args(p: argparse.ArgumentParser) -> None:
@@ -56,6 +56,55 @@ def _api_run(args: argparse.Namespace) -> dict[str, Any]:
 bench.register("api", "authenticated API round trips in process (SQLite)", _api_args, _api_run)
 
 
+def _dayahead_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sessions", type=int, default=10_000)
+    p.add_argument("--v2g", action="store_true")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--exact-max-sessions", type=int, default=20_000,
+                   help="solve the exact LP for the gap up to this many sessions")
+
+
+def _dayahead_run(args: argparse.Namespace) -> dict[str, Any]:
+    from vpp.algorithms.scheduling.bench import run_dayahead_bench
+
+    return run_dayahead_bench(args.sessions, v2g=args.v2g, seed=args.seed,
+                              exact_max_sessions=args.exact_max_sessions)
+
+
+bench.register("dayahead", "portfolio scheduling: fast solver vs the exact LP", _dayahead_args, _dayahead_run)
+
+
+def _allocate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sessions", type=int, default=100_000)
+    p.add_argument("--groups", type=int, default=None)
+    p.add_argument("--repeats", type=int, default=50)
+    p.add_argument("--seed", type=int, default=1)
+
+
+def _allocate_run(args: argparse.Namespace) -> dict[str, Any]:
+    from vpp.algorithms.bench_allocation import run_allocate_bench
+
+    return run_allocate_bench(args.sessions, groups=args.groups, repeats=args.repeats, seed=args.seed)
+
+
+bench.register("allocate", "allocation of a pool target to sessions with group caps", _allocate_args, _allocate_run)
+
+
+def _settle_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sessions", type=int, default=10_000)
+    p.add_argument("--seed", type=int, default=1)
+
+
+def _settle_run(args: argparse.Namespace) -> dict[str, Any]:
+    from vpp.algorithms.bench_settlement import run_settle_bench
+
+    return run_settle_bench(args.sessions, seed=args.seed)
+
+
+bench.register("settle", "settlement of a simulated day (15-minute and 4-second resolution)", _settle_args,
+               _settle_run)
+
+
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Add ``vpp bench`` with one subcommand per registered benchmark."""
     p = sub.add_parser("bench", help="run a benchmark and print one JSON object")
@@ -69,7 +118,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 def _runner(item: bench.Benchmark) -> Any:
     def run(args: argparse.Namespace) -> int:
-        print_json(item.run(args))
+        with stdout_to_stderr():
+            result = item.run(args)
+        print_json(result)
         return 0
 
     return run

@@ -1,0 +1,146 @@
+"""The exact per-session LP (HiGHS): the quality reference for the fast solver."""
+
+from __future__ import annotations
+
+import time
+
+import highspy
+import numpy as np
+from scipy import sparse
+
+from vpp.algorithms.scheduling.model import (
+    cost_eur,
+    energy_upper_kwh,
+    shortfall_penalty_eur_per_kwh,
+    status_of,
+)
+from vpp.algorithms.scheduling.problem import FloatArray, IntArray, ScheduleResult, SchedulingProblem
+
+
+def solve_exact_lp(problem: SchedulingProblem, *, solver: str = "ipm") -> ScheduleResult:
+    """Solve the per-session LP with HiGHS (the reference, slow for large pools)."""
+    started = time.perf_counter()
+    schedule = _solve_lp(problem, solver)
+    schedule = _clip_to_bounds(problem, schedule)
+    pool_kw = schedule.sum(axis=0)
+    return ScheduleResult(
+        status=status_of(problem, schedule, exact=True),
+        schedule_kw=schedule,
+        pool_kw=pool_kw,
+        unmet_kwh=np.maximum(problem.energy_kwh - schedule.sum(axis=1) * problem.isp_hours, 0.0),
+        cost_eur=cost_eur(problem, pool_kw),
+        solve_seconds=time.perf_counter() - started,
+        method=f"exact-lp-highs-{solver}",
+    )
+
+
+def _clip_to_bounds(problem: SchedulingProblem, schedule: FloatArray) -> FloatArray:
+    """Remove solver round-off outside the per-session power bounds."""
+    lower = np.minimum(problem.min_kw, 0.0)[:, None]
+    return np.clip(schedule, lower, np.maximum(problem.max_kw, 0.0)[:, None])
+
+
+def _solve_lp(problem: SchedulingProblem, solver: str) -> FloatArray:
+    n, n_isps, h = problem.n_sessions, problem.n_isps, problem.isp_hours
+    length = (problem.departure - problem.arrival).astype(np.int64)
+    owner: IntArray = np.repeat(np.arange(n), length)
+    offset = np.concatenate(([0], np.cumsum(length)))
+    step = np.arange(owner.size) - offset[owner]
+    isp = problem.arrival[owner] + step
+    n_x = owner.size
+
+    v2g = problem.is_v2g
+    soc_of_x = v2g[owner]
+    x_with_soc = np.flatnonzero(soc_of_x)
+    n_s = x_with_soc.size
+    # SoC column k belongs to x column x_with_soc[k]; its predecessor is the previous column of the session.
+    s_col = n_x + np.arange(n_s)
+    n_z = n
+    z_col = n_x + n_s + np.arange(n_z)
+    over_col = n_x + n_s + n_z + np.arange(n_isps)
+    under_col = over_col + n_isps
+    n_cols = n_x + n_s + n_z + 2 * n_isps
+
+    penalty = shortfall_penalty_eur_per_kwh(problem)
+    cost = np.zeros(n_cols)
+    cost[:n_x] = problem.prices_eur_per_mwh[isp] * h / 1000.0
+    cost[z_col] = penalty
+    cost[over_col] = 100.0 * penalty * h
+    cost[under_col] = 100.0 * penalty * h
+    col_lower = np.zeros(n_cols)
+    col_upper = np.full(n_cols, np.inf)
+    col_lower[:n_x] = problem.min_kw[owner]
+    col_upper[:n_x] = problem.max_kw[owner]
+    soc_owner = owner[x_with_soc]
+    col_lower[s_col] = problem.min_soc_kwh[soc_owner]
+    col_upper[s_col] = problem.battery_kwh[soc_owner]
+    has_upper = np.isfinite(problem.pool_max_kw)
+    has_lower = np.isfinite(problem.pool_min_kw)
+    col_upper[over_col[~has_upper]] = 0.0
+    col_upper[under_col[~has_lower]] = 0.0
+
+    # Rows: pool (n_isps), energy (n), SoC dynamics (n_s).
+    rows: list[IntArray] = []
+    cols: list[IntArray] = []
+    vals: list[FloatArray] = []
+
+    def add(r: IntArray, c: IntArray, v: FloatArray | float) -> None:
+        rows.append(r)
+        cols.append(c)
+        vals.append(np.broadcast_to(np.asarray(v, dtype=np.float64), r.shape))
+
+    x_cols = np.arange(n_x)
+    add(isp, x_cols, 1.0)
+    add(np.arange(n_isps), over_col, -1.0)
+    add(np.arange(n_isps), under_col, 1.0)
+    energy_row = n_isps + np.arange(n)
+    charge_x = np.flatnonzero(~soc_of_x)
+    add(energy_row[owner[charge_x]], charge_x, h)
+    add(energy_row, z_col, 1.0)
+    last_of_session = offset[1:] - 1
+    v2g_sessions = np.flatnonzero(v2g)
+    s_index_of_x = np.full(n_x, -1)
+    s_index_of_x[x_with_soc] = np.arange(n_s)
+    add(energy_row[v2g_sessions], s_col[s_index_of_x[last_of_session[v2g_sessions]]], 1.0)
+    dyn_row = n_isps + n + np.arange(n_s)
+    add(dyn_row, s_col, 1.0)
+    add(dyn_row, x_with_soc, -h)
+    not_first = step[x_with_soc] > 0
+    add(dyn_row[not_first], s_col[np.flatnonzero(not_first) - 1], -1.0)
+    n_rows = n_isps + n + n_s
+
+    row_lower = np.zeros(n_rows)
+    row_upper = np.zeros(n_rows)
+    row_lower[:n_isps] = np.where(has_lower, problem.pool_min_kw, -np.inf)
+    row_upper[:n_isps] = np.where(has_upper, problem.pool_max_kw, np.inf)
+    charge_sessions = ~v2g
+    row_lower[energy_row] = np.where(charge_sessions, problem.energy_kwh, problem.soc_kwh + problem.energy_kwh)
+    row_upper[energy_row] = np.where(charge_sessions, energy_upper_kwh(problem), np.inf)
+    row_lower[dyn_row] = np.where(not_first, 0.0, problem.soc_kwh[soc_owner])
+    row_upper[dyn_row] = row_lower[dyn_row]
+
+    matrix = sparse.csc_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n_rows, n_cols)
+    )
+    lp = highspy.HighsLp()
+    lp.num_col_ = n_cols
+    lp.num_row_ = n_rows
+    lp.col_cost_ = cost
+    lp.col_lower_ = col_lower
+    lp.col_upper_ = col_upper
+    lp.row_lower_ = row_lower
+    lp.row_upper_ = row_upper
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = matrix.indptr
+    lp.a_matrix_.index_ = matrix.indices
+    lp.a_matrix_.value_ = matrix.data
+    highs = highspy.Highs()  # type: ignore[no-untyped-call]
+    highs.setOptionValue("output_flag", False)
+    highs.setOptionValue("solver", solver)
+    highs.setOptionValue("threads", 1)
+    highs.passModel(lp)
+    highs.run()
+    values = np.asarray(highs.getSolution().col_value, dtype=np.float64)
+    schedule = np.zeros((n, n_isps))
+    schedule[owner, isp] = values[:n_x]
+    return schedule

@@ -1,0 +1,149 @@
+"""Exact charge-only scheduling under a pool cap as a polymatroid greedy over ISPs in price order.
+
+The pool profiles that can be disaggregated into sessions meeting their needs are the bases of the
+polymatroid ``f(S) = max flow from the sessions into the ISP set S`` (sessions supply their need, session
+i reaches ISP t with capacity ``max_kw`` inside its window, ISP t absorbs at most the pool cap). A linear
+cost is minimised over such a base by taking ISPs from cheapest to dearest and giving each the largest
+increment ``f(S + t) - f(S)``. That increment is found with augmenting paths that only pass through ISPs
+already in S, whose loads they leave unchanged; session nodes are contracted away, so a path is a short
+sequence of ISPs and all per-session work is vectorised over numpy rows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vpp.algorithms.scheduling.problem import FloatArray, IntArray
+
+_EPS_KW = 1e-9
+
+
+def greedy_fill(cap_kw: FloatArray, need_kw_isps: FloatArray, order: IntArray) -> FloatArray:
+    """Give each session its cheapest ISPs first (exact when the pool is uncapped)."""
+    capped = cap_kw[:, order]
+    before = np.cumsum(capped, axis=1) - capped
+    taken = np.clip(need_kw_isps[:, None] - before, 0.0, capped)
+    schedule = np.empty_like(cap_kw)
+    schedule[:, order] = taken
+    return schedule
+
+
+def _take(available: FloatArray, amount: float, priority: FloatArray) -> FloatArray:
+    """Split ``amount`` over rows with ``available`` capacity, lowest ``priority`` first."""
+    if available.sum() <= amount:
+        return available.copy()
+    rank = np.argsort(priority, kind="stable")
+    ordered = available[rank]
+    before = np.cumsum(ordered) - ordered
+    taken = np.empty_like(available)
+    taken[rank] = np.clip(amount - before, 0.0, ordered)
+    return taken
+
+
+class _PriceOrderFlow:
+    def __init__(self, cap_kw: FloatArray, need_kw_isps: FloatArray, pool_cap_kw: FloatArray) -> None:
+        # Column-major: the algorithm reads one ISP's column for many sessions at a time.
+        self.cap = np.asfortranarray(cap_kw)
+        self.x = np.zeros_like(self.cap, order="F")
+        self.need = need_kw_isps.copy()
+        self.pool_left = pool_cap_kw.copy()
+        self.future_kw_isps = cap_kw.sum(axis=1)
+        self.done = np.zeros(cap_kw.shape[1], dtype=bool)
+        # Sessions that still need energy and have room in an ISP already served: the only path sources.
+        self.blocked = np.zeros(cap_kw.shape[0], dtype=bool)
+
+    def room(self, t: int) -> FloatArray:
+        return self.cap[:, t] - self.x[:, t]
+
+    def serve(self, t: int) -> None:
+        self.future_kw_isps -= self.cap[:, t]
+        self._fill_directly(t)
+        while self.pool_left[t] > _EPS_KW and self._augment(t):
+            pass
+        self.done[t] = True
+        self.blocked |= (self.need > _EPS_KW) & (self.cap[:, t] - self.x[:, t] > _EPS_KW)
+
+    def _fill_directly(self, t: int) -> None:
+        rows = np.flatnonzero((self.need > _EPS_KW) & (self.cap[:, t] > self.x[:, t]))
+        if rows.size == 0:
+            return
+        available = np.minimum(self.need[rows], self.cap[rows, t] - self.x[rows, t])
+        # Least slack in the dearer ISPs first: those sessions have nowhere else to go.
+        slack = self.future_kw_isps[rows] - self.need[rows]
+        taken = _take(available, float(self.pool_left[t]), slack)
+        self.x[rows, t] += taken
+        self.need[rows] -= taken
+        self.pool_left[t] -= taken.sum()
+
+    def _augment(self, t: int) -> bool:
+        """Push flow into t along one shortest path source -> u_k -> ... -> u_1 -> t; False when none."""
+        self.blocked &= self.need > _EPS_KW
+        wanting = np.flatnonzero(self.blocked)
+        if wanting.size == 0:
+            return False
+        done_cols = np.flatnonzero(self.done)
+        if done_cols.size == 0:
+            return False
+        room_w = self.cap[np.ix_(wanting, done_cols)] - self.x[np.ix_(wanting, done_cols)]
+        source_kw = np.zeros(self.cap.shape[1])
+        source_kw[done_cols] = np.minimum(room_w, self.need[wanting, None]).sum(axis=0)
+        if not (source_kw > _EPS_KW).any():
+            return False
+        parent: dict[int, int] = {t: -1}
+        edge_kw: dict[int, float] = {}
+        frontier = [t]
+        found = -1
+        while frontier and found < 0:
+            next_frontier: list[int] = []
+            for v in frontier:
+                movers = np.flatnonzero(self.cap[:, v] - self.x[:, v] > _EPS_KW)
+                if movers.size == 0:
+                    continue
+                room_v = self.cap[movers, v] - self.x[movers, v]
+                inflow = np.zeros(done_cols.size)
+                for k, col in enumerate(done_cols):
+                    inflow[k] = np.minimum(self.x[movers, col], room_v).sum()
+                for j in np.flatnonzero(inflow > _EPS_KW):
+                    u = int(done_cols[j])
+                    if u in parent:
+                        continue
+                    parent[u] = v
+                    edge_kw[u] = float(inflow[j])
+                    if source_kw[u] > _EPS_KW:
+                        found = u
+                        break
+                    next_frontier.append(u)
+                if found >= 0:
+                    break
+            frontier = next_frontier
+        if found < 0:
+            return False
+        path = [found]
+        while parent[path[-1]] != t:
+            path.append(parent[path[-1]])
+        delta = min(float(self.pool_left[t]), float(source_kw[found]), *(edge_kw[u] for u in path))
+        # Apply from the sink end so every earlier edge keeps at least the capacity it was found with.
+        for u in reversed(path):
+            v = parent[u]
+            movers = np.flatnonzero((self.x[:, u] > _EPS_KW) & (self.cap[:, v] - self.x[:, v] > _EPS_KW))
+            available = np.minimum(self.x[movers, u], self.cap[movers, v] - self.x[movers, v])
+            moved = _take(available, delta, -available)
+            self.x[movers, u] -= moved
+            self.x[movers, v] += moved
+        rows = np.flatnonzero((self.need > _EPS_KW) & (self.cap[:, found] - self.x[:, found] > _EPS_KW))
+        available = np.minimum(self.need[rows], self.cap[rows, found] - self.x[rows, found])
+        taken = _take(available, delta, self.future_kw_isps[rows] - self.need[rows])
+        self.x[rows, found] += taken
+        self.need[rows] -= taken
+        self.pool_left[t] -= delta
+        return True
+
+
+def price_order_flow(
+    cap_kw: FloatArray, need_kw_isps: FloatArray, pool_cap_kw: FloatArray, order: IntArray
+) -> FloatArray:
+    """Cheapest schedule meeting as much need as possible under per-ISP pool caps (charge-only, exact)."""
+    flow = _PriceOrderFlow(cap_kw, need_kw_isps, pool_cap_kw)
+    for t in order:
+        flow.serve(int(t))
+    return np.ascontiguousarray(flow.x)
