@@ -1,0 +1,233 @@
+"""Forecast of sessions not yet plugged in: arrivals, plugged-in cars, energy and power per pool and ISP.
+
+Method: empirical quantiles. History is cut into local days of the market zone; for every pool, day
+type (weekday / weekend) and local quarter-hour of the day we take the per-day values (arrivals,
+cars plugged in at the ISP midpoint, energy of the arrivals) and publish their P10 / P50 / P90 and
+mean. Power follows from the plugged-in count times a per-car max (and min, for V2G) power. On the
+autumn DST day the repeated hour's arrivals add up in their wall-clock slot.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+
+from vpp.data.elaad import sample_arrivals, sample_dwell_hours, sample_energy_kwh
+from vpp.domain.errors import InvalidInput
+from vpp.domain.isp import DEFAULT_MARKET_TZ, ISP_HOURS, ISP_MINUTES, IspHorizon, market_zone, require_utc_index
+from vpp.domain.needs import LocationCategory
+
+QUANTILES = (0.1, 0.5, 0.9)
+METRICS = ("arrivals", "plugged_in", "energy_kwh")
+_ISP_NS = ISP_MINUTES * 60 * 1_000_000_000
+
+
+def _validate(history: pd.DataFrame) -> pd.DataFrame:
+    missing = [c for c in ("arrival", "departure", "energy_kwh", "pool") if c not in history.columns]
+    if missing:
+        raise InvalidInput(f"history: missing columns {missing}")
+    if history.empty:
+        raise InvalidInput("history: no sessions")
+    arrival = require_utc_index(history["arrival"], "history.arrival")
+    departure = require_utc_index(history["departure"], "history.departure")
+    if (departure.asi8 < arrival.asi8).any():
+        raise InvalidInput("history.departure: a session departs before it arrives")
+    return pd.DataFrame(
+        {
+            "arrival_ns": arrival.asi8,
+            "departure_ns": departure.asi8,
+            "energy_kwh": pd.to_numeric(history["energy_kwh"], errors="coerce").fillna(0.0).to_numpy(),
+            "pool": history["pool"].astype(str).to_numpy(),
+        }
+    )
+
+
+def _local_days(first_ns: int, last_ns: int, tz: str) -> tuple[pd.Timestamp, pd.Timestamp]:
+    zone = market_zone(tz)
+    first = pd.Timestamp(first_ns, tz="UTC").tz_convert(zone).normalize()
+    last = pd.Timestamp(last_ns, tz="UTC").tz_convert(zone).normalize() + pd.Timedelta(days=1)
+    return first.tz_convert("UTC"), last.tz_convert("UTC")
+
+
+def isp_actuals(history: pd.DataFrame, tz: str = DEFAULT_MARKET_TZ) -> pd.DataFrame:
+    """Per pool and ISP of the whole local days the history covers: arrivals, plugged-in cars, arriving energy."""
+    frame = _validate(history)
+    start, end = _local_days(int(frame["arrival_ns"].min()), int(frame["arrival_ns"].max()), tz)
+    grid = pd.date_range(start, end, freq=f"{ISP_MINUTES}min", inclusive="left", tz="UTC", name="isp_start")
+    t = len(grid)
+    origin = grid[0].value
+    pools, pool_code = np.unique(frame["pool"].to_numpy(), return_inverse=True)
+    arrive_isp = (frame["arrival_ns"].to_numpy() - origin) // _ISP_NS
+    # plugged in at the ISP midpoint: counted from the first ISP whose midpoint is at or after arrival
+    half = _ISP_NS // 2
+    on = np.clip(-((origin + half - frame["arrival_ns"].to_numpy()) // _ISP_NS), 0, t)
+    off = np.clip(-((origin + half - frame["departure_ns"].to_numpy()) // _ISP_NS), 0, t)
+    size = len(pools) * (t + 1)
+    arrivals = np.bincount(pool_code * (t + 1) + arrive_isp, minlength=size).reshape(len(pools), t + 1)
+    energy = np.bincount(
+        pool_code * (t + 1) + arrive_isp, weights=frame["energy_kwh"].to_numpy(), minlength=size
+    ).reshape(len(pools), t + 1)
+    base = pool_code * (t + 1)
+    steps = np.bincount(base + on, minlength=size) - np.bincount(base + off, minlength=size)
+    plugged = np.cumsum(steps.reshape(len(pools), t + 1), axis=1)
+    index = pd.MultiIndex.from_product([pools, grid], names=["pool", "isp_start"])
+    return pd.DataFrame(
+        {
+            "arrivals": arrivals[:, :t].ravel().astype(np.float64),
+            "plugged_in": plugged[:, :t].ravel().astype(np.float64),
+            "energy_kwh": energy[:, :t].ravel(),
+        },
+        index=index,
+    )
+
+
+def _slot_keys(isps: pd.DatetimeIndex, tz: str) -> pd.DataFrame:
+    local = isps.tz_convert(market_zone(tz))
+    return pd.DataFrame(
+        {
+            "day": local.date,
+            "weekend": local.day_of_week >= 5,
+            "slot": local.hour * (60 // ISP_MINUTES) + local.minute // ISP_MINUTES,
+        },
+        index=isps,
+    )
+
+
+def fit_profiles(history: pd.DataFrame, tz: str = DEFAULT_MARKET_TZ) -> pd.DataFrame:
+    """Per pool, day type and local slot: P10/P50/P90 and mean of the per-day metrics, and the day count."""
+    actuals = isp_actuals(history, tz)
+    keys = _slot_keys(pd.DatetimeIndex(actuals.index.get_level_values("isp_start")), tz)
+    frame = actuals.reset_index()
+    frame["day"], frame["weekend"], frame["slot"] = (
+        keys["day"].to_numpy(),
+        keys["weekend"].to_numpy(),
+        keys["slot"].to_numpy(),
+    )
+    per_day = frame.groupby(["pool", "weekend", "slot", "day"], sort=False).agg(
+        arrivals=("arrivals", "sum"), plugged_in=("plugged_in", "mean"), energy_kwh=("energy_kwh", "sum")
+    )
+    grouped = per_day.groupby(level=["pool", "weekend", "slot"])
+    parts = [grouped.mean().add_suffix("_mean"), grouped.size().rename("days")]
+    for q in QUANTILES:
+        parts.append(grouped.quantile(q).add_suffix(f"_p{round(q * 100)}"))
+    return pd.concat(parts, axis=1)
+
+
+def forecast_sessions(
+    history: pd.DataFrame,
+    horizon: IspHorizon,
+    *,
+    tz: str = DEFAULT_MARKET_TZ,
+    max_kw_per_car: float = 11.0,
+    min_kw_per_car: float = 0.0,
+    profiles: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Per pool and future ISP: arrivals, plugged-in, energy and power bounds as P10/P50/P90 and mean."""
+    if max_kw_per_car < 0 or min_kw_per_car > 0:
+        raise InvalidInput("max_kw_per_car must be >= 0 and min_kw_per_car <= 0")
+    fitted = fit_profiles(history, tz) if profiles is None else profiles
+    keys = _slot_keys(horizon.index, tz)
+    pools = fitted.index.get_level_values("pool").unique()
+    lookup = pd.MultiIndex.from_arrays(
+        [
+            np.repeat(pools.to_numpy(), len(keys)),
+            np.tile(keys["weekend"].to_numpy(), len(pools)),
+            np.tile(keys["slot"].to_numpy(), len(pools)),
+        ],
+        names=["pool", "weekend", "slot"],
+    )
+    values = fitted.reindex(lookup)
+    values.index = pd.MultiIndex.from_arrays(
+        [np.repeat(pools.to_numpy(), len(keys)), np.tile(horizon.index, len(pools))], names=["pool", "isp_start"]
+    )
+    values["days"] = values["days"].fillna(0).astype(int)
+    values = values.fillna(0.0)
+    for suffix in ("mean", *(f"p{round(q * 100)}" for q in QUANTILES)):
+        values[f"p_max_kw_{suffix}"] = values[f"plugged_in_{suffix}"] * max_kw_per_car
+        values[f"p_min_kw_{suffix}"] = values[f"plugged_in_{suffix}"] * min_kw_per_car
+    return values
+
+
+def backtest(
+    history: pd.DataFrame,
+    pool: str,
+    days: int,
+    *,
+    tz: str = DEFAULT_MARKET_TZ,
+    max_kw_per_car: float = 11.0,
+) -> dict[str, float | int | str]:
+    """Hold out the last ``days`` local days, forecast them from the rest; MAE, RMSE, bias, P10-P90 coverage."""
+    if days < 1:
+        raise InvalidInput(f"days: must be >= 1, got {days}")
+    frame = history[history["pool"].astype(str) == str(pool)]
+    if frame.empty:
+        raise InvalidInput(f"pool: no sessions for pool {pool!r}")
+    arrival = require_utc_index(frame["arrival"], "history.arrival")
+    zone = market_zone(tz)
+    last_day = arrival.max().tz_convert(zone).date()
+    first_test_day = last_day - timedelta(days=days - 1)
+    test_start = pd.Timestamp(first_test_day, tz=zone).tz_convert("UTC")
+    test_end = pd.Timestamp(last_day + timedelta(days=1), tz=zone).tz_convert("UTC")
+    train = frame[arrival < test_start]
+    if train.empty:
+        raise InvalidInput(f"days: holding out {days} days leaves no training history")
+    horizon = IspHorizon(test_start.to_pydatetime(), int((test_end - test_start) / pd.Timedelta(minutes=ISP_MINUTES)))
+    forecast = forecast_sessions(train, horizon, tz=tz, max_kw_per_car=max_kw_per_car).loc[str(pool)]
+    actual = isp_actuals(frame, tz).loc[str(pool)].reindex(horizon.index, fill_value=0.0)
+    report: dict[str, float | int | str] = {
+        "pool": str(pool),
+        "days": days,
+        "train_days": int((test_start - require_utc_index(train["arrival"], "a").min()).days),
+        "isps": horizon.count,
+    }
+    for name, column, scale in (("arrivals", "arrivals", 1.0), ("plugged_kw", "plugged_in", max_kw_per_car)):
+        truth = actual[column].to_numpy() * scale
+        p50 = forecast[f"{column}_p50"].to_numpy() * scale
+        mean = forecast[f"{column}_mean"].to_numpy() * scale
+        low = forecast[f"{column}_p10"].to_numpy() * scale
+        high = forecast[f"{column}_p90"].to_numpy() * scale
+        report[f"{name}_mae"] = float(np.mean(np.abs(p50 - truth)))
+        report[f"{name}_rmse"] = float(np.sqrt(np.mean((mean - truth) ** 2)))
+        report[f"{name}_bias"] = float(np.mean(mean - truth))
+        report[f"{name}_coverage_p10_p90"] = float(np.mean((truth >= low - 1e-9) & (truth <= high + 1e-9)))
+    report["energy_kwh_bias"] = float(
+        np.sum(forecast["energy_kwh_mean"].to_numpy()) - np.sum(actual["energy_kwh"].to_numpy())
+    )
+    return report
+
+
+def simulate_history(
+    days: int,
+    sessions_per_day: float,
+    category: LocationCategory | str,
+    seed: int,
+    *,
+    start: date = date(2024, 1, 1),
+    pool: str = "sim",
+    max_kw: float = 11.0,
+    tz: str = DEFAULT_MARKET_TZ,
+) -> pd.DataFrame:
+    """Sessions drawn from the ElaadNL samplers: Poisson count per day, arrival, dwell and energy."""
+    if days < 1 or sessions_per_day < 0:
+        raise InvalidInput("days must be >= 1 and sessions_per_day >= 0")
+    rng = np.random.default_rng(seed)
+    arrivals: list[pd.DatetimeIndex] = []
+    for offset in range(days):
+        count = int(rng.poisson(sessions_per_day))
+        arrivals.append(sample_arrivals(start + timedelta(days=offset), count, category, rng, tz))
+    arrival = arrivals[0].append(arrivals[1:]) if len(arrivals) > 1 else arrivals[0]
+    n = len(arrival)
+    # a session shorter than one ISP carries no flexibility and is rare in practice
+    dwell_h = np.maximum(sample_dwell_hours(n, category, rng), ISP_HOURS)
+    energy = np.minimum(sample_energy_kwh(n, category, rng), max_kw * dwell_h)
+    return pd.DataFrame(
+        {
+            "arrival": arrival,
+            "departure": arrival + pd.to_timedelta(dwell_h, unit="h"),
+            "energy_kwh": energy,
+            "pool": pool,
+            "category": LocationCategory.parse(category).value,
+        }
+    )
