@@ -1,0 +1,258 @@
+"""ChargePointNetwork over OCPI 2.2.1: limits become ChargingProfiles PUT (or DELETE) on each session's CPO.
+
+Every request is stored before it is sent (charging_profile_requests) with a response URL carrying its id;
+the synchronous answer and the asynchronous result are recorded against it, and an accepted request whose
+result has not arrived by its deadline counts as lost. One request per session is outstanding at a time:
+a newer one supersedes the older. Requests to one CPO run with bounded concurrency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+from starlette.concurrency import run_in_threadpool
+
+from adapters.ocpi.v2_2_1 import mapping
+from adapters.ocpi.v2_2_1.client import OcpiClient
+from adapters.ocpi.v2_2_1.context import OcpiContext
+from adapters.ocpi.v2_2_1.schemas import ChargingProfileResponse, ChargingProfileResponseType
+from adapters.ocpi.v2_2_1.transport import OCPI_VERSION, OcpiError, PartyRef, join_url
+from vpp.db import unit_of_work
+from vpp.observability import PROFILE_REQUESTS
+from vpp.ocpi import service as connections
+from vpp.ocpi.service import PeerAccess
+from vpp.ports import Clock, LimitOutcome, LimitStatus, SessionLimit, SystemClock
+from vpp.sessions import limits
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """One request to send: which session at which CPO, with what body."""
+
+    index: int
+    request_id: str
+    session_id: str
+    external_id: str
+    peer: PeerAccess
+    kind: str
+    body: dict[str, Any] | None
+    limit_kw: float | None
+    clipped: bool
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    job: _Job
+    response: ChargingProfileResponse | None
+    error: str | None
+
+
+class OcpiChargePointNetwork:
+    """Sets and clears session limits at CPOs with OCPI ChargingProfiles."""
+
+    def __init__(
+        self, context: OcpiContext, *, http: httpx.AsyncClient | None = None, clock: Clock | None = None
+    ) -> None:
+        self._context = context
+        self._http = http
+        self._clock: Clock = clock or SystemClock()
+        self._semaphores: dict[str, asyncio.Semaphore] = {}
+
+    async def set_limits(self, limits_: Sequence[SessionLimit]) -> list[LimitOutcome]:
+        """Cap each session's power; one outcome per limit, in order (``accepted`` awaits the CPO's result)."""
+        now = self._clock.now()
+        outcomes, jobs = await run_in_threadpool(self._plan, list(limits_), "set", now)
+        return await self._run(outcomes, jobs, now)
+
+    async def clear_limits(self, session_ids: Sequence[str]) -> list[LimitOutcome]:
+        """Remove our caps from these sessions; one outcome per session, in order."""
+        now = self._clock.now()
+        requests = [SessionLimit(session_id=sid, limit_kw=0.0) for sid in session_ids]
+        outcomes, jobs = await run_in_threadpool(self._plan, requests, "clear", now)
+        return await self._run(outcomes, jobs, now)
+
+    # ----------------------------------------------------------------------------------- planning
+
+    def _response_url(self, request_id: str) -> str:
+        return join_url(self._context.module_url("chargingprofiles"), "results", request_id)
+
+    def _plan(
+        self, requested: list[SessionLimit], kind: str, now: datetime
+    ) -> tuple[list[LimitOutcome | None], list[_Job]]:
+        outcomes: list[LimitOutcome | None] = [None] * len(requested)
+        jobs: list[_Job] = []
+        last_index = {limit.session_id: index for index, limit in enumerate(requested)}
+        with unit_of_work(self._context.session_factory) as session:
+            limits.expire_lost(session, now=now)
+            targets = limits.targets(session, [limit.session_id for limit in requested])
+            peers: dict[str, PeerAccess | str] = {}
+            for index, limit in enumerate(requested):
+                sid = limit.session_id
+                if last_index[sid] != index:
+                    outcomes[index] = LimitOutcome(sid, LimitStatus.SUPERSEDED, message="a later limit in the batch")
+                    continue
+                target = targets.get(sid)
+                if target is None:
+                    outcomes[index] = LimitOutcome(sid, LimitStatus.UNKNOWN_SESSION, message="no such session")
+                    continue
+                if target.connection_id not in peers:
+                    try:
+                        peers[target.connection_id] = connections.peer_access(session, target.connection_id)
+                    except Exception as exc:  # a closed or failed connection: nothing can be sent to it
+                        peers[target.connection_id] = str(exc)
+                decided = self._decide(session, index, limit, kind, target, peers[target.connection_id], now)
+                if isinstance(decided, _Job):
+                    jobs.append(decided)
+                else:
+                    outcomes[index] = decided
+        return outcomes, jobs
+
+    def _decide(
+        self, session: Any, index: int, limit: SessionLimit, kind: str, target: limits.SteeringTarget,
+        peer: PeerAccess | str, now: datetime,
+    ) -> LimitOutcome | _Job:
+        def skip(status: LimitStatus, message: str, **retry: Any) -> LimitOutcome:
+            return self._skip(session, limit, kind, target.connection_id, status, message, now, **retry)
+
+        if isinstance(peer, str):
+            return skip(LimitStatus.FAILED, f"connection unusable: {peer}")
+        if target.status not in ("active", "pending"):
+            return skip(LimitStatus.SKIPPED, f"session is {target.status}")
+        if kind == "set" and target.connector is not None and not target.connector.charging_profile_capable:
+            return skip(LimitStatus.NOT_SUPPORTED, "the EVSE does not list CHARGING_PROFILE_CAPABLE")
+        previous = limits.last_request(session, limit.session_id)
+        if previous is not None and previous.retry_at is not None and previous.retry_at > now:
+            return skip(LimitStatus.TOO_OFTEN, "backing off after TOO_OFTEN", retry_at=previous.retry_at,
+                        backoff_s=previous.backoff_s)
+        return self._job(session, index, limit, kind, target.external_id, target.connector, peer, now)
+
+    @staticmethod
+    def _skip(
+        session: Any, limit: SessionLimit, kind: str, connection_id: str, status: LimitStatus, message: str,
+        now: datetime, *, retry_at: datetime | None = None, backoff_s: float | None = None,
+    ) -> LimitOutcome:
+        row = limits.open_request(
+            session, session_id=limit.session_id, connection_id=connection_id, kind=kind, now=now,
+            requested_limit_kw=limit.limit_kw if kind == "set" else None, status=status.value, message=message,
+        )
+        row.retry_at, row.backoff_s = retry_at, backoff_s
+        retry = (retry_at - now).total_seconds() if retry_at is not None else None
+        PROFILE_REQUESTS.labels(kind, status.value).inc()
+        return LimitOutcome(limit.session_id, status, row.id, retry_after_s=retry, message=message)
+
+    def _job(
+        self, session: Any, index: int, limit: SessionLimit, kind: str, external_id: str, connector: Any,
+        peer: PeerAccess, now: datetime,
+    ) -> _Job:
+        if kind == "clear":
+            row = limits.open_request(session, session_id=limit.session_id, connection_id=peer.connection_id,
+                                      kind=kind, now=now)
+            return _Job(index, row.id, limit.session_id, external_id, peer, kind, None, None, False, "")
+        limit_kw, clipped, message = limit.limit_kw, False, ""
+        if limit_kw < 0 and not peer.flags.discharge_profiles:
+            limit_kw, clipped = 0.0, True
+            message = "negative limit clipped to 0: the connection has no discharge_profiles flag"
+        profile, rate, unit = mapping.limit_profile(
+            limit_kw, connector=connector, flags=peer.flags, now=now, valid_until=limit.valid_until
+        )
+        row = limits.open_request(
+            session, session_id=limit.session_id, connection_id=peer.connection_id, kind=kind, now=now,
+            requested_limit_kw=limit.limit_kw, limit_kw=round(limit_kw, 3), clipped=clipped,
+            valid_until=limit.valid_until, sent_limit=rate, sent_unit=unit.value, message=message or None,
+        )
+        body = mapping.set_profile_body(profile, self._response_url(row.id), peer.flags)
+        return _Job(index, row.id, limit.session_id, external_id, peer, kind, body, limit_kw, clipped, message)
+
+    # ------------------------------------------------------------------------------------ sending
+
+    def _semaphore(self, connection_id: str) -> asyncio.Semaphore:
+        if connection_id not in self._semaphores:
+            self._semaphores[connection_id] = asyncio.Semaphore(self._context.settings.profile_concurrency_per_cpo)
+        return self._semaphores[connection_id]
+
+    def _client(self, http: httpx.AsyncClient, peer: PeerAccess) -> OcpiClient:
+        peer_party = next((PartyRef(r.country_code, r.party_id) for r in peer.roles if r.role == "CPO"), None)
+        return OcpiClient(
+            http, versions_url=peer.versions_url or "", token=peer.outgoing_token, raw_token=peer.flags.raw_token,
+            own_party=self._context.party, peer_party=peer_party,
+            details=mapping.details_from_endpoints(peer.version or OCPI_VERSION, peer.endpoints),
+        )
+
+    async def _send(self, http: httpx.AsyncClient, job: _Job) -> _Answer:
+        client = self._client(http, job.peer)
+        try:
+            async with self._semaphore(job.peer.connection_id):
+                if job.kind == "clear":
+                    response = await client.clear_charging_profile(job.external_id, self._response_url(job.request_id))
+                else:
+                    assert job.body is not None
+                    # The body is prebuilt (rounded limit, per-peer shape), so it goes out as is.
+                    response = await client._profile_call("PUT", job.external_id, json=job.body)
+        except OcpiError as exc:
+            return _Answer(job, None, exc.message)
+        return _Answer(job, response, None)
+
+    async def _run(
+        self, outcomes: list[LimitOutcome | None], jobs: list[_Job], now: datetime
+    ) -> list[LimitOutcome]:
+        if jobs:
+            http = self._http or self._context.http()
+            try:
+                answers = await asyncio.gather(*(self._send(http, job) for job in jobs))
+            finally:
+                if self._http is None:
+                    await http.aclose()
+            recorded = await run_in_threadpool(self._record, answers, self._clock.now())
+            for outcome in recorded:
+                outcomes[outcome[0]] = outcome[1]
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    def _record(self, answers: list[_Answer], now: datetime) -> list[tuple[int, LimitOutcome]]:
+        settings = self._context.settings
+        recorded: list[tuple[int, LimitOutcome]] = []
+        with unit_of_work(self._context.session_factory) as session:
+            for answer in answers:
+                job = answer.job
+                base = LimitOutcome(job.session_id, LimitStatus.FAILED, job.request_id, job.limit_kw, job.clipped,
+                                    message=job.message)
+                if answer.response is None:
+                    limits.record_answer(session, job.request_id, status="failed", now=now, message=answer.error)
+                    outcome = replace(base, message="; ".join(m for m in (job.message, answer.error or "") if m))
+                else:
+                    outcome = self._record_response(session, job, answer.response, base, now, settings)
+                PROFILE_REQUESTS.labels(job.kind, outcome.status.value).inc()
+                recorded.append((job.index, outcome))
+        return recorded
+
+    def _record_response(
+        self, session: Any, job: _Job, response: ChargingProfileResponse, base: LimitOutcome, now: datetime,
+        settings: Any,
+    ) -> LimitOutcome:
+        status = mapping.response_status(response.result)
+        deadline = backoff = retry_at = None
+        if response.result == ChargingProfileResponseType.ACCEPTED:
+            wait = response.timeout or settings.profile_deadline_seconds
+            deadline = now + timedelta(seconds=min(wait, settings.profile_max_deadline_seconds))
+        elif response.result == ChargingProfileResponseType.TOO_OFTEN:
+            earlier = [
+                r.backoff_s for r in limits.requests_of(session, job.session_id)[-3:]
+                if r.id != job.request_id and r.status == "too_often" and r.backoff_s
+            ]
+            backoff = min(settings.too_often_max_backoff_seconds,
+                          2 * earlier[-1] if earlier else settings.too_often_backoff_seconds)
+            retry_at = now + timedelta(seconds=backoff)
+        limits.record_answer(
+            session, job.request_id, status=status.value, now=now, answer=response.result.value,
+            timeout_s=response.timeout, deadline_at=deadline, backoff_s=backoff, retry_at=retry_at,
+            message=job.message or None,
+        )
+        return replace(base, status=status, retry_after_s=backoff)

@@ -1,0 +1,30 @@
+"""Inbound CDRs receiver: the CPO POSTs final CDRs (we answer with their Location); GET reads one back."""
+
+from __future__ import annotations
+
+from fastapi import Request, Response
+
+from adapters.ocpi.v2_2_1 import mapping
+from adapters.ocpi.v2_2_1.routers.common import ModuleCaller, context_of, envelope, ocpi_router, require_party
+from adapters.ocpi.v2_2_1.schemas import Cdr
+from adapters.ocpi.v2_2_1.transport import OCPI_VERSION, join_url
+from vpp.api.deps import SessionDep
+from vpp.cdrs import service as cdrs
+
+router = ocpi_router(f"/{OCPI_VERSION}/cdrs", "cdrs")
+
+
+@router.post("", operation_id="ocpi_post_cdr")
+def post_cdr(request: Request, body: Cdr, caller: ModuleCaller, db: SessionDep) -> Response:
+    """Store a CDR (credit CDRs are linked to the CDR they reverse); answers with its Location."""
+    require_party(caller, body.country_code, body.party_id, in_url=False)
+    row, created = cdrs.receive(db, caller.connection_id, mapping.cdr_to_record(body))
+    location = join_url(context_of(request).module_url("cdrs"), row.id)
+    return envelope(http_status=201 if created else 200, headers={"Location": location})
+
+
+@router.get("/{cdr_id}", operation_id="ocpi_get_cdr")
+def get_cdr(cdr_id: str, caller: ModuleCaller, db: SessionDep) -> Response:
+    """A CDR this connection sent, by the id in its Location."""
+    row = cdrs.get_for_connection(db, caller.connection_id, cdr_id)
+    return envelope(mapping.cdr_to_wire(row), wrap_list=caller.auth.flags.list_wrapped_data)

@@ -1,0 +1,1 @@
+"""Charging locations of CPOs: EVSEs, their capabilities and their connectors' power."""
