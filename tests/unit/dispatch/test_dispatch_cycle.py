@@ -1,0 +1,161 @@
+"""The pure dispatch parts and one pool's cycle state, without a database."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from vpp.algorithms.dispatch import PoolLimits, beyond_deadband, build_problem, pool_baseline_kw, pool_target_kw
+from vpp.dispatch.bench import run_tracking_bench
+from vpp.dispatch.cycle import DispatchParams, PoolDispatch, Setpoint
+from vpp.dispatch.sim import SimulatedFleet
+from vpp.ports import ActivationEvent, LimitOutcome, LimitStatus
+from workers.bus import InProcessActivationBus, InProcessLease, LeaseTable
+
+AT = datetime(2025, 6, 2, 10, 0, tzinfo=UTC)
+
+
+def _fleet(n: int = 20, **kwargs: object) -> SimulatedFleet:
+    return SimulatedFleet.build(n, non_followers=0.0, cpos=2, **kwargs)  # type: ignore[arg-type]
+
+
+def _ack(state: PoolDispatch, ids: list[str], kws: list[float], status: LimitStatus = LimitStatus.ACCEPTED,
+         at: datetime = AT, **kw: object) -> None:
+    state.outcomes_arrived(at.timestamp(), [LimitOutcome(s, status, **kw) for s in ids], kws)  # type: ignore[arg-type]
+
+
+def test_upward_setpoint_lowers_the_pool_target_below_the_schedule() -> None:
+    assert pool_target_kw(1000.0, 0.2, "zone:NL", PoolLimits()) == pytest.approx(800.0)
+    assert pool_target_kw(1000.0, -0.2, "zone:NL", PoolLimits()) == pytest.approx(1200.0)
+
+
+def test_a_congestion_limit_on_the_pool_itself_caps_the_target() -> None:
+    limits = PoolLimits(congestion_max_kw={"zone:NL": 900.0})
+    assert pool_target_kw(1000.0, -0.5, "zone:NL", limits) == 900.0
+
+
+def test_without_a_schedule_the_sessions_baseline_is_the_pool_baseline() -> None:
+    fleet = _fleet(schedule_share=None)
+    snapshot = fleet.snapshot(AT)
+    assert pool_baseline_kw(snapshot, PoolLimits()) == pytest.approx(float(fleet.max_kw.sum()))
+    assert pool_baseline_kw(snapshot, PoolLimits(schedule_kw=42.0)) == 42.0
+
+
+def test_deadband_sends_only_new_or_clearly_moved_limits() -> None:
+    new = np.array([5.0, 5.3, 11.0, 2.0])
+    last = np.array([math.nan, 5.0, 10.0, 0.0])
+    assert beyond_deadband(new, last, 0.5, 5.0).tolist() == [True, False, True, True]
+
+
+def test_group_caps_and_curtailments_from_commitments_bound_the_problem() -> None:
+    fleet = _fleet(10)
+    snapshot = fleet.snapshot(AT)
+    limits = PoolLimits(congestion_max_kw={"cpo:NL-C00": 10.0}, device_max_kw={"cpo:NL-C01": 4.2})
+    nan = np.full(10, math.nan)
+    cycle = build_problem(snapshot, limits, 1e6, nan, nan, nan)
+    group = list(snapshot.groups.group_ids).index("cpo:NL-C00")
+    assert cycle.problem.group_max_kw[group] == 10.0
+    curtailed = [i for i, c in enumerate(fleet.cpo_of) if c == "cpo:NL-C01" and fleet.max_kw[i] > 4.2]
+    assert (cycle.problem.max_kw[curtailed] <= 4.2).all()
+    assert cycle.flags["curtailed_sessions"] == len(curtailed)
+
+
+def test_a_cycle_allocates_the_target_and_sends_only_changes_the_next_time() -> None:
+    fleet = _fleet()
+    state = PoolDispatch(pool=fleet.pool)
+    plan = state.plan(fleet.snapshot(AT), Setpoint(1, 0.01, AT), PoolLimits())
+    assert plan.total_kw == pytest.approx(fleet.schedule_kw - 10.0)
+    assert len(plan.send_ids) == 20 and plan.full
+    _ack(state, plan.send_ids, plan.send_kw)
+    again = state.plan(fleet.snapshot(AT + timedelta(seconds=4)), Setpoint(1, 0.01, AT), PoolLimits())
+    assert again.send_ids == [] and not again.full
+
+
+def test_refused_and_unknown_sessions_are_pinned_and_their_share_moves_to_others() -> None:
+    fleet = _fleet()
+    state = PoolDispatch(pool=fleet.pool)
+    plan = state.plan(fleet.snapshot(AT), Setpoint(1, 0.02, AT), PoolLimits())
+    gone = plan.send_ids[:3]
+    _ack(state, gone, plan.send_kw[:3], LimitStatus.UNKNOWN_SESSION)
+    _ack(state, plan.send_ids[3:], plan.send_kw[3:])
+    nxt = state.plan(fleet.snapshot(AT + timedelta(seconds=4)), Setpoint(2, 0.05, AT), PoolLimits())
+    assert nxt.flags["unavailable"] == 3
+    assert not set(gone) & set(nxt.send_ids)
+    assert nxt.total_kw == pytest.approx(nxt.target_kw)
+
+
+def test_too_often_backs_off_until_the_hint_expires() -> None:
+    fleet = _fleet(4)
+    state = PoolDispatch(pool=fleet.pool)
+    plan = state.plan(fleet.snapshot(AT), Setpoint(1, 0.0, AT), PoolLimits())
+    _ack(state, plan.send_ids[:1], plan.send_kw[:1], LimitStatus.TOO_OFTEN, retry_after_s=10.0)
+    _ack(state, plan.send_ids[1:], plan.send_kw[1:])
+    soon = state.plan(fleet.snapshot(AT + timedelta(seconds=4)), Setpoint(2, 0.005, AT), PoolLimits())
+    assert plan.send_ids[0] not in soon.send_ids
+    later = state.plan(fleet.snapshot(AT + timedelta(seconds=12)), Setpoint(3, 0.005, AT), PoolLimits())
+    assert plan.send_ids[0] in later.send_ids
+
+
+def test_a_session_far_above_its_limit_for_several_cycles_is_discounted() -> None:
+    fleet = SimulatedFleet.build(10, non_followers=0.0, cpos=1, seed=3)
+    fleet.follows[0] = False
+    fleet.power_kw[0] = fleet.max_kw[0]
+    state = PoolDispatch(pool=fleet.pool, params=DispatchParams(follow_cycles=2, settle_cycles=1))
+    # Deep enough that every session is pushed to its need floor, feasible once the runaway is pinned.
+    setpoint_mw = (fleet.schedule_kw - fleet.max_kw[0] - 9 * 5.0 / 8.0 - 1.0) / 1000.0
+    for k in range(8):
+        at = AT + timedelta(seconds=4 * k)
+        plan = state.plan(fleet.snapshot(at), Setpoint(k, setpoint_mw, at), PoolLimits())
+        for sid, kw in zip(plan.send_ids, plan.send_kw, strict=True):
+            fleet.set_limit(sid, kw)
+        _ack(state, plan.send_ids, plan.send_kw, at=at)
+        fleet.step()
+    assert plan.flags.get("discounted") == 1
+    assert plan.total_kw == pytest.approx(plan.target_kw)
+    assert plan.setpoints_kw[0] == pytest.approx(fleet.power_kw[0])
+
+
+def test_an_old_setpoint_counts_as_zero() -> None:
+    state = PoolDispatch(pool="zone:NL", params=DispatchParams(setpoint_max_age_s=60))
+    old = Setpoint(1, 2.0, AT - timedelta(minutes=5))
+    assert state.current_setpoint(old, AT).setpoint_mw == 0.0
+    assert state.current_setpoint(Setpoint(2, 2.0, AT), AT).setpoint_mw == 2.0
+
+
+def test_tracking_of_a_small_simulated_pool_stays_within_tolerance() -> None:
+    result = run_tracking_bench(300, seed=2)
+    assert result["within_tolerance_pct"] >= 90.0
+
+
+def test_in_process_bus_wakes_the_receiver_across_threads() -> None:
+    bus = InProcessActivationBus()
+
+    async def scenario() -> list[ActivationEvent]:
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.05, lambda: loop.run_in_executor(None, bus.publish, ActivationEvent("setpoint", "zone:A", 1)))
+        bus.publish(ActivationEvent("setpoint", "zone:B", 1))
+        first = await bus.receive(["zone:A"], 1.0)
+        assert first == []  # zone:B is not ours
+        return await bus.receive(["zone:A"], 2.0)
+
+    assert asyncio.run(scenario()) == [ActivationEvent("setpoint", "zone:A", 1)]
+
+
+def test_in_process_lease_is_exclusive_until_expiry_and_fences_grow() -> None:
+    table = LeaseTable()
+    first, second = InProcessLease(0.05, table), InProcessLease(0.05, table)
+
+    async def scenario() -> tuple[int | None, int | None, bool, int | None]:
+        a = await first.acquire("zone:A")
+        b = await second.acquire("zone:A")
+        await asyncio.sleep(0.08)
+        renewed = await first.renew("zone:A")
+        c = await second.acquire("zone:A")
+        return a, b, renewed, c
+
+    a, b, renewed, c = asyncio.run(scenario())
+    assert a == 1 and b is None and not renewed and c == 2

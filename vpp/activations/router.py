@@ -1,0 +1,103 @@
+"""HTTP routes of activations: aFRR setpoint intake (market), DSO limits (dso), pool response (market, trader)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from sqlalchemy.orm import Session, sessionmaker
+
+from vpp.activations import service
+from vpp.activations.schemas import (
+    CurtailmentCreate,
+    DsoLimitCreate,
+    LimitRecorded,
+    PoolResponseRead,
+    SetpointAck,
+    SetpointCreate,
+)
+from vpp.api.deps import SessionDep, require_roles
+from vpp.api.errors import error_responses
+from vpp.apikeys.service import Principal
+from vpp.db import unit_of_work
+from vpp.domain.roles import Role
+from vpp.observability import AFRR_SETPOINTS
+from vpp.ports import ActivationBus, ActivationEvent
+
+router = APIRouter(tags=["activations"], responses=error_responses(401, 403, 422))
+
+MarketOnly = Annotated[Principal, Depends(require_roles(Role.MARKET))]
+DsoOnly = Annotated[Principal, Depends(require_roles(Role.DSO))]
+MarketOrTrader = Annotated[Principal, Depends(require_roles(Role.MARKET, Role.TRADER))]
+
+SETPOINT = "setpoint"
+LIMITS_CHANGED = "limits_changed"
+
+
+def _factory(request: Request) -> sessionmaker[Session]:
+    factory: sessionmaker[Session] = request.app.state.session_factory
+    return factory
+
+
+def _bus(request: Request) -> ActivationBus:
+    bus: ActivationBus = request.app.state.activation_bus
+    return bus
+
+
+FactoryDep = Annotated[sessionmaker[Session], Depends(_factory)]
+BusDep = Annotated[ActivationBus, Depends(_bus)]
+
+
+@router.post("/api/v1/market/afrr/setpoints", operation_id="submit_afrr_setpoint",
+             responses=error_responses(404))
+def submit_afrr_setpoint(body: SetpointCreate, factory: FactoryDep, bus: BusDep, _caller: MarketOnly) -> SetpointAck:
+    """Store an aFRR setpoint, then wake the pool's dispatcher; answers once it is committed."""
+    # Own transaction (not SessionDep): the setpoint must be committed before it is published and acknowledged.
+    with unit_of_work(factory) as session:
+        receipt = service.receive_setpoint(session, pool=body.pool, seq=body.seq, timestamp=body.timestamp,
+                                           setpoint_mw=body.setpoint_mw)
+    row = receipt.setpoint
+    outcome = "duplicate" if receipt.duplicate else "stale" if row.stale else "clipped" if row.clipped else "stored"
+    AFRR_SETPOINTS.labels(outcome).inc()
+    if not receipt.duplicate and not row.stale:
+        bus.publish(ActivationEvent(kind=SETPOINT, pool=row.pool, seq=row.seq))
+    return SetpointAck.model_validate({**SetpointAck.model_validate(row).model_dump(), "duplicate": receipt.duplicate})
+
+
+@router.post("/api/v1/dso/limits", status_code=201, operation_id="submit_dso_limit")
+def submit_dso_limit(body: DsoLimitCreate, factory: FactoryDep, bus: BusDep, _caller: DsoOnly) -> LimitRecorded:
+    """Record a congestion limit or ordered reduction for a congestion point; dispatchers recompute at once."""
+    with unit_of_work(factory) as session:
+        recorded = service.record_dso_limit(session, congestion_point=body.congestion_point, start=body.start,
+                                            end=body.end, max_kw=body.max_kw, reduction_kw=body.reduction_kw)
+    bus.publish(ActivationEvent(kind=LIMITS_CHANGED))
+    return LimitRecorded(id=recorded.id, pools=recorded.pools, kind=recorded.kind.value,
+                         power_kw=recorded.power_kw, isps=recorded.isps)
+
+
+@router.post("/api/v1/dso/curtailments", status_code=201, operation_id="submit_device_curtailment")
+def submit_device_curtailment(
+    body: CurtailmentCreate, factory: FactoryDep, bus: BusDep, _caller: DsoOnly
+) -> LimitRecorded:
+    """Record a §14a curtailment (per device, at least 4.2 kW); dispatchers recompute at once."""
+    with unit_of_work(factory) as session:
+        recorded = service.record_curtailment(session, devices=body.devices, congestion_point=body.congestion_point,
+                                              start=body.start, end=body.end,
+                                              max_kw_per_device=body.max_kw_per_device)
+    bus.publish(ActivationEvent(kind=LIMITS_CHANGED))
+    return LimitRecorded(id=recorded.id, pools=recorded.pools, kind=recorded.kind.value,
+                         power_kw=recorded.power_kw, isps=recorded.isps)
+
+
+@router.get("/api/v1/market/afrr/response", operation_id="get_afrr_response")
+def get_afrr_response(
+    session: SessionDep,
+    _caller: MarketOrTrader,
+    pool: Annotated[str, Query(min_length=3)],
+    start: Annotated[datetime, Query()],
+    end: Annotated[datetime, Query()],
+) -> list[PoolResponseRead]:
+    """Requested and supplied aFRR of a pool per 4-second step in [start, end)."""
+    rows = service.list_response(session, pool=pool, start=start, end=end)
+    return [PoolResponseRead.model_validate(row) for row in rows]

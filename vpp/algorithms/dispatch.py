@@ -1,0 +1,150 @@
+"""Pure parts of the real-time dispatcher: the pool target, the allocation problem of one cycle, the deadband.
+
+Signs: power is consumption (positive = charging); an aFRR setpoint is positive for upward regulation, which
+means LESS consumption, so ``target_kw = baseline_kw - 1000 * setpoint_mw``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from vpp.algorithms.allocation import AllocationProblem
+from vpp.domain.dispatch import DispatchSnapshot
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class PoolLimits:
+    """The DSO and market obligations of one ISP that bound a pool's dispatch, by pool id.
+
+    ``congestion_max_kw``: consumption cap of a group (or of the pool itself);
+    ``reduction_kw``: ordered reduction of a group below its members' baseline;
+    ``device_max_kw``: per-session cap of every member of a group (§14a);
+    ``schedule_kw``: the pool's committed day-ahead schedule, when the snapshot carries none.
+    """
+
+    congestion_max_kw: Mapping[str, float] = field(default_factory=dict)
+    reduction_kw: Mapping[str, float] = field(default_factory=dict)
+    device_max_kw: Mapping[str, float] = field(default_factory=dict)
+    schedule_kw: float | None = None
+
+
+def pool_baseline_kw(snapshot: DispatchSnapshot, limits: PoolLimits) -> float:
+    """What the pool would consume without activation: its committed schedule, else its sessions' baseline."""
+    if not math.isnan(snapshot.schedule_kw):
+        return float(snapshot.schedule_kw)
+    if limits.schedule_kw is not None:
+        return float(limits.schedule_kw)
+    return float(np.sum(snapshot.baseline_kw))
+
+
+def pool_target_kw(baseline_kw: float, setpoint_mw: float, pool: str, limits: PoolLimits) -> float:
+    """The pool's consumption target: baseline minus the aFRR setpoint, within a cap on the pool itself."""
+    target = baseline_kw - 1000.0 * setpoint_mw
+    cap = limits.congestion_max_kw.get(pool)
+    return min(target, cap) if cap is not None else target
+
+
+@dataclass(frozen=True)
+class CycleProblem:
+    """The allocation problem of one cycle and what had to be bent to make it feasible."""
+
+    problem: AllocationProblem
+    flags: dict[str, int]
+
+
+def build_problem(
+    snapshot: DispatchSnapshot,
+    limits: PoolLimits,
+    target_kw: float,
+    start_kw: FloatArray,
+    pinned_kw: FloatArray,
+    max_override_kw: FloatArray,
+) -> CycleProblem:
+    """The allocation problem: snapshot bounds, pins (NaN = free), overrides of max (NaN = none), DSO groups."""
+    flags: dict[str, int] = {}
+    pool = snapshot.pool
+    max_kw = np.asarray(snapshot.max_kw, dtype=np.float64).copy()
+    min_kw = np.minimum(np.asarray(snapshot.min_kw, dtype=np.float64), max_kw)
+    groups = snapshot.groups
+    group_max = np.asarray(groups.max_kw, dtype=np.float64).copy()
+    member_session = np.asarray(groups.member_session, dtype=np.int64)
+    member_group = np.asarray(groups.member_group, dtype=np.int64)
+
+    device_cap = np.full(max_kw.shape[0], np.inf)
+    if pool in limits.device_max_kw:
+        device_cap[:] = limits.device_max_kw[pool]
+    for g, group_id in enumerate(groups.group_ids):
+        if group_id in limits.congestion_max_kw:
+            group_max[g] = min(group_max[g], limits.congestion_max_kw[group_id])
+        if group_id in limits.reduction_kw:
+            members = member_session[member_group == g]
+            ordered = float(np.sum(snapshot.baseline_kw[members])) - limits.reduction_kw[group_id]
+            group_max[g] = min(group_max[g], max(ordered, 0.0))
+        if group_id in limits.device_max_kw:
+            members = member_session[member_group == g]
+            device_cap[members] = np.minimum(device_cap[members], limits.device_max_kw[group_id])
+    curtailed = device_cap < max_kw
+    if curtailed.any():
+        flags["curtailed_sessions"] = int(curtailed.sum())
+        max_kw = np.minimum(max_kw, device_cap)
+        min_kw = np.minimum(min_kw, max_kw)
+
+    overridden = ~np.isnan(max_override_kw)
+    if overridden.any():
+        max_kw = np.where(overridden, np.clip(max_override_kw, min_kw, max_kw), max_kw)
+        flags["discounted_below"] = int(overridden.sum())
+    pinned = ~np.isnan(pinned_kw)
+    if pinned.any():
+        # A session we cannot steer consumes what it consumes; pinning it lets the others make up for it.
+        value = np.where(pinned, pinned_kw, 0.0)
+        min_kw = np.where(pinned, value, min_kw)
+        max_kw = np.where(pinned, value, max_kw)
+        flags["pinned"] = int(pinned.sum())
+
+    if group_max.size:
+        fixed = np.bincount(member_group, weights=min_kw[member_session], minlength=group_max.size)
+        infeasible = fixed > group_max
+        if infeasible.any():
+            # Pinned or minimum load already above a cap: keep the cap as tight as physics allows.
+            group_max = np.where(infeasible, fixed, group_max)
+            flags["group_caps_exceeded_by_fixed_load"] = int(infeasible.sum())
+
+    start = np.where(np.isnan(start_kw), snapshot.current_kw, start_kw)
+    problem = AllocationProblem(
+        min_kw=min_kw,
+        max_kw=max_kw,
+        energy_needed_kwh=np.asarray(snapshot.energy_needed_kwh, dtype=np.float64),
+        hours_to_departure=np.asarray(snapshot.hours_to_departure, dtype=np.float64),
+        current_kw=np.clip(np.asarray(start, dtype=np.float64), min_kw, max_kw),
+        target_kw=float(target_kw),
+        member_session=member_session,
+        member_group=member_group,
+        group_max_kw=group_max,
+        needs_outrank_target=snapshot.needs_outrank_target,
+    )
+    return CycleProblem(problem=problem, flags=flags)
+
+
+def beyond_deadband(new_kw: FloatArray, last_kw: FloatArray, deadband_kw: float, deadband_pct: float) -> BoolArray:
+    """Which limits moved enough to be sent: never sent (NaN), or beyond both the absolute and relative band."""
+    with np.errstate(invalid="ignore"):
+        moved = np.abs(new_kw - last_kw)
+        band = np.maximum(deadband_kw, deadband_pct / 100.0 * np.abs(last_kw))
+        result: BoolArray = np.isnan(last_kw) | (moved > band)
+    return result
+
+
+def off_limit(measured_kw: FloatArray, limit_kw: FloatArray, tolerance_kw: float) -> tuple[BoolArray, BoolArray]:
+    """Sessions measured well above their limit, and well below it (NaN limits count as neither)."""
+    with np.errstate(invalid="ignore"):
+        above: BoolArray = measured_kw > limit_kw + tolerance_kw
+        below: BoolArray = measured_kw < limit_kw - tolerance_kw
+    return above, below

@@ -1,0 +1,1 @@
+"""Commitments: what the portfolio is obliged to do, per pool and ISP, whoever obliged it."""

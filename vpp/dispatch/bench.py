@@ -1,0 +1,205 @@
+"""Benchmarks of the dispatcher: a cycle at scale, setpoint intake over HTTP, aFRR tracking in simulated time."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vpp.algorithms.dispatch import PoolLimits
+from vpp.dispatch.cycle import DispatchParams, PoolDispatch, Setpoint
+from vpp.dispatch.sim import FakeNetwork, FleetSource, SimulatedFleet
+from vpp.ports import LimitOutcome, LimitStatus
+
+STEP_S = 4.0
+FAT_S = 300.0
+
+
+def setpoint_profile(capacity_mw: float, seconds: float) -> float:
+    """A test profile (MW, + = up): rest, ramp up in 5 min, hold, ramp through zero to down, hold, ramp back."""
+    phases = [(60, 0.0, 0.0), (300, 0.0, 1.0), (300, 1.0, 1.0), (300, 1.0, -1.0), (300, -1.0, -1.0),
+              (300, -1.0, 0.5), (300, 0.5, 0.5)]
+    t = seconds
+    for length, start, end in phases:
+        if t < length:
+            return capacity_mw * (start + (end - start) * t / length)
+        t -= length
+    return capacity_mw * phases[-1][2]
+
+
+def run_tracking_bench(sessions: int = 2000, *, non_followers: float = 0.05, seed: int = 1) -> dict[str, Any]:
+    """Simulate a pool following the profile at 4-s steps (no sleeping) and score it against the setpoint."""
+    fleet = SimulatedFleet.build(sessions, non_followers=non_followers, seed=seed)
+    state = PoolDispatch(pool=fleet.pool, params=DispatchParams())
+    capacity_mw = 0.3 * fleet.schedule_kw / 1000.0
+    start = datetime(2025, 6, 2, 10, 0, tzinfo=UTC)
+    total_s = 1860.0
+    steps = int(total_s / STEP_S)
+    requested: list[float] = []
+    supplied: list[float] = []
+    for k in range(steps):
+        at = start + timedelta(seconds=k * STEP_S)
+        setpoint_mw = setpoint_profile(capacity_mw, k * STEP_S)
+        requested.append(setpoint_mw)
+        supplied.append((fleet.schedule_kw - float(fleet.power_kw.sum())) / 1000.0)
+        plan = state.plan(fleet.snapshot(at), Setpoint(seq=k, setpoint_mw=setpoint_mw, timestamp=at), PoolLimits())
+        for sid, kw in zip(plan.send_ids, plan.send_kw, strict=True):
+            fleet.set_limit(sid, kw)
+        state.outcomes_arrived(at.timestamp(), [LimitOutcome(s, LimitStatus.ACCEPTED) for s in plan.send_ids],
+                               plan.send_kw)
+        fleet.step()
+    # Elia: the setpoint sent for step ts must be reached at ts + 2; scored after the first full activation time.
+    first = int((60 + FAT_S) / STEP_S)
+    req = np.array(requested[first - 2: steps - 2])
+    sup = np.array(supplied[first:])
+    error = np.abs(sup - req)
+    strict = error <= 0.05 * np.abs(req)
+    floor = error <= 0.05 * np.maximum(np.abs(req), 0.1 * capacity_mw)
+    return {
+        "name": "afrr-tracking",
+        "sessions": sessions,
+        "non_followers_pct": round(100 * non_followers, 1),
+        "capacity_mw": round(capacity_mw, 3),
+        "steps_scored": int(req.size),
+        "within_tolerance_pct": round(100.0 * float(floor.mean()), 2),
+        "within_strict_tolerance_pct": round(100.0 * float(strict.mean()), 2),
+        "tolerance": "|supplied(ts+2) - requested(ts)| <= 5% of max(|requested|, 10% of capacity)",
+        "mean_abs_error_pct_of_capacity": round(100.0 * float(error.mean()) / capacity_mw, 3),
+        "discounted_sessions": int(sum(1 for v in state.discounted_until.values() if v > 0)),
+    }
+
+
+def run_dispatch_bench(sessions: int = 10_000, *, latency_s: float = 0.05, cpos: int = 10,
+                       per_cpo_concurrency: int = 32, seed: int = 1) -> dict[str, Any]:
+    """A first cycle (every limit sent) and a setpoint step, against the in-process fake network."""
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from vpp.activations.tables import AfrrSetpoint
+    from vpp.commitments.tables import Commitment  # noqa: F401  (metadata)
+    from vpp.config import Settings
+    from vpp.db import create_db_engine, create_session_factory, unit_of_work
+    from vpp.tables import metadata
+    from workers.bus import InProcessActivationBus, InProcessLease
+    from workers.dispatcher import Dispatcher
+
+    fleet = SimulatedFleet.build(sessions, cpos=cpos, seed=seed)
+    network = FakeNetwork(fleet, latency_s=latency_s, per_cpo_concurrency=per_cpo_concurrency)
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(data_dir=Path(tmp), dispatch_send_timeout_seconds=60.0)
+        engine = create_db_engine(settings.resolved_database_url)
+        metadata.create_all(engine)
+        factory: sessionmaker[Session] = create_session_factory(engine)
+        dispatcher = Dispatcher(settings=settings, session_factory=factory, source=FleetSource({fleet.pool: fleet}),
+                                network=network, receiver=InProcessActivationBus(), lease=InProcessLease(10.0))
+
+        async def cycle() -> tuple[float, float, int]:
+            started = time.perf_counter()
+            plan = await dispatcher.run_cycle(fleet.pool)
+            planned = time.perf_counter() - started
+            await dispatcher.drain()
+            assert plan is not None
+            return planned, time.perf_counter() - started, len(plan.send_ids)
+
+        async def scenario() -> dict[str, Any]:
+            await dispatcher.manage_leases()
+            first_plan_s, first_s, first_changed = await cycle()
+            fleet.step()
+            fleet.step()
+            with unit_of_work(factory) as session:
+                now = datetime.now(UTC)
+                mw = 0.2 * fleet.schedule_kw / 1000.0
+                session.add(AfrrSetpoint(pool=fleet.pool, seq=1, timestamp=now, requested_mw=mw, setpoint_mw=mw,
+                                         clipped=False, capacity_up_mw=mw, capacity_down_mw=mw, stale=False))
+            step_plan_s, step_s, step_changed = await cycle()
+            await dispatcher.shutdown()
+            return {"first_cycle": (first_plan_s, first_s, first_changed),
+                    "setpoint_step": (step_plan_s, step_s, step_changed)}
+
+        results = asyncio.run(scenario())
+        engine.dispose()
+    plan_s, seconds, changed = results["setpoint_step"]
+    first_plan_s, first_s, first_changed = results["first_cycle"]
+    return {
+        "name": "dispatch",
+        "sessions": sessions,
+        "seconds_to_last_ack": round(seconds, 3),
+        "changed": changed,
+        "cycle_seconds": round(plan_s, 3),
+        "first_cycle": {"seconds_to_last_ack": round(first_s, 3), "changed": first_changed,
+                        "cycle_seconds": round(first_plan_s, 3)},
+        "network": f"in-process fake (vpp.dispatch.sim.FakeNetwork): {cpos} CPOs, {latency_s * 1000:.0f} ms "
+                   f"per request, {per_cpo_concurrency} concurrent per CPO",
+        "database": "SQLite (temporary file)",
+    }
+
+
+def run_intake_bench(requests: int = 1000, *, pools: int = 4) -> dict[str, Any]:
+    """Setpoint acknowledgement latency over HTTP against uvicorn on a free port (embedded SQLite)."""
+    import socket
+    import threading
+
+    import httpx
+    import uvicorn
+
+    from vpp.api.app import create_app
+    from vpp.apikeys import service as apikeys
+    from vpp.commitments import service as commitments
+    from vpp.config import Settings
+    from vpp.db import unit_of_work
+    from vpp.domain.commitments import CommitmentKind, CommitmentValue
+    from vpp.domain.isp import floor_to_isp
+    from vpp.tables import metadata
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(data_dir=Path(tmp))
+        app = create_app(settings, background=False)
+        metadata.create_all(app.state.engine)
+        now = datetime.now(UTC)
+        isps = [floor_to_isp(now) + timedelta(minutes=15 * i) for i in range(-1, 4)]
+        pool_ids = [f"zone:B{i}" for i in range(pools)]
+        with unit_of_work(app.state.session_factory) as session:
+            _row, key = apikeys.create(session, name="tso", role="market", pepper=settings.secret)
+            commitments.record(session, [
+                CommitmentValue(pool=p, isp_start=isp, kind=kind, power_kw=5000.0, source="bench", reference="b")
+                for p in pool_ids for isp in isps
+                for kind in (CommitmentKind.AFRR_CAPACITY_UP, CommitmentKind.AFRR_CAPACITY_DOWN)
+            ])
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        latencies: list[float] = []
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}",
+                              headers={"Authorization": f"Bearer {key}"}) as client:
+                for i in range(requests):
+                    body = {"pool": pool_ids[i % pools], "seq": i, "timestamp": datetime.now(UTC).isoformat(),
+                            "setpoint_mw": round(3.0 * math.sin(i / 20), 3)}
+                    t0 = time.perf_counter()
+                    client.post("/api/v1/market/afrr/setpoints", json=body).raise_for_status()
+                    latencies.append((time.perf_counter() - t0) * 1000)
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
+            app.state.engine.dispose()
+    latencies.sort()
+    return {
+        "name": "afrr-intake",
+        "requests": requests,
+        "p50_ms": round(statistics.median(latencies), 3),
+        "p99_ms": round(latencies[int(0.99 * (len(latencies) - 1))], 3),
+        "max_ms": round(latencies[-1], 3),
+        "server": "uvicorn, embedded SQLite, in-process bus, one client in sequence",
+    }

@@ -1,0 +1,225 @@
+"""One pool's dispatch state across cycles: what was sent, who is unavailable, who does not follow.
+
+The state lives in the dispatcher that owns the pool; the database keeps enough (the latest setpoint, the
+limits of the last allocations) for a successor to resume. ``plan`` runs in a worker thread, outcomes arrive on
+the event loop: they are queued and applied at the start of the next ``plan``.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+
+from vpp.algorithms.allocation import allocate
+from vpp.algorithms.dispatch import (
+    PoolLimits,
+    beyond_deadband,
+    build_problem,
+    off_limit,
+    pool_baseline_kw,
+    pool_target_kw,
+)
+from vpp.domain.dispatch import DispatchSnapshot
+from vpp.ports import LimitOutcome, LimitStatus
+
+EXCLUDED_FOR_SESSION = {LimitStatus.REJECTED, LimitStatus.NOT_SUPPORTED, LimitStatus.UNKNOWN_SESSION}
+FAILED = {LimitStatus.FAILED, LimitStatus.LOST}
+IN_FORCE = {LimitStatus.ACCEPTED, LimitStatus.APPLIED}
+
+
+@dataclass(frozen=True)
+class DispatchParams:
+    """Knobs of the cycle (from Settings)."""
+
+    deadband_kw: float = 0.5
+    deadband_pct: float = 5.0
+    unavailable_s: float = 60.0
+    too_often_backoff_s: float = 30.0
+    follow_cycles: int = 4
+    follow_tolerance_kw: float = 1.0
+    settle_cycles: int = 2
+    discount_hold_s: float = 300.0
+    setpoint_max_age_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class Setpoint:
+    """The setpoint a cycle applies (MW, aFRR sign: positive = less consumption)."""
+
+    seq: int | None
+    setpoint_mw: float
+    timestamp: datetime | None
+
+
+@dataclass(frozen=True)
+class CyclePlan:
+    """What one cycle decided: the pool figures, every setpoint, and the limits to send."""
+
+    pool: str
+    at: datetime
+    setpoint: Setpoint
+    target_kw: float
+    total_kw: float
+    baseline_kw: float
+    measured_kw: float
+    session_ids: tuple[str, ...]
+    setpoints_kw: list[float]
+    send_ids: list[str]
+    send_kw: list[float]
+    flags: dict[str, int]
+    full: bool
+
+
+@dataclass
+class PoolDispatch:
+    """The dispatch state of one owned pool."""
+
+    pool: str
+    params: DispatchParams = field(default_factory=DispatchParams)
+    last_kw: dict[str, float] = field(default_factory=dict)
+    in_flight: dict[str, float] = field(default_factory=dict)
+    blocked_until: dict[str, float] = field(default_factory=dict)
+    off_above: dict[str, int] = field(default_factory=dict)
+    off_below: dict[str, int] = field(default_factory=dict)
+    discounted_until: dict[str, float] = field(default_factory=dict)
+    changed_cycle: dict[str, int] = field(default_factory=dict)
+    cycles: int = 0
+    _outcomes: deque[tuple[float, list[LimitOutcome], list[float]]] = field(default_factory=deque)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def resume(self, limits_kw: Mapping[str, float]) -> None:
+        """Start from the limits a predecessor left in force."""
+        self.last_kw = dict(limits_kw)
+
+    def outcomes_arrived(self, at_s: float, outcomes: Sequence[LimitOutcome], sent_kw: Sequence[float]) -> None:
+        """Queue the outcomes of a send (any thread); applied by the next plan."""
+        with self._lock:
+            self._outcomes.append((at_s, list(outcomes), list(sent_kw)))
+
+    def _apply_outcomes(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        with self._lock:
+            batches = list(self._outcomes)
+            self._outcomes.clear()
+        for at_s, outcomes, sent in batches:
+            for outcome, kw in zip(outcomes, sent, strict=True):
+                sid, status = outcome.session_id, outcome.status
+                counts[status.value] = counts.get(status.value, 0) + 1
+                previous = self.in_flight.pop(sid, math.nan)
+                if status in IN_FORCE:
+                    self.last_kw[sid] = outcome.limit_kw if outcome.limit_kw is not None else kw
+                elif status in EXCLUDED_FOR_SESSION:
+                    self.blocked_until[sid] = math.inf
+                    self.last_kw.pop(sid, None)
+                elif status is LimitStatus.TOO_OFTEN:
+                    self.blocked_until[sid] = at_s + (outcome.retry_after_s or self.params.too_often_backoff_s)
+                    self._restore(sid, previous)
+                elif status in FAILED:
+                    self.blocked_until[sid] = at_s + self.params.unavailable_s
+                    self.last_kw.pop(sid, None)
+                else:
+                    self._restore(sid, previous)
+        return counts
+
+    def _restore(self, sid: str, previous: float) -> None:
+        if math.isnan(previous):
+            self.last_kw.pop(sid, None)
+        else:
+            self.last_kw[sid] = previous
+
+    def current_setpoint(self, setpoint: Setpoint | None, at: datetime) -> Setpoint:
+        """The setpoint to apply now: the latest one unless it is too old (then zero)."""
+        if setpoint is None or setpoint.timestamp is None:
+            return Setpoint(seq=None, setpoint_mw=0.0, timestamp=None)
+        if (at - setpoint.timestamp).total_seconds() > self.params.setpoint_max_age_s:
+            return Setpoint(seq=setpoint.seq, setpoint_mw=0.0, timestamp=setpoint.timestamp)
+        return setpoint
+
+    def plan(self, snapshot: DispatchSnapshot, setpoint: Setpoint | None, limits: PoolLimits) -> CyclePlan:
+        """Allocate the pool target to its sessions and pick the limits that moved beyond the deadband."""
+        at = snapshot.at
+        now_s = at.timestamp()
+        outcome_counts = self._apply_outcomes()
+        applied = self.current_setpoint(setpoint, at)
+        ids = snapshot.session_ids
+        n = len(ids)
+        present = set(ids)
+        tables: tuple[dict[str, float] | dict[str, int], ...] = (
+            self.last_kw, self.blocked_until, self.off_above, self.off_below, self.discounted_until,
+            self.changed_cycle,
+        )
+        for table in tables:
+            for sid in [s for s in table if s not in present]:
+                del table[sid]
+        measured = np.asarray(snapshot.current_kw, dtype=np.float64)
+        last = np.array([self.last_kw.get(s, math.nan) for s in ids], dtype=np.float64)
+        pending = np.array([self.in_flight.get(s, math.nan) for s in ids], dtype=np.float64)
+        blocked = np.array([self.blocked_until.get(s, -math.inf) > now_s for s in ids], dtype=bool)
+
+        above, below = off_limit(measured, last, self.params.follow_tolerance_kw)
+        # A session is judged only once its limit has had time to take effect.
+        settled = np.array(
+            [self.cycles - self.changed_cycle.get(s, -10**9) > self.params.settle_cycles for s in ids], dtype=bool
+        )
+        above &= np.isnan(pending) & settled
+        below &= np.isnan(pending) & settled
+        pinned = np.full(n, math.nan)
+        max_override = np.full(n, math.nan)
+        discounted = np.zeros(n, dtype=bool)
+        for i, sid in enumerate(ids):
+            self.off_above[sid] = self.off_above.get(sid, 0) + 1 if above[i] else 0
+            self.off_below[sid] = self.off_below.get(sid, 0) + 1 if below[i] else 0
+            if self.off_above[sid] >= self.params.follow_cycles or self.off_below[sid] >= self.params.follow_cycles:
+                self.discounted_until[sid] = now_s + self.params.discount_hold_s
+            if self.discounted_until.get(sid, -math.inf) > now_s:
+                discounted[i] = True
+                if self.off_above[sid] or not below[i]:
+                    pinned[i] = measured[i]
+                else:
+                    max_override[i] = measured[i]
+        pinned = np.where(blocked, measured, pinned)
+        pinned = np.where(~np.isnan(pending), pending, pinned)
+
+        baseline = pool_baseline_kw(snapshot, limits)
+        target = pool_target_kw(baseline, applied.setpoint_mw, snapshot.pool, limits)
+        start = np.where(np.isnan(pending), last, pending)
+        cycle = build_problem(snapshot, limits, target, start, pinned, max_override)
+        result = allocate(cycle.problem)
+        new_kw = result.setpoints_kw
+        free = ~blocked & ~discounted & np.isnan(pending)
+        send = free & beyond_deadband(new_kw, last, self.params.deadband_kw, self.params.deadband_pct)
+        send_idx = np.flatnonzero(send)
+        send_ids = [ids[i] for i in send_idx]
+        send_kw = [float(new_kw[i]) for i in send_idx]
+        for sid, kw in zip(send_ids, send_kw, strict=True):
+            self.in_flight[sid] = self.last_kw.get(sid, math.nan)
+            self.last_kw[sid] = kw
+            self.changed_cycle[sid] = self.cycles
+
+        flags = dict(cycle.flags)
+        flags.update({f"outcome_{k}": v for k, v in outcome_counts.items()})
+        if blocked.any():
+            flags["unavailable"] = int(blocked.sum())
+        if discounted.any():
+            flags["discounted"] = int(discounted.sum())
+        if result.target_clipped:
+            flags["target_clipped"] = 1
+        if applied.seq is not None and setpoint is not None and applied.setpoint_mw != setpoint.setpoint_mw:
+            flags["setpoint_expired"] = 1
+        full = self.cycles == 0
+        self.cycles += 1
+        return CyclePlan(
+            pool=snapshot.pool, at=at, setpoint=applied, target_kw=target, total_kw=result.total_kw,
+            baseline_kw=baseline, measured_kw=float(measured.sum()), session_ids=ids,
+            setpoints_kw=[float(v) for v in new_kw], send_ids=send_ids, send_kw=send_kw, flags=flags, full=full,
+        )
+
+    def in_force(self) -> dict[str, float]:
+        """The limits believed in force now (sent and not refused)."""
+        return dict(self.last_kw)

@@ -1,0 +1,143 @@
+"""What a dispatcher cycle reads from and writes to the database (the caller owns the transaction)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from vpp.activations import repository
+from vpp.activations.tables import DispatchAllocation, DispatchFence, DispatchSend, PoolResponse
+from vpp.algorithms.dispatch import PoolLimits
+from vpp.commitments.tables import Commitment
+from vpp.db import utcnow
+from vpp.dispatch.cycle import CyclePlan, Setpoint
+from vpp.domain.commitments import CommitmentKind
+from vpp.domain.errors import Conflict
+from vpp.domain.isp import floor_to_isp
+from vpp.ports import LimitOutcome
+
+STEP = timedelta(seconds=4)
+_LIMIT_KINDS = [
+    CommitmentKind.CONGESTION_LIMIT.value,
+    CommitmentKind.FLEX_ORDER.value,
+    CommitmentKind.DEVICE_CURTAILMENT.value,
+    CommitmentKind.DAY_AHEAD_SCHEDULE.value,
+]
+
+
+class StaleOwner(Conflict):
+    """A dispatcher whose lease was taken over tried to write for the pool."""
+
+    code = "stale_dispatcher"
+
+
+def latest_setpoint(session: Session, pool: str) -> Setpoint | None:
+    """The pool's setpoint with the highest seq (the source of truth for a resuming dispatcher)."""
+    row = repository.latest_setpoint(session, pool)
+    if row is None:
+        return None
+    return Setpoint(seq=row.seq, setpoint_mw=row.setpoint_mw, timestamp=row.timestamp)
+
+
+def limits_for(session: Session, pool: str, at: datetime) -> PoolLimits:
+    """The DSO limits and schedule in force in the ISP of ``at`` (all pools: they are few and groups many)."""
+    rows = session.scalars(
+        select(Commitment).where(Commitment.isp_start == floor_to_isp(at), Commitment.kind.in_(_LIMIT_KINDS))
+    ).all()
+    congestion: dict[str, float] = {}
+    reduction: dict[str, float] = {}
+    device: dict[str, float] = {}
+    schedule: float | None = None
+    for row in rows:
+        if row.kind == CommitmentKind.CONGESTION_LIMIT.value:
+            congestion[row.pool] = min(congestion.get(row.pool, row.power_kw), row.power_kw)
+        elif row.kind == CommitmentKind.FLEX_ORDER.value:
+            reduction[row.pool] = reduction.get(row.pool, 0.0) + row.power_kw
+        elif row.kind == CommitmentKind.DEVICE_CURTAILMENT.value:
+            device[row.pool] = min(device.get(row.pool, row.power_kw), row.power_kw)
+        elif row.pool == pool:
+            schedule = (schedule or 0.0) + row.power_kw
+    return PoolLimits(congestion_max_kw=congestion, reduction_kw=reduction, device_max_kw=device,
+                      schedule_kw=schedule)
+
+
+def check_fence(session: Session, pool: str, fence: int, owner: str) -> None:
+    """Refuse the write when a newer lease holder has written for the pool (fencing token)."""
+    result: Any = session.execute(
+        update(DispatchFence)
+        .where(DispatchFence.pool == pool, DispatchFence.fence <= fence)
+        .values(fence=fence, owner=owner, updated_at=utcnow())
+    )
+    if result.rowcount:
+        return
+    current = session.get(DispatchFence, pool)
+    if current is not None:
+        raise StaleOwner(f"pool {pool} is owned by fence {current.fence} ({current.owner}); ours is {fence}")
+    session.add(DispatchFence(pool=pool, fence=fence, owner=owner, updated_at=utcnow()))
+    session.flush()
+
+
+def record_cycle(
+    session: Session, plan: CyclePlan, *, fence: int, owner: str, in_force: dict[str, float] | None = None
+) -> str:
+    """Persist a cycle after the fence check: the allocation and, once per 4-s step, the pool response."""
+    check_fence(session, plan.pool, fence, owner)
+    if plan.full and in_force is not None:
+        items = {"s": list(in_force), "kw": [round(v, 3) for v in in_force.values()]}
+    else:
+        items = {"s": plan.send_ids, "kw": [round(v, 3) for v in plan.send_kw]}
+    allocation = DispatchAllocation(
+        pool=plan.pool, at=plan.at, setpoint_seq=plan.setpoint.seq, setpoint_mw=plan.setpoint.setpoint_mw,
+        target_kw=plan.target_kw, total_kw=plan.total_kw, baseline_kw=plan.baseline_kw,
+        measured_kw=plan.measured_kw, sessions=len(plan.session_ids), changed=len(plan.send_ids),
+        full=plan.full, flags=plan.flags, items=items, owner=owner, fence=fence,
+    )
+    session.add(allocation)
+    step = _step_start(plan.at)
+    exists = session.scalar(select(PoolResponse.id).where(PoolResponse.pool == plan.pool, PoolResponse.at == step))
+    if exists is None:
+        supplied_kw = plan.measured_kw - plan.baseline_kw
+        session.add(PoolResponse(
+            pool=plan.pool, at=step, setpoint_seq=plan.setpoint.seq, requested_mw=plan.setpoint.setpoint_mw,
+            supplied_mw=-supplied_kw / 1000.0, target_kw=plan.target_kw, measured_kw=plan.measured_kw,
+            baseline_kw=plan.baseline_kw, supplied_kw=supplied_kw,
+        ))
+    session.flush()
+    return allocation.id
+
+
+def _step_start(at: datetime) -> datetime:
+    epoch = at.timestamp()
+    return at - timedelta(seconds=epoch % STEP.total_seconds())
+
+
+def record_send(
+    session: Session,
+    *,
+    allocation_id: str,
+    pool: str,
+    batch: str,
+    sent_at: datetime,
+    limits_kw: Sequence[float],
+    outcomes: Iterable[LimitOutcome],
+) -> None:
+    """Persist one batch of limits and the outcomes the network returned."""
+    done = list(outcomes)
+    session.add(DispatchSend(
+        allocation_id=allocation_id, pool=pool, batch=batch, sent_at=sent_at, completed_at=utcnow(),
+        items={"s": [o.session_id for o in done], "kw": [round(v, 3) for v in limits_kw],
+               "status": [o.status.value for o in done], "message": [o.message for o in done]},
+    ))
+    session.flush()
+
+
+def limits_in_force(session: Session, pool: str) -> dict[str, float]:
+    """The limits the pool's last owner left: the last full allocation overlaid with the later ones."""
+    limits: dict[str, float] = {}
+    for row in repository.allocations_since_last_full(session, pool):
+        limits.update(zip(row.items.get("s", []), row.items.get("kw", []), strict=True))
+    return limits

@@ -1,0 +1,45 @@
+"""What the dispatcher sees of a pool at one instant: its plugged-in sessions, their bounds and its groups."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class GroupCaps:
+    """Groups (sites, congestion points, curtailed devices) as (session index, group index) pairs."""
+
+    group_ids: tuple[str, ...]
+    max_kw: FloatArray
+    member_session: IntArray
+    member_group: IntArray
+
+
+@dataclass(frozen=True)
+class DispatchSnapshot:
+    """A pool's controllable sessions now; arrays are aligned with ``session_ids``.
+
+    ``min_kw`` is negative only where discharge is allowed (EVSE capable, connection flag, driver consent,
+    state of charge above the floor). ``baseline_kw`` is each session's uncontrolled power now.
+    ``schedule_kw`` is the pool's committed schedule for the current ISP (NaN when none).
+    """
+
+    pool: str
+    at: datetime
+    session_ids: tuple[str, ...]
+    min_kw: FloatArray
+    max_kw: FloatArray
+    energy_needed_kwh: FloatArray
+    hours_to_departure: FloatArray
+    current_kw: FloatArray
+    baseline_kw: FloatArray
+    groups: GroupCaps
+    schedule_kw: float
+    needs_outrank_target: bool = True
