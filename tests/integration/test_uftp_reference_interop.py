@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -22,6 +22,8 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.markets.uftp import StaticKeyLookup, UftpClient, accept, generate_signing_keypair
 from adapters.markets.uftp.messages import (
@@ -36,6 +38,17 @@ from adapters.markets.uftp.messages import (
     UsefRole,
 )
 from adapters.markets.uftp.router import ReceivedMessage, create_uftp_router
+from sim.dso import serve
+from tests.integration import test_congestion_support as support
+from vpp.algorithms.settlement import settle_flex_order
+from vpp.api.app import create_app
+from vpp.commitments import service as commitments
+from vpp.congestion import outbox, participants
+from vpp.congestion import service as congestion
+from vpp.congestion.flexsource import StaticFlexSource
+from vpp.congestion.values import day_isp_starts
+from vpp.db import unit_of_work
+from vpp.domain.commitments import CommitmentKind
 
 pytestmark = pytest.mark.slow
 
@@ -131,14 +144,17 @@ with service:
         isps=[FlexOrderISP(power=i.power, start=i.start, duration=i.duration) for i in option.isps],
     ))
     wait("order_response")
+    settled = cfg.get("settlement", {"price": "42.5", "penalty": "8.5", "net": "34",
+                                     "isps": [[69, 400000, -150000, 280000, -120000, 30000]]})
     client.send_flex_settlement(FlexSettlement(
         period_start=period, period_end=period, currency="EUR", result=AcceptedRejected.ACCEPTED,
         flex_order_settlements=[FlexOrderSettlement(
             order_reference="ORD-0001", period=period, congestion_point=offer.congestion_point,
-            price=Decimal("42.5"), penalty=Decimal("8.5"), net_settlement=Decimal("34"),
-            isps=[FlexOrderSettlementISP(start=69, baseline_power=400000, ordered_flex_power=-150000,
-                                         actual_power=280000, delivered_flex_power=-120000,
-                                         power_deficiency=30000)])],
+            price=Decimal(settled["price"]), penalty=Decimal(settled["penalty"]),
+            net_settlement=Decimal(settled["net"]),
+            isps=[FlexOrderSettlementISP(start=i[0], baseline_power=i[1], ordered_flex_power=i[2],
+                                         actual_power=i[3], delivered_flex_power=i[4],
+                                         power_deficiency=i[5]) for i in settled["isps"]])],
         contract_settlements=[ContractSettlement(contract_id="C-1", periods=[ContractSettlementPeriod(
             period=period, isps=[ContractSettlementISP(start=1, reserved_power=0)])])],
     ))
@@ -282,3 +298,69 @@ def test_reference_dso_completes_request_offer_order_settlement_with_our_agr(
     kinds = [type(message) for message in agr.received]
     assert kinds == [FlexRequest, FlexOfferResponse, FlexOrder, FlexSettlement]
     assert agr.rejected == []
+
+
+# --- the same round trip against the real service: create_app, registry, outbox, Celery task, database ------------
+
+congestion_engine, factory, flex = support.congestion_engine, support.factory, support.flex
+
+
+def test_reference_dso_completes_the_round_trip_with_the_real_service_over_http(
+    tmp_path: Path,
+    congestion_engine: Engine,
+    factory: sessionmaker[Session],
+    flex: StaticFlexSource,
+) -> None:
+    python = _reference_python()
+    settings = support.make_settings(tmp_path, congestion_engine, uftp_domain=AGR_DOMAIN)
+    app = create_app(settings, engine=congestion_engine, session_factory=factory, background=False)
+    dso_keys, dso_port = generate_signing_keypair(), _free_port()
+    with unit_of_work(factory) as session:
+        participants.upsert(
+            session, domain=DSO_DOMAIN, public_key_b64=dso_keys.public_key_b64,
+            endpoint_url=f"http://127.0.0.1:{dso_port}/shapeshifter/api/v3/message",
+            congestion_points=["ean.871685900012636543"], penalty_eur_per_mw=50.0,
+        )
+    period = date(2026, 6, 1)
+    starts = day_isp_starts(period, "Europe/Amsterdam")
+    actual_kw = {69: 250.0, 70: 280.0, 71: 240.0, 72: 300.0}
+    for isp, kw in actual_kw.items():
+        flex.measured_kw[(support.POOL, starts[isp - 1])] = kw
+    # The offer is 150 kW x 4 ISPs at 200 EUR/MWh = 30 EUR, so 50 EUR/MW; the penalty is 50 EUR/MW.
+    ours = settle_flex_order([0.4] * 4, [0.15] * 4, [actual_kw[i] / 1000 for i in range(69, 73)], 50.0, 50.0)
+    settlement = {
+        "price": str(round(float(ours.delivered_mw.sum()) * 50.0, 4)),
+        "penalty": str(round(float(ours.deficiency_mw.sum()) * 50.0, 4)),
+        "net": str(round(ours.total_net_eur, 4)),
+        "isps": [
+            [isp, 400_000, -150_000, round(actual_kw[isp] * 1000), -round(float(d) * 1e6), round(float(f) * 1e6)]
+            for isp, d, f in zip(range(69, 73), ours.delivered_mw, ours.deficiency_mw, strict=True)
+        ],
+    }
+    with serve(app) as agr_url:
+        config = {
+            "agr_domain": AGR_DOMAIN, "dso_domain": DSO_DOMAIN, "agr_url": agr_url, "dso_port": dso_port,
+            "agr_public_key": settings.uftp_public_key_b64, "dso_private_key": dso_keys.private_key_b64,
+            "forged_private_key": generate_signing_keypair().private_key_b64, "period": period.isoformat(),
+            "settlement": settlement,
+        }
+        script = tmp_path / "reference_dso.py"
+        script.write_text(DSO_SCRIPT)
+        done = subprocess.run(
+            [str(python), str(script), json.dumps(config)], capture_output=True, text=True, timeout=120, check=False
+        )
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+
+    assert seen["request_response"] == "Accepted"
+    assert seen["offer"]["options"][0][1:] == ["30.0000", [[69, 4, -150000]]]
+    assert seen["order_response"] == "Accepted"
+    assert seen["settlement_response"] == ["Accepted", ["ORD-0001", "Accepted"]]
+    assert seen["forged"] == 401
+    with unit_of_work(factory) as session:
+        ordered = commitments.list_for(session, [support.POOL], starts[68], starts[72], [CommitmentKind.FLEX_ORDER])
+        (order,) = congestion.list_orders(session)
+        inbound = outbox.list_messages(session, direction="in")
+    assert [c.power_kw for c in ordered] == [150.0] * 4
+    assert (order.order_reference, order.settlement_status) == ("ORD-0001", "accepted")
+    assert {m.message_type for m in inbound} >= {"FlexRequest", "FlexOfferResponse", "FlexOrder", "FlexSettlement"}

@@ -1,0 +1,1 @@
+"""Congestion management: the UFTP participants, messages, offers, orders and settlements (AGR role)."""
