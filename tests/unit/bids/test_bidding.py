@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sim.exchange import clear_curve_order
+from vpp.algorithms import bidding
+from vpp.algorithms.price_forecast import forecast_prices
+from vpp.algorithms.scheduling import SchedulingProblem, problem_from_instance
+from vpp.algorithms.scheduling.bench import generate_instance
+from vpp.bids.policy import BidPolicy
+from vpp.domain.errors import InvalidInput
+from vpp.domain.isp import delivery_day_isps
+
+
+def _problem(sessions: int = 80, *, capped: bool = False, seed: int = 2) -> SchedulingProblem:
+    return problem_from_instance(generate_instance(sessions, v2g=False, seed=seed, with_pool_limit=capped))
+
+
+def test_parametric_curves_equal_the_re_solves_for_an_uncapped_pool() -> None:
+    problem = _problem()
+    levels = bidding.price_ladder(problem.prices_eur_per_mwh, min_price=-500, max_price=4000)
+    mtus = np.array([3, 30, 70, 90])
+    fast = bidding.build_demand_curves(problem, levels, mtus=mtus)
+    exact = bidding.build_demand_curves(problem, levels, method="resolve", mtus=mtus)
+    np.testing.assert_allclose(fast.demand_kw, exact.demand_kw, atol=1e-6)
+
+
+def test_curves_are_non_increasing_and_within_the_pool_cap() -> None:
+    problem = _problem(200, capped=True)
+    levels = bidding.price_ladder(problem.prices_eur_per_mwh, min_price=-500, max_price=4000)
+    curves = bidding.build_demand_curves(problem, levels)
+    assert curves.demand_kw.shape == (96, levels.size)
+    assert (np.diff(curves.demand_kw, axis=1) <= 1e-9).all()
+    assert (curves.demand_kw <= problem.pool_max_kw[0] + 1e-6).all()
+    assert (curves.demand_kw >= 0).all()
+
+
+def test_price_ladder_stays_inside_the_limits_and_the_point_budget() -> None:
+    forecast = np.linspace(-700, 5000, 96)
+    levels = bidding.price_ladder(forecast, min_price=-500, max_price=4000, max_levels=60)
+    assert levels[0] == -500 and levels[-1] == 4000
+    assert levels.size <= 60 and (np.diff(levels) > 0).all()
+
+
+def test_monotonicity_repair_pools_adjacent_violators() -> None:
+    repaired = bidding.make_non_increasing(np.array([5.0, 3.0, 4.0, 1.0]))
+    np.testing.assert_allclose(repaired, [5.0, 3.5, 3.5, 1.0])
+    assert (np.diff(bidding.make_non_increasing(np.random.default_rng(1).normal(size=50))) <= 1e-12).all()
+
+
+def test_afrr_volumes_are_whole_mw_and_none_below_one_mw() -> None:
+    volumes = bidding.size_afrr(np.array([999.0, 1000.0, 2750.0]), np.array([0.0, 3999.9999999, 12.0]))
+    assert volumes.up_kw.tolist() == [0.0, 1000.0, 2000.0]
+    assert volumes.down_kw.tolist() == [0.0, 4000.0, 0.0]
+    assert bidding.capacity_per_product(np.array([3000.0, 1000, 2000, 2000, 5000]), 2).tolist() == [1000, 2000]
+
+
+def test_opportunity_cost_of_upward_energy_is_the_dearer_recovery() -> None:
+    up, down = bidding.opportunity_costs(np.array([50.0, 80.0, 120.0]), recovery_isps=1)
+    assert up.tolist() == [30.0, 40.0, 0.0]
+    assert down.tolist() == [0.0, 0.0, 0.0]
+
+
+def test_price_forecast_averages_the_same_weekday_and_handles_dst_days() -> None:
+    hours = pd.date_range("2024-01-01", "2024-12-31", freq="h", tz="UTC")
+    history = pd.Series(np.arange(len(hours), dtype=float) % 7 + hours.hour, index=hours)
+    for day, count in ((date(2024, 3, 31), 92), (date(2024, 10, 27), 100), (date(2024, 6, 19), 96)):
+        isps = [t.to_pydatetime() for t in delivery_day_isps(day)]
+        forecast = forecast_prices(history, isps, weeks=2)
+        assert forecast.shape == (count,) and np.isfinite(forecast).all()
+    isps = [datetime(2024, 6, 19, 10, tzinfo=UTC)]
+    expected = np.mean([history[datetime(2024, 6, 12, 10, tzinfo=UTC)], history[datetime(2024, 6, 5, 10, tzinfo=UTC)]])
+    assert forecast_prices(history, isps, weeks=2)[0] == pytest.approx(expected)
+    with pytest.raises(InvalidInput, match="does not cover"):
+        forecast_prices(history, [datetime(2024, 1, 3, tzinfo=UTC)], weeks=2)
+
+
+def test_gate_closures_follow_local_time() -> None:
+    policy = BidPolicy()
+    summer = datetime(2030, 6, 2, 22, tzinfo=UTC)  # 00:00 CEST on 3 June
+    assert policy.dayahead_gate(summer) == datetime(2030, 6, 2, 10, tzinfo=UTC)
+    winter = datetime(2030, 1, 14, 23, tzinfo=UTC)
+    assert policy.dayahead_gate(winter) == datetime(2030, 1, 14, 11, tzinfo=UTC)
+    assert policy.afrr_energy_gate(summer) == summer - timedelta(minutes=25)
+    assert policy.afrr_capacity_gate(summer) == datetime(2030, 6, 2, 7, tzinfo=UTC)
+
+
+def test_the_simulated_exchange_accepts_the_interpolated_demand() -> None:
+    order = {"curves": [{"deliveryStart": "2030-06-02T22:00:00Z", "deliveryEnd": "2030-06-02T22:15:00Z",
+                         "curvePoints": [{"price": -500, "volume": 2.0}, {"price": 50, "volume": 2.0},
+                                         {"price": 150, "volume": 1.0}, {"price": 4000, "volume": 1.0}]}]}
+    results = clear_curve_order(order, {datetime(2030, 6, 2, 22, tzinfo=UTC): 100.0})
+    assert results["results"][0]["volume"] == 1.5

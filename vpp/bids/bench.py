@@ -1,0 +1,49 @@
+"""``vpp bench dayahead-curve``: one delivery day's curves (all MTUs, all levels) for a generated pool."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from vpp.algorithms.bidding import build_demand_curves, price_ladder
+from vpp.algorithms.scheduling import problem_from_instance, solve_schedule
+from vpp.algorithms.scheduling.bench import generate_instance
+
+
+def run_dayahead_curve_bench(sessions: int, *, capped: bool = True, seed: int = 1, check_points: int = 12
+                             ) -> dict[str, object]:
+    """Time the parametric curves of a day; re-solve ``check_points`` sampled (MTU, level) points to measure error."""
+    problem = problem_from_instance(generate_instance(sessions, v2g=False, seed=seed, with_pool_limit=capped))
+    levels = price_ladder(problem.prices_eur_per_mwh, min_price=-500.0, max_price=4000.0)
+    started = time.perf_counter()
+    curves = build_demand_curves(problem, levels)
+    seconds = time.perf_counter() - started
+    solve_started = time.perf_counter()
+    solve_schedule(problem)
+    one_solve = time.perf_counter() - solve_started
+    rng = np.random.default_rng(seed)
+    errors = []
+    check_started = time.perf_counter()
+    for _ in range(check_points):
+        t, col = int(rng.integers(problem.n_isps)), int(rng.integers(levels.size))
+        exact = build_demand_curves(problem, levels[col:col + 1], method="resolve", mtus=np.array([t]))
+        errors.append(abs(float(exact.demand_kw[0, 0]) - float(curves.demand_kw[t, col])))
+    peak = float(curves.demand_kw.max(initial=0.0))
+    return {
+        "name": "dayahead-curve",
+        "sessions": sessions,
+        "capped": capped,
+        "mtus": int(problem.n_isps),
+        "levels": int(levels.size),
+        "method": curves.method,
+        "curve_seconds": round(seconds, 3),
+        "one_solve_seconds": round(one_solve, 3),
+        "resolve_estimate_seconds": round(one_solve * problem.n_isps * levels.size, 1),
+        "check_points": check_points,
+        "check_seconds": round(time.perf_counter() - check_started, 2),
+        "max_abs_error_kw": round(max(errors, default=0.0), 1),
+        "mean_abs_error_kw": round(float(np.mean(errors)) if errors else 0.0, 1),
+        "peak_demand_kw": round(peak, 1),
+        "forecast_energy_mwh": round(float(curves.forecast_pool_kw.sum()) * problem.isp_hours / 1000.0, 3),
+    }
