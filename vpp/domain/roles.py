@@ -12,3 +12,4 @@ class Role(StrEnum):
     TRADER = "trader"
     MARKET = "market"
     DSO = "dso"
+    PARTNER = "partner"  # an eMSP, driver app or car-sharing system stating charging needs and bookings

@@ -1,0 +1,324 @@
+"""The plugged-in fleet as arrays: one set-based read of sessions, connectors, sites, needs and readings.
+
+Everything the portfolio computes (envelopes, pool aggregates, dispatch snapshots, scheduling instances)
+starts from a :class:`Fleet`, so the database is read in a handful of queries whatever the fleet's size.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from vpp.algorithms.needs import LearnedNeedDefaults, estimate_for, learn_need_defaults
+from vpp.data.elaad import elaad_need_estimates
+from vpp.domain.needs import LocationCategory, NeedSource
+from vpp.domain.pools import PoolId, PoolKind
+from vpp.locations.tables import ChargingConnector, ChargingEvse, ChargingLocation
+from vpp.ocpi.tables import OcpiConnection
+from vpp.portfolio.tables import Booking, ChargingNeedRow, CongestionPoint, Site, SiteLocation
+from vpp.sessions.tables import ChargingSession, SessionReading
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+DEFAULT_MAX_KW = 11.0
+V2G_CAPABILITIES = frozenset({"V2G_CAPABLE", "V2G", "BIDIRECTIONAL"})
+_CATEGORY_OF_SITE = {"home": LocationCategory.PRIVATE, "public": LocationCategory.PUBLIC,
+                     "workplace": LocationCategory.WORKPLACE}
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """The active sessions at ``at``, aligned arrays; needs are resolved (remaining energy, departure)."""
+
+    at: datetime
+    session_ids: tuple[str, ...]
+    cpo_pool: npt.NDArray[np.object_]
+    site_pool: npt.NDArray[np.object_]
+    congestion_pool: npt.NDArray[np.object_]
+    zone_pool: npt.NDArray[np.object_]
+    plugged_in: pd.DatetimeIndex
+    departure: pd.DatetimeIndex
+    delivered_kwh: FloatArray
+    energy_needed_kwh: FloatArray
+    max_kw: FloatArray
+    discharge_kw: FloatArray
+    current_kw: FloatArray
+    soc_kwh: FloatArray
+    battery_kwh: FloatArray
+    min_soc_kwh: FloatArray
+    need_source: npt.NDArray[np.object_]
+    need_confidence: FloatArray
+    site_capacity_kw: dict[str, float]
+    congestion_max_kw: dict[str, float]
+
+    @property
+    def n(self) -> int:
+        """Number of sessions."""
+        return len(self.session_ids)
+
+    def members(self, pool: str) -> npt.NDArray[np.int64]:
+        """Indices of the sessions in ``pool``."""
+        pid = PoolId.parse(pool)
+        column = {PoolKind.CPO: self.cpo_pool, PoolKind.SITE: self.site_pool,
+                  PoolKind.CONGESTION_POINT: self.congestion_pool, PoolKind.ZONE: self.zone_pool}[pid.kind]
+        return np.flatnonzero(column == pool).astype(np.int64)
+
+    def pools(self) -> list[str]:
+        """Every pool with at least one session."""
+        found: set[str] = set()
+        for column in (self.cpo_pool, self.site_pool, self.congestion_pool, self.zone_pool):
+            found.update(str(p) for p in pd.unique(column) if p is not None)
+        return sorted(found)
+
+
+class NeedDefaultsCache:
+    """Learned need defaults, re-learned from completed sessions at most every ``ttl_seconds``."""
+
+    def __init__(self, ttl_seconds: float = 900.0) -> None:
+        self._ttl = ttl_seconds
+        self._value: LearnedNeedDefaults | None = None
+        self._learned_at = -math.inf
+        self._lock = threading.Lock()
+
+    def get(self, db: Session, now: datetime) -> LearnedNeedDefaults:
+        """The cached defaults, learned anew when stale."""
+        with self._lock:
+            if self._value is None or time.monotonic() - self._learned_at > self._ttl:
+                self._value = learn_need_defaults(completed_history(db, now), elaad_need_estimates())
+                self._learned_at = time.monotonic()
+            return self._value
+
+
+NEED_DEFAULTS = NeedDefaultsCache()
+
+
+def _site_frame(db: Session) -> pd.DataFrame:
+    rows = db.execute(
+        select(SiteLocation.party_key, SiteLocation.location_key, Site.id, Site.capacity_kw,
+               Site.congestion_point_ean, Site.bidding_zone, Site.category)
+        .join(Site, Site.id == SiteLocation.site_id)
+    ).all()
+    return pd.DataFrame(rows, columns=["party_key", "location_key", "site_id", "site_capacity_kw", "ean", "zone",
+                                       "category"])
+
+
+def completed_history(db: Session, now: datetime, days: int = 90) -> pd.DataFrame:
+    """Completed sessions of the last ``days`` days, in the shape the need learner and the forecast take."""
+    rows = db.execute(
+        select(ChargingSession.party_key, ChargingSession.location_id, ChargingSession.evse_uid,
+               ChargingSession.start_at, ChargingSession.end_at, ChargingSession.energy_kwh)
+        .where(ChargingSession.status == "completed", ChargingSession.end_at.is_not(None),
+               ChargingSession.start_at >= now - timedelta(days=days))
+    ).all()
+    frame = pd.DataFrame(rows, columns=["party_key", "location_id", "evse_uid", "arrival", "departure", "energy_kwh"])
+    sites = _site_frame(db)
+    frame["location_key"] = frame["location_id"].str.casefold()
+    frame = frame.merge(sites[["party_key", "location_key", "category", "site_id", "ean", "zone"]],
+                        on=["party_key", "location_key"], how="left")
+    frame["category"] = frame["category"].fillna("public")
+    frame["evse_id"] = frame["party_key"] + "|" + frame["location_key"] + "|" + frame["evse_uid"].str.casefold()
+    frame["location_id"] = frame["party_key"] + "|" + frame["location_key"]
+    frame["arrival"] = pd.to_datetime(frame["arrival"], utc=True)
+    frame["departure"] = pd.to_datetime(frame["departure"], utc=True)
+    return frame
+
+
+def _latest_readings(db: Session) -> pd.DataFrame:
+    latest = (
+        select(SessionReading.session_id, func.max(SessionReading.start_at).label("start_at"))
+        .join(ChargingSession, ChargingSession.id == SessionReading.session_id)
+        .where(ChargingSession.status == "active")
+        .group_by(SessionReading.session_id)
+        .subquery()
+    )
+    rows = db.execute(
+        select(SessionReading.session_id, SessionReading.power_kw, SessionReading.soc_pct)
+        .join(latest, (latest.c.session_id == SessionReading.session_id)
+              & (latest.c.start_at == SessionReading.start_at))
+    ).all()
+    return pd.DataFrame(rows, columns=["id", "current_kw", "soc_pct"])
+
+
+def _connectors(db: Session, connection_ids: list[str]) -> pd.DataFrame:
+    rows = db.execute(
+        select(ChargingLocation.connection_id, ChargingLocation.external_key, ChargingEvse.uid_key,
+               ChargingConnector.external_key, ChargingConnector.max_power_kw, ChargingEvse.capabilities)
+        .join(ChargingEvse, ChargingEvse.location_pk == ChargingLocation.id)
+        .join(ChargingConnector, ChargingConnector.evse_pk == ChargingEvse.id)
+        .where(ChargingLocation.connection_id.in_(connection_ids))
+    ).all()
+    frame = pd.DataFrame(rows, columns=["connection_id", "location_key", "evse_key", "connector_key", "max_kw",
+                                        "capabilities"])
+    frame["v2g_capable"] = [bool(V2G_CAPABILITIES & set(c or ())) for c in frame["capabilities"]]
+    return frame.drop(columns=["capabilities"])
+
+
+def _needs_frame(db: Session) -> pd.DataFrame:
+    rows = db.execute(
+        select(ChargingNeedRow.session_id, ChargingNeedRow.departure_at, ChargingNeedRow.energy_kwh,
+               ChargingNeedRow.target_soc_pct, ChargingNeedRow.battery_kwh, ChargingNeedRow.discharge_allowed,
+               ChargingNeedRow.min_soc_pct, ChargingNeedRow.confidence)
+        .join(ChargingSession, ChargingSession.id == ChargingNeedRow.session_id)
+        .where(ChargingSession.status == "active")
+    ).all()
+    return pd.DataFrame(rows, columns=["id", "need_departure", "need_energy_kwh", "target_soc_pct",
+                                       "need_battery_kwh", "discharge_allowed", "min_soc_pct", "need_confidence"])
+
+
+def _next_bookings(db: Session, now: datetime) -> pd.DataFrame:
+    rows = db.execute(
+        select(Booking.vehicle_key, func.min(Booking.start_at))
+        .where(Booking.start_at > now, Booking.cancelled.is_(False))
+        .group_by(Booking.vehicle_key)
+    ).all()
+    return pd.DataFrame(rows, columns=["vehicle_key", "booking_departure"])
+
+
+def _as_utc(values: Any) -> pd.DatetimeIndex:
+    return pd.DatetimeIndex(pd.to_datetime(values, utc=True))
+
+
+def load_fleet(db: Session, now: datetime, *, defaults: LearnedNeedDefaults | None = None) -> Fleet:
+    """Read every active session with what the portfolio needs to know of it, and resolve its need."""
+    rows = db.execute(
+        select(ChargingSession.id, ChargingSession.connection_id, ChargingSession.party_key,
+               ChargingSession.country_code, ChargingSession.party_id, ChargingSession.location_id,
+               ChargingSession.evse_uid, ChargingSession.connector_id, ChargingSession.start_at,
+               ChargingSession.energy_kwh, ChargingSession.driver_token, OcpiConnection.flags)
+        .join(OcpiConnection, OcpiConnection.id == ChargingSession.connection_id)
+        .where(ChargingSession.status == "active")
+        .order_by(ChargingSession.id)
+    ).all()
+    frame = pd.DataFrame(rows, columns=["id", "connection_id", "party_key", "country_code", "party_id",
+                                        "location_id", "evse_uid", "connector_id", "start_at", "delivered_kwh",
+                                        "driver_token", "flags"])
+    if frame.empty:
+        return _empty_fleet(db, now)
+    frame["location_key"] = frame["location_id"].astype(str).str.casefold()
+    frame["evse_key"] = frame["evse_uid"].astype(str).str.casefold()
+    frame["connector_key"] = frame["connector_id"].astype(str).str.casefold()
+    frame = frame.merge(_connectors(db, sorted(set(frame["connection_id"]))),
+                        on=["connection_id", "location_key", "evse_key", "connector_key"], how="left")
+    sites = _site_frame(db)
+    frame = frame.merge(sites, on=["party_key", "location_key"], how="left")
+    frame = frame.merge(_latest_readings(db), on="id", how="left")
+    frame = frame.merge(_needs_frame(db), on="id", how="left")
+    frame["vehicle_key"] = [str((t or {}).get("uid", "")).casefold() for t in frame["driver_token"]]
+    frame = frame.merge(_next_bookings(db, now), on="vehicle_key", how="left")
+    frame = frame.drop_duplicates("id").reset_index(drop=True)
+    return _resolve(frame, db, now, defaults)
+
+
+def _empty_fleet(db: Session, now: datetime) -> Fleet:
+    none = np.zeros(0)
+    objects = np.zeros(0, dtype=object)
+    times = pd.DatetimeIndex([], tz="UTC")
+    return Fleet(at=now, session_ids=(), cpo_pool=objects, site_pool=objects, congestion_pool=objects,
+                 zone_pool=objects, plugged_in=times, departure=times, delivered_kwh=none, energy_needed_kwh=none,
+                 max_kw=none, discharge_kw=none, current_kw=none, soc_kwh=none, battery_kwh=none,
+                 min_soc_kwh=none, need_source=objects, need_confidence=none, site_capacity_kw={},
+                 congestion_max_kw=_congestion_limits(db))
+
+
+def _congestion_limits(db: Session) -> dict[str, float]:
+    rows = db.execute(select(CongestionPoint.ean, CongestionPoint.max_kw)).all()
+    return {f"congestion_point:{ean}": float(kw) for ean, kw in rows if kw is not None}
+
+
+def _resolve(frame: pd.DataFrame, db: Session, now: datetime, defaults: LearnedNeedDefaults | None) -> Fleet:
+    n = len(frame)
+    plugged_in = _as_utc(frame["start_at"]) if n else pd.DatetimeIndex([], tz="UTC")
+    delivered = frame["delivered_kwh"].to_numpy(dtype=np.float64) if n else np.zeros(0)
+    max_kw = frame["max_kw"].fillna(DEFAULT_MAX_KW).to_numpy(dtype=np.float64) if n else np.zeros(0)
+    discharge_flag = np.array([bool((f or {}).get("discharge_profiles", False)) for f in frame["flags"]], bool)
+    v2g_capable = frame["v2g_capable"].fillna(False).to_numpy(dtype=bool) if n else np.zeros(0, bool)
+    consent = frame["discharge_allowed"].fillna(False).to_numpy(dtype=bool) if n else np.zeros(0, bool)
+    battery = frame["need_battery_kwh"].to_numpy(dtype=np.float64) if n else np.zeros(0)
+    soc_kwh = frame["soc_pct"].to_numpy(dtype=np.float64) / 100.0 * battery if n else np.zeros(0)
+    min_soc = np.nan_to_num(frame["min_soc_pct"].to_numpy(dtype=np.float64) / 100.0 * battery) if n else np.zeros(0)
+    # V2G needs the EVSE, the CPO connection and the driver to agree, and a known battery to guard the floor.
+    v2g = v2g_capable & discharge_flag & consent & np.isfinite(battery) & np.isfinite(soc_kwh)
+    discharge_kw = np.where(v2g, max_kw, 0.0)
+
+    departure = np.empty(n, dtype="datetime64[ns]")
+    energy = np.full(n, np.nan)
+    source = np.empty(n, dtype=object)
+    confidence = np.ones(n)
+    explicit = frame["need_departure"].notna().to_numpy() if n else np.zeros(0, bool)
+    booked = (~explicit & frame["booking_departure"].notna().to_numpy()) if n else np.zeros(0, bool)
+    if n:
+        departure[explicit] = _as_utc(frame.loc[explicit, "need_departure"]).tz_localize(None).to_numpy()
+        departure[booked] = _as_utc(frame.loc[booked, "booking_departure"]).tz_localize(None).to_numpy()
+        source[explicit] = NeedSource.EXPLICIT.value
+        source[booked] = NeedSource.BOOKING.value
+        confidence[explicit] = frame.loc[explicit, "need_confidence"].fillna(1.0).to_numpy(dtype=np.float64)
+        confidence[booked] = 0.9
+        stated = frame["need_energy_kwh"].to_numpy(dtype=np.float64)
+        energy = np.where(np.isfinite(stated), np.maximum(stated - delivered, 0.0), np.nan)
+        target = frame["target_soc_pct"].to_numpy(dtype=np.float64) / 100.0
+        by_soc = ~np.isfinite(energy) & np.isfinite(target) & np.isfinite(battery) & np.isfinite(soc_kwh)
+        energy[by_soc] = np.maximum(target[by_soc] * battery[by_soc] - soc_kwh[by_soc], 0.0)
+        learned = defaults or NEED_DEFAULTS.get(db, now)
+        guessed = ~np.isfinite(energy) | ~(explicit | booked)
+        keys = frame[["party_key", "location_key", "evse_key", "category"]].fillna("public")
+        for key, idx in keys[guessed].groupby(["party_key", "location_key", "evse_key", "category"]).groups.items():
+            party, location, evse, category = (str(k) for k in key)
+            estimate = estimate_for(learned, _CATEGORY_OF_SITE.get(category, LocationCategory.PUBLIC),
+                                    evse_id=f"{party}|{location}|{evse}", location_id=f"{party}|{location}")
+            rows_ = np.asarray(idx, dtype=np.int64)
+            no_energy = rows_[~np.isfinite(energy[rows_])]
+            energy[no_energy] = np.maximum(estimate.energy_kwh - delivered[no_energy], 0.0)
+            undated = rows_[~(explicit[rows_] | booked[rows_])]
+            departure[undated] = (plugged_in[undated] + pd.Timedelta(hours=estimate.dwell_hours)).tz_localize(
+                None).to_numpy()
+            level_source = NeedSource.DEFAULT if estimate.level.value == "elaad" else NeedSource.LEARNED
+            source[undated] = level_source.value
+            confidence[undated] = estimate.confidence
+    departure_index = pd.DatetimeIndex(departure).tz_localize("UTC") if n else pd.DatetimeIndex([], tz="UTC")
+    # A car that has overstayed its expected departure is still here: give it one more ISP.
+    overstay = pd.Timestamp(now) + pd.Timedelta(minutes=15)
+    departure_index = departure_index.where(departure_index > pd.Timestamp(now), overstay)
+
+    def pool_column(kind: PoolKind, values: pd.Series) -> npt.NDArray[np.object_]:
+        return np.array([f"{kind.value}:{v}" if isinstance(v, str) and v else None for v in values], dtype=object)
+
+    cpo = (frame["country_code"].astype(str).str.upper() + "-" + frame["party_id"].astype(str).str.upper()) \
+        if n else pd.Series([], dtype=str)
+    capacities = {f"site:{s}": float(c) for s, c in zip(frame.get("site_id", []), frame.get("site_capacity_kw", []),
+                                                         strict=False)
+                  if isinstance(s, str) and c is not None and np.isfinite(c)}
+    cp_limits = _congestion_limits(db)
+    zones = frame["zone"].fillna("NL") if n else pd.Series([], dtype=str)
+    return Fleet(
+        at=now,
+        session_ids=tuple(str(i) for i in frame["id"]),
+        cpo_pool=pool_column(PoolKind.CPO, cpo),
+        site_pool=pool_column(PoolKind.SITE, frame["site_id"] if n else pd.Series([], dtype=str)),
+        congestion_pool=pool_column(PoolKind.CONGESTION_POINT, frame["ean"] if n else pd.Series([], dtype=str)),
+        zone_pool=pool_column(PoolKind.ZONE, zones),
+        plugged_in=plugged_in,
+        departure=departure_index,
+        delivered_kwh=delivered,
+        energy_needed_kwh=np.nan_to_num(energy),
+        max_kw=max_kw,
+        discharge_kw=discharge_kw,
+        current_kw=frame["current_kw"].to_numpy(dtype=np.float64) if n else np.zeros(0),
+        soc_kwh=soc_kwh,
+        battery_kwh=battery,
+        min_soc_kwh=min_soc,
+        need_source=source,
+        need_confidence=confidence,
+        site_capacity_kw=capacities,
+        congestion_max_kw=cp_limits,
+    )

@@ -1,0 +1,208 @@
+"""HTTP routes of the portfolio: charging needs, bookings, pools, flexibility, forecasts, topology."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
+
+import numpy as np
+from fastapi import APIRouter, Body, Query, Request
+from fastapi.responses import Response
+
+from vpp.api.deps import AdminDep, PartnerDep, SessionDep, TraderDep
+from vpp.api.errors import error_responses
+from vpp.domain.errors import InvalidInput
+from vpp.domain.isp import IspHorizon, floor_to_isp
+from vpp.domain.pools import PoolId
+from vpp.portfolio import needs as needs_service
+from vpp.portfolio import topology
+from vpp.portfolio.schemas import (
+    BookingRead,
+    BookingWrite,
+    ChargingNeedRead,
+    ChargingNeedWrite,
+    CongestionPointWrite,
+    PoolFlexibilityRead,
+    PoolForecastRead,
+    PoolRead,
+    SiteLoadPoint,
+    SiteLocationWrite,
+    SiteWrite,
+    TopologyImportRead,
+)
+from vpp.portfolio.service import PortfolioService, forecast_flexibility, horizon_of, pool_history
+from vpp.portfolio.tables import ChargingNeedRow
+
+router = APIRouter(tags=["portfolio"], responses=error_responses(401, 403))
+
+
+def _portfolio(request: Request) -> PortfolioService:
+    service: PortfolioService = request.app.state.portfolio
+    return service
+
+
+def _need_read(assessment: needs_service.NeedAssessment | None, row: ChargingNeedRow) -> ChargingNeedRead:
+    return ChargingNeedRead(
+        session_id=row.session_id, departure=row.departure_at, energy_kwh=row.energy_kwh,
+        target_soc_pct=row.target_soc_pct, battery_kwh=row.battery_kwh, discharge_allowed=row.discharge_allowed,
+        min_soc_pct=row.min_soc_pct, source=row.source, confidence=row.confidence,
+        feasible=assessment.feasible if assessment else None,
+        max_deliverable_kwh=assessment.max_deliverable_kwh if assessment else None,
+        remaining_kwh=assessment.remaining_kwh if assessment else None,
+    )
+
+
+@router.put("/api/v1/sessions/{session_id}/charging-need", operation_id="put_charging_need",
+            responses=error_responses(404, 422))
+def put_charging_need(session_id: str, body: ChargingNeedWrite, request: Request, db: SessionDep,
+                      _caller: PartnerDep) -> ChargingNeedRead:
+    """State a session's need; one that cannot be met is stored and flagged with the most that can be delivered."""
+    assessment = needs_service.put_need(db, session_id, needs_service.NeedInput(**body.model_dump()),
+                                        now=_portfolio(request).now())
+    return _need_read(assessment, assessment.need)
+
+
+@router.get("/api/v1/sessions/{session_id}/charging-need", operation_id="get_charging_need",
+            responses=error_responses(404))
+def get_charging_need(session_id: str, db: SessionDep, _caller: PartnerDep) -> ChargingNeedRead:
+    """A session's explicit need."""
+    return _need_read(None, needs_service.get_need(db, session_id))
+
+
+@router.put("/api/v1/bookings/{booking_id}", operation_id="put_booking", responses=error_responses(422))
+def put_booking(booking_id: str, body: BookingWrite, db: SessionDep, _caller: PartnerDep) -> BookingRead:
+    """Create or replace a car-sharing booking."""
+    row = needs_service.put_booking(db, booking_id, needs_service.BookingInput(**body.model_dump()))
+    return BookingRead.model_validate(row)
+
+
+@router.get("/api/v1/portfolio/pools", operation_id="list_pools")
+def list_pools(request: Request, db: SessionDep, _trader: TraderDep) -> list[PoolRead]:
+    """Every pool with sessions now, and every configured site and congestion point."""
+    service = _portfolio(request)
+    fleet = service.fleet(db)
+    pools = set(fleet.pools())
+    pools.update(f"site:{s.id}" for s in topology.list_sites(db))
+    pools.update(f"congestion_point:{c.ean}" for c in topology.list_congestion_points(db))
+    limits = {**fleet.site_capacity_kw, **fleet.congestion_max_kw}
+    for site in topology.list_sites(db):
+        if site.capacity_kw is not None:
+            limits[f"site:{site.id}"] = site.capacity_kw
+    result = []
+    for pool in sorted(pools):
+        idx = fleet.members(pool)
+        result.append(PoolRead(pool=pool, kind=PoolId.parse(pool).kind.value, sessions=int(idx.size),
+                               max_kw_now=float(np.sum(fleet.max_kw[idx])), capacity_kw=limits.get(pool)))
+    return result
+
+
+def _window(service: PortfolioService, start: datetime | None, end: datetime | None,
+            hours: float = 48.0) -> tuple[datetime, datetime]:
+    begin = start or floor_to_isp(service.now())
+    return begin, end or begin + timedelta(hours=hours)
+
+
+def _list(values: np.ndarray) -> list[float]:
+    return [round(float(v), 3) for v in values]
+
+
+@router.get("/api/v1/portfolio/pools/{pool}/flexibility", operation_id="get_pool_flexibility",
+            responses={**error_responses(404, 422), 200: {"content": {"application/json": {}, "text/csv": {}}}})
+def get_pool_flexibility(
+    pool: str, request: Request, db: SessionDep, _trader: TraderDep,
+    start: Annotated[datetime | None, Query(description="First ISP (UTC, on the grid); default: now")] = None,
+    end: Annotated[datetime | None, Query(description="End (exclusive); default: start + 48 h")] = None,
+    format: Annotated[Literal["json", "csv"], Query()] = "json",
+) -> Response:
+    """Baseline, power band, energy bounds and forecast availability of a pool per ISP (JSON or CSV)."""
+    service = _portfolio(request)
+    begin, finish = _window(service, start, end)
+    flex = service.flexibility_in(db, pool, begin, finish)
+    read = PoolFlexibilityRead(
+        pool=pool, start=begin, end=finish, isp_starts=list(flex.isp_starts), baseline_kw=_list(flex.baseline_kw),
+        min_kw=_list(flex.min_kw), max_kw=_list(flex.max_kw), max_kw_p10=_list(flex.max_kw_p10),
+        energy_min_kwh=_list(flex.energy_min_kwh), energy_max_kwh=_list(flex.energy_max_kwh),
+        sessions_now=flex.sessions_now, sessions_forecast=round(flex.sessions_forecast, 2),
+    )
+    if format == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out)
+        columns = ["baseline_kw", "min_kw", "max_kw", "max_kw_p10", "energy_min_kwh", "energy_max_kwh"]
+        writer.writerow(["isp_start_utc", *columns])
+        for k, at in enumerate(read.isp_starts):
+            writer.writerow([at.isoformat().replace("+00:00", "Z"), *(getattr(read, c)[k] for c in columns)])
+        return Response(out.getvalue(), media_type="text/csv",
+                        headers={"Content-Disposition": f'attachment; filename="{pool}-flexibility.csv"'})
+    return Response(read.model_dump_json(), media_type="application/json")
+
+
+@router.get("/api/v1/portfolio/pools/{pool}/forecast", operation_id="get_pool_forecast",
+            responses=error_responses(404, 422))
+def get_pool_forecast(
+    pool: str, request: Request, db: SessionDep, _trader: TraderDep,
+    start: Annotated[datetime | None, Query()] = None, end: Annotated[datetime | None, Query()] = None,
+) -> PoolForecastRead:
+    """Arrivals and plugged-in cars of a pool per ISP as P10/P50/P90, learned from its history."""
+    service = _portfolio(request)
+    begin, finish = _window(service, start, end)
+    horizon: IspHorizon = horizon_of(begin, finish)
+    PoolId.parse(pool)
+    forecast = forecast_flexibility(pool_history(db, service.now(), pool, service.config.history_days), horizon,
+                                    service.config)
+    zeros = [0.0] * horizon.count
+    starts = [ts.to_pydatetime() for ts in horizon.index]
+    if forecast is None:
+        return PoolForecastRead(pool=pool, isp_starts=starts, arrivals_p10=zeros, arrivals_p50=zeros,
+                                arrivals_p90=zeros, plugged_in_p10=zeros, plugged_in_p50=zeros, plugged_in_p90=zeros,
+                                energy_per_arrival_kwh=None, days_of_history=0)
+    return PoolForecastRead(
+        pool=pool, isp_starts=starts, arrivals_p10=_list(forecast.arrivals["p10"]),
+        arrivals_p50=_list(forecast.arrivals["p50"]), arrivals_p90=_list(forecast.arrivals["p90"]),
+        plugged_in_p10=_list(forecast.plugged["p10"]), plugged_in_p50=_list(forecast.plugged["p50"]),
+        plugged_in_p90=_list(forecast.plugged["p90"]), energy_per_arrival_kwh=forecast.energy_per_arrival_kwh,
+        days_of_history=forecast.days_of_history,
+    )
+
+
+@router.put("/api/v1/portfolio/congestion-points/{ean}", operation_id="put_congestion_point",
+            responses=error_responses(422))
+def put_congestion_point(ean: str, body: CongestionPointWrite, db: SessionDep, _admin: AdminDep) -> dict[str, str]:
+    """Create or update a congestion point."""
+    row = topology.upsert_congestion_point(db, ean=ean, dso=body.dso, name=body.name, max_kw=body.max_kw)
+    return {"pool": f"congestion_point:{row.ean}"}
+
+
+@router.put("/api/v1/portfolio/sites/{site_id}", operation_id="put_site", responses=error_responses(404, 422))
+def put_site(site_id: str, body: SiteWrite, db: SessionDep, _admin: AdminDep) -> dict[str, str]:
+    """Create or update a site."""
+    row = topology.upsert_site(db, site_id=site_id, **body.model_dump())
+    return {"pool": f"site:{row.id}"}
+
+
+@router.post("/api/v1/portfolio/sites/{site_id}/locations", operation_id="assign_site_location",
+             responses=error_responses(404, 422))
+def assign_site_location(site_id: str, body: SiteLocationWrite, db: SessionDep, _admin: AdminDep) -> dict[str, str]:
+    """Put a CPO location on a site."""
+    topology.assign_location(db, site_id=site_id, party=body.party, location_id=body.location_id)
+    return {"pool": f"site:{site_id}"}
+
+
+@router.put("/api/v1/portfolio/sites/{site_id}/load", operation_id="put_site_load",
+            responses=error_responses(404, 422))
+def put_site_load(site_id: str, body: list[SiteLoadPoint], db: SessionDep, _admin: AdminDep) -> dict[str, int]:
+    """Replace the site's non-EV load over the span given."""
+    return {"points": topology.put_site_load(db, site_id, [(p.isp_start, p.load_kw) for p in body])}
+
+
+@router.post("/api/v1/portfolio/topology/import", operation_id="import_topology",
+             responses=error_responses(422))
+def import_topology(db: SessionDep, _admin: AdminDep,
+                    body: Annotated[str, Body(media_type="text/csv")]) -> TopologyImportRead:
+    """Import ``ean,dso,site_id,site_capacity_kw,party,location_id[,category,bidding_zone,cp_max_kw]`` rows."""
+    if not body.strip():
+        raise InvalidInput("empty CSV")
+    summary = topology.import_topology_csv(db, body)
+    return TopologyImportRead(congestion_points=summary.congestion_points, sites=summary.sites,
+                              locations=summary.locations)

@@ -1,0 +1,153 @@
+"""API models of the portfolio."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+
+class ChargingNeedWrite(BaseModel):
+    """A driver's, app's or car-sharing system's stated need for one session."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    departure: AwareDatetime = Field(description="When the car leaves (with a time zone).")
+    energy_kwh: float | None = Field(None, ge=0, description="Energy the session must have delivered by departure.")
+    target_soc_pct: float | None = Field(None, ge=0, le=100, description="Alternatively, the state of charge wanted.")
+    battery_kwh: float | None = Field(None, gt=0)
+    discharge_allowed: bool = Field(False, description="V2G consent for this session.")
+    min_soc_pct: float | None = Field(None, ge=0, le=100, description="State of charge never to discharge below.")
+
+
+class ChargingNeedRead(BaseModel):
+    """A stored need with its feasibility at the connector's maximum power."""
+
+    session_id: str
+    departure: datetime
+    energy_kwh: float | None
+    target_soc_pct: float | None
+    battery_kwh: float | None
+    discharge_allowed: bool
+    min_soc_pct: float | None
+    source: str
+    confidence: float
+    feasible: bool | None = Field(None, description="False when the need exceeds what time and power allow.")
+    max_deliverable_kwh: float | None = None
+    remaining_kwh: float | None = None
+
+
+class BookingWrite(BaseModel):
+    """A car-sharing booking: the car's next booking sets the departure of its session."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    vehicle_id: str = Field(min_length=1, max_length=64)
+    vehicle_token_uid: str = Field(min_length=1, max_length=64, description="The uid of the car's charging token.")
+    start: AwareDatetime
+    end: AwareDatetime
+    energy_kwh: float | None = Field(None, ge=0, description="Energy the booking needs, when known.")
+    cancelled: bool = False
+
+
+class BookingRead(BaseModel):
+    """A stored booking."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    vehicle_id: str
+    start_at: datetime
+    end_at: datetime
+    energy_kwh: float | None
+    cancelled: bool
+
+
+class PoolRead(BaseModel):
+    """A pool with its sessions now."""
+
+    pool: str
+    kind: str
+    sessions: int
+    max_kw_now: float
+    capacity_kw: float | None = None
+
+
+class PoolFlexibilityRead(BaseModel):
+    """A pool's flexibility per ISP (kW, kWh cumulative from ``start``; positive = consumption)."""
+
+    pool: str
+    start: datetime
+    end: datetime
+    isp_starts: list[datetime]
+    baseline_kw: list[float]
+    min_kw: list[float]
+    max_kw: list[float]
+    max_kw_p10: list[float]
+    energy_min_kwh: list[float]
+    energy_max_kwh: list[float]
+    sessions_now: int
+    sessions_forecast: float
+
+
+class PoolForecastRead(BaseModel):
+    """Sessions not yet plugged in per ISP: quantiles of arrivals and plugged-in cars."""
+
+    pool: str
+    isp_starts: list[datetime]
+    arrivals_p10: list[float]
+    arrivals_p50: list[float]
+    arrivals_p90: list[float]
+    plugged_in_p10: list[float]
+    plugged_in_p50: list[float]
+    plugged_in_p90: list[float]
+    energy_per_arrival_kwh: float | None
+    days_of_history: int
+
+
+class CongestionPointWrite(BaseModel):
+    """A DSO congestion point."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dso: str = Field(min_length=1, max_length=120)
+    name: str | None = None
+    max_kw: float | None = Field(None, gt=0)
+
+
+class SiteWrite(BaseModel):
+    """A site: locations behind one grid connection."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = None
+    capacity_kw: float | None = Field(None, gt=0, description="Grid capacity shared by chargers and site load.")
+    congestion_point_ean: str | None = None
+    bidding_zone: str = "NL"
+    category: str = Field("public", pattern="^(home|public|workplace)$")
+
+
+class SiteLocationWrite(BaseModel):
+    """A CPO location to put on a site."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    party: str = Field(description="Country code and party id, e.g. NL/CPA")
+    location_id: str = Field(min_length=1, max_length=36)
+
+
+class SiteLoadPoint(BaseModel):
+    """Non-EV site load in one ISP."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    isp_start: AwareDatetime
+    load_kw: float
+
+
+class TopologyImportRead(BaseModel):
+    """What a topology CSV import changed."""
+
+    congestion_points: int
+    sites: int
+    locations: int

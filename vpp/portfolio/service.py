@@ -1,0 +1,433 @@
+"""The portfolio's computations on a loaded fleet: pool flexibility, forecasts, dispatch snapshots, instances.
+
+:class:`PortfolioService` implements the ports other rooms read the portfolio through:
+``PortfolioView`` (bid builders), ``PoolSnapshotSource`` (the dispatcher) and ``CongestionFlexSource``
+(the UFTP agent), each opening its own short transaction.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from vpp.algorithms.flexibility import aggregate_pools, build_envelopes, envelope_arrays, plan_lag_model
+from vpp.algorithms.forecast import forecast_sessions
+from vpp.db import unit_of_work
+from vpp.domain.dispatch import DispatchSnapshot, GroupCaps
+from vpp.domain.errors import InvalidInput, NotFound
+from vpp.domain.flexibility import SessionFlexInput
+from vpp.domain.isp import ISP, IspHorizon, floor_to_isp, is_isp_aligned
+from vpp.domain.pool_view import PoolFlexibility
+from vpp.domain.pools import PoolId, PoolKind
+from vpp.portfolio.fleet import Fleet, completed_history, load_fleet
+from vpp.portfolio.tables import SiteLoad
+from vpp.ports import Clock, CongestionFlexibility, SystemClock
+from vpp.sessions.tables import ChargingSession, SessionReading
+
+FloatArray = npt.NDArray[np.float64]
+MAX_HORIZON_ISPS = 4 * 24 * 7
+
+
+@dataclass(frozen=True)
+class PortfolioConfig:
+    """Tuning of the portfolio model."""
+
+    market_timezone: str = "Europe/Amsterdam"
+    max_kw_per_car: float = 11.0
+    lag_hours: float = 2.0
+    catch_up: int = 3
+    history_days: int = 28
+
+
+def horizon_of(start: datetime, end: datetime) -> IspHorizon:
+    """The ISPs in [start, end): both on the grid, at most a week."""
+    if start.tzinfo is None or end.tzinfo is None:
+        raise InvalidInput("start and end must carry a time zone (UTC offsets or Z)")
+    if not (is_isp_aligned(start) and is_isp_aligned(end)):
+        raise InvalidInput("start and end must lie on the 15-minute ISP grid")
+    count = int((end - start) / ISP)
+    if count <= 0:
+        raise InvalidInput("end must be after start")
+    if count > MAX_HORIZON_ISPS:
+        raise InvalidInput(f"at most {MAX_HORIZON_ISPS} ISPs (a week) per request, asked for {count}")
+    return IspHorizon(start, count)
+
+
+def _flex_input(fleet: Fleet, idx: npt.NDArray[np.int64]) -> SessionFlexInput:
+    soc = fleet.soc_kwh[idx]
+    battery = fleet.battery_kwh[idx]
+    # Envelope inputs are strict: drop SoC readings that contradict the battery size instead of failing.
+    valid_soc = np.isfinite(soc) & np.isfinite(battery) & (soc >= 0) & (soc <= battery)
+    return SessionFlexInput(
+        plugged_in=fleet.plugged_in[idx], departure=fleet.departure[idx],
+        energy_kwh=fleet.energy_needed_kwh[idx], max_kw=fleet.max_kw[idx], min_kw=-fleet.discharge_kw[idx],
+        battery_kwh=np.where(np.isfinite(battery) & (battery > 0), battery, np.nan),
+        soc_kwh=np.where(valid_soc, soc, np.nan),
+        min_soc_kwh=np.where(valid_soc, np.minimum(fleet.min_soc_kwh[idx], soc), 0.0),
+    )
+
+
+@dataclass(frozen=True)
+class PresentFlex:
+    """Flexibility of the sessions plugged in now, per ISP of a horizon."""
+
+    baseline_kw: FloatArray
+    min_kw: FloatArray
+    max_kw: FloatArray
+    energy_min_kwh: FloatArray
+    energy_max_kwh: FloatArray
+    plugged: FloatArray
+    sessions: int
+    flexible_sessions: int
+    feasible: bool
+
+
+def present_flexibility(fleet: Fleet, idx: npt.NDArray[np.int64], horizon: IspHorizon,
+                        config: PortfolioConfig) -> PresentFlex:
+    """Envelopes of the pool's sessions and their provably deliverable aggregate (lag model, site caps)."""
+    t = horizon.count
+    if idx.size == 0:
+        zeros = np.zeros(t)
+        return PresentFlex(zeros, zeros, zeros, zeros, zeros, zeros, 0, 0, True)
+    env = build_envelopes(_flex_input(fleet, idx), horizon)
+    arrays = envelope_arrays(env, dtype=np.float64)
+    sites = fleet.site_pool[idx]
+    site_names = sorted({s for s in sites if s is not None})
+    site_code = np.array([site_names.index(s) if s is not None else -1 for s in sites], dtype=np.int64)
+    site_cap = np.array([fleet.site_capacity_kw.get(s, math.inf) for s in site_names], dtype=np.float64)
+    model = plan_lag_model(env, max_lag_hours=config.lag_hours, catch_up=config.catch_up,
+                           site_codes=site_code if site_names else None,
+                           site_cap_kw=site_cap if site_names else None)
+    pooled = aggregate_pools(model, np.zeros(idx.size, dtype=np.int64), 1)
+    # Sessions outside the lag model (V2G, short stays) still bound the pool's power per ISP.
+    plugged = (arrays.p_max_kw > 0).sum(axis=0).astype(np.float64)
+    return PresentFlex(
+        baseline_kw=pooled.baseline_kw[0],
+        min_kw=np.minimum(pooled.p_min_kw[0], arrays.p_min_kw.sum(axis=0)),
+        max_kw=np.maximum(pooled.p_max_kw[0], arrays.baseline_kw.sum(axis=0)),
+        energy_min_kwh=pooled.e_min_kwh[0],
+        energy_max_kwh=pooled.e_max_kwh[0],
+        plugged=plugged,
+        sessions=int(idx.size),
+        flexible_sessions=int(pooled.flexible_sessions[0]),
+        feasible=bool(pooled.feasible[0]),
+    )
+
+
+def pool_history(db: Session, fleet_now: datetime, pool: str, days: int) -> pd.DataFrame:
+    """Completed sessions of ``pool`` in the last ``days`` days, as the forecast takes them."""
+    history = completed_history(db, fleet_now, days)
+    pid = PoolId.parse(pool)
+    column = {
+        PoolKind.CPO: (history["party_key"].str.replace("/", "-").str.upper().radd("cpo:")),
+        PoolKind.SITE: "site:" + history["site_id"].fillna(""),
+        PoolKind.CONGESTION_POINT: "congestion_point:" + history["ean"].fillna(""),
+        PoolKind.ZONE: "zone:" + history["zone"].fillna("NL"),
+    }[pid.kind]
+    selected = history[column == pool]
+    return pd.DataFrame({"pool": pool, "arrival": selected["arrival"], "departure": selected["departure"],
+                         "energy_kwh": selected["energy_kwh"]})
+
+
+@dataclass(frozen=True)
+class ForecastFlex:
+    """Sessions not yet plugged in, per ISP: quantiles of arrivals, power bounds and an uncontrolled baseline."""
+
+    arrivals: dict[str, FloatArray]
+    plugged: dict[str, FloatArray]
+    energy_per_arrival_kwh: float
+    dwell_hours: float
+    days_of_history: int
+
+
+def forecast_flexibility(history: pd.DataFrame, horizon: IspHorizon, config: PortfolioConfig) -> ForecastFlex | None:
+    """The forecast for the horizon from the pool's history, or None without history."""
+    if len(history) < 5:
+        return None
+    frame = forecast_sessions(history, horizon, tz=config.market_timezone, max_kw_per_car=config.max_kw_per_car)
+    frame = pd.DataFrame(frame.xs(history["pool"].iloc[0], level="pool"))
+    dwell = (history["departure"] - history["arrival"]).dt.total_seconds().median() / 3600.0
+    return ForecastFlex(
+        arrivals={q: frame[f"arrivals_{q}"].to_numpy(np.float64) for q in ("p10", "p50", "p90", "mean")},
+        plugged={q: frame[f"plugged_in_{q}"].to_numpy(np.float64) for q in ("p10", "p50", "p90", "mean")},
+        energy_per_arrival_kwh=float(history["energy_kwh"].mean()),
+        dwell_hours=float(dwell),
+        days_of_history=int(frame["days"].to_numpy().max()) if len(frame) else 0,
+    )
+
+
+def _not_before(horizon: IspHorizon, now: datetime) -> FloatArray:
+    """1 for ISPs that start at or after now's ISP, 0 before: arrivals only happen in the future."""
+    starts = horizon.index
+    return np.asarray(starts >= pd.Timestamp(floor_to_isp(now)), dtype=np.float64)
+
+
+def combined_flexibility(pool: str, fleet: Fleet, idx: npt.NDArray[np.int64], horizon: IspHorizon,
+                         forecast: ForecastFlex | None, config: PortfolioConfig) -> PoolFlexibility:
+    """Present sessions plus the forecast of cars not yet plugged in (cars beyond those already known)."""
+    present = present_flexibility(fleet, idx, horizon, config)
+    t = horizon.count
+    extra = {q: np.zeros(t) for q in ("p10", "p50", "p90")}
+    baseline_extra = np.zeros(t)
+    energy_extra = np.zeros(t)
+    if forecast is not None:
+        future = _not_before(horizon, fleet.at)
+        for q in extra:
+            extra[q] = np.maximum(forecast.plugged[q] - present.plugged, 0.0) * future
+        # Uncontrolled charging of the forecast arrivals: each charges at full power from arrival until full.
+        full_isps = max(1, math.ceil(forecast.energy_per_arrival_kwh / (config.max_kw_per_car * 0.25)))
+        arriving_kwh = forecast.arrivals["mean"] * future * forecast.energy_per_arrival_kwh
+        per_isp_kw = arriving_kwh / (full_isps * 0.25)
+        baseline_extra = np.convolve(per_isp_kw, np.ones(full_isps))[:t]
+        energy_extra = np.cumsum(arriving_kwh)
+    max_kw = present.max_kw + extra["p50"] * config.max_kw_per_car
+    return PoolFlexibility(
+        pool=pool,
+        isp_starts=tuple(ts.to_pydatetime() for ts in horizon.index),
+        baseline_kw=present.baseline_kw + baseline_extra,
+        min_kw=present.min_kw,
+        max_kw=np.maximum(max_kw, present.baseline_kw + baseline_extra),
+        energy_min_kwh=present.energy_min_kwh,
+        energy_max_kwh=present.energy_max_kwh + energy_extra,
+        max_kw_p10=present.max_kw + extra["p10"] * config.max_kw_per_car,
+        min_kw_p90=present.min_kw,
+        sessions_now=present.sessions,
+        sessions_forecast=float(forecast.arrivals["mean"].sum()) if forecast else 0.0,
+    )
+
+
+def site_loads_kw(db: Session, at: datetime) -> dict[str, float]:
+    """Non-EV load of every site in the ISP of ``at`` (pool id -> kW)."""
+    rows = db.execute(select(SiteLoad.site_id, SiteLoad.load_kw).where(SiteLoad.isp_start == floor_to_isp(at)))
+    return {f"site:{site}": float(kw) for site, kw in rows}
+
+
+def dispatch_snapshot(fleet: Fleet, pool: str, at: datetime, site_load_kw: dict[str, float]) -> DispatchSnapshot:
+    """What the dispatcher controls in ``pool`` now: bounds, needs, measured power and group caps."""
+    idx = fleet.members(pool)
+    hours = np.maximum((fleet.departure[idx].asi8 - pd.Timestamp(at).value) / 3.6e12, 0.0)
+    soc_room = np.where(np.isfinite(fleet.soc_kwh[idx]), fleet.soc_kwh[idx] - fleet.min_soc_kwh[idx], 0.0)
+    # Discharge only while the state of charge is above the driver's floor.
+    min_kw = np.where(soc_room > 0.1, -fleet.discharge_kw[idx], 0.0)
+    elapsed_h = np.maximum((pd.Timestamp(at).value - fleet.plugged_in[idx].asi8) / 3.6e12, 0.0)
+    total_need = fleet.delivered_kwh[idx] + fleet.energy_needed_kwh[idx]
+    uncontrolled_done = fleet.max_kw[idx] * elapsed_h >= total_need - 1e-6
+    baseline = np.where(uncontrolled_done, 0.0, fleet.max_kw[idx])
+    group_ids: list[str] = []
+    caps: list[float] = []
+    member_session: list[npt.NDArray[np.int64]] = []
+    member_group: list[npt.NDArray[np.int64]] = []
+    for column, limits in ((fleet.site_pool, fleet.site_capacity_kw), (fleet.congestion_pool, fleet.congestion_max_kw),
+                           (fleet.cpo_pool, {})):
+        values = column[idx]
+        for name in sorted({v for v in values if v is not None}):
+            cap = limits.get(name, math.inf) - site_load_kw.get(name, 0.0)
+            group_ids.append(name)
+            caps.append(max(cap, 0.0) if math.isfinite(cap) else math.inf)
+            members = np.flatnonzero(values == name).astype(np.int64)
+            member_session.append(members)
+            member_group.append(np.full(members.size, len(group_ids) - 1, dtype=np.int64))
+    empty = np.zeros(0, dtype=np.int64)
+    return DispatchSnapshot(
+        pool=pool, at=at, session_ids=tuple(fleet.session_ids[i] for i in idx),
+        min_kw=min_kw, max_kw=fleet.max_kw[idx].copy(), energy_needed_kwh=fleet.energy_needed_kwh[idx].copy(),
+        hours_to_departure=hours, current_kw=np.nan_to_num(fleet.current_kw[idx]), baseline_kw=baseline,
+        groups=GroupCaps(group_ids=tuple(group_ids), max_kw=np.asarray(caps, dtype=np.float64),
+                         member_session=np.concatenate(member_session) if member_session else empty,
+                         member_group=np.concatenate(member_group) if member_group else empty),
+        schedule_kw=math.nan,
+    )
+
+
+def dayahead_instance(fleet: Fleet, pool: str, horizon: IspHorizon, forecast: ForecastFlex | None,
+                      prices_eur_per_mwh: Sequence[float], reliability: float) -> dict[str, Any]:
+    """The pool as a ``vpp solve dayahead`` instance: present sessions plus forecast arrivals at a quantile."""
+    if len(prices_eur_per_mwh) != horizon.count:
+        raise InvalidInput(f"prices: expected {horizon.count} values (one per ISP), got {len(prices_eur_per_mwh)}")
+    if not 0.0 < reliability < 1.0:
+        raise InvalidInput(f"reliability must be within (0, 1), got {reliability}")
+    idx = fleet.members(pool)
+    start_ns = pd.Timestamp(horizon.start).value
+    isp_ns = int(ISP.total_seconds() * 1e9)
+    arrival = np.clip((fleet.plugged_in[idx].asi8 - start_ns) // isp_ns, 0, horizon.count - 1)
+    departure = np.clip(-((start_ns - fleet.departure[idx].asi8) // isp_ns), arrival + 1, horizon.count)
+    sessions: list[dict[str, Any]] = []
+    for k, i in enumerate(idx):
+        item: dict[str, Any] = {"id": fleet.session_ids[i], "arrival": int(arrival[k]),
+                                "departure": int(departure[k]), "energy_kwh": float(fleet.energy_needed_kwh[i]),
+                                "max_kw": float(fleet.max_kw[i]), "min_kw": -float(fleet.discharge_kw[i])}
+        if fleet.discharge_kw[i] > 0:
+            item.update(battery_kwh=float(fleet.battery_kwh[i]), soc_kwh=float(fleet.soc_kwh[i]),
+                        min_soc_kwh=float(min(fleet.min_soc_kwh[i], fleet.soc_kwh[i])))
+        sessions.append(item)
+    if forecast is not None:
+        # Availability at reliability r is the (1 - r) quantile of arrivals: fewer cars, more certain.
+        quantile = "p10" if reliability >= 0.75 else ("p90" if reliability <= 0.25 else "p50")
+        future = _not_before(horizon, fleet.at)
+        counts = np.floor(forecast.arrivals[quantile] * future + 1e-9).astype(int)
+        dwell = max(1, round(forecast.dwell_hours * 4))
+        for t in np.flatnonzero(counts):
+            for j in range(int(counts[t])):
+                sessions.append({"id": f"forecast-{int(t)}-{j}", "arrival": int(t),
+                                 "departure": min(int(t) + dwell, horizon.count),
+                                 "energy_kwh": float(forecast.energy_per_arrival_kwh),
+                                 "max_kw": 11.0, "min_kw": 0.0})
+    return {"start": horizon.start.isoformat().replace("+00:00", "Z"), "isp_minutes": 15,
+            "prices_eur_per_mwh": [float(p) for p in prices_eur_per_mwh], "pool_max_kw": None,
+            "pool_min_kw": None, "sessions": sessions}
+
+
+def measured_load_kw(db: Session, fleet_members: Sequence[str], isp_starts: Sequence[datetime]) -> list[float | None]:
+    """Average metered power of the given sessions per ISP, from their readings; None where nothing was read."""
+    if not isp_starts:
+        return []
+    first, last = min(isp_starts), max(isp_starts) + ISP
+    rows = db.execute(
+        select(SessionReading.session_id, SessionReading.start_at, SessionReading.power_kw)
+        .where(SessionReading.session_id.in_(list(fleet_members)), SessionReading.start_at >= first,
+               SessionReading.start_at < last, SessionReading.power_kw.is_not(None))
+    ).all()
+    if not rows:
+        return [None] * len(isp_starts)
+    frame = pd.DataFrame(rows, columns=["session_id", "start_at", "power_kw"])
+    frame["isp"] = pd.to_datetime(frame["start_at"], utc=True).dt.floor("15min")
+    per_session = frame.groupby(["isp", "session_id"])["power_kw"].mean()
+    per_isp = per_session.groupby(level="isp").sum()
+    return [float(per_isp[pd.Timestamp(s)]) if pd.Timestamp(s) in per_isp.index else None for s in isp_starts]
+
+
+def congestion_members(db: Session, pool: str, isp_starts: Sequence[datetime]) -> list[str]:
+    """Sessions of a congestion point that overlapped the ISPs (active or completed)."""
+    from vpp.portfolio.fleet import _site_frame
+
+    pid = PoolId.parse(pool)
+    sites = _site_frame(db)
+    locations = sites[sites["ean"] == pid.key][["party_key", "location_key"]]
+    if locations.empty or not isp_starts:
+        return []
+    first, last = min(isp_starts), max(isp_starts) + ISP
+    rows = db.execute(
+        select(ChargingSession.id, ChargingSession.party_key, ChargingSession.location_id)
+        .where(ChargingSession.start_at < last,
+               (ChargingSession.end_at.is_(None)) | (ChargingSession.end_at > first))
+    ).all()
+    wanted = set(zip(locations["party_key"], locations["location_key"], strict=True))
+    return [sid for sid, party, loc in rows if (party, str(loc).casefold()) in wanted]
+
+
+class PortfolioService:
+    """The portfolio behind the ports: each call opens its own short transaction."""
+
+    def __init__(self, session_factory: sessionmaker[Session], *, clock: Clock | None = None,
+                 config: PortfolioConfig | None = None) -> None:
+        self._factory = session_factory
+        self._clock = clock or SystemClock()
+        self.config = config or PortfolioConfig()
+
+    def now(self) -> datetime:
+        """The service's current time."""
+        return self._clock.now()
+
+    def fleet(self, db: Session, at: datetime | None = None) -> Fleet:
+        """The fleet at ``at`` (default now)."""
+        return load_fleet(db, at or self.now())
+
+    def pools(self) -> list[str]:
+        """Every pool with sessions now."""
+        with unit_of_work(self._factory) as db:
+            return self.fleet(db).pools()
+
+    def known_pool(self, db: Session, fleet: Fleet, pool: str) -> None:
+        """NotFound unless the pool has sessions now or a configured topology entry."""
+        pid = PoolId.parse(pool)
+        if pool in fleet.pools():
+            return
+        from vpp.portfolio.tables import CongestionPoint, Site
+
+        exists = {
+            PoolKind.SITE: lambda: db.get(Site, pid.key) is not None,
+            PoolKind.CONGESTION_POINT: lambda: db.get(CongestionPoint, pid.key) is not None,
+            PoolKind.CPO: lambda: bool(len(pool_history(db, fleet.at, pool, self.config.history_days))),
+            PoolKind.ZONE: lambda: bool(len(pool_history(db, fleet.at, pool, self.config.history_days))),
+        }[pid.kind]()
+        if not exists:
+            raise NotFound(f"pool {pool!r} has no sessions and no configured site or congestion point")
+
+    def flexibility_in(self, db: Session, pool: str, start: datetime, end: datetime) -> PoolFlexibility:
+        """Pool flexibility on [start, end) within the caller's transaction."""
+        horizon = horizon_of(start, end)
+        fleet = self.fleet(db)
+        self.known_pool(db, fleet, pool)
+        history = pool_history(db, fleet.at, pool, self.config.history_days)
+        forecast = forecast_flexibility(history, horizon, self.config)
+        return combined_flexibility(pool, fleet, fleet.members(pool), horizon, forecast, self.config)
+
+    def flexibility(self, pool: str, start: datetime, end: datetime) -> PoolFlexibility:
+        """Pool flexibility on [start, end) (PortfolioView)."""
+        with unit_of_work(self._factory) as db:
+            return self.flexibility_in(db, pool, start, end)
+
+    def dayahead_instance(self, pool: str, start: datetime, end: datetime, *, reliability: float = 0.5,
+                          prices_eur_per_mwh: Sequence[float]) -> dict[str, Any]:
+        """The pool as a scheduling instance (PortfolioView)."""
+        horizon = horizon_of(start, end)
+        with unit_of_work(self._factory) as db:
+            fleet = self.fleet(db)
+            self.known_pool(db, fleet, pool)
+            forecast = forecast_flexibility(pool_history(db, fleet.at, pool, self.config.history_days), horizon,
+                                            self.config)
+            return dayahead_instance(fleet, pool, horizon, forecast, prices_eur_per_mwh, reliability)
+
+    def snapshot(self, pool: str, at: datetime) -> DispatchSnapshot | None:
+        """What the dispatcher controls in ``pool`` now (PoolSnapshotSource); None for a pool without sessions."""
+        with unit_of_work(self._factory) as db:
+            fleet = self.fleet(db, at)
+            if pool not in fleet.pools():
+                return None
+            return dispatch_snapshot(fleet, pool, at, site_loads_kw(db, at))
+
+
+class CongestionView:
+    """The portfolio as the UFTP agent sees a congestion point, inside the agent's transaction."""
+
+    def __init__(self, db: Session, service: PortfolioService) -> None:
+        self._db = db
+        self._service = service
+
+    def flexibility(self, pool: str, isp_starts: Sequence[datetime], reliability: float) -> CongestionFlexibility:
+        """D-prognosis (expected load) and the reduction available at ``reliability`` per ISP."""
+        if not isp_starts:
+            return CongestionFlexibility(prognosis_kw=(), reduction_kw=())
+        start = min(isp_starts)
+        end = max(isp_starts) + ISP
+        flex = self._service.flexibility_in(self._db, pool, start, end)
+        position = {s: k for k, s in enumerate(flex.isp_starts)}
+        lower = flex.min_kw_p90 if reliability >= 0.5 else flex.min_kw
+        prognosis = [float(flex.baseline_kw[position[s]]) for s in isp_starts]
+        reduction = [max(float(flex.baseline_kw[position[s]] - lower[position[s]]), 0.0) for s in isp_starts]
+        return CongestionFlexibility(prognosis_kw=tuple(prognosis), reduction_kw=tuple(reduction))
+
+    def measured_load_kw(self, pool: str, isp_starts: Sequence[datetime]) -> list[float | None]:
+        """Metered load of the congestion point's sessions per ISP; None where no reading exists."""
+        members = congestion_members(self._db, pool, isp_starts)
+        if not members:
+            return [None] * len(isp_starts)
+        return measured_load_kw(self._db, members, isp_starts)
+
+
+
+
+def install_congestion_source(service: PortfolioService) -> None:
+    """Make the UFTP agent read congestion points through this portfolio (composition roots call this)."""
+    from vpp.congestion.flexsource import configure_default_flex_source
+
+    configure_default_flex_source(lambda db: CongestionView(db, service))

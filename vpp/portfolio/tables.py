@@ -1,0 +1,92 @@
+"""Tables of the portfolio: the grid topology sessions belong to, charging needs and bookings."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, Float, ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from vpp.db import Base, utcnow
+
+
+class CongestionPoint(Base):
+    """A DSO congestion point, identified by its EAN."""
+
+    __tablename__ = "congestion_points"
+
+    ean: Mapped[str] = mapped_column(String(64), primary_key=True)
+    dso: Mapped[str] = mapped_column(String(120))
+    name: Mapped[str | None] = mapped_column(String(200), default=None)
+    max_kw: Mapped[float | None] = mapped_column(Float, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Site(Base):
+    """A site: one or more CPO locations behind one grid connection, optionally capacity-limited."""
+
+    __tablename__ = "sites"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(200), default=None)
+    capacity_kw: Mapped[float | None] = mapped_column(Float, default=None)
+    congestion_point_ean: Mapped[str | None] = mapped_column(ForeignKey("congestion_points.ean"), default=None)
+    bidding_zone: Mapped[str] = mapped_column(String(16), default="NL")
+    category: Mapped[str] = mapped_column(String(16), default="public")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SiteLocation(Base):
+    """Which site a CPO location belongs to (keys are case-folded, as the OCPI tables keep them)."""
+
+    __tablename__ = "site_locations"
+
+    party_key: Mapped[str] = mapped_column(String(8), primary_key=True)
+    location_key: Mapped[str] = mapped_column(String(36), primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+
+
+class SiteLoad(Base):
+    """The non-EV load of a site per ISP (kW), which shares the site's capacity with the chargers."""
+
+    __tablename__ = "site_loads"
+
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True)
+    isp_start: Mapped[datetime] = mapped_column(primary_key=True)
+    load_kw: Mapped[float] = mapped_column(Float)
+
+
+class ChargingNeedRow(Base):
+    """An explicit charging need of a session, from an eMSP, an app or a car-sharing system."""
+
+    __tablename__ = "charging_needs"
+
+    session_id: Mapped[str] = mapped_column(ForeignKey("charging_sessions.id", ondelete="CASCADE"),
+                                            primary_key=True)
+    departure_at: Mapped[datetime]
+    energy_kwh: Mapped[float | None] = mapped_column(Float, default=None)
+    target_soc_pct: Mapped[float | None] = mapped_column(Float, default=None)
+    battery_kwh: Mapped[float | None] = mapped_column(Float, default=None)
+    discharge_allowed: Mapped[bool] = mapped_column(Boolean, default=False)
+    min_soc_pct: Mapped[float | None] = mapped_column(Float, default=None)
+    source: Mapped[str] = mapped_column(String(16), default="explicit")
+    confidence: Mapped[float] = mapped_column(Float, default=1.0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Booking(Base):
+    """A car-sharing booking: the car's next booking sets its departure."""
+
+    __tablename__ = "bookings"
+    __table_args__ = (Index("ix_bookings_vehicle_key_start_at", "vehicle_key", "start_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    vehicle_id: Mapped[str] = mapped_column(String(64))
+    vehicle_key: Mapped[str] = mapped_column(String(64))
+    start_at: Mapped[datetime]
+    end_at: Mapped[datetime]
+    energy_kwh: Mapped[float | None] = mapped_column(Float, default=None)
+    cancelled: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
