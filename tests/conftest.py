@@ -8,13 +8,14 @@ PostgreSQL runs when ``VPP_TEST_DATABASE_URL`` is set and Redis tests when ``VPP
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from vpp import migrate
@@ -38,29 +39,37 @@ def require_service(env_var: str, what: str) -> str:
     return url
 
 
-def _reset_postgres(url: str) -> None:
-    engine = create_db_engine(url, pool_size=1)
+def _fresh_postgres_database(url: str) -> Iterator[str]:
+    """A new, empty database on the configured server for this test run, dropped afterwards.
+
+    Each run gets its own database, so concurrent runs (two developers, a developer and CI) never share state.
+    """
+    base = make_url(url)
+    name = f"{base.database or 'vpp_test'}_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
     try:
-        with engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as exc:
+        admin.dispose()
         if IN_CI:
             pytest.fail(f"PostgreSQL at {url} is unreachable: {exc}")
         pytest.skip(f"PostgreSQL unreachable: {exc}")
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
     finally:
-        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A freshly migrated database of each backend."""
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh database of each backend (migrated by the ``engine`` fixture)."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
-    else:
-        url = require_service("VPP_TEST_DATABASE_URL", "PostgreSQL")
-        _reset_postgres(url)
-    return url
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
+        return
+    yield from _fresh_postgres_database(require_service("VPP_TEST_DATABASE_URL", "PostgreSQL"))
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ Redis; there the secrets have no usable defaults.
 
 from __future__ import annotations
 
+import base64
 import secrets
 from functools import cached_property
 from pathlib import Path
@@ -35,6 +36,44 @@ class Settings(BaseSettings):
     api_rate_limit_per_minute: int = 6000
     housekeeping_interval_seconds: float = 3600.0
     api_key_last_used_resolution_seconds: float = 60.0
+    uftp_domain: str = Field("agr.vpp.localhost", description="Our UFTP (Shapeshifter) domain in the AGR role.")
+    uftp_signing_key: SecretStr | None = Field(
+        None, description="Base64 libsodium Ed25519 secret key (64 bytes); generated under data_dir if embedded."
+    )
+    uftp_offer_reliability: float = Field(0.95, description="Offer the reduction available at this reliability.")
+    uftp_offer_price_eur_per_mwh: float = Field(200.0, description="Price of offered reduction energy.")
+    uftp_offer_price_eur_per_mw: float = Field(0.0, description="Price per MW of offered reduction and ISP.")
+    uftp_outbox_interval_seconds: float = 10.0
+    uftp_retry_base_seconds: float = 10.0
+    uftp_retry_max_delay_seconds: float = 900.0
+    uftp_retry_give_up_seconds: float = Field(3600.0, description="Retry a message at least this long.")
+    uftp_d_prognosis_interval_seconds: float = 3600.0
+    dispatch_interval_seconds: float = Field(4.0, description="Dispatcher cycle period per pool (aFRR step).")
+    dispatch_deadband_kw: float = Field(0.5, description="A session limit is resent only beyond this change ...")
+    dispatch_deadband_pct: float = Field(5.0, description="... and beyond this share of the previous limit.")
+    dispatch_send_timeout_seconds: float = Field(3.0, description="Time box of one batch of limits to a CPO.")
+    dispatch_lease_ttl_seconds: float = Field(10.0, description="Pool lease lifetime; renewed every third of it.")
+    dispatch_unavailable_seconds: float = Field(60.0, description="How long a failed session sits out.")
+    dispatch_too_often_backoff_seconds: float = Field(30.0, description="Backoff after TOO_OFTEN without a hint.")
+    dispatch_follow_cycles: int = Field(4, description="Cycles off its limit before a session is discounted.")
+    dispatch_follow_tolerance_kw: float = Field(1.0, description="Measured minus limit above this is off-limit.")
+    afrr_setpoint_max_age_seconds: float = Field(60.0, description="An older latest setpoint counts as zero.")
+    bids_dayahead_min_price_eur_per_mwh: float = Field(-500.0, description="Harmonised SDAC minimum price.")
+    bids_dayahead_max_price_eur_per_mwh: float = Field(4000.0, description="Harmonised SDAC maximum price.")
+    bids_dayahead_area_code: str = "NL"
+    bids_dayahead_portfolio: str = "VPP-EV"
+    bids_dayahead_build_from_hour: int = Field(8, description="Beat builds day-ahead drafts from this local hour.")
+    bids_forecast_weeks: int = Field(4, description="Same-weekday weeks averaged by the price forecast.")
+    bids_reliability: float = Field(0.9, description="Reliability quantile of forecast sessions in bids.")
+    bids_afrr_product_hours: int = Field(4, description="aFRR capacity product length.")
+    bids_afrr_energy_price_limit_eur_per_mwh: float = Field(15000.0, description="aFRR energy price limit (+/-).")
+    bids_afrr_margin_eur_per_mwh: float = Field(10.0, description="Default margin on aFRR energy bids.")
+    bids_afrr_capacity_margin_eur_per_mw_per_h: float = Field(5.0, description="Default aFRR capacity price margin.")
+    bids_afrr_energy_lead_hours: int = Field(1, description="Beat builds aFRR energy drafts this far ahead.")
+    bids_bsp_eic: str = Field("10XVPP-AGGREG--X", description="Our EIC as balancing service provider.")
+    bids_tso_eic: str = Field("10X1001A1001A361", description="EIC of the connecting TSO (TenneT NL).")
+    bids_afrr_domain_eic: str = Field("10YNL----------L", description="EIC of the aFRR acquiring domain.")
+    bids_build_interval_seconds: float = Field(900.0, description="How often beat builds bid drafts.")
 
     @model_validator(mode="after")
     def _secrets_required_outside_embedded(self) -> Settings:
@@ -69,3 +108,26 @@ class Settings(BaseSettings):
         path.write_text(value)
         path.chmod(0o600)
         return value
+
+    @cached_property
+    def uftp_private_key_b64(self) -> str:
+        """Our UFTP signing key; a per-data-dir generated one in embedded mode."""
+        if self.uftp_signing_key is not None:
+            return self.uftp_signing_key.get_secret_value()
+        path = self.data_dir / "uftp_signing.key"
+        if path.exists():
+            return path.read_text().strip()
+        if not self.embedded:
+            raise ValueError("VPP_UFTP_SIGNING_KEY must be set when not running embedded (see `vpp uftp keygen`)")
+        from nacl.bindings import crypto_sign_keypair
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        value = base64.b64encode(crypto_sign_keypair()[1]).decode("ascii")
+        path.write_text(value)
+        path.chmod(0o600)
+        return value
+
+    @property
+    def uftp_public_key_b64(self) -> str:
+        """The public half of our UFTP key (libsodium secret keys end with it)."""
+        return base64.b64encode(base64.b64decode(self.uftp_private_key_b64)[32:]).decode("ascii")

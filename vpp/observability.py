@@ -8,7 +8,7 @@ import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 correlation_id_var: ContextVar[str | None] = ContextVar("correlation_id", default=None)
@@ -23,6 +23,29 @@ HTTP_LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 TASKS = Counter("vpp_tasks_total", "Background tasks run", ["task", "outcome"])
+AFRR_SETPOINTS = Counter("vpp_afrr_setpoints_total", "aFRR setpoints received", ["outcome"])
+AFRR_REQUESTED_MW = Gauge("vpp_afrr_requested_mw", "aFRR setpoint applied (MW, positive = upward)", ["pool"])
+AFRR_SUPPLIED_MW = Gauge("vpp_afrr_supplied_mw", "aFRR supplied: baseline minus measured (MW, + = up)", ["pool"])
+DISPATCH_CYCLE = Histogram(
+    "vpp_dispatch_cycle_seconds", "Dispatcher cycle (snapshot, allocation, persistence) per pool",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+DISPATCH_LIMITS = Counter("vpp_dispatch_limits_total", "Session limits sent, by outcome", ["status"])
+DISPATCH_POOLS_OWNED = Gauge("vpp_dispatch_pools_owned", "Pools this dispatcher owns")
+UFTP_MESSAGES = Counter(
+    "vpp_uftp_messages_total", "UFTP messages by direction, type and outcome", ["direction", "type", "outcome"]
+)
+UFTP_OUTBOX_GIVEN_UP = Counter(
+    "vpp_uftp_outbox_given_up_total", "Outgoing UFTP messages abandoned after retrying for the configured time",
+    ["type"],
+)
+OCPI_REQUESTS = Counter(
+    "vpp_ocpi_requests_total", "Inbound OCPI requests by module, method and OCPI status code",
+    ["module", "method", "status"],
+)
+PROFILE_REQUESTS = Counter(
+    "vpp_ocpi_profile_requests_total", "Charging-profile (limit) requests by kind and outcome", ["kind", "outcome"]
+)
 
 _STANDARD_ATTRS = set(vars(logging.LogRecord("x", 0, "x", 0, "x", None, None))) | {"message", "asctime"}
 

@@ -7,7 +7,7 @@ from celery import Celery
 from vpp.config import Settings
 from workers.schedule import periodic_jobs
 
-TASK_MODULES = ["workers.tasks.housekeeping"]
+TASK_MODULES = ["workers.tasks.housekeeping", "workers.tasks.bids", "workers.tasks.ocpi", "workers.tasks.uftp"]
 
 _apps: dict[str, Celery] = {}
 

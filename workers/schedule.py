@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vpp.config import Settings
+from vpp.ocpi.settings import OcpiSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,4 +20,13 @@ class PeriodicJob:
 
 def periodic_jobs(settings: Settings) -> list[PeriodicJob]:
     """Every periodic job of the service, with intervals from the settings."""
-    return [PeriodicJob("housekeeping.run", settings.housekeeping_interval_seconds)]
+    ocpi = OcpiSettings()
+    return [
+        PeriodicJob("housekeeping.run", settings.housekeeping_interval_seconds),
+        PeriodicJob("ocpi.pull_all", ocpi.pull_interval_seconds),
+        PeriodicJob("ocpi.expire_limit_requests", 60.0),
+        PeriodicJob("uftp.deliver_outbox", settings.uftp_outbox_interval_seconds),
+        PeriodicJob("uftp.send_d_prognoses", settings.uftp_d_prognosis_interval_seconds),
+        PeriodicJob("bids.build_day_ahead", settings.bids_build_interval_seconds),
+        PeriodicJob("bids.build_afrr_energy", settings.bids_build_interval_seconds),
+    ]

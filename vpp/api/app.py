@@ -12,14 +12,25 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapters.markets.uftp.agr_service import build_uftp_router
+from adapters.ocpi.v2_2_1.routers import install_ocpi
 from vpp import __version__
+from vpp.activations.router import router as activations_router
 from vpp.api.auth import ApiKeyAuthenticator
 from vpp.api.errors import install_error_handlers
 from vpp.api.middleware import RequestContextMiddleware
 from vpp.apikeys.router import router as apikeys_router
+from vpp.bids.router import commitments_router
+from vpp.bids.router import router as bids_router
 from vpp.config import Settings
+from vpp.congestion.router import router as congestion_router
 from vpp.db import create_db_engine, create_session_factory
 from vpp.health.router import router as health_router
+from vpp.ocpi.router import router as ocpi_connections_router
+from vpp.portfolio.router import router as portfolio_router
+from vpp.portfolio.service import PortfolioConfig, PortfolioService, install_congestion_source
+from vpp.sessions.router import router as sessions_router
+from workers.bus import build_activation_bus
 from workers.runtime import Runtime, build_task_queue, start_embedded_scheduler
 
 log = logging.getLogger(__name__)
@@ -41,13 +52,23 @@ def create_app(
         else None
     )
     runtime = Runtime(settings=settings, session_factory=session_factory)
+    activation_bus = build_activation_bus(settings.redis_url, redis_client)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         scheduler = start_embedded_scheduler(runtime) if (background and settings.embedded) else None
+        dispatcher = None
+        if background and settings.embedded:
+            from workers.dispatcher import EmbeddedDispatcher, build_dispatcher
+
+            dispatcher = EmbeddedDispatcher(
+                build_dispatcher(settings, session_factory, bus=activation_bus, source=state.portfolio)
+            ).start()
         try:
             yield
         finally:
+            if dispatcher is not None:
+                dispatcher.stop()
             if scheduler is not None:
                 scheduler.stop()
             if redis_client is not None:
@@ -66,10 +87,24 @@ def create_app(
     state.redis = redis_client
     state.runtime = runtime
     state.task_queue = build_task_queue(runtime)
+    state.activation_bus = activation_bus
     state.authenticator = ApiKeyAuthenticator(session_factory=session_factory, pepper=settings.secret)
+    portfolio_config = PortfolioConfig(market_timezone=settings.market_timezone)
+    state.portfolio = PortfolioService(session_factory, config=portfolio_config)
+    state.portfolio_view = state.portfolio
+    install_congestion_source(state.portfolio)
 
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health_router)
     app.include_router(apikeys_router)
+    app.include_router(activations_router)
+    app.include_router(sessions_router)
+    app.include_router(portfolio_router)
+    app.include_router(ocpi_connections_router)
+    install_ocpi(app, settings, session_factory, task_queue=state.task_queue)
+    app.include_router(congestion_router)
+    app.include_router(bids_router)
+    app.include_router(commitments_router)
+    app.include_router(build_uftp_router(settings, session_factory, task_queue=lambda: state.task_queue))
     return app

@@ -74,6 +74,24 @@ def _dayahead_run(args: argparse.Namespace) -> dict[str, Any]:
 bench.register("dayahead", "portfolio scheduling: fast solver vs the exact LP", _dayahead_args, _dayahead_run)
 
 
+def _dayahead_curve_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sessions", type=int, default=10_000)
+    p.add_argument("--uncapped", action="store_true", help="no pool cap (the parametric curve is then exact)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--check-points", type=int, default=12, help="(MTU, level) points re-solved for the error")
+
+
+def _dayahead_curve_run(args: argparse.Namespace) -> dict[str, Any]:
+    from vpp.bids.bench import run_dayahead_curve_bench
+
+    return run_dayahead_curve_bench(args.sessions, capped=not args.uncapped, seed=args.seed,
+                                    check_points=args.check_points)
+
+
+bench.register("dayahead-curve", "one delivery day's demand curves (all MTUs, all levels)", _dayahead_curve_args,
+               _dayahead_curve_run)
+
+
 def _allocate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sessions", type=int, default=100_000)
     p.add_argument("--groups", type=int, default=None)
@@ -103,6 +121,78 @@ def _settle_run(args: argparse.Namespace) -> dict[str, Any]:
 
 bench.register("settle", "settlement of a simulated day (15-minute and 4-second resolution)", _settle_args,
                _settle_run)
+
+
+def _flexibility_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sessions", type=int, default=100_000)
+    p.add_argument("--hours", type=int, default=48)
+    p.add_argument("--seed", type=int, default=1)
+
+
+def _flexibility_run(args: argparse.Namespace) -> dict[str, Any]:
+    from vpp.algorithms.bench_flexibility import run_flexibility_bench
+
+    return run_flexibility_bench(args.sessions, hours=args.hours, seed=args.seed)
+
+
+bench.register("flexibility", "session envelopes and pool aggregates", _flexibility_args, _flexibility_run)
+
+
+def _dispatch_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sessions", type=int, default=10_000)
+    p.add_argument("--latency-ms", type=float, default=50.0)
+    p.add_argument("--cpos", type=int, default=10)
+
+
+def _dispatch_run(args: argparse.Namespace) -> dict[str, Any]:
+    from vpp.dispatch.bench import run_dispatch_bench
+
+    return run_dispatch_bench(args.sessions, latency_s=args.latency_ms / 1000.0, cpos=args.cpos)
+
+
+def _afrr_intake_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--requests", type=int, default=1000)
+
+
+def _afrr_intake_run(args: argparse.Namespace) -> dict[str, Any]:
+    from vpp.dispatch.bench import run_intake_bench
+
+    return run_intake_bench(args.requests)
+
+
+def _afrr_tracking_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sessions", type=int, default=2000)
+    p.add_argument("--non-followers", type=float, default=0.05)
+    p.add_argument("--seed", type=int, default=1)
+
+
+def _afrr_tracking_run(args: argparse.Namespace) -> dict[str, Any]:
+    from vpp.dispatch.bench import run_tracking_bench
+
+    return run_tracking_bench(args.sessions, non_followers=args.non_followers, seed=args.seed)
+
+
+bench.register("dispatch", "a dispatcher cycle sending limits to simulated CPOs", _dispatch_args, _dispatch_run)
+bench.register("afrr-intake", "aFRR setpoint acknowledgement latency over HTTP", _afrr_intake_args,
+               _afrr_intake_run)
+bench.register("afrr-tracking", "aFRR tracking of a simulated pool in simulated time", _afrr_tracking_args,
+               _afrr_tracking_run)
+
+
+def _ocpi_ingest_run(args: argparse.Namespace) -> dict[str, Any]:
+    from adapters.ocpi.v2_2_1.bench import run
+
+    return run(args)
+
+
+def _ocpi_ingest_args(p: argparse.ArgumentParser) -> None:
+    from adapters.ocpi.v2_2_1.bench import add_args
+
+    add_args(p)
+
+
+bench.register("ocpi-ingest", "OCPI Session PATCH intake over HTTP (uvicorn + httpx)", _ocpi_ingest_args,
+               _ocpi_ingest_run)
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:

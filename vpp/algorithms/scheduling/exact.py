@@ -20,8 +20,8 @@ from vpp.algorithms.scheduling.problem import FloatArray, IntArray, ScheduleResu
 def solve_exact_lp(problem: SchedulingProblem, *, solver: str = "ipm") -> ScheduleResult:
     """Solve the per-session LP with HiGHS (the reference, slow for large pools)."""
     started = time.perf_counter()
-    schedule = _solve_lp(problem, solver)
-    schedule = _clip_to_bounds(problem, schedule)
+    schedule = lp_schedule(problem, solver)
+    schedule = clip_to_bounds(problem, schedule)
     pool_kw = schedule.sum(axis=0)
     return ScheduleResult(
         status=status_of(problem, schedule, exact=True),
@@ -34,13 +34,55 @@ def solve_exact_lp(problem: SchedulingProblem, *, solver: str = "ipm") -> Schedu
     )
 
 
-def _clip_to_bounds(problem: SchedulingProblem, schedule: FloatArray) -> FloatArray:
+def clip_to_bounds(problem: SchedulingProblem, schedule: FloatArray) -> FloatArray:
     """Remove solver round-off outside the per-session power bounds."""
     lower = np.minimum(problem.min_kw, 0.0)[:, None]
     return np.clip(schedule, lower, np.maximum(problem.max_kw, 0.0)[:, None])
 
 
-def _solve_lp(problem: SchedulingProblem, solver: str) -> FloatArray:
+def lp_schedule(problem: SchedulingProblem, solver: str) -> FloatArray:
+    """Sessions x ISPs schedule of the per-session LP solved by HiGHS with ``solver``."""
+    return PoolLp(problem, solver).solve()
+
+
+class PoolLp:
+    """The per-session LP held in a live HiGHS instance, so new pool bounds re-solve from the last basis."""
+
+    def __init__(self, problem: SchedulingProblem, solver: str) -> None:
+        lp, self._owner, self._isp = _build_lp(problem)
+        self._shape = (problem.n_sessions, problem.n_isps)
+        self.highs = highspy.Highs()  # type: ignore[no-untyped-call]
+        self.highs.setOptionValue("output_flag", False)
+        self.highs.setOptionValue("solver", solver)
+        self.highs.setOptionValue("threads", 1)
+        self.highs.passModel(lp)
+        self._duals = np.zeros(problem.n_isps)
+        self.objective = 0.0
+
+    def solve(self) -> FloatArray:
+        """Run HiGHS and return the sessions x ISPs schedule."""
+        self.highs.run()
+        solution = self.highs.getSolution()
+        values = np.asarray(solution.col_value, dtype=np.float64)
+        self._duals = np.asarray(solution.row_dual, dtype=np.float64)[: self._shape[1]]
+        self.objective = float(self.highs.getInfo().objective_function_value)
+        schedule = np.zeros(self._shape)
+        schedule[self._owner, self._isp] = values[: self._owner.size]
+        return schedule
+
+    def set_pool_bounds(self, pool_min_kw: FloatArray, pool_max_kw: FloatArray) -> None:
+        """Replace the pool rows' bounds (the first ``n_isps`` rows)."""
+        n_isps = self._shape[1]
+        self.highs.changeRowsBounds(  # type: ignore[attr-defined]
+            n_isps, np.arange(n_isps, dtype=np.int32), pool_min_kw.astype(np.float64), pool_max_kw.astype(np.float64)
+        )
+
+    def pool_duals(self) -> FloatArray:
+        """Marginal cost of one more kW of pool bound per ISP, from the last solve (sign as HiGHS reports)."""
+        return self._duals
+
+
+def _build_lp(problem: SchedulingProblem) -> tuple[highspy.HighsLp, IntArray, IntArray]:
     n, n_isps, h = problem.n_sessions, problem.n_isps, problem.isp_hours
     length = (problem.departure - problem.arrival).astype(np.int64)
     owner: IntArray = np.repeat(np.arange(n), length)
@@ -134,13 +176,4 @@ def _solve_lp(problem: SchedulingProblem, solver: str) -> FloatArray:
     lp.a_matrix_.start_ = matrix.indptr
     lp.a_matrix_.index_ = matrix.indices
     lp.a_matrix_.value_ = matrix.data
-    highs = highspy.Highs()  # type: ignore[no-untyped-call]
-    highs.setOptionValue("output_flag", False)
-    highs.setOptionValue("solver", solver)
-    highs.setOptionValue("threads", 1)
-    highs.passModel(lp)
-    highs.run()
-    values = np.asarray(highs.getSolution().col_value, dtype=np.float64)
-    schedule = np.zeros((n, n_isps))
-    schedule[owner, isp] = values[:n_x]
-    return schedule
+    return lp, owner, isp

@@ -1,4 +1,4 @@
-"""The fast portfolio scheduler: exact greedy/flow methods where they apply, the LP where they do not."""
+"""The fast portfolio scheduler: exact greedy/flow for charge-only pools, the LP or split LPs for V2G."""
 
 from __future__ import annotations
 
@@ -16,13 +16,20 @@ from vpp.algorithms.scheduling.model import (
     window_mask,
 )
 from vpp.algorithms.scheduling.problem import FloatArray, ScheduleResult, SchedulingProblem
+from vpp.algorithms.scheduling.split import GROUP_SESSIONS, solve_split
 
 
 def solve_schedule(problem: SchedulingProblem) -> ScheduleResult:
-    """Cheapest schedule of the pool: exact price-order greedy/flow for charge-only, dual simplex for V2G."""
+    """Cheapest schedule of the pool: exact greedy/flow for charge-only, dual simplex (split when large) for V2G."""
     started = time.perf_counter()
     if problem.is_v2g.any():
-        # No combinatorial shortcut for pooled storage yet: the same LP, by dual simplex (vertex, faster).
+        if problem.n_sessions >= 4 * GROUP_SESSIONS and problem.n_isps > 1:
+            # Near-optimal, not exact, when groups share pool bounds (see split.py); exact without them.
+            schedule = solve_split(problem, GROUP_SESSIONS)
+            if schedule is not None:
+                exact = not problem.has_pool_limits
+                return _result(problem, schedule, started, "v2g-lp-split-groups", exact=exact)
+        # Small pools, or a split that fell short of a need: the exact LP by dual simplex.
         result = solve_exact_lp(problem, solver="simplex")
         return _result(problem, result.schedule_kw, started, "v2g-lp-dual-simplex", exact=True)
     schedule, method = _charge_only(problem)
