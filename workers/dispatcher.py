@@ -309,36 +309,19 @@ def _batches(snapshot: DispatchSnapshot, plan: CyclePlan) -> list[tuple[str, lis
     return batches
 
 
-class EmptySnapshotSource:
-    """No pools: what the dispatcher sees until the portfolio's snapshot source is wired in."""
-
-    def pools(self) -> list[str]:
-        """None."""
-        return []
-
-    def snapshot(self, pool: str, at: datetime) -> DispatchSnapshot | None:
-        """Nothing."""
-        return None
-
-
-class UnwiredNetwork:
-    """Answers NOT_SUPPORTED: what the dispatcher sends through until the OCPI network is wired in."""
-
-    async def set_limits(self, limits: Sequence[SessionLimit]) -> list[LimitOutcome]:
-        """Refuse every limit."""
-        return [LimitOutcome(lim.session_id, LimitStatus.NOT_SUPPORTED, message="no network wired") for lim in limits]
-
-    async def clear_limits(self, session_ids: Sequence[str]) -> list[LimitOutcome]:
-        """Refuse every clear."""
-        return [LimitOutcome(sid, LimitStatus.NOT_SUPPORTED, message="no network wired") for sid in session_ids]
-
-
 def default_components(
     settings: Settings, session_factory: sessionmaker[Session]
 ) -> tuple[PoolSnapshotSource, ChargePointNetwork]:
-    """The snapshot source and network of this process (placeholders until portfolio and OCPI are wired)."""
-    log.warning("dispatcher runs without a snapshot source and network: no pools will be dispatched")
-    return EmptySnapshotSource(), UnwiredNetwork()
+    """The snapshot source and network of this process: the portfolio, and the CPOs over OCPI."""
+    from adapters.ocpi.v2_2_1.context import OcpiContext
+    from adapters.ocpi.v2_2_1.network import OcpiChargePointNetwork
+    from vpp.ocpi.settings import OcpiSettings
+    from vpp.portfolio.service import PortfolioConfig, PortfolioService
+
+    source = PortfolioService(session_factory, config=PortfolioConfig(market_timezone=settings.market_timezone))
+    context = OcpiContext(session_factory=session_factory, public_url=settings.public_url, pepper=settings.secret,
+                          settings=OcpiSettings())
+    return source, OcpiChargePointNetwork(context)
 
 
 def build_dispatcher(

@@ -54,6 +54,7 @@ def test_the_pull_task_resyncs_a_connections_locations_and_sessions_from_its_cpo
     peer = connect(app.state.session_factory, TEST_SECRET, endpoints=[
         EndpointRef("sessions", "SENDER", f"{module}/sessions"),
         EndpointRef("locations", "SENDER", f"{module}/locations"),
+        EndpointRef("cdrs", "SENDER", f"{module}/cdrs"),
         EndpointRef("chargingprofiles", "RECEIVER", f"{module}/chargingprofiles"),
     ])
     from vpp.db import unit_of_work
