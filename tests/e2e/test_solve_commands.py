@@ -67,3 +67,20 @@ def test_solve_allocate_meets_the_target_within_group_caps(tmp_path: Path) -> No
     result = json.loads(out.read_text())
     assert abs(result["total_kw"] - 20.0) < 1e-6
     assert result["setpoints_kw"]["s1"] + result["setpoints_kw"]["s2"] <= 12 + 1e-9
+
+
+def test_forecast_backtest_reports_errors_on_held_out_simulated_days() -> None:
+    done = _vpp("forecast", "backtest", "--pool", "site:depot", "--days", "7", "--simulate-days", "35",
+                "--sessions-per-day", "20", "--category", "workplace")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["held_out_days"] == 7
+    assert report["isps"] == 7 * 96
+    assert 0 <= report["arrivals_coverage_p10_p90"] <= 1
+    assert report["arrivals_mae"] >= 0
+
+
+def test_forecast_backtest_refuses_a_malformed_pool() -> None:
+    done = _vpp("forecast", "backtest", "--pool", "depot", "--days", "7", "--simulate-days", "20")
+    assert done.returncode == 2
+    assert "<kind>:<key>" in done.stderr
