@@ -113,10 +113,12 @@ def test_unknown_and_ended_sessions_and_a_later_limit_in_the_batch_get_their_own
         )
         await w.sim.flush()
         outcomes += await network.set_limits([SessionLimit(ids[0], 2.0)])
+        outcomes += await network.clear_limits(["nope", ids[0]])
         await w.close()
         return outcomes
 
-    unknown, earlier, vanished, ended = asyncio.run(run())
+    unknown, earlier, vanished, ended, clear_unknown, clear_ended = asyncio.run(run())
+    assert clear_unknown.status == LimitStatus.UNKNOWN_SESSION and clear_ended.status == LimitStatus.SKIPPED
     assert unknown.status == LimitStatus.UNKNOWN_SESSION
     assert earlier.status == LimitStatus.SUPERSEDED
     assert vanished.status == LimitStatus.UNKNOWN_SESSION and vanished.request_id is not None
@@ -159,7 +161,7 @@ def test_an_accepted_request_without_result_is_lost_after_its_deadline_and_a_lat
     assert request.status == "applied" and "after the deadline" in (request.message or "")
 
 
-def test_clearing_a_limit_sends_a_delete_and_records_its_result(app: FastAPI) -> None:
+def test_clearing_a_limit_or_setting_an_infinite_one_sends_a_delete_and_records_its_result(app: FastAPI) -> None:
     w = world(app, evses=1, callback_delay_s=1)
 
     async def run() -> list[Any]:
@@ -167,7 +169,7 @@ def test_clearing_a_limit_sends_a_delete_and_records_its_result(app: FastAPI) ->
         network = OcpiChargePointNetwork(w.context, http=w.http)
         set_outcome = (await network.set_limits([SessionLimit(session_id, 4.0)]))[0]
         await w.sim.step(3)
-        clear_outcome = (await network.clear_limits([session_id]))[0]
+        clear_outcome = (await network.set_limits([SessionLimit(session_id, float("inf"))]))[0]
         await w.sim.step(3)
         await w.close()
         return [set_outcome, clear_outcome]
@@ -176,3 +178,4 @@ def test_clearing_a_limit_sends_a_delete_and_records_its_result(app: FastAPI) ->
     assert set_outcome.status == clear_outcome.status == LimitStatus.ACCEPTED
     assert [(r.kind, r.status) for r in _requests(app)] == [("set", "applied"), ("clear", "applied")]
     assert not next(iter(w.sim.sessions.values())).profiles
+    assert (w.sim.sent[-1]["kind"], w.sim.sent[-1]["url"].split("/")[-2]) == ("active_profile", "chargingprofiles")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -24,7 +25,7 @@ from adapters.ocpi.v2_2_1.context import OcpiContext
 from adapters.ocpi.v2_2_1.schemas import ChargingProfileResponse, ChargingProfileResponseType
 from adapters.ocpi.v2_2_1.transport import OCPI_VERSION, OcpiError, PartyRef, join_url
 from vpp.db import unit_of_work
-from vpp.observability import PROFILE_REQUESTS
+from vpp.observability import OCPI_ERRORS, PROFILE_OUTCOMES, PROFILE_REQUESTS
 from vpp.ocpi import service as connections
 from vpp.ocpi.service import PeerAccess
 from vpp.ports import Clock, LimitOutcome, LimitStatus, SessionLimit, SystemClock
@@ -123,6 +124,11 @@ class OcpiChargePointNetwork:
         def skip(status: LimitStatus, message: str, **retry: Any) -> LimitOutcome:
             return self._skip(session, limit, kind, target.connection_id, status, message, now, **retry)
 
+        if kind == "set" and limit.limit_kw == math.inf:
+            # An infinite cap is no cap: clear ours.
+            kind = "clear"
+        elif not math.isfinite(limit.limit_kw):
+            return skip(LimitStatus.FAILED, f"limit {limit.limit_kw} kW is not a number")
         if isinstance(peer, str):
             return skip(LimitStatus.FAILED, f"connection unusable: {peer}")
         if target.status not in ("active", "pending"):
@@ -198,6 +204,7 @@ class OcpiChargePointNetwork:
                     # The body is prebuilt (rounded limit, per-peer shape), so it goes out as is.
                     response = await client._profile_call("PUT", job.external_id, json=job.body)
         except OcpiError as exc:
+            OCPI_ERRORS.labels(job.peer.connection_id, f"charging_profile_{job.kind}").inc()
             return _Answer(job, None, exc.message)
         return _Answer(job, response, None)
 
@@ -230,6 +237,7 @@ class OcpiChargePointNetwork:
                 else:
                     outcome = self._record_response(session, job, answer.response, base, now, settings)
                 PROFILE_REQUESTS.labels(job.kind, outcome.status.value).inc()
+                PROFILE_OUTCOMES.labels(job.peer.connection_id, job.kind, outcome.status.value).inc()
                 recorded.append((job.index, outcome))
         return recorded
 
