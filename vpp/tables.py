@@ -13,6 +13,7 @@ import vpp.locations.tables
 import vpp.ocpi.tables
 import vpp.portfolio.tables
 import vpp.sessions.tables
+import vpp.settlement.tables
 from vpp.db import Base
 
 __all__ = ["metadata"]
@@ -20,7 +21,7 @@ __all__ = ["metadata"]
 _FEATURE_TABLES = (
     vpp.activations.tables, vpp.apikeys.tables, vpp.commitments.tables, vpp.jobs.tables,
     vpp.ocpi.tables, vpp.sessions.tables, vpp.locations.tables, vpp.cdrs.tables,
-    vpp.congestion.tables, vpp.bids.tables, vpp.portfolio.tables,
+    vpp.congestion.tables, vpp.bids.tables, vpp.portfolio.tables, vpp.settlement.tables,
 )
 
 metadata = Base.metadata

@@ -7,7 +7,8 @@ from celery import Celery
 from vpp.config import Settings
 from workers.schedule import periodic_jobs
 
-TASK_MODULES = ["workers.tasks.housekeeping", "workers.tasks.bids", "workers.tasks.ocpi", "workers.tasks.uftp"]
+TASK_MODULES = ["workers.tasks.housekeeping", "workers.tasks.bids", "workers.tasks.ocpi", "workers.tasks.uftp",
+                "workers.tasks.settlement"]
 
 _apps: dict[str, Celery] = {}
 

@@ -30,6 +30,7 @@ from vpp.ocpi.router import router as ocpi_connections_router
 from vpp.portfolio.router import router as portfolio_router
 from vpp.portfolio.service import PortfolioConfig, PortfolioService, install_congestion_source
 from vpp.sessions.router import router as sessions_router
+from vpp.settlement.router import router as settlement_router
 from workers.bus import build_activation_bus
 from workers.runtime import Runtime, build_task_queue, start_embedded_scheduler
 
@@ -106,5 +107,6 @@ def create_app(
     app.include_router(congestion_router)
     app.include_router(bids_router)
     app.include_router(commitments_router)
+    app.include_router(settlement_router)
     app.include_router(build_uftp_router(settings, session_factory, task_queue=lambda: state.task_queue))
     return app

@@ -1,0 +1,1 @@
+"""Settlement: what was delivered against what was requested, per pool, ISP, order and session."""

@@ -1,0 +1,78 @@
+"""HTTP routes of settlement: day summaries, ISP/activation/order/session reports (JSON or CSV), the plot."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+
+from vpp.api.deps import DsoDep, SessionDep, SettingsDep, TraderDep
+from vpp.api.errors import error_responses
+from vpp.congestion.flexsource import flex_source_for
+from vpp.db import utcnow
+from vpp.settlement import counterparty, plots, reports, service
+from vpp.settlement.schemas import (
+    CounterpartySettlementWrite,
+    CounterpartyVerdictRead,
+    SettlementRunWrite,
+    SettlementSummaryRead,
+)
+from vpp.settlement.values import SettlementParams
+
+router = APIRouter(prefix="/api/v1/settlement", tags=["settlement"], responses=error_responses(401, 403, 404, 422))
+_TABLE: dict[int | str, dict[str, Any]] = {200: {"content": {"application/json": {}, "text/csv": {}}}}
+Kind = Literal["isps", "activations", "orders", "sessions"]
+
+
+def _read(item: dict[str, object]) -> SettlementSummaryRead:
+    keys = ("run_id", "pool", "day", "status", "computed_at", "baseline_method")
+    return SettlementSummaryRead(**{k: str(item[k]) for k in keys}, summary=item)
+
+
+@router.get("/days/{day}", operation_id="get_settlement_day")
+def get_day(day: date, db: SessionDep, _trader: TraderDep, pool: str | None = None) -> list[SettlementSummaryRead]:
+    """The settled pools of a day (or one pool) with their totals."""
+    return [_read(item) for item in reports.day_summary(db, day, pool)]
+
+
+@router.post("/days/{day}/run", operation_id="run_settlement_day")
+def run_day(day: date, body: SettlementRunWrite, db: SessionDep, settings: SettingsDep,
+            _trader: TraderDep) -> list[SettlementSummaryRead]:
+    """(Re)compute a closed day for one pool or every pool with data; a recompute replaces the stored result."""
+    params = SettlementParams(**body.model_dump(exclude={"pool"}))
+    runs = service.settle_day(db, day=day, pool=body.pool, time_zone=settings.market_timezone, params=params)
+    return [_read(reports.summary(run)) for run in runs]
+
+
+@router.get("/days/{day}/plot.png", operation_id="get_settlement_plot",
+            responses={200: {"content": {"image/png": {}}}})
+def get_plot(day: date, db: SessionDep, settings: SettingsDep, _trader: TraderDep,
+             pool: Annotated[str, Query(description="the pool to plot")]) -> Response:
+    """Requested vs delivered aFRR of a settled pool's day, per 4-second step."""
+    service.get_run(db, day, pool)
+    png = plots.requested_vs_delivered_png(db, day=day, pool=pool, time_zone=settings.market_timezone)
+    return Response(png, media_type="image/png")
+
+
+@router.get("/days/{day}/{kind}", operation_id="get_settlement_rows", responses=_TABLE)
+def get_rows(day: date, kind: Kind, db: SessionDep, _trader: TraderDep, pool: str | None = None,
+             format: Literal["json", "csv"] = "json") -> Response:
+    """One report of a settled day: per ISP, activation, order ISP or session."""
+    records = reports.rows(db, kind, day, pool)
+    if format == "csv":
+        name = f"settlement-{day.isoformat()}-{kind}.csv"
+        return Response(reports.to_csv(kind, records), media_type="text/csv",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    return Response(json.dumps(records, default=str), media_type="application/json")
+
+
+@router.post("/orders/{order_reference}/counterparty", operation_id="check_counterparty_settlement")
+def check_counterparty(order_reference: str, body: CounterpartySettlementWrite, db: SessionDep,
+                       _dso: DsoDep) -> CounterpartyVerdictRead:
+    """Compare a DSO's settlement of one of our orders with ours; an unknown order is refused (404)."""
+    verdict = counterparty.check(db, flex_source_for(db), order_reference, body, now=utcnow())
+    return CounterpartyVerdictRead(order_reference=verdict.order_reference, accepted=verdict.accepted,
+                                   reason=verdict.reason, differing_isps=list(verdict.differing_isps))
