@@ -149,3 +149,21 @@ def test_locations_and_cdrs_are_pulled_from_the_sim_cpo(app: FastAPI) -> None:
     with unit_of_work(app.state.session_factory) as session:
         info = locations.connector_info(session, result["connection_id"], result["location"], result["evse"], "1")
     assert info is not None and info.max_power_kw == 11.0 and info.charging_profile_capable and info.phases == 3
+
+
+def test_a_new_cdr_enqueues_a_settlement_recompute_after_commit_and_a_repeat_does_not(
+    app: FastAPI, client: TestClient
+) -> None:
+    enqueued: list[tuple[str, dict[str, Any]]] = []
+
+    class Recording:
+        def enqueue(self, task_name: str, **kwargs: Any) -> None:
+            enqueued.append((task_name, kwargs))
+
+    app.state.ocpi_app.state.ocpi.task_queue = Recording()
+    peer = connect(app.state.session_factory, TEST_SECRET)
+    posted = client.post("/ocpi/2.2.1/cdrs", json=_cdr(), headers=peer.headers)
+    assert posted.status_code == 201
+    client.post("/ocpi/2.2.1/cdrs", json=_cdr(), headers=peer.headers)
+    cdr_id = posted.headers["location"].rsplit("/", 1)[-1]
+    assert enqueued == [("settlement.recompute_for_cdr", {"cdr_id": cdr_id})]

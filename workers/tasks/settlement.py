@@ -81,8 +81,10 @@ def recompute_for_cdr(cdr_id: str) -> dict[str, Any]:
             service.settle(db, day=day, pool=pool, time_zone=runtime.settings.market_timezone, now=now)
         recomputed.append(f"{day.isoformat()}/{pool}")
     status = "ok" if cdr is not None else "skipped"
-    with unit_of_work(runtime.session_factory) as db:
-        jobs.record_run(db, "settlement.recompute_for_cdr", started_at=now, finished_at=utcnow(), status=status,
-                        detail={"cdr_id": cdr_id, "recomputed": recomputed})
+    # Most CDRs arrive before their day is settled: only a recompute is worth a job-run row.
+    if recomputed:
+        with unit_of_work(runtime.session_factory) as db:
+            jobs.record_run(db, "settlement.recompute_for_cdr", started_at=now, finished_at=utcnow(), status=status,
+                            detail={"cdr_id": cdr_id, "recomputed": recomputed})
     TASKS.labels("settlement.recompute_for_cdr", status).inc()
     return {"status": status, "cdr_id": cdr_id, "recomputed": recomputed}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import Request, Response
+from fastapi import BackgroundTasks, Request, Response
 
 from adapters.ocpi.v2_2_1 import mapping
 from adapters.ocpi.v2_2_1.routers.common import ModuleCaller, context_of, envelope, ocpi_router, require_party
@@ -15,10 +15,17 @@ router = ocpi_router(f"/{OCPI_VERSION}/cdrs", "cdrs")
 
 
 @router.post("", operation_id="ocpi_post_cdr")
-def post_cdr(request: Request, body: Cdr, caller: ModuleCaller, db: SessionDep) -> Response:
-    """Store a CDR (credit CDRs are linked to the CDR they reverse); answers with its Location."""
+def post_cdr(
+    request: Request, body: Cdr, caller: ModuleCaller, db: SessionDep, background: BackgroundTasks
+) -> Response:
+    """Store a CDR (credit CDRs are linked to the CDR they reverse); answers with its Location.
+
+    A new CDR may change an already settled day: its recompute is enqueued after the commit.
+    """
     require_party(caller, body.country_code, body.party_id, in_url=False)
     row, created = cdrs.receive(db, caller.connection_id, mapping.cdr_to_record(body))
+    if created:
+        background.add_task(context_of(request).enqueue, "settlement.recompute_for_cdr", cdr_id=row.id)
     location = join_url(context_of(request).module_url("cdrs"), row.id)
     return envelope(http_status=201 if created else 200, headers={"Location": location})
 
