@@ -26,6 +26,16 @@ class ConnectionFlags(BaseModel):
     legacy_profile_shape: bool = Field(
         False, description="extrawest-ocpi 2025.7: min_charge_rate and a single charging_profile_period object"
     )
+    trailing_slash_urls: bool = Field(
+        False,
+        description="advertise our module URLs with a trailing '/' to peers that append 'CC/PID/id' to an endpoint "
+        "URL by string concatenation (extrawest-ocpi 2025.7's push helper); inbound paths work either way",
+    )
+    ignore_link_header: bool = Field(
+        False,
+        description="page pulls by offset and X-Total-Count, ignoring a broken Link header (extrawest-ocpi 2025.7 "
+        "writes https:// and enum names into its next-page link)",
+    )
     require_routing_headers: bool = Field(False, description="refuse functional requests without OCPI-from-*")
     rate_limit_per_s: float | None = Field(None, gt=0, description="inbound requests/s; default from settings")
     rate_limit_burst: float | None = Field(None, gt=0)

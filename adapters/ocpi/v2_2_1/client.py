@@ -100,6 +100,7 @@ class OcpiClient:
         peer_party: PartyRef | None = None,
         details: VersionDetails | None = None,
         page_limit: int | None = None,
+        follow_links: bool = True,
     ) -> None:
         self._http = http
         self.versions_url = versions_url
@@ -109,6 +110,7 @@ class OcpiClient:
         self.peer_party = peer_party
         self.details = details
         self.page_limit = page_limit
+        self.follow_links = follow_links
 
     # ------------------------------------------------------------------------------ plumbing
 
@@ -264,7 +266,10 @@ class OcpiClient:
         url: str | None = None,
         correlation_id: str | None = None,
     ) -> AsyncIterator[Page[ModelT]]:
-        """GET a Sender list page by page, following Link; without Link, continues while pages are full."""
+        """GET a Sender list page by page, following Link; without Link, continues while pages are full.
+
+        With ``follow_links`` off the Link header is ignored: pages continue by offset and X-Total-Count.
+        """
         base = url or self.endpoint_url(module, InterfaceRole.SENDER)
         filters: dict[str, str | int] = {}
         if date_from is not None:
@@ -291,7 +296,7 @@ class OcpiClient:
             seen_urls.add(page_url)
             yield Page(items, len(raw_items), info, page_url)
             offset += len(raw_items)
-            if info.next_url:
+            if info.next_url and self.follow_links:
                 next_url = str(response.request.url.join(info.next_url))
                 params = None
                 if next_url in seen_urls:

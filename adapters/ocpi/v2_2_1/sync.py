@@ -36,6 +36,7 @@ def _client(context: OcpiContext, http: httpx.AsyncClient, peer: PeerAccess) -> 
         http, versions_url=peer.versions_url or "", token=peer.outgoing_token, raw_token=peer.flags.raw_token,
         own_party=context.party, peer_party=cpo, page_limit=context.settings.page_limit,
         details=mapping.details_from_endpoints(peer.version or OCPI_VERSION, peer.endpoints),
+        follow_links=not peer.flags.ignore_link_header,
     )
 
 

@@ -32,8 +32,9 @@ def get_versions(request: Request, caller: VersionsCaller) -> Response:
 def get_version_details(request: Request, caller: VersionsCaller) -> Response:
     """Our 2.2.1 endpoints."""
     context = context_of(request)
+    slash = "/" if caller.auth.flags.trailing_slash_urls else ""
     details = VersionDetails(
         version=OCPI_VERSION,
-        endpoints=[Endpoint(identifier=m, role=r, url=context.module_url(m)) for m, r in OUR_MODULES],
+        endpoints=[Endpoint(identifier=m, role=r, url=context.module_url(m) + slash) for m, r in OUR_MODULES],
     )
     return envelope(details, wrap_list=caller.auth.flags.list_wrapped_data)
