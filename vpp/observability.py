@@ -8,7 +8,7 @@ import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 correlation_id_var: ContextVar[str | None] = ContextVar("correlation_id", default=None)
@@ -90,3 +90,152 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     root.setLevel(level.upper())
     for noisy in ("uvicorn.access", "httpx", "httpcore", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+# ------------------------------------------------------------------------------- operator metrics
+# What an operator pages on. Counters and histograms are updated where things happen; the gauges that describe
+# shared state (queue depth, job freshness, dependencies) are read at scrape time by ``OperatorCollector``.
+
+AFRR_SETPOINT_LAG = Histogram(
+    "vpp_afrr_setpoint_lag_seconds", "aFRR setpoint timestamp to intake (stored and acknowledged)",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0),
+)
+DISPATCH_ALLOCATION = Histogram(
+    "vpp_dispatch_allocation_seconds", "Allocation of a pool target to session limits, per cycle",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+)
+DISPATCH_SEND = Histogram(
+    "vpp_dispatch_send_seconds", "One batch of session limits to a CPO, until every outcome is known", ["cpo"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0),
+)
+DISPATCH_LIMIT_OUTCOMES = Counter(
+    "vpp_dispatch_limit_outcomes_total", "Session limits sent by the dispatcher, by CPO group and outcome",
+    ["cpo", "status"],
+)
+DISPATCH_POOLS_KNOWN = Gauge("vpp_dispatch_pools_known", "Pools with sessions, as this dispatcher last listed them")
+PROFILE_OUTCOMES = Counter(
+    "vpp_ocpi_profile_outcomes_total", "Charging-profile requests per OCPI connection (CPO), kind and outcome",
+    ["connection", "kind", "outcome"],
+)
+OCPI_ERRORS = Counter(
+    "vpp_ocpi_errors_total", "OCPI calls to a peer that failed (transport, HTTP or OCPI status), per connection",
+    ["connection", "operation"],
+)
+
+OPERATOR_METRIC_NAMES = (
+    "vpp_celery_queue_length", "vpp_job_seconds_since_success", "vpp_job_interval_seconds", "vpp_dependency_up",
+)
+
+
+class OperatorCollector:
+    """Reads shared state at scrape time: Celery queue lengths in Redis, job freshness from job_runs, dependencies.
+
+    ``state`` is an app's ``state`` (settings, engine, session_factory, redis); anything missing is reported as
+    no samples, so every family is always declared.
+    """
+
+    def __init__(self, state: object, queues: tuple[str, ...] = ("celery",)) -> None:
+        self._state = state
+        self._queues = queues
+
+    def describe(self) -> list[object]:
+        """No fixed description: the families are built per scrape."""
+        return []
+
+    def collect(self) -> list[object]:
+        """The operator gauges, read now."""
+        from prometheus_client.core import GaugeMetricFamily
+
+        queue = GaugeMetricFamily("vpp_celery_queue_length", "Celery messages waiting in Redis", labels=["queue"])
+        since = GaugeMetricFamily(
+            "vpp_job_seconds_since_success",
+            "Seconds since the last successful run of a scheduled job (job_runs); jobs never recorded are left out",
+            labels=["job"],
+        )
+        interval = GaugeMetricFamily("vpp_job_interval_seconds", "Schedule interval of a periodic job",
+                                     labels=["job"])
+        up = GaugeMetricFamily("vpp_dependency_up", "1 when the dependency answered this scrape", labels=["dependency"])
+        settings = getattr(self._state, "settings", None)
+        redis_client = getattr(self._state, "redis", None)
+        if redis_client is not None:
+            try:
+                for name in self._queues:
+                    queue.add_metric([name], float(redis_client.llen(name)))
+                up.add_metric(["redis"], 1.0)
+            except Exception:
+                up.add_metric(["redis"], 0.0)
+        if settings is not None:
+            try:
+                from workers.schedule import periodic_jobs
+
+                for job in periodic_jobs(settings):
+                    interval.add_metric([job.task_name], job.every_seconds)
+            except Exception:
+                logging.getLogger(__name__).warning("periodic jobs unavailable for metrics", exc_info=True)
+        factory = getattr(self._state, "session_factory", None)
+        if factory is not None:
+            try:
+                for name, seconds in job_freshness(factory).items():
+                    since.add_metric([name], seconds)
+                up.add_metric(["database"], 1.0)
+            except Exception:
+                up.add_metric(["database"], 0.0)
+        return [queue, since, interval, up]
+
+
+def job_freshness(session_factory: object) -> dict[str, float]:
+    """Seconds since each recorded job last succeeded (or, never successful, since its first recorded run)."""
+    from sqlalchemy import case, func, select
+
+    from vpp.jobs.tables import JobRun
+
+    ok_at = func.max(case((JobRun.status == "ok", JobRun.finished_at), else_=None))
+    stmt = select(JobRun.name, ok_at, func.min(JobRun.started_at)).group_by(JobRun.name)
+    now = datetime.now(UTC)
+    out: dict[str, float] = {}
+    with session_factory() as session:  # type: ignore[operator]
+        for name, last_ok, first in session.execute(stmt):
+            at = last_ok or first
+            if at.tzinfo is None:
+                at = at.replace(tzinfo=UTC)
+            out[str(name)] = max(0.0, (now - at).total_seconds())
+    return out
+
+
+def observe_setpoint_lag(timestamp: datetime) -> None:
+    """Record how long after its own timestamp a setpoint was taken in."""
+    AFRR_SETPOINT_LAG.observe(max(0.0, datetime.now(UTC).timestamp() - timestamp.timestamp()))
+
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def metrics_registry(state: object | None = None) -> CollectorRegistry:
+    """A registry for one scrape: this process's metrics (or every process's, in multi-process mode) plus the
+    operator gauges when an app's state is given."""
+    import os
+
+    from prometheus_client import REGISTRY
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry(auto_describe=False)
+    if os.environ.get(MULTIPROC_ENV):
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    else:
+        registry.register(_Proxy(REGISTRY))  # type: ignore[arg-type]
+    if state is not None:
+        registry.register(OperatorCollector(state))  # type: ignore[arg-type]
+    return registry
+
+
+class _Proxy:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> object:
+        return self._registry.collect()
+
+
+def render_metrics(state: object | None = None) -> bytes:
+    """The Prometheus text exposition for one scrape."""
+    return generate_latest(metrics_registry(state))

@@ -26,9 +26,13 @@ from vpp.domain.dispatch import DispatchSnapshot
 from vpp.observability import (
     AFRR_REQUESTED_MW,
     AFRR_SUPPLIED_MW,
+    DISPATCH_ALLOCATION,
     DISPATCH_CYCLE,
+    DISPATCH_LIMIT_OUTCOMES,
     DISPATCH_LIMITS,
+    DISPATCH_POOLS_KNOWN,
     DISPATCH_POOLS_OWNED,
+    DISPATCH_SEND,
 )
 from vpp.ports import (
     ActivationBus,
@@ -160,6 +164,7 @@ class Dispatcher:
                 self.owned.pop(pool, None)
         try:
             pools = await asyncio.to_thread(self.source.pools)
+            DISPATCH_POOLS_KNOWN.set(len(pools))
         except Exception:
             log.exception("listing pools failed")
             pools = []
@@ -224,7 +229,9 @@ class Dispatcher:
         with unit_of_work(self.factory) as session:
             setpoint = service.latest_setpoint(session, pool)
             limits = service.limits_for(session, pool, at)
+        planning = time.perf_counter()
         plan = owned.state.plan(snapshot, setpoint, limits)
+        DISPATCH_ALLOCATION.observe(time.perf_counter() - planning)
         with unit_of_work(self.factory) as session:
             allocation_id = service.record_cycle(
                 session, plan, fence=owned.fence, owner=self.owner,
@@ -239,6 +246,7 @@ class Dispatcher:
         limits_kw: list[float], at: datetime,
     ) -> None:
         request = [SessionLimit(session_id=sid, limit_kw=kw) for sid, kw in zip(ids, limits_kw, strict=True)]
+        sending = time.perf_counter()
         try:
             outcomes = await asyncio.wait_for(self.network.set_limits(request), timeout=self.send_timeout)
             if len(outcomes) != len(ids):
@@ -247,9 +255,11 @@ class Dispatcher:
             outcomes = _failed(ids, f"no answer within {self.send_timeout} s")
         except Exception as exc:
             outcomes = _failed(ids, f"{type(exc).__name__}: {exc}")
+        DISPATCH_SEND.labels(batch).observe(time.perf_counter() - sending)
         state.outcomes_arrived(self.clock.now().timestamp(), outcomes, limits_kw)
         for outcome in outcomes:
             DISPATCH_LIMITS.labels(outcome.status.value).inc()
+            DISPATCH_LIMIT_OUTCOMES.labels(batch, outcome.status.value).inc()
 
         def record() -> None:
             with unit_of_work(self.factory) as session:

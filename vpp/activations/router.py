@@ -22,7 +22,7 @@ from vpp.api.errors import error_responses
 from vpp.apikeys.service import Principal
 from vpp.db import unit_of_work
 from vpp.domain.roles import Role
-from vpp.observability import AFRR_SETPOINTS
+from vpp.observability import AFRR_SETPOINTS, observe_setpoint_lag
 from vpp.ports import ActivationBus, ActivationEvent
 
 router = APIRouter(tags=["activations"], responses=error_responses(401, 403, 422))
@@ -60,6 +60,7 @@ def submit_afrr_setpoint(body: SetpointCreate, factory: FactoryDep, bus: BusDep,
     row = receipt.setpoint
     outcome = "duplicate" if receipt.duplicate else "stale" if row.stale else "clipped" if row.clipped else "stored"
     AFRR_SETPOINTS.labels(outcome).inc()
+    observe_setpoint_lag(body.timestamp)
     if not receipt.duplicate and not row.stale:
         bus.publish(ActivationEvent(kind=SETPOINT, pool=row.pool, seq=row.seq))
     return SetpointAck.model_validate({**SetpointAck.model_validate(row).model_dump(), "duplicate": receipt.duplicate})

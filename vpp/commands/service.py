@@ -4,11 +4,27 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from vpp.commands.common import CommandError, load_settings, open_database, print_json
+
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def _prepare_metrics_dir(path: str) -> None:
+    """Multi-process metrics in ``path``: created, a previous run's files dropped, the variable exported.
+
+    Runs before prometheus_client is imported by any process sharing it (uvicorn's spawned workers and Celery's
+    forked pool processes inherit the variable); one directory per process group, never shared between groups.
+    """
+    directory = Path(path)
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+    os.environ[METRICS_DIR_ENV] = str(directory)
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -27,6 +43,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("worker", help="start a Celery worker on the Redis broker")
     p.add_argument("--concurrency", type=int, default=2)
     p.add_argument("--queues", default="celery")
+    p.add_argument("--metrics-port", type=int, default=None,
+                   help="serve Prometheus metrics of the worker and its pool processes on this port")
     p.set_defaults(func=worker)
 
     p = sub.add_parser("beat", help="start Celery beat (run exactly one)")
@@ -78,6 +96,9 @@ def serve(args: argparse.Namespace) -> int:
         uvicorn.run(create_app(settings), host=args.host, port=args.port, log_config=None,
                     timeout_graceful_shutdown=10)
         return 0
+    if args.workers > 1:
+        # Spawned workers inherit the variable, so /metrics in any of them sums every worker's samples.
+        _prepare_metrics_dir(os.environ.get(METRICS_DIR_ENV) or str(settings.data_dir / "metrics-api"))
     uvicorn.run("vpp.api.main:app_from_env", factory=True, host=args.host, port=args.port,
                 workers=args.workers, log_config=None, timeout_graceful_shutdown=10)
     return 0
@@ -107,20 +128,41 @@ def migrate(args: argparse.Namespace) -> int:
 
 
 def worker(args: argparse.Namespace) -> int:
-    """Start a Celery worker."""
+    """Start a Celery worker; SIGTERM is a warm shutdown (running tasks finish, unstarted ones go back)."""
+    settings = load_settings()
+    if not settings.redis_url:
+        raise CommandError("vpp worker needs VPP_REDIS_URL (in embedded mode tasks run inside vpp serve)")
+    if args.metrics_port:
+        # Before prometheus_client is imported: the forked pool processes then write their samples to files.
+        own_dir = settings.data_dir / f"metrics-worker-{os.getpid()}"
+        _prepare_metrics_dir(os.environ.get(METRICS_DIR_ENV) or str(own_dir))
     from vpp.observability import configure_logging
     from workers.celery_app import get_celery_app
     from workers.runtime import get_runtime
 
-    settings = load_settings()
-    if not settings.redis_url:
-        raise CommandError("vpp worker needs VPP_REDIS_URL (in embedded mode tasks run inside vpp serve)")
     configure_logging(settings.log_level, settings.log_format)
+    if args.metrics_port:
+        _serve_worker_metrics(args.metrics_port)
     get_runtime()
     app = get_celery_app(settings)
-    app.worker_main(["worker", f"--concurrency={args.concurrency}", "-Q", args.queues,
+    # --quiet: no banner, so every line the worker writes is a JSON log record.
+    app.worker_main(["--quiet", "worker", f"--concurrency={args.concurrency}", "-Q", args.queues,
                      "--loglevel", settings.log_level, "--without-gossip", "--without-mingle"])
     return 0
+
+
+def _serve_worker_metrics(port: int) -> None:
+    from celery.signals import worker_process_shutdown
+    from prometheus_client import start_http_server
+    from prometheus_client.multiprocess import mark_process_dead
+
+    from vpp.observability import metrics_registry
+
+    def forget(pid: int | None = None, **_kwargs: Any) -> None:
+        mark_process_dead(pid or os.getpid())  # type: ignore[no-untyped-call]
+
+    worker_process_shutdown.connect(forget, weak=False)
+    start_http_server(port, registry=metrics_registry())
 
 
 def beat(_args: argparse.Namespace) -> int:
@@ -134,7 +176,7 @@ def beat(_args: argparse.Namespace) -> int:
     configure_logging(settings.log_level, settings.log_format)
     schedule_file = settings.data_dir / "celerybeat-schedule"
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    get_celery_app(settings).start(["beat", "--loglevel", settings.log_level, "-s", str(schedule_file)])
+    get_celery_app(settings).start(["--quiet", "beat", "--loglevel", settings.log_level, "-s", str(schedule_file)])
     return 0
 
 

@@ -6,9 +6,11 @@ import time
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 from sqlalchemy import text
+
+from vpp.observability import render_metrics
 
 router = APIRouter(tags=["health"])
 
@@ -71,6 +73,6 @@ def health(request: Request) -> JSONResponse:
 
 
 @router.get("/metrics", operation_id="metrics", response_class=Response)
-def metrics() -> Response:
+def metrics(request: Request) -> Response:
     """Prometheus metrics in the text exposition format."""
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return Response(render_metrics(request.app.state), media_type=CONTENT_TYPE_LATEST)
