@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 LINT_PATHS := vpp workers adapters sim
 PYTEST_ARGS ?=
 
-.PHONY: demo test check openapi venv clean
+.PHONY: demo test check openapi venv clean test-web
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,10 +17,14 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/vpp serve --host 127.0.0.1 --port 8000
+	$(BIN)/vpp simulate --scenario demo --out var/demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The web view in headless Chromium (apt-get install chromium chromium-driver); screenshots in test-artifacts/web.
+test-web: $(STAMP)
+	$(BIN)/python -m pytest -q tests/e2e/test_web_ui.py
 
 check: $(STAMP)
 	$(BIN)/ruff check $(LINT_PATHS) tests

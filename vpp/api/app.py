@@ -31,6 +31,7 @@ from vpp.portfolio.router import router as portfolio_router
 from vpp.portfolio.service import PortfolioConfig, PortfolioService, install_congestion_source
 from vpp.sessions.router import router as sessions_router
 from vpp.settlement.router import router as settlement_router
+from vpp.web.router import router as web_router
 from workers.bus import build_activation_bus
 from workers.runtime import Runtime, build_task_queue, start_embedded_scheduler
 
@@ -109,4 +110,5 @@ def create_app(
     app.include_router(commitments_router)
     app.include_router(settlement_router)
     app.include_router(build_uftp_router(settings, session_factory, task_queue=lambda: state.task_queue))
+    app.include_router(web_router)
     return app
