@@ -320,18 +320,19 @@ def _batches(snapshot: DispatchSnapshot, plan: CyclePlan) -> list[tuple[str, lis
 
 
 def default_components(
-    settings: Settings, session_factory: sessionmaker[Session]
+    settings: Settings, session_factory: sessionmaker[Session], clock: Clock | None = None
 ) -> tuple[PoolSnapshotSource, ChargePointNetwork]:
     """The snapshot source and network of this process: the portfolio, and the CPOs over OCPI."""
     from adapters.ocpi.v2_2_1.context import OcpiContext
     from adapters.ocpi.v2_2_1.network import OcpiChargePointNetwork
     from vpp.ocpi.settings import OcpiSettings
-    from vpp.portfolio.service import PortfolioConfig, PortfolioService
+    from vpp.portfolio.service import DispatchPools, PortfolioConfig, PortfolioService
 
-    source = PortfolioService(session_factory, config=PortfolioConfig(market_timezone=settings.market_timezone))
+    portfolio = PortfolioService(session_factory, clock=clock,
+                                 config=PortfolioConfig(market_timezone=settings.market_timezone))
     context = OcpiContext(session_factory=session_factory, public_url=settings.public_url, pepper=settings.secret,
                           settings=OcpiSettings())
-    return source, OcpiChargePointNetwork(context)
+    return DispatchPools(portfolio), OcpiChargePointNetwork(context, clock=clock)
 
 
 def build_dispatcher(
@@ -341,10 +342,11 @@ def build_dispatcher(
     bus: ActivationBus | None = None,
     source: PoolSnapshotSource | None = None,
     network: ChargePointNetwork | None = None,
+    clock: Clock | None = None,
 ) -> Dispatcher:
     """A dispatcher for the settings' mode: Redis streams and leases, or the in-process bus and lease."""
     if source is None or network is None:
-        default_source, default_network = default_components(settings, session_factory)
+        default_source, default_network = default_components(settings, session_factory, clock)
         source, network = source or default_source, network or default_network
     receiver: BusReceiver
     lease: PoolLease
@@ -355,7 +357,7 @@ def build_dispatcher(
         receiver = bus if isinstance(bus, InProcessActivationBus) else InProcessActivationBus()
         lease = InProcessLease(settings.dispatch_lease_ttl_seconds)
     return Dispatcher(settings=settings, session_factory=session_factory, source=source, network=network,
-                      receiver=receiver, lease=lease)
+                      receiver=receiver, lease=lease, clock=clock)
 
 
 class EmbeddedDispatcher:

@@ -396,6 +396,26 @@ class PortfolioService:
             return dispatch_snapshot(fleet, pool, at, site_loads_kw(db, at))
 
 
+class DispatchPools:
+    """The portfolio as the dispatcher's snapshot source: only bidding-zone pools are dispatched.
+
+    Every session is in exactly one zone pool; its sites, congestion points and CPO are groups inside the zone
+    snapshot, so DSO limits on them still bind. Dispatching the overlapping site/CPO/congestion pools as well
+    would send each session several competing limits.
+    """
+
+    def __init__(self, portfolio: PortfolioService) -> None:
+        self._portfolio = portfolio
+
+    def pools(self) -> list[str]:
+        """The zone pools with sessions now."""
+        return [p for p in self._portfolio.pools() if PoolId.parse(p).kind == PoolKind.ZONE]
+
+    def snapshot(self, pool: str, at: datetime) -> DispatchSnapshot | None:
+        """The zone pool's snapshot."""
+        return self._portfolio.snapshot(pool, at)
+
+
 class CongestionView:
     """The portfolio as the UFTP agent sees a congestion point, inside the agent's transaction."""
 

@@ -1,0 +1,182 @@
+"""The simulated world around one service: the service itself on a free port, and CPOs speaking OCPI to it.
+
+Everything runs on one asyncio loop in this process, served by uvicorn on localhost; the service and the
+CPOs share one injected clock that only the caller moves. The parties talk to the service only over its real
+interfaces: OCPI (registration, session pushes, charging profiles) and the HTTP API with role keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+import secrets
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from fastapi import FastAPI
+from pydantic import SecretStr
+from sqlalchemy import Engine
+
+from sim.cpo.app import create_cpo_app
+from sim.cpo.clock import ManualClock
+from sim.cpo.config import CpoConfig
+from sim.cpo.simulator import CpoSimulator
+from vpp import migrate
+from vpp.api.app import create_app
+from vpp.apikeys import service as apikeys
+from vpp.config import Settings
+from vpp.db import create_db_engine, create_session_factory, unit_of_work
+
+log = logging.getLogger(__name__)
+
+ROLES = ("admin", "trader", "market", "dso", "partner")
+# Simulated time runs many times faster than the wall clock, so real-time rate limits would throttle it.
+UNTHROTTLED_PER_S = 1_000_000.0
+
+
+def free_port() -> int:
+    """A TCP port free on localhost now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Served:
+    """An ASGI app served by uvicorn on a task of the running loop."""
+
+    def __init__(self, app: FastAPI, port: int) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
+                                access_log=False, log_config=None)
+        self.server = uvicorn.Server(config)
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start serving and wait until the socket listens."""
+        self.task = asyncio.create_task(self.server.serve())
+        for _ in range(500):
+            if self.server.started:
+                return
+            if self.task.done():
+                self.task.result()
+            await asyncio.sleep(0.01)
+        raise RuntimeError(f"server on port {self.port} did not start")
+
+    async def stop(self) -> None:
+        """Stop serving."""
+        self.server.should_exit = True
+        if self.task is not None:
+            await self.task
+
+
+@dataclass
+class SimulatedCpo:
+    """A CPO simulator and where it is served."""
+
+    party: str
+    simulator: CpoSimulator
+    served: Served
+    connection_id: str = ""
+
+
+@dataclass
+class World:
+    """The service, its keys, the CPOs and the clock they share."""
+
+    clock: ManualClock
+    settings: Settings
+    engine: Engine
+    service: Served
+    app: FastAPI
+    keys: dict[str, str]
+    cpos: dict[str, SimulatedCpo] = field(default_factory=dict)
+    clients: dict[str, httpx.AsyncClient] = field(default_factory=dict)
+
+    def client(self, role: str) -> httpx.AsyncClient:
+        """An HTTP client of the service with the key of ``role``."""
+        if role not in self.clients:
+            self.clients[role] = httpx.AsyncClient(
+                base_url=self.service.url, headers={"Authorization": f"Bearer {self.keys[role]}"}, timeout=60.0)
+        return self.clients[role]
+
+    async def add_cpo(self, config: CpoConfig, *, discharge_profiles: bool) -> SimulatedCpo:
+        """Serve a simulated CPO and let it register with the service (invite over the API, then OCPI)."""
+        port = free_port()
+        config = config.model_copy(update={"base_url": f"http://127.0.0.1:{port}", "auto_arrivals": False,
+                                           "realtime": False})
+        app = create_cpo_app(config, clock=self.clock)
+        served = Served(app, port)
+        await served.start()
+        simulator: CpoSimulator = app.state.simulator
+        invite = await self.client("admin").post("/api/v1/ocpi/connections", json={
+            "name": f"{config.name} {config.party}",
+            "flags": {"discharge_profiles": discharge_profiles, "rate_limit_per_s": UNTHROTTLED_PER_S,
+                      "rate_limit_burst": UNTHROTTLED_PER_S}})
+        invite.raise_for_status()
+        body = invite.json()
+        await simulator.register_with(body["versions_url"], body["token_a"])
+        cpo = SimulatedCpo(party=config.party, simulator=simulator, served=served, connection_id=body["connection_id"])
+        self.cpos[config.party] = cpo
+        return cpo
+
+    async def close(self) -> None:
+        """Stop every server and close the clients."""
+        for client in self.clients.values():
+            await client.aclose()
+        for cpo in self.cpos.values():
+            await cpo.served.stop()
+        await self.service.stop()
+        self.engine.dispose()
+
+
+def simulation_settings(data_dir: Path, port: int, **overrides: Any) -> Settings:
+    """Embedded defaults in ``data_dir`` (PostgreSQL/Redis when VPP_DATABASE_URL/VPP_REDIS_URL are set)."""
+    values: dict[str, Any] = {
+        "data_dir": data_dir,
+        "public_url": f"http://127.0.0.1:{port}",
+        "log_format": "text",
+        "log_level": os.environ.get("VPP_LOG_LEVEL", "WARNING"),
+        "api_rate_limit_per_minute": 10**9,
+        # Wall-clock time box of a batch of limits: one process serves every party here, so allow more.
+        "dispatch_send_timeout_seconds": 60.0,
+        **overrides,
+    }
+    embedded = not (os.environ.get("VPP_REDIS_URL") or values.get("redis_url")) and not str(
+        values.get("database_url") or os.environ.get("VPP_DATABASE_URL") or "sqlite").startswith("postgres")
+    if not embedded:
+        if not os.environ.get("VPP_SECRET_KEY") and "secret_key" not in values:
+            values["secret_key"] = SecretStr(secrets.token_urlsafe(32))
+        if not os.environ.get("VPP_UFTP_SIGNING_KEY") and "uftp_signing_key" not in values:
+            from nacl.bindings import crypto_sign_keypair
+
+            values["uftp_signing_key"] = SecretStr(base64.b64encode(crypto_sign_keypair()[1]).decode("ascii"))
+    return Settings(**values)
+
+
+async def start_world(data_dir: Path, clock: ManualClock, **settings_overrides: Any) -> World:
+    """Migrate a fresh database, mint one key per role, and serve the service on the shared clock.
+
+    The embedded dispatcher is not started: the caller runs the production dispatcher's cycles on the
+    simulated clock (see vpp.simulation.runner).
+    """
+    port = free_port()
+    settings = simulation_settings(data_dir, port, **settings_overrides)
+    engine = create_db_engine(settings.resolved_database_url, pool_size=settings.db_pool_size)
+    migrate.upgrade(engine)
+    factory = create_session_factory(engine)
+    keys: dict[str, str] = {}
+    with unit_of_work(factory) as session:
+        for role in ROLES:
+            _row, keys[role] = apikeys.create(session, name=f"simulation {role}", role=role, pepper=settings.secret)
+    app = create_app(settings, engine=engine, session_factory=factory, background=False, clock=clock)
+    served = Served(app, port)
+    await served.start()
+    return World(clock=clock, settings=settings, engine=engine, service=served, app=app, keys=keys)

@@ -1,0 +1,212 @@
+"""KPIs of a run: the controlled day against uncontrolled charging of the same sessions."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from vpp.algorithms.settlement import check_afrr_steps
+from vpp.simulation.runner import RunResult, uncontrolled_twin
+
+FloatArray = npt.NDArray[np.float64]
+ISP = timedelta(minutes=15)
+NEED_TOLERANCE_KWH = 0.1
+LIMIT_TOLERANCE_KW = 0.5
+
+
+@dataclass(frozen=True)
+class Series:
+    """Per-ISP series of the delivery period (kW averages) and the aFRR steps, for KPIs and plots."""
+
+    isp_starts: list[datetime]
+    controlled_kw: FloatArray
+    uncontrolled_kw: FloatArray
+    prices_eur_per_mwh: FloatArray
+    point_kw: dict[str, FloatArray]
+    point_uncontrolled_kw: dict[str, FloatArray]
+    point_limit_kw: dict[str, FloatArray]
+    afrr_at: list[datetime]
+    afrr_setpoint_mw: FloatArray
+    afrr_supplied_mw: FloatArray
+    afrr_ramped_mw: FloatArray
+    afrr_flagged: npt.NDArray[np.bool_]
+
+
+def _isp_index(result: RunResult) -> list[datetime]:
+    start = result.timeline.delivery_start.astimezone(UTC)
+    end = result.timeline.end.astimezone(UTC)
+    return [start + k * ISP for k in range(int((end - start) / ISP))]
+
+
+def _floor_isp(at: datetime) -> datetime:
+    return at - timedelta(seconds=at.timestamp() % 900, microseconds=at.microsecond)
+
+
+def build_series(result: RunResult) -> Series:
+    """Aggregate the step log and the uncontrolled twins onto the delivery ISPs."""
+    isps = _isp_index(result)
+    position = {t: k for k, t in enumerate(isps)}
+    n = len(isps)
+    controlled = np.zeros(n)
+    points = {p: np.zeros(n) for p in result.point_members}
+    for k, start in enumerate(result.log.starts):
+        i = position.get(_floor_isp(start.astimezone(UTC)))
+        if i is None:
+            continue
+        controlled[i] += result.log.total_kwh[k]
+        for point in points:
+            points[point][i] += result.log.point_kwh[point][k]
+    uncontrolled = np.zeros(n)
+    points_unc = {p: np.zeros(n) for p in result.point_members}
+    member_points: dict[tuple[str, str], list[str]] = {}
+    for point, members in result.point_members.items():
+        for member in members:
+            member_points.setdefault(member, []).append(point)
+    for record in result.sessions:
+        record_points = member_points.get((record.party, record.location_id), [])
+        for at, kwh in uncontrolled_twin(record):
+            i = position.get(_floor_isp(at.astimezone(UTC)))
+            if i is None:
+                continue
+            uncontrolled[i] += kwh
+            for point in record_points:
+                points_unc[point][i] += kwh
+    limits = {p: np.full(n, np.nan) for p in result.point_members}
+    for point, windows in result.point_limits.items():
+        for low, high, cap in windows:
+            for k, t in enumerate(isps):
+                if low <= t < high:
+                    limits[point][k] = cap if math.isnan(limits[point][k]) else min(limits[point][k], cap)
+    prices = np.array([result.prices.get(t, np.nan) for t in isps])
+    afrr_at, setpoint, supplied, ramped, flagged = _afrr(result)
+    return Series(isp_starts=isps, controlled_kw=controlled * 4, uncontrolled_kw=uncontrolled * 4,
+                  prices_eur_per_mwh=prices, point_kw={p: v * 4 for p, v in points.items()},
+                  point_uncontrolled_kw={p: v * 4 for p, v in points_unc.items()}, point_limit_kw=limits,
+                  afrr_at=afrr_at, afrr_setpoint_mw=setpoint, afrr_supplied_mw=supplied, afrr_ramped_mw=ramped,
+                  afrr_flagged=flagged)
+
+
+def _afrr(result: RunResult) -> tuple[list[datetime], FloatArray, FloatArray, FloatArray, npt.NDArray[np.bool_]]:
+    rows = result.log.afrr
+    empty = np.zeros(0)
+    if not rows:
+        return [], empty, empty, empty, np.zeros(0, dtype=bool)
+    measured_by_start = {start: result.log.total_kwh[k] * 3600.0 / result.log.seconds[k] / 1000.0
+                         for k, start in enumerate(result.log.starts) if result.log.seconds[k] > 0}
+    baseline_by_step: dict[datetime, float] = {}
+    for item in result.activation_check.get("responses", []):
+        at = datetime.fromisoformat(str(item["at"]).replace("Z", "+00:00"))
+        baseline_by_step[at.astimezone(UTC)] = float(item["baseline_kw"]) / 1000.0
+    at_list = [row["at"] for row in rows]
+    setpoint = np.array([row["setpoint_mw"] for row in rows], dtype=np.float64)
+    measured = np.array([measured_by_start.get(t, np.nan) for t in at_list], dtype=np.float64)
+    baseline = np.array([baseline_by_step.get(t, baseline_by_step.get(t + timedelta(seconds=4), np.nan))
+                         for t in at_list], dtype=np.float64)
+    # The TSO's request is what the intake applied (clipped to the award).
+    applied = np.minimum(setpoint, result.afrr_awarded_mw) if result.afrr_awarded_mw > 0 else np.zeros_like(setpoint)
+    steps = check_afrr_steps(applied, measured, baseline)
+    return at_list, applied, steps.supplied_mw, steps.ramped_mw, steps.flagged
+
+
+def compute_kpis(result: RunResult, series: Series | None = None) -> dict[str, Any]:
+    """The KPI dictionary written to kpis.json."""
+    series = series or build_series(result)
+    tl = result.timeline
+    start, end = tl.delivery_start.astimezone(UTC), tl.end.astimezone(UTC)
+    prices = np.nan_to_num(series.prices_eur_per_mwh)
+    energy = series.controlled_kw / 4
+    energy_unc = series.uncontrolled_kw / 4
+    cost = float(np.sum(energy * prices) / 1000.0)
+    cost_unc = float(np.sum(energy_unc * prices) / 1000.0)
+    peak = float(series.controlled_kw.max()) if series.controlled_kw.size else 0.0
+    peak_unc = float(series.uncontrolled_kw.max()) if series.uncontrolled_kw.size else 0.0
+
+    judged = [r for r in result.sessions if start < r.departure <= end]
+    feasible = met = 0
+    for record in judged:
+        deliverable = sum(kwh for _, kwh in uncontrolled_twin(record))
+        required = min(record.need_kwh, deliverable)
+        if deliverable + NEED_TOLERANCE_KWH < record.need_kwh:
+            continue
+        feasible += 1
+        if record.delivered_kwh >= required - NEED_TOLERANCE_KWH - 0.01 * required:
+            met += 1
+    violations = 0
+    worst_excess_kw = 0.0
+    for point, limit in series.point_limit_kw.items():
+        load = series.point_kw[point]
+        over = np.where(np.isnan(limit), 0.0, load - limit)
+        violations += int(np.sum(over > LIMIT_TOLERANCE_KW))
+        worst_excess_kw = max(worst_excess_kw, float(over.max()) if over.size else 0.0)
+    unc_violations = sum(int(np.sum(np.where(np.isnan(lim), 0.0, series.point_uncontrolled_kw[p] - lim)
+                                    > LIMIT_TOLERANCE_KW)) for p, lim in series.point_limit_kw.items())
+    active = np.abs(series.afrr_ramped_mw) > 1e-9
+    afrr_pct: float | None = None
+    if active.any():
+        afrr_pct = round(100.0 * float(np.sum(~series.afrr_flagged & active)) / float(np.sum(active)), 1)
+    days = (end - start).total_seconds() / 86400.0
+    saving = cost_unc - cost + result.afrr_capacity_revenue_eur
+    flex_value = saving / max(result.chargers, 1) * (365.25 / 12.0) / days
+    responses = result.activation_check.get("responses", [])
+    return {
+        "scenario": result.scenario.name,
+        "delivery_start": start.isoformat(),
+        "days": days,
+        "chargers": result.chargers,
+        "sessions": len(result.sessions),
+        "sessions_in_delivery": sum(1 for r in result.sessions if r.start < end and r.departure > start),
+        "sessions_judged": len(judged),
+        "sessions_feasible": feasible,
+        "needs_met_pct": round(100.0 * met / feasible, 2) if feasible else None,
+        "energy_delivered_kwh": round(float(energy.sum()), 1),
+        "energy_uncontrolled_kwh": round(float(energy_unc.sum()), 1),
+        "cost_eur_uncontrolled": round(cost_unc, 2),
+        "cost_eur": round(cost, 2),
+        "cost_saving_pct": round(100.0 * (cost_unc - cost) / cost_unc, 2) if cost_unc > 0 else None,
+        "peak_kw_uncontrolled": round(peak_unc, 1),
+        "peak_kw": round(peak, 1),
+        "peak_reduction_pct": round(100.0 * (peak_unc - peak) / peak_unc, 2) if peak_unc > 0 else None,
+        "congestion_violation_isps": violations,
+        "congestion_violation_isps_uncontrolled": unc_violations,
+        "congestion_worst_excess_kw": round(worst_excess_kw, 2),
+        "afrr_awarded_mw": result.afrr_awarded_mw,
+        "afrr_setpoints_sent": result.activation_check.get("setpoints_sent", 0),
+        "afrr_steps_recorded": len(responses),
+        "afrr_steps_within_tolerance_pct": afrr_pct,
+        "afrr_capacity_revenue_eur": round(result.afrr_capacity_revenue_eur, 2),
+        "flex_value_eur_per_charger_month": round(flex_value, 2),
+        "wall_seconds": round(result.wall_seconds, 1),
+        "notes": result.notes,
+    }
+
+
+KPI_ROWS = [
+    ("needs_met_pct", "needs met (%)"),
+    ("energy_delivered_kwh", "energy delivered (kWh)"),
+    ("cost_eur_uncontrolled", "cost uncontrolled (EUR)"),
+    ("cost_eur", "cost controlled (EUR)"),
+    ("cost_saving_pct", "cost saving (%)"),
+    ("peak_kw_uncontrolled", "peak uncontrolled (kW)"),
+    ("peak_kw", "peak controlled (kW)"),
+    ("peak_reduction_pct", "peak reduction (%)"),
+    ("congestion_violation_isps", "congestion violations (ISPs)"),
+    ("afrr_steps_within_tolerance_pct", "aFRR steps within tolerance (%)"),
+    ("flex_value_eur_per_charger_month", "flex value (EUR/charger/month)"),
+]
+
+
+def kpi_table(kpis: dict[str, Any]) -> str:
+    """The KPIs as a plain-text table."""
+    width = max(len(label) for _, label in KPI_ROWS)
+    lines = [f"{'scenario':<{width}}  {kpis['scenario']}",
+             f"{'sessions (chargers)':<{width}}  {kpis['sessions_in_delivery']} ({kpis['chargers']})"]
+    for key, label in KPI_ROWS:
+        value = kpis.get(key)
+        lines.append(f"{label:<{width}}  {'n/a' if value is None else value}")
+    lines.append(f"{'wall time (s)':<{width}}  {kpis['wall_seconds']}")
+    return "\n".join(lines)

@@ -1,0 +1,604 @@
+"""Run a scenario end to end: the service and the simulated parties on one simulated clock.
+
+The service runs its production code paths (OCPI intake, portfolio, bids, activations, the dispatcher's cycle
+and the OCPI charge-point network); only *when* things happen is decided here, by the simulated clock: CPOs
+step their fleets, the TSO posts a setpoint every 4 simulated seconds in activation windows, and the
+dispatcher runs one cycle per step (every 4 s in those windows).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import sys
+import tempfile
+import time as wallclock
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sim.cpo.clock import ManualClock
+from sim.cpo.config import CpoConfig
+from sim.cpo.fleet import Car, apply_power, charge_power_kw
+from sim.exchange import clear_curve_order
+from sim.world import SimulatedCpo, World, start_world
+from vpp.simulation.plan import (
+    Booking,
+    PlannedSession,
+    Timeline,
+    location_ids,
+    plan_car_sharing,
+    plan_cpo,
+    timeline_of,
+)
+from vpp.simulation.scenario import CpoSpec, Scenario
+
+ZONE_POOL = "zone:NL"
+AFRR_STEP_S = 4.0
+CPO_CATEGORY = {"home": "private", "public": "public", "workplace": "workplace"}
+V2G_MIN_SOC_PCT = 30.0
+
+
+def site_id(party: str, location_id: str) -> str:
+    """The site id a CPO location gets in the topology."""
+    return f"{party.replace('/', '-')}-{location_id}"
+
+
+@dataclass
+class SessionRecord:
+    """What the simulation knows of one session it plugged in (for the uncontrolled twin and needs)."""
+
+    party: str
+    location_id: str
+    external_id: str
+    start: datetime
+    departure: datetime
+    car: Car
+    evse_max_kw: float
+    dc: bool
+    need_kwh: float
+    service_id: str | None = None
+    delivered_kwh: float = 0.0
+
+
+@dataclass
+class StepLog:
+    """Energy per step: total and per congestion point (kWh), and the aFRR exchange of the step."""
+
+    starts: list[datetime] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    total_kwh: list[float] = field(default_factory=list)
+    point_kwh: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    afrr: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class RunResult:
+    """Everything the KPIs and the report are computed from."""
+
+    scenario: Scenario
+    timeline: Timeline
+    log: StepLog
+    sessions: list[SessionRecord]
+    point_members: dict[str, set[tuple[str, str]]]
+    point_limits: dict[str, list[tuple[datetime, datetime, float]]]
+    prices: dict[datetime, float]
+    chargers: int
+    afrr_awarded_mw: float
+    afrr_capacity_revenue_eur: float
+    notes: list[str]
+    wall_seconds: float
+    activation_check: dict[str, Any]
+
+
+class Progress:
+    """One line on stderr showing the simulated clock."""
+
+    def __init__(self, enabled: bool, zone: Any) -> None:
+        self.enabled = enabled
+        self.zone = zone
+        self.started = wallclock.monotonic()
+        self._last = 0.0
+
+    def show(self, at: datetime, phase: str, active: int, force: bool = False) -> None:
+        now = wallclock.monotonic()
+        if not self.enabled or (not force and now - self._last < 0.5):
+            return
+        self._last = now
+        local = at.astimezone(self.zone)
+        sys.stderr.write(f"\r[simulate] {local:%Y-%m-%d %H:%M:%S %Z}  {phase:<9} {active:5d} plugged in  "
+                         f"wall {now - self.started:6.1f} s ")
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def scenario_prices(scenario: Scenario, timeline: Timeline) -> dict[datetime, float]:
+    """EUR/MWh per UTC ISP start from the trading day to the end."""
+    import pandas as pd
+
+    start = datetime.combine(scenario.start - timedelta(days=1), datetime.min.time(), tzinfo=timeline.zone)
+    stop = datetime.combine(scenario.start + timedelta(days=scenario.days), datetime.min.time(), tzinfo=timeline.zone)
+    index = pd.date_range(start.astimezone(UTC), stop.astimezone(UTC), freq="15min", inclusive="left")
+    if scenario.prices == "nl-day-ahead":
+        from vpp.data.prices import prices_for_isps
+
+        series = prices_for_isps(pd.DatetimeIndex(index))
+        return {t.to_pydatetime(): float(v) for t, v in zip(series.index, series.to_numpy(), strict=True)}
+    values = list(scenario.prices)
+    per_isp = values if len(values) == 96 else [v for v in values for _ in range(4)]
+    out = {}
+    for ts in index:
+        local = ts.tz_convert(timeline.zone)
+        out[ts.to_pydatetime()] = float(per_isp[(local.hour * 60 + local.minute) // 15 % 96])
+    return out
+
+
+class Simulation:
+    """One scenario run."""
+
+    def __init__(self, scenario: Scenario, *, data_dir: Path, progress: bool = True,
+                 settings_overrides: dict[str, Any] | None = None) -> None:
+        self.scenario = scenario
+        self.settings_overrides = settings_overrides or {}
+        self.data_dir = data_dir
+        self.timeline = timeline_of(scenario)
+        self.clock = ManualClock(self.timeline.begin.astimezone(UTC))
+        self.progress = Progress(progress, self.timeline.zone)
+        self.notes: list[str] = []
+        self.log = StepLog()
+        self.records: dict[tuple[str, str], SessionRecord] = {}
+        self.pending: dict[str, list[PlannedSession]] = {}
+        self.bookings: list[Booking] = []
+        self.specs: list[CpoSpec] = list(scenario.cpos)
+        self.point_members: dict[str, set[tuple[str, str]]] = {}
+        self.point_limits: dict[str, list[tuple[datetime, datetime, float]]] = defaultdict(list)
+        self.prices: dict[datetime, float] = {}
+        self.afrr_awarded_mw = 0.0
+        self.afrr_capacity_revenue_eur = 0.0
+        self.afrr_seq = 0
+        self.new_sessions: dict[str, list[SessionRecord]] = defaultdict(list)
+        self.kwh_seen: dict[tuple[str, str], float] = {}
+        self._next_lease_check = 0.0
+
+    # ------------------------------------------------------------------------------- set-up
+
+    def plan(self) -> None:
+        """Draw every session once."""
+        for spec in self.scenario.cpos:
+            self.pending[spec.party] = plan_cpo(spec, self.timeline, self.scenario.seed)
+        if self.scenario.car_sharing is not None:
+            cpo, sessions, self.bookings = plan_car_sharing(self.scenario, self.timeline)
+            self.specs.append(cpo)
+            self.pending[cpo.party] = sessions
+        for point in self.scenario.congestion:
+            self.point_members[point.congestion_point] = {
+                (c.party, loc) for c in self.specs if c.party in point.cpos for loc in location_ids(c)}
+
+    async def setup(self, world: World) -> None:
+        """CPOs register over OCPI, the topology is imported, bookings stated."""
+        v2g_allowed = self.scenario.strategy == "smart+v2g"
+        for spec in self.specs:
+            period = max(self.scenario.report_period_seconds, self.scenario.warmup_step_seconds)
+            config = CpoConfig(party=spec.party, name=f"CPO {spec.party}", evses=spec.evses,
+                               evses_per_location=spec.evses_per_location, max_kw=spec.evse_max_kw,
+                               v2g=spec.v2g, category=CPO_CATEGORY[spec.category], seed=self.scenario.seed,
+                               period_s=int(period), physics_step_s=60.0, callback_delay_s=2.0,
+                               profile_timeout_s=30, report_soc="always")
+            await world.add_cpo(config, discharge_profiles=v2g_allowed and spec.v2g)
+        await self._import_topology(world)
+        await self._wait_for_locations(world)
+        partner = world.client("partner")
+        for booking in self.bookings:
+            response = await partner.put(f"/api/v1/bookings/{booking.booking_id}", json={
+                "vehicle_id": booking.vehicle_id, "vehicle_token_uid": booking.token_uid,
+                "start": booking.start.isoformat(), "end": booking.end.isoformat(),
+                "energy_kwh": round(booking.energy_kwh, 2)})
+            response.raise_for_status()
+
+    async def _import_topology(self, world: World) -> None:
+        point_of: dict[tuple[str, str], str] = {}
+        for point, members in self.point_members.items():
+            for member in members:
+                point_of.setdefault(member, point)
+        rows = ["ean,dso,site_id,site_capacity_kw,party,location_id,category"]
+        for spec in self.specs:
+            capacity = "" if spec.site_max_kw is None else f"{spec.site_max_kw:g}"
+            for loc in location_ids(spec):
+                # Locations outside the scenario's congestion points sit behind an unconstrained feeder.
+                ean = point_of.get((spec.party, loc), f"FEEDER-{spec.party.replace('/', '-')}")
+                rows.append(f"{ean},DSO-SIM,{site_id(spec.party, loc)},{capacity},"
+                            f"{spec.party},{loc},{spec.category}")
+        response = await world.client("admin").post("/api/v1/portfolio/topology/import", content="\n".join(rows),
+                                                     headers={"Content-Type": "text/csv"})
+        if response.status_code >= 300:
+            raise RuntimeError(f"topology import refused: {response.text[:300]}")
+
+    async def _wait_for_locations(self, world: World) -> None:
+        """Pull each CPO's Locations (OCPI pull) so connector powers and V2G capability are known."""
+        from sqlalchemy import func, select
+
+        from vpp.locations.tables import ChargingEvse
+
+        admin = world.client("admin")
+        for cpo in world.cpos.values():
+            (await admin.post(f"/api/v1/ocpi/connections/{cpo.connection_id}/pull")).raise_for_status()
+        expected = sum(spec.evses for spec in self.specs)
+        for _ in range(600):
+            with world.engine.connect() as conn:
+                count = conn.execute(select(func.count()).select_from(ChargingEvse)).scalar_one()
+            if count >= expected:
+                return
+            await asyncio.sleep(0.05)
+        self.notes.append(f"only {count} of {expected} EVSEs were pulled before the run started")
+
+    # ------------------------------------------------------------------------------- markets and grid
+
+    async def trade(self, world: World, day: Any) -> None:
+        """D-1: day-ahead curve build, submit, exchange clearing, awards; aFRR capacity bid and award."""
+        trader = world.client("trader")
+        if self.scenario.dayahead:
+            built = await trader.post("/api/v1/bids/day-ahead/build", json={"pool": ZONE_POOL,
+                                                                             "delivery_day": day.isoformat()})
+            if built.status_code >= 300:
+                self.notes.append(f"day-ahead build for {day} refused: {built.status_code} {built.text[:200]}")
+            else:
+                bid = built.json()
+                (await trader.post(f"/api/v1/bids/{bid['id']}/submit")).raise_for_status()
+                document = await trader.get(f"/api/v1/bids/{bid['id']}/document", params={"format": "json"})
+                document.raise_for_status()
+                cleared = clear_curve_order(document.text, self.prices)
+                awards = await trader.post(f"/api/v1/bids/{bid['id']}/awards",
+                                           json={"format": "json", "content": json.dumps(cleared)})
+                awards.raise_for_status()
+        if self.scenario.afrr.enabled:
+            await self._afrr_bid(world, day)
+
+    async def _afrr_bid(self, world: World, day: Any) -> None:
+        trader = world.client("trader")
+        start = datetime.combine(day, datetime.min.time(), tzinfo=self.timeline.zone).astimezone(UTC)
+        built = await trader.post("/api/v1/bids/afrr/build", json={
+            "pool": ZONE_POOL, "start": start.isoformat(), "end": (start + timedelta(days=1)).isoformat(),
+            "products": ["capacity"]})
+        if built.status_code >= 300:
+            self.notes.append(f"aFRR build for {day} refused: {built.status_code} {built.text[:200]}")
+            return
+        bid = built.json()
+        windows = self._afrr_windows(day)
+        awards = []
+        for item in bid["content"].get("capacity", []):
+            if item["direction"] != "up":
+                continue
+            product_start = datetime.fromisoformat(item["product_start"].replace("Z", "+00:00"))
+            product_end = product_start + timedelta(hours=float(item["product_hours"]))
+            if not any(a < product_end and b > product_start for a, b in windows):
+                continue
+            offered_mw = math.floor(float(item["capacity_kw"]) / 1000.0 + 1e-9)
+            wanted = self.scenario.afrr.award_mw
+            awarded = min(offered_mw, math.floor(wanted)) if wanted is not None else offered_mw
+            if awarded >= self.scenario.afrr.min_award_mw:
+                awards.append({"bid_id": item["bid_id"], "awarded_mw": awarded})
+                self.afrr_awarded_mw = max(self.afrr_awarded_mw, float(awarded))
+                self.afrr_capacity_revenue_eur += awarded * float(item["product_hours"]) * float(
+                    item["capacity_price_eur_per_mw_per_h"])
+        if not bid["content"].get("capacity"):
+            self.notes.append(f"aFRR {day}: the pool offered no capacity (below the 1 MW minimum bid)")
+        submitted = await trader.post(f"/api/v1/bids/{bid['id']}/submit")
+        if submitted.status_code >= 300:
+            self.notes.append(f"aFRR submit for {day} refused: {submitted.text[:200]}")
+            return
+        if awards:
+            response = await trader.post(f"/api/v1/bids/{bid['id']}/awards",
+                                         json={"format": "json", "content": json.dumps({"awards": awards})})
+            response.raise_for_status()
+        else:
+            self.notes.append(f"aFRR {day}: no capacity awarded in the activation windows; setpoints are clipped "
+                              "to 0 by the intake")
+
+    def _afrr_windows(self, day: Any) -> list[tuple[datetime, datetime]]:
+        windows = []
+        for low, high in self.scenario.afrr.activations:
+            a = datetime.combine(day, datetime.strptime(low, "%H:%M").time(), tzinfo=self.timeline.zone)
+            b = datetime.combine(day, datetime.strptime(high, "%H:%M").time(), tzinfo=self.timeline.zone)
+            windows.append((a.astimezone(UTC), b.astimezone(UTC)))
+        return windows
+
+    def _estimated_point_peak_kw(self, point: str, low: datetime, high: datetime) -> float:
+        """Uncontrolled peak of a point in [low, high), estimated from the plan at the EVSEs' power."""
+        members = self.point_members[point]
+        power = {spec.party: min(spec.evse_max_kw, 11.0) for spec in self.specs}
+        steps = int((high - low) / timedelta(minutes=15))
+        load = [0.0] * max(steps, 1)
+        for party, sessions in self.pending.items():
+            for planned in sessions:
+                if (party, planned.location_id) not in members:
+                    continue
+                end = min(planned.departure, planned.arrival + timedelta(hours=planned.energy_kwh / power[party]))
+                for k in range(steps):
+                    t = low + k * timedelta(minutes=15)
+                    if planned.arrival <= t < end:
+                        load[k] += power[party]
+        return max(load)
+
+    async def post_congestion(self, world: World) -> None:
+        """The DSO states each day's limits the day before (dso role)."""
+        dso = world.client("dso")
+        for spec in self.scenario.congestion:
+            low_t, high_t = spec.window()
+            for day in self.timeline.delivery_days():
+                low = datetime.combine(day, low_t, tzinfo=self.timeline.zone).astimezone(UTC)
+                high = datetime.combine(day, high_t, tzinfo=self.timeline.zone).astimezone(UTC)
+                if high <= low:
+                    high += timedelta(days=1)
+                if spec.signal == "curtailment":
+                    members = sorted(self.point_members[spec.congestion_point])
+                    response = await dso.post("/api/v1/dso/curtailments", json={
+                        "devices": [site_id(p, loc) for p, loc in members], "start": low.isoformat(),
+                        "end": high.isoformat(), "max_kw_per_device": spec.max_kw_per_device})
+                    response.raise_for_status()
+                    cap = spec.max_kw_per_device * len(members)
+                    self.point_limits[spec.congestion_point].append((low, high, cap))
+                    continue
+                cap = spec.max_kw if spec.max_kw is not None else round(
+                    spec.max_share_of_peak * self._estimated_point_peak_kw(spec.congestion_point, low, high), 1)
+                response = await dso.post("/api/v1/dso/limits", json={
+                    "congestion_point": spec.congestion_point, "start": low.isoformat(), "end": high.isoformat(),
+                    "max_kw": cap})
+                response.raise_for_status()
+                self.point_limits[spec.congestion_point].append((low, high, cap))
+
+    # ------------------------------------------------------------------------------- stepping
+
+    def _plug_in(self, cpo: SimulatedCpo, now: datetime) -> int:
+        queue = self.pending[cpo.party]
+        simulator = cpo.simulator
+        started = 0
+        while queue and queue[0].arrival <= now:
+            planned = queue.pop(0)
+            departure = max(planned.departure, now + timedelta(minutes=15))
+            slot = simulator.slots.get(planned.evse_uid.casefold())
+            if slot is None or slot.session_id is not None:
+                continue
+            session = simulator.plug_in(planned.evse_uid, energy_kwh=planned.energy_kwh,
+                                        connection_hours=(departure - now).total_seconds() / 3600.0)
+            car = session.car
+            if planned.soc is not None:
+                car.soc = planned.soc
+                battery = car.model.battery_kwh
+                target = planned.target_soc if planned.target_soc is not None else min(
+                    0.95, planned.soc + planned.energy_kwh / battery)
+                car.energy_demand_kwh = max(0.5, (target - planned.soc) * battery)
+            if planned.token_uid is not None:
+                session.token_uid = planned.token_uid
+            record = SessionRecord(
+                party=cpo.party, location_id=planned.location_id, external_id=session.id, start=session.start,
+                departure=session.departure,
+                car=Car(model=car.model, soc=car.soc, energy_demand_kwh=car.energy_demand_kwh),
+                evse_max_kw=slot.max_kw, dc=slot.dc, need_kwh=car.energy_needed_kwh)
+            self.records[(cpo.party, session.id)] = record
+            if self._states_needs(cpo.party) and planned.booking_id is None:
+                self.new_sessions[cpo.party].append(record)
+            started += 1
+        return started
+
+    def _states_needs(self, party: str) -> bool:
+        spec = next(s for s in self.specs if s.party == party)
+        return spec.needs == "explicit"
+
+    async def _post_needs(self, world: World) -> None:
+        """The CPO's app states departure and energy of each new session (partner role)."""
+        partner = world.client("partner")
+        trader = world.client("trader")
+        v2g = self.scenario.strategy == "smart+v2g"
+        for party, records in list(self.new_sessions.items()):
+            if not records:
+                continue
+            ids: dict[str, str] = {}
+            offset = 0
+            while True:
+                page = await trader.get("/api/v1/sessions", params={"cpo": party, "status": "active",
+                                                                   "limit": 1000, "offset": offset})
+                page.raise_for_status()
+                body = page.json()
+                ids.update({item["external_id"]: item["id"] for item in body["items"]})
+                offset += len(body["items"])
+                if offset >= body["total"] or not body["items"] or all(r.external_id in ids for r in records):
+                    break
+            spec = next(s for s in self.specs if s.party == party)
+            for record in records:
+                service_id = ids.get(record.external_id)
+                if service_id is None:
+                    continue
+                record.service_id = service_id
+                need: dict[str, Any] = {"departure": record.departure.isoformat(),
+                                        "energy_kwh": round(record.need_kwh, 3)}
+                if v2g and spec.v2g:
+                    need.update(discharge_allowed=True, battery_kwh=record.car.model.battery_kwh,
+                                min_soc_pct=V2G_MIN_SOC_PCT)
+                response = await partner.put(f"/api/v1/sessions/{service_id}/charging-need", json=need)
+                if response.status_code >= 300:
+                    self.notes.append(f"need of {record.external_id} refused: {response.text[:160]}")
+            self.new_sessions[party] = []
+
+    def _record_energy(self, world: World, start: datetime, seconds: float) -> None:
+        total = 0.0
+        per_point: dict[str, float] = dict.fromkeys(self.point_members, 0.0)
+        where: dict[tuple[str, str], list[str]] = defaultdict(list)
+        for point, members in self.point_members.items():
+            for member in members:
+                where[member].append(point)
+        for cpo in world.cpos.values():
+            for session in cpo.simulator.sessions.values():
+                key = (cpo.party, session.id)
+                before = self.kwh_seen.get(key, 0.0)
+                if session.kwh == before:
+                    continue
+                delta = session.kwh - before
+                self.kwh_seen[key] = session.kwh
+                total += delta
+                for point in where.get((cpo.party, session.slot.location_id), ()):
+                    per_point[point] += delta
+        self.log.starts.append(start)
+        self.log.seconds.append(seconds)
+        self.log.total_kwh.append(total)
+        for point, value in per_point.items():
+            self.log.point_kwh[point].append(value)
+
+    def _active(self, world: World) -> int:
+        return sum(1 for cpo in world.cpos.values() for s in cpo.simulator.sessions.values()
+                   if s.status.value == "ACTIVE")
+
+    def _in_windows(self, at: datetime, windows: list[tuple[datetime, datetime]], tail_s: float = 0.0) -> bool:
+        return any(a <= at < b + timedelta(seconds=tail_s) for a, b in windows)
+
+    def _setpoint_mw(self, at: datetime, windows: list[tuple[datetime, datetime]]) -> float:
+        """The TSO asks for a share of the award inside a window (of 1 MW when nothing was awarded), else 0."""
+        if not any(a <= at < b for a, b in windows):
+            return 0.0
+        awarded = self.afrr_awarded_mw or self.scenario.afrr.min_award_mw
+        return round(self.scenario.afrr.setpoint_share * awarded, 3)
+
+    async def run(self) -> RunResult:
+        """The whole run; returns what the KPIs need."""
+        started = wallclock.monotonic()
+        self.plan()
+        self.prices = scenario_prices(self.scenario, self.timeline)
+        world = await start_world(self.data_dir, self.clock, **self.settings_overrides)
+        try:
+            await self.setup(world)
+            activation_check = await self._loop(world)
+        finally:
+            self.progress.done()
+            await world.close()
+        for (party, external_id), record in self.records.items():
+            record.delivered_kwh = self.kwh_seen.get((party, external_id), 0.0)
+        chargers = sum(spec.evses for spec in self.specs)
+        return RunResult(
+            scenario=self.scenario, timeline=self.timeline, log=self.log, sessions=list(self.records.values()),
+            point_members=self.point_members, point_limits=dict(self.point_limits), prices=self.prices,
+            chargers=chargers, afrr_awarded_mw=self.afrr_awarded_mw,
+            afrr_capacity_revenue_eur=self.afrr_capacity_revenue_eur, notes=self.notes,
+            wall_seconds=wallclock.monotonic() - started, activation_check=activation_check)
+
+    async def _loop(self, world: World) -> dict[str, Any]:
+        from workers.dispatcher import build_dispatcher
+
+        tl = self.timeline
+        app_state: Any = world.app.state
+        dispatcher = build_dispatcher(world.settings, app_state.session_factory, bus=app_state.activation_bus,
+                                      clock=self.clock)
+        delivery = (tl.delivery_start.astimezone(UTC), tl.end.astimezone(UTC))
+        windows = [w for day in tl.delivery_days() for w in self._afrr_windows(day)
+                   if w[0] < delivery[1] and w[1] > delivery[0]] if self.scenario.afrr.enabled else []
+        trading = sorted(datetime.combine(day - timedelta(days=1), tl.trading_at.timetz()).replace(
+            tzinfo=tl.zone).astimezone(UTC) for day in tl.delivery_days())
+        delivery_start = tl.delivery_start.astimezone(UTC)
+        end = tl.end.astimezone(UTC)
+        now = self.clock.now()
+        congestion_posted = False
+        switched_period = False
+        while now < end:
+            if trading and now >= trading[0]:
+                day = trading.pop(0).astimezone(tl.zone).date() + timedelta(days=1)
+                await self.trade(world, day)
+            if not congestion_posted and now >= tl.trading_at.astimezone(UTC):
+                await self.post_congestion(world)
+                congestion_posted = True
+            delivering = now >= delivery_start
+            if not switched_period and now >= delivery_start - timedelta(hours=1):
+                for cpo in world.cpos.values():
+                    cpo.simulator.config.period_s = int(self.scenario.report_period_seconds)
+                switched_period = True
+            if self._in_windows(now, windows, tail_s=self.scenario.afrr.tail_seconds):
+                step = AFRR_STEP_S
+            elif delivering:
+                step = self.scenario.step_seconds
+            else:
+                step = self.scenario.warmup_step_seconds
+            target = min(now + timedelta(seconds=step), end)
+            for nxt in (*trading, delivery_start, *(a for a, _ in windows)):
+                if now < nxt < target:
+                    target = nxt
+            for cpo in world.cpos.values():
+                self._plug_in(cpo, now)
+            self.clock.advance((target - now).total_seconds())
+            await asyncio.gather(*(cpo.simulator.run_until(target) for cpo in world.cpos.values()))
+            await self._post_needs(world)
+            if delivering:
+                setpoint = None
+                if self._in_windows(now, windows, tail_s=self.scenario.afrr.tail_seconds):
+                    setpoint = self._setpoint_mw(now, windows)
+                    await self._post_setpoint(world, target, setpoint)
+                await self._dispatch(dispatcher)
+                if setpoint is not None:
+                    self.log.afrr.append({"at": now, "setpoint_mw": setpoint})
+            self._record_energy(world, now, (target - now).total_seconds())
+            now = target
+            self.progress.show(now, "delivery" if delivering else "warm-up", self._active(world))
+        await dispatcher.shutdown()
+        return await self._activation_check(world, windows)
+
+    async def _post_setpoint(self, world: World, at: datetime, setpoint_mw: float) -> None:
+        self.afrr_seq += 1
+        response = await world.client("market").post("/api/v1/market/afrr/setpoints", json={
+            "pool": ZONE_POOL, "seq": self.afrr_seq, "timestamp": at.isoformat(), "setpoint_mw": setpoint_mw})
+        if response.status_code >= 300:
+            self.notes.append(f"setpoint {self.afrr_seq} refused: {response.status_code} {response.text[:160]}")
+
+    async def _dispatch(self, dispatcher: Any) -> None:
+        # Leases live in wall-clock time (as in production): renewed every third of their TTL.
+        if not dispatcher.owned or wallclock.monotonic() >= self._next_lease_check:
+            self._next_lease_check = wallclock.monotonic() + dispatcher.settings.dispatch_lease_ttl_seconds / 3
+            await dispatcher.manage_leases()
+        for pool in sorted(dispatcher.owned):
+            await dispatcher.run_cycle(pool)
+        await dispatcher.drain(10.0)
+
+    async def _activation_check(self, world: World, windows: list[tuple[datetime, datetime]]) -> dict[str, Any]:
+        """What the service recorded of each setpoint step (pool responses), for the KPIs and the invariants."""
+        if not windows:
+            return {"setpoints_sent": 0, "responses": []}
+        market = world.client("market")
+        first = min(a for a, _ in windows)
+        last = max(b for _, b in windows) + timedelta(seconds=self.scenario.afrr.tail_seconds + 4)
+        response = await market.get("/api/v1/market/afrr/response", params={
+            "pool": ZONE_POOL, "start": first.isoformat(), "end": last.isoformat()})
+        response.raise_for_status()
+        return {"setpoints_sent": self.afrr_seq, "responses": response.json()}
+
+
+def uncontrolled_twin(record: SessionRecord, resolution_s: float = 60.0) -> list[tuple[datetime, float]]:
+    """Energy per ``resolution_s`` of the same car charging at full power from plug-in until full or departure."""
+    car = Car(model=record.car.model, soc=record.car.soc, energy_demand_kwh=record.car.energy_demand_kwh)
+    out: list[tuple[datetime, float]] = []
+    at = record.start
+    while at < record.departure:
+        seconds = min(resolution_s, (record.departure - at).total_seconds())
+        power = charge_power_kw(car, evse_max_kw=record.evse_max_kw, dc=record.dc, limit_kw=None,
+                                v2g_allowed=False, seconds=seconds)
+        if power <= 1e-9:
+            break
+        out.append((at, apply_power(car, power, seconds)))
+        at += timedelta(seconds=seconds)
+    return out
+
+
+async def run_scenario(scenario: Scenario, *, progress: bool = True, data_dir: Path | None = None,
+                       settings_overrides: dict[str, Any] | None = None) -> RunResult:
+    """Run ``scenario`` in a fresh temporary data directory (or ``data_dir``); ``settings_overrides`` go to
+    the service's Settings (e.g. ``database_url``/``redis_url`` of a test run)."""
+    if data_dir is not None:
+        return await Simulation(scenario, data_dir=data_dir, progress=progress,
+                                settings_overrides=settings_overrides).run()
+    with tempfile.TemporaryDirectory(prefix="vpp-simulate-") as tmp:
+        return await Simulation(scenario, data_dir=Path(tmp), progress=progress,
+                                settings_overrides=settings_overrides).run()
+
+
+__all__ = ["RunResult", "SessionRecord", "Simulation", "run_scenario", "uncontrolled_twin"]
