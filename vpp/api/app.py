@@ -28,7 +28,8 @@ from vpp.db import create_db_engine, create_session_factory
 from vpp.health.router import router as health_router
 from vpp.ocpi.router import router as ocpi_connections_router
 from vpp.portfolio.router import router as portfolio_router
-from vpp.portfolio.service import PortfolioConfig, PortfolioService, install_congestion_source
+from vpp.portfolio.service import DispatchPools, PortfolioConfig, PortfolioService, install_congestion_source
+from vpp.ports import Clock, SystemClock
 from vpp.sessions.router import router as sessions_router
 from vpp.settlement.router import router as settlement_router
 from vpp.web.router import router as web_router
@@ -44,8 +45,14 @@ def create_app(
     engine: Engine | None = None,
     session_factory: sessionmaker[Session] | None = None,
     background: bool = True,
+    clock: Clock | None = None,
 ) -> FastAPI:
-    """Build the API for ``settings``; nothing connects until the first request or startup."""
+    """Build the API for ``settings``; nothing connects until the first request or startup.
+
+    ``clock`` is where every time-dependent part (portfolio, dispatcher, OCPI deadlines, bids) reads "now";
+    simulations inject a faster one, production uses the system clock.
+    """
+    clock = clock or SystemClock()
     engine = engine or create_db_engine(settings.resolved_database_url, pool_size=settings.db_pool_size)
     session_factory = session_factory or create_session_factory(engine)
     redis_client = (
@@ -64,7 +71,8 @@ def create_app(
             from workers.dispatcher import EmbeddedDispatcher, build_dispatcher
 
             dispatcher = EmbeddedDispatcher(
-                build_dispatcher(settings, session_factory, bus=activation_bus, source=state.portfolio)
+                build_dispatcher(settings, session_factory, bus=activation_bus,
+                                 source=DispatchPools(state.portfolio), clock=clock)
             ).start()
         try:
             yield
@@ -84,6 +92,7 @@ def create_app(
     )
     state: Any = app.state
     state.settings = settings
+    state.clock = clock
     state.engine = engine
     state.session_factory = session_factory
     state.redis = redis_client
@@ -92,7 +101,7 @@ def create_app(
     state.activation_bus = activation_bus
     state.authenticator = ApiKeyAuthenticator(session_factory=session_factory, pepper=settings.secret)
     portfolio_config = PortfolioConfig(market_timezone=settings.market_timezone)
-    state.portfolio = PortfolioService(session_factory, config=portfolio_config)
+    state.portfolio = PortfolioService(session_factory, clock=clock, config=portfolio_config)
     state.portfolio_view = state.portfolio
     install_congestion_source(state.portfolio)
 
