@@ -168,6 +168,10 @@ def compute_kpis(result: RunResult, series: Series | None = None) -> dict[str, A
         "cost_eur_uncontrolled": round(cost_unc, 2),
         "cost_eur": round(cost, 2),
         "cost_saving_pct": round(100.0 * (cost_unc - cost) / cost_unc, 2) if cost_unc > 0 else None,
+        # Energy deferred past the end of the period lowers the cost too; the average price paid does not.
+        "avg_price_eur_per_mwh_uncontrolled": round(1000.0 * cost_unc / float(energy_unc.sum()), 2)
+        if energy_unc.sum() > 0 else None,
+        "avg_price_eur_per_mwh": round(1000.0 * cost / float(energy.sum()), 2) if energy.sum() > 0 else None,
         "peak_kw_uncontrolled": round(peak_unc, 1),
         "peak_kw": round(peak, 1),
         "peak_reduction_pct": round(100.0 * (peak_unc - peak) / peak_unc, 2) if peak_unc > 0 else None,
@@ -191,6 +195,8 @@ KPI_ROWS = [
     ("cost_eur_uncontrolled", "cost uncontrolled (EUR)"),
     ("cost_eur", "cost controlled (EUR)"),
     ("cost_saving_pct", "cost saving (%)"),
+    ("avg_price_eur_per_mwh_uncontrolled", "avg price paid uncontrolled (EUR/MWh)"),
+    ("avg_price_eur_per_mwh", "avg price paid controlled (EUR/MWh)"),
     ("peak_kw_uncontrolled", "peak uncontrolled (kW)"),
     ("peak_kw", "peak controlled (kW)"),
     ("peak_reduction_pct", "peak reduction (%)"),

@@ -521,7 +521,9 @@ class Simulation:
                 step = self.scenario.step_seconds
             else:
                 step = self.scenario.warmup_step_seconds
-            target = min(now + timedelta(seconds=step), end)
+            # Steps stay on their grid (from the delivery start) so that each lies within one ISP.
+            grid = math.floor((now - delivery_start).total_seconds() / step + 1e-9) + 1
+            target = min(delivery_start + timedelta(seconds=grid * step), end)
             for nxt in (*trading, delivery_start, *(a for a, _ in windows)):
                 if now < nxt < target:
                     target = nxt
