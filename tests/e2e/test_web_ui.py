@@ -427,10 +427,18 @@ def test_the_settlement_page_fills_in_from_the_api_or_says_what_to_do(service: S
         empty = wait_for(browser, present("#settlement-empty"), what="empty state")
         assert "not available" in empty.text and "reload" in empty.text
     else:
-        wait_for(browser, present("#settlement-out section, #settlement-out .empty"), timeout=15, what="settlement")
+        wait_for(browser, present("#settlement-out .settlement-part"), timeout=15, what="settlement parts")
+        day = (datetime.now(AMSTERDAM) - timedelta(days=1)).date().isoformat()
+        for kind in ("isps", "activations", "orders", "sessions"):
+            rows = service.api().get(f"/api/v1/settlement/days/{day}/{kind}").json()
+            part = by_css(browser, f".settlement-part[data-url='/api/v1/settlement/days/{day}/{kind}']")
+            shown = part.find_elements("css selector", "tbody tr")
+            assert len(shown) == len(rows), kind
+            if not rows:
+                assert "No rows" in part.text
         buttons = all_css(browser, ".settlement-csv")
-        if buttons:
-            buttons[0].click()
+        assert len(buttons) == 4
+        buttons[0].click()
     shot(browser, "settlement")
 
 

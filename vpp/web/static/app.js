@@ -701,12 +701,12 @@
     const problem = h('p', { id: 'live-problem', class: 'error', role: 'alert', hidden: true });
     const body = h('div', { id: 'live-body' }, h('p', { class: 'muted' }, 'Waiting for the first update…'));
     box.replaceChildren(h('section', { class: 'card', 'data-pool': pool },
-      h('p', { class: 'small' }, dot, ' ', state, ' · last update ', updated, ` (${S.tz}) · pool `, h('strong', {}, pool), ' · updates every 2 s'),
+      h('p', { class: 'small' }, dot, ' ', state, ' · last update ', updated, ` · pool `, h('strong', {}, pool), ' · updates every 2 s'),
       problem, body));
     streamEvents(`/api/v1/live/activations?pool=${encodeURIComponent(pool)}&interval_s=2`, (event, data) => {
       if (event === 'problem') { problem.hidden = false; problem.textContent = `The last update failed (${data.message}); the next one follows in 2 s.`; return; }
       problem.hidden = true;
-      updated.textContent = fmtClock(data.at, true);
+      updated.textContent = fmtDateTime(data.at, true);
       box.dataset.at = data.at;
       renderLive(body, data);
     }, (st) => { state.textContent = st; dot.classList.toggle('on', st === 'live'); }, signal);
@@ -778,14 +778,14 @@
       h('div', {}, h('label', { for: 's-day' }, `Delivery day (${S.tz})`), dayIn), h('div', {}, h('label', { for: 's-pool' }, 'Pool'), poolSel), h('button', { type: 'submit' }, 'Show'))), out);
     const load = async () => {
       out.replaceChildren(h('p', { class: 'muted' }, 'Loading…'));
-      const filled = ops.map(([path, v]) => ({ path, op: v.get, url: fillPath(path, v.get, dayIn.value, poolSel.value) })).filter((x) => x.url);
+      const filled = ops.flatMap(([path, v]) => expandPath(spec, path, v.get, dayIn.value, poolSel.value));
       if (!filled.length) { out.replaceChildren(h('div', { class: 'empty' }, 'The settlement API has no read this page understands (by day and pool).')); return; }
       const parts = [];
       for (const f of filled) {
         const csv = /csv/i.test(JSON.stringify(f.op.responses || {})) || (f.op.parameters || []).some((p) => p.name === 'format');
         let data;
-        try { data = await api(f.url); } catch (e) { parts.push(h('section', { class: 'card' }, h('h2', {}, f.op.summary || f.path), e.status === 404 ? h('div', { class: 'empty' }, `Nothing settled for ${dayIn.value}${poolSel.value ? ' and ' + poolSel.value : ''}: ${e.message}. Settlement runs after the delivery day; choose an earlier day.`) : errorBox(e, 'Could not load'))); continue; }
-        const sec = h('section', { class: 'card settlement-part', 'data-path': f.path }, h('h2', {}, f.op.summary || f.path));
+        try { data = await api(f.url); } catch (e) { parts.push(h('section', { class: 'card' }, h('h2', {}, f.title), e.status === 404 ? h('div', { class: 'empty' }, `Nothing settled for ${dayIn.value}${poolSel.value ? ' and ' + poolSel.value : ''}: ${e.message}. Settlement runs after the delivery day; choose an earlier day.`) : errorBox(e, 'Could not load'))); continue; }
+        const sec = h('section', { class: 'card settlement-part', 'data-path': f.path, 'data-url': f.url }, h('h2', {}, f.title));
         if (csv) {
           const csvUrl = f.url + (f.url.includes('?') ? '&' : '?') + 'format=csv';
           sec.append(h('button', { type: 'button', class: 'secondary settlement-csv', onclick: () => download(csvUrl, `settlement-${dayIn.value}.csv`) }, 'Download CSV'));
@@ -797,10 +797,29 @@
     };
     await load();
   };
+  function resolve(spec, schema) {
+    let x = schema || {};
+    for (let k = 0; k < 5 && x.$ref; k++) x = x.$ref.split('/').slice(1).reduce((o, key) => (o || {})[key], spec) || {};
+    if (!x.enum && Array.isArray(x.anyOf)) x = x.anyOf.map((y) => resolve(spec, y)).find((y) => y.enum) || x;
+    return x;
+  }
+  function expandPath(spec, path, op, day, pool) {
+    // JSON reads only (not the PNG plot); a path parameter with an enum (e.g. the table kind) gives one part each
+    const json = Object.values(op.responses || {}).some((r) => r.content && r.content['application/json']);
+    if (!json || /\.(png|svg)$/.test(path)) return [];
+    const enums = (op.parameters || []).filter((p) => p.in === 'path' && !/day|date|pool/.test(p.name)).map((p) => [p.name, resolve(spec, p.schema).enum]);
+    if (enums.some(([, e]) => !e)) return [];
+    let variants = [{ path, title: op.summary || path }];
+    for (const [name, values] of enums) {
+      variants = variants.flatMap((v) => values.map((val) => ({ path: v.path.replace(`{${name}}`, encodeURIComponent(val)), title: `${op.summary || path}: ${val}` })));
+    }
+    return variants.map((v) => ({ ...v, op, url: fillPath(v.path, op, day, pool) })).filter((v) => v.url);
+  }
   function fillPath(path, op, day, pool) {
     let url = path; const q = new URLSearchParams();
     for (const p of op.parameters || []) {
       const val = /day|date/.test(p.name) ? day : /pool/.test(p.name) ? pool : null;
+      if (p.in === 'path' && !url.includes(`{${p.name}}`)) continue;
       if (p.in === 'path') { if (!val) return null; url = url.replace(`{${p.name}}`, encodeURIComponent(val)); } else if (p.in === 'query' && val) q.set(p.name, val);
       else if (p.in === 'query' && p.required) return null;
     }
