@@ -36,10 +36,9 @@ def _assert_as_good_as_exact(problem: SchedulingProblem, fast_result: ScheduleRe
     _assert_within_bounds(problem, fast_result)
     if exact.status == "infeasible":
         return
-    if exact.unmet_kwh.max() <= 1e-4:
-        assert fast_result.unmet_kwh.max() <= 1e-3
     assert fast_result.unmet_kwh.sum() <= exact.unmet_kwh.sum() + 1e-3
     if exact.unmet_kwh.max() <= 1e-4:
+        assert fast_result.unmet_kwh.max() <= 1e-3
         # The LP optimum is a lower bound for any schedule that meets every need.
         assert fast_result.cost_eur >= exact.cost_eur - 1e-6 * abs(exact.cost_eur) - 1e-3
     assert abs(fast_result.cost_eur - exact.cost_eur) <= gap * abs(exact.cost_eur) + 1e-5
@@ -69,7 +68,7 @@ def test_groups_partition_the_sessions_and_each_spans_the_windows() -> None:
         assert abs(problem.arrival[rows].mean() - problem.arrival.mean()) < 2.0
 
 
-@settings(max_examples=4, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=3, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(1, 10_000), st.sampled_from([1, 2, 3]))
 def test_large_pool_split_is_within_half_a_percent_of_the_exact_lp(seed: int, mixed_every: int) -> None:
     instance = generate_instance(1200, v2g=True, seed=seed)
@@ -118,7 +117,7 @@ def _tiny_v2g_pools(draw: st.DrawFn) -> dict[str, object]:
     }
 
 
-@settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_tiny_v2g_pools())
 def test_split_of_tiny_pools_respects_bounds_and_meets_what_the_lp_meets(instance: dict[str, object]) -> None:
     # One session per group: the coarsest split, so shares and the fallback are exercised hard.
@@ -137,15 +136,15 @@ def test_split_of_tiny_pools_respects_bounds_and_meets_what_the_lp_meets(instanc
         assert abs(result.cost_eur - exact.cost_eur) <= 0.005 * abs(exact.cost_eur) + 1e-5
 
 
-def _two_cars(b_min_kw: float) -> SchedulingProblem:
+def _two_cars(b_min_kw: float, pool_kw: float = 10.0) -> SchedulingProblem:
     # Car "a" must charge at full power in ISP 0, where the shares give it only half the pool.
     car = {"max_kw": 10.0, "min_kw": -10.0, "battery_kwh": 50.0, "soc_kwh": 20.0, "min_soc_kwh": 10.0}
     sessions = [
         {"id": "a", "arrival": 0, "departure": 1, "energy_kwh": 2.5, **car},
         {"id": "b", "arrival": 0, "departure": 2, "energy_kwh": 0.0, **car, "min_kw": b_min_kw},
     ]
-    instance = {"isp_minutes": 15, "prices_eur_per_mwh": [10.0, 50.0], "pool_max_kw": 10.0,
-                "pool_min_kw": -10.0, "sessions": sessions}
+    instance = {"isp_minutes": 15, "prices_eur_per_mwh": [10.0, 50.0], "pool_max_kw": pool_kw,
+                "pool_min_kw": -pool_kw, "sessions": sessions}
     return problem_from_instance(instance)
 
 
@@ -156,11 +155,19 @@ def test_a_group_that_falls_short_gets_the_capacity_the_others_left() -> None:
     np.testing.assert_allclose(schedule[0], [10.0, 0.0], atol=1e-6)
 
 
+def test_a_group_that_falls_short_buys_capacity_from_a_binding_group() -> None:
+    problem = _two_cars(b_min_kw=-10.0)  # "b" arbitrages with its share of ISP 0, worth less than a need
+    schedule = solve_split(problem, 1)
+    assert schedule is not None
+    np.testing.assert_allclose(schedule[0], [10.0, 0.0], atol=1e-6)
+    assert schedule[:, 0].sum() <= 10.0 + 1e-6
+
+
 def test_split_falls_back_to_the_exact_lp_when_a_need_stays_short() -> None:
-    problem = _two_cars(b_min_kw=-10.0)  # "b" arbitrages with its share of ISP 0
+    problem = _two_cars(b_min_kw=0.0, pool_kw=5.0)  # even the whole pool cannot meet "a"
     assert solve_split(problem, 1) is None
     with mock.patch.object(fast, "GROUP_SESSIONS", 1):
         result = solve_schedule(problem)
     assert result.method == "v2g-lp-dual-simplex"
-    assert result.status == "optimal"
-    np.testing.assert_allclose(result.schedule_kw[0], [10.0, 0.0], atol=1e-6)
+    assert result.status == "feasible"
+    np.testing.assert_allclose(result.unmet_kwh, [1.25, 0.0], atol=1e-6)

@@ -23,7 +23,7 @@ def solve_schedule(problem: SchedulingProblem) -> ScheduleResult:
     """Cheapest schedule of the pool: exact greedy/flow for charge-only, dual simplex (split when large) for V2G."""
     started = time.perf_counter()
     if problem.is_v2g.any():
-        if problem.n_sessions >= 4 * GROUP_SESSIONS and problem.n_isps > 1:
+        if problem.n_sessions >= 4 * GROUP_SESSIONS:
             # Near-optimal, not exact, when groups share pool bounds (see split.py); exact without them.
             schedule = solve_split(problem, GROUP_SESSIONS)
             if schedule is not None:

@@ -7,15 +7,23 @@ a share of the pool bounds at every ISP, in proportion to the power its plugged 
 turns one large LP into several small ones. Every group schedule satisfies all session constraints and
 its share of the pool bounds, so the sum satisfies the pool bounds.
 
-Coordination rounds then move pool capacity that a group leaves unused at an ISP to the groups whose
-bound binds there, in proportion to their pool duals (what one more kW is worth to them). A donor keeps
-exactly what it uses, so its schedule stays feasible and optimal; a receiver only gains room, so it is
-re-solved from its last basis (a hot start, a few hundred dual simplex iterations) and can only get
-cheaper. Each round therefore lowers the total cost or leaves it unchanged; the result is not proven
-optimal (capacity is never taken from a group whose bound binds), and the benchmark measures the gap.
+Coordination rounds then re-divide the pool bounds, each group's LP kept live in HiGHS so that a round
+re-solves it from its last basis (a hot start: tens to hundreds of dual simplex iterations, not thousands):
 
-A group can fall short of a need that the whole pool would meet (its share was too small); the rounds
-hand it spare capacity first, since its duals carry the shortfall penalty. If a need is still short, the
+* hand-over: room a group leaves unused at an ISP goes to the groups whose bound binds there, in proportion
+  to their pool duals (what one more kW is worth to them). A donor keeps exactly what it uses, so its
+  schedule stays optimal; a receiver only gains room and can only get cheaper.
+* trade, once no room is left unused: at each ISP where several groups bind with different duals, a step
+  of bound moves from those below the weighted mean dual to those above it (zero-sum, so the pool bound is
+  kept). A trade is kept only when the summed group objectives fall, and otherwise undone with a smaller
+  step; this is a descent on the resource split, so the cost never rises.
+
+The result is not proven optimal (the trades stop after ``COORDINATION_ROUNDS``); the benchmark and the
+property tests measure the gap to the exact LP. Without finite pool bounds the groups are independent and
+the split is exact.
+
+A group can fall short of a need that the whole pool would meet (its share was too small); its duals carry
+the shortfall penalty, so hand-over and trades move capacity to it first. If a need is still short, the
 caller falls back to the exact LP so that shortfalls stay those of the exact model.
 """
 
