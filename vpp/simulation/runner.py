@@ -529,17 +529,19 @@ class Simulation:
                     target = nxt
             for cpo in world.cpos.values():
                 self._plug_in(cpo, now)
-            self.clock.advance((target - now).total_seconds())
-            await asyncio.gather(*(cpo.simulator.run_until(target) for cpo in world.cpos.values()))
+            # New sessions reach the service before the cycle of this step, so none charges a step uncapped.
+            await asyncio.gather(*(cpo.simulator.flush() for cpo in world.cpos.values()))
             await self._post_needs(world)
             if delivering:
                 setpoint = None
                 if self._in_windows(now, windows, tail_s=self.scenario.afrr.tail_seconds):
                     setpoint = self._setpoint_mw(now, windows)
-                    await self._post_setpoint(world, target, setpoint)
+                    await self._post_setpoint(world, now, setpoint)
                 await self._dispatch(dispatcher)
                 if setpoint is not None:
                     self.log.afrr.append({"at": now, "setpoint_mw": setpoint})
+            self.clock.advance((target - now).total_seconds())
+            await asyncio.gather(*(cpo.simulator.run_until(target) for cpo in world.cpos.values()))
             self._record_energy(world, now, (target - now).total_seconds())
             now = target
             self.progress.show(now, "delivery" if delivering else "warm-up", self._active(world))
