@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import DateTime, Engine, MetaData, String, TypeDecorator, create_engine, event
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 NAMING_CONVENTION = {
@@ -62,6 +64,32 @@ def utcnow() -> datetime:
 
 ID = String(32)
 
+# A pooled connection that sat idle this long is pinged before use; a busy pool skips the round trip.
+PING_AFTER_IDLE_SECONDS = 5.0
+
+
+def _ping_after_idle(engine: Engine, idle_seconds: float = PING_AFTER_IDLE_SECONDS) -> None:
+    """Check a pooled connection on checkout only after it sat idle (a ping per checkout costs a round trip).
+
+    Connections a busy service keeps using are not pinged; if the server went away meanwhile, the first failing
+    statement invalidates the whole pool (SQLAlchemy's disconnect handling), so only requests in flight fail.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.pop("idle_since", None)
+        if idle_since is None or time.monotonic() - idle_since < idle_seconds:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            # The pool discards this connection and checks out (or opens) another.
+            raise DisconnectionError("pooled connection failed its ping after idling") from exc
+
 
 def create_db_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
     """An engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout so that threads can share it."""
@@ -70,7 +98,7 @@ def create_db_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> En
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
-            url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30}, pool_pre_ping=True
+            url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30}
         )
 
         @event.listens_for(engine, "connect")
@@ -82,9 +110,9 @@ def create_db_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> En
             cursor.close()
 
         return engine
-    return create_engine(
-        url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800
-    )
+    engine = create_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
+    _ping_after_idle(engine)
+    return engine
 
 
 def create_session_factory(engine: Engine) -> sessionmaker[Session]:

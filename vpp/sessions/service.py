@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Literal, cast
 
-from sqlalchemy import Table, delete, func, select
+from sqlalchemy import Insert, Select, Table, Update, bindparam, delete, func, select
 from sqlalchemy import update as sql_update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -90,11 +91,44 @@ def _insert_readings(session: Session, session_id: str, readings: Sequence[Readi
     ]
     if not rows:
         return
-    dialect = session.get_bind().dialect.name
+    connection = session.connection()
+    connection.execute(_insert_readings_statement(connection.dialect.name), rows)
+
+
+@lru_cache(maxsize=4)
+def _insert_readings_statement(dialect: str) -> Insert:
+    # Built once: the hot path then skips statement construction and cache-key generation.
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     # An already stored period wins: PATCH appends, and a repeated period is the same measurement.
-    stmt = insert(_READINGS).on_conflict_do_nothing(index_elements=["session_id", "start_at"])
-    session.connection().execute(stmt, rows)
+    return insert(_READINGS).on_conflict_do_nothing(index_elements=["session_id", "start_at"])
+
+
+def _session_keys() -> tuple[Any, ...]:
+    table = _SESSIONS
+    return (
+        table.c.connection_id == bindparam("key_connection_id"),
+        table.c.external_key == bindparam("key_external_key"),
+        table.c.party_key == bindparam("key_party_key"),
+    )
+
+
+@lru_cache(maxsize=128)
+def _update_statement(fields: tuple[str, ...]) -> Update:
+    """UPDATE ... RETURNING id of a session not newer than the change, for one set of changed fields."""
+    table = _SESSIONS
+    columns = (*fields, "last_updated", "updated_at")
+    values = {name: bindparam(f"set_{name}", type_=table.c[name].type) for name in columns}
+    return (
+        sql_update(table)
+        .where(*_session_keys(), table.c.last_updated <= bindparam("key_last_updated", type_=table.c.last_updated.type))
+        .values(values)
+        .returning(table.c.id)
+    )
+
+
+@lru_cache(maxsize=1)
+def _id_statement() -> Select[str]:
+    return select(_SESSIONS.c.id).where(*_session_keys())
 
 
 def _record_fields(record: SessionRecord) -> dict[str, Any]:
@@ -171,22 +205,22 @@ def update(
     if "status" in changes.fields:
         _check_status(changes.fields["status"])
     _relax_durability(session)
-    table = _SESSIONS
-    keys = (
-        table.c.connection_id == connection_id,
-        table.c.external_key == external_id.casefold(),
-        table.c.party_key == party_key(country_code, party_id),
-    )
+    keys = {
+        "key_connection_id": connection_id,
+        "key_external_key": external_id.casefold(),
+        "key_party_key": party_key(country_code, party_id),
+    }
+    fields = tuple(sorted(changes.fields))
+    params = {f"set_{name}": changes.fields[name] for name in fields}
     connection = session.connection()
     updated = connection.execute(
-        sql_update(table)
-        .where(*keys, table.c.last_updated <= changes.last_updated)
-        .values(**changes.fields, last_updated=changes.last_updated, updated_at=utcnow())
-        .returning(table.c.id)
+        _update_statement(fields),
+        {**keys, **params, "key_last_updated": changes.last_updated, "set_last_updated": changes.last_updated,
+         "set_updated_at": utcnow()},
     ).scalar()
     outcome: Intake = "updated"
     if updated is None:
-        updated = connection.execute(select(table.c.id).where(*keys)).scalar()
+        updated = connection.execute(_id_statement(), keys).scalar()
         if updated is None:
             raise NotFound(f"session {country_code}/{party_id}/{external_id} is unknown: PUT it first")
         outcome = "stale"

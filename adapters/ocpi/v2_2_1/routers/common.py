@@ -37,6 +37,7 @@ from adapters.ocpi.v2_2_1.transport import (
     routing_headers,
     token_candidates,
 )
+from vpp.api.middleware import quiet_access_log
 from vpp.db import unit_of_work
 from vpp.domain import errors
 from vpp.observability import OCPI_REQUESTS
@@ -140,9 +141,16 @@ def ocpi_router(prefix: str, module: str) -> APIRouter:
     return APIRouter(prefix=prefix, tags=["ocpi"], route_class=ocpi_route_class(module), strict_content_type=False)
 
 
+# High-volume pushes from CPOs: their successful answers are logged at DEBUG (errors stay at INFO).
+_INTAKE_MODULES = frozenset({"sessions", "locations"})
+_INTAKE_METHODS = frozenset({"PUT", "PATCH"})
+
+
 def ocpi_route_class(module: str) -> type[APIRoute]:
     """A route class answering every outcome in the OCPI envelope, with routing headers and metrics."""
     routed = module not in UNROUTED_MODULES
+    intake = module in _INTAKE_MODULES
+    counters: dict[tuple[str, int], Any] = {}
 
     class OcpiRoute(APIRoute):
         def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
@@ -158,7 +166,14 @@ def ocpi_route_class(module: str) -> type[APIRoute]:
                     requester = Routing.from_headers(request.headers).sender
                     response.headers.update(routing_headers(context.party, requester))
                 status = getattr(response, "ocpi_status", response.status_code)
-                OCPI_REQUESTS.labels(module, request.method, str(status)).inc()
+                counter = counters.get((request.method, status))
+                if counter is None:
+                    counter = counters[(request.method, status)] = OCPI_REQUESTS.labels(
+                        module, request.method, str(status)
+                    )
+                counter.inc()
+                if intake and status == OcpiStatus.SUCCESS and request.method in _INTAKE_METHODS:
+                    quiet_access_log()
                 return response
 
             return handler
