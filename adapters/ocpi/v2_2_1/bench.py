@@ -1,22 +1,28 @@
 """``vpp bench ocpi-ingest``: Session PATCH intake over real HTTP against a running service.
 
-Starts uvicorn in a subprocess on a free localhost port (embedded SQLite in a temporary directory, or the
-database of ``VPP_DATABASE_URL``), registers a connection, PUTs N sessions, then sends M PATCHes (each
-appending one charging period) from several concurrent clients and reports throughput and latency.
+Starts the service as production runs it (``vpp serve --workers N``, INFO logging, on a free localhost port; embedded
+SQLite in a temporary directory, or the database of ``VPP_DATABASE_URL``), registers a connection, PUTs N sessions,
+then sends M PATCHes (each appending one charging period) and reports throughput, latency and CPU per PATCH.
+
+The load generator is this process, not the server's: a lean HTTP/1.1 keep-alive client (pre-encoded requests, one
+connection per concurrent client) so that its share of the CPU stays small next to the server's; both figures are
+reported. ``--rate`` sends at a fixed rate (open loop, latency counted from when each PATCH was due, so a server
+that falls behind shows it); without it every connection sends its next PATCH as soon as the last one is answered.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import secrets
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,19 +32,25 @@ import httpx
 from adapters.ocpi.v2_2_1.transport import encode_token, format_datetime
 
 T0 = datetime(2026, 1, 5, 6, 0, tzinfo=UTC)
+HOST = "127.0.0.1"
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
     """Arguments of the benchmark."""
-    p.add_argument("--sessions", type=int, default=200)
-    p.add_argument("--patches", type=int, default=5000)
-    p.add_argument("--concurrency", type=int, default=16)
-    p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (rate limits are per process)")
+    p.add_argument("--sessions", type=int, default=1000)
+    p.add_argument("--patches", type=int, default=20000, help="PATCHes measured (after the warm-up)")
+    p.add_argument("--warmup", type=int, default=1000, help="PATCHes sent first and not measured")
+    p.add_argument("--concurrency", type=int, default=32, help="client connections (HTTP/1.1 keep-alive)")
+    p.add_argument("--rate", type=float, default=0.0,
+                   help="PATCH/s to offer (open loop); 0 = each connection sends as soon as it is answered")
+    p.add_argument("--workers", type=int, default=1,
+                   help="vpp serve worker processes (rate limits are per process; embedded SQLite runs one)")
+    p.add_argument("--log-level", default="INFO", help="the service's VPP_LOG_LEVEL (production default: INFO)")
 
 
 def _free_port() -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((HOST, 0))
         return int(s.getsockname()[1])
 
 
@@ -82,59 +94,180 @@ def _patch(step: int) -> dict[str, Any]:
     }
 
 
-def _cpu_seconds(pid: int) -> float | None:
-    """CPU time (user + system) of a process, on Linux; None elsewhere."""
+def _request(method: str, path: str, authorization: str, payload: dict[str, Any]) -> bytes:
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    head = (f"{method} {path} HTTP/1.1\r\nHost: {HOST}\r\nAuthorization: {authorization}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+    return head.encode("latin-1") + body
+
+
+# ------------------------------------------------------------------------------------------- process CPU
+
+
+def _tree_cpu_seconds(root: int) -> float | None:
+    """CPU time (user + system) of a process and all its descendants, on Linux; None elsewhere."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        entries = os.listdir("/proc")
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    if root not in stats:
+        return None
+    tree = {root}
+    grew = True
+    while grew:
+        grew = False
+        for pid, (ppid, _cpu) in stats.items():
+            if ppid in tree and pid not in tree:
+                tree.add(pid)
+                grew = True
+    return sum(stats[pid][1] for pid in tree)
+
+
+# ------------------------------------------------------------------------------------------- load generator
+
+
+class _Exchange:
+    """One keep-alive HTTP/1.1 connection: send a pre-encoded request, read status and body."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def open(cls, port: int) -> _Exchange:
+        reader, writer = await asyncio.open_connection(HOST, port)
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return cls(reader, writer)
+
+    async def send(self, request: bytes) -> tuple[int, bytes]:
+        self.writer.write(request)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"transfer-encoding":
+                raise RuntimeError("chunked answers are not expected from the service")
+        body = await self.reader.readexactly(length) if length else b""
+        return status, body
+
+    async def close(self) -> None:
+        self.writer.close()
+        await self.writer.wait_closed()
+
+
+def _accepted(status: int, body: bytes, statuses: tuple[int, ...]) -> bool:
+    if status not in statuses:
+        return False
+    try:
+        return bool(json.loads(body).get("status_code") == 1000)
+    except ValueError:
+        return False
+
+
+async def _send_all(
+    exchanges: Sequence[_Exchange], requests: Sequence[bytes], *, rate: float, statuses: tuple[int, ...] = (200,)
+) -> tuple[list[float], int, float]:
+    """Send every request over the connections; (latencies in ms, errors, elapsed seconds)."""
+    latencies: list[float] = []
+    errors = 0
+    position = 0
+    started = time.perf_counter()
+
+    async def client(exchange: _Exchange) -> None:
+        nonlocal errors, position
+        while position < len(requests):
+            index = position
+            position += 1
+            due = time.perf_counter()
+            if rate > 0:
+                scheduled = started + index / rate
+                if scheduled > due:
+                    await asyncio.sleep(scheduled - due)
+                due = scheduled
+            status, body = await exchange.send(requests[index])
+            latencies.append((time.perf_counter() - due) * 1000)
+            if not _accepted(status, body, statuses):
+                errors += 1
+
+    await asyncio.gather(*(client(e) for e in exchanges))
+    return latencies, errors, time.perf_counter() - started
+
+
+def _percentile(ordered: Sequence[float], q: float) -> float:
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
 
 
 async def _drive(
-    base: str, token: str, sessions: int, patches: int, concurrency: int, server_pid: int | None
+    port: int, token: str, args: argparse.Namespace, server_pid: int
 ) -> dict[str, Any]:
     run = secrets.token_hex(4)
-    ids = [f"B{run}-{n:06d}" for n in range(sessions)]
-    headers = {"Authorization": f"Token {encode_token(token)}"}
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base, headers=headers, limits=limits, timeout=30) as client:
-        for session_id in ids:
-            put = await client.put(f"/ocpi/2.2.1/sessions/NL/BEN/{session_id}", json=_session(session_id))
-            put.raise_for_status()
-        jobs = [(ids[n % sessions], n // sessions + 1) for n in range(patches)]
-        latencies: list[float] = []
-        errors = 0
-        queue: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
-        for job in jobs:
-            queue.put_nowait(job)
-
-        async def worker() -> None:
-            nonlocal errors
-            while not queue.empty():
-                session_id, step = queue.get_nowait()
-                t0 = time.perf_counter()
-                answer = await client.patch(f"/ocpi/2.2.1/sessions/NL/BEN/{session_id}", json=_patch(step))
-                latencies.append((time.perf_counter() - t0) * 1000)
-                if answer.status_code != 200 or answer.json().get("status_code") != 1000:
-                    errors += 1
-
-        cpu_before = _cpu_seconds(server_pid) if server_pid else None
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
-        cpu_after = _cpu_seconds(server_pid) if server_pid else None
+    ids = [f"B{run}-{n:06d}" for n in range(args.sessions)]
+    authorization = f"Token {encode_token(token)}"
+    path = "/ocpi/2.2.1/sessions/NL/BEN/"
+    puts = [_request("PUT", path + session_id, authorization, _session(session_id)) for session_id in ids]
+    total = args.warmup + args.patches
+    patches = [
+        _request("PATCH", path + ids[n % args.sessions], authorization, _patch(n // args.sessions + 1))
+        for n in range(total)
+    ]
+    exchanges = [await _Exchange.open(port) for _ in range(args.concurrency)]
+    try:
+        _lat, put_errors, _t = await _send_all(exchanges, puts, rate=0, statuses=(200, 201))
+        if put_errors:
+            raise RuntimeError(f"{put_errors} of {len(puts)} session PUTs failed")
+        await _send_all(exchanges, patches[: args.warmup], rate=0)
+        load_before = os.getloadavg()[0]
+        cpu_before = _tree_cpu_seconds(server_pid)
+        client_before = time.process_time()
+        latencies, errors, elapsed = await _send_all(exchanges, patches[args.warmup:], rate=args.rate)
+        client_cpu = time.process_time() - client_before
+        cpu_after = _tree_cpu_seconds(server_pid)
+        load_after = os.getloadavg()[0]
+    finally:
+        for exchange in exchanges:
+            await exchange.close()
     latencies.sort()
+    measured = len(latencies)
     return {
-        "patch_per_s": round(patches / elapsed, 1),
-        "p50_ms": round(statistics.median(latencies), 2),
-        "p99_ms": round(latencies[int(0.99 * (len(latencies) - 1))], 2),
+        "patch_per_s": round(measured / elapsed, 1),
+        "p50_ms": _percentile(latencies, 0.50),
+        "p90_ms": _percentile(latencies, 0.90),
+        "p99_ms": _percentile(latencies, 0.99),
+        "max_ms": round(latencies[-1], 2),
         "errors": errors,
+        "seconds": round(elapsed, 2),
         "server_cpu_ms_per_patch": (
-            round((cpu_after - cpu_before) * 1000 / patches, 3)
+            round((cpu_after - cpu_before) * 1000 / measured, 3)
             if cpu_before is not None and cpu_after is not None else None
         ),
+        "client_cpu_ms_per_patch": round(client_cpu * 1000 / measured, 3),
+        "load_1m_before": round(load_before, 2),
+        "load_1m_after": round(load_after, 2),
     }
+
+
+def _run_loop(coroutine: Any) -> Any:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
 
 
 def _wait_ready(base: str, server: subprocess.Popen[bytes]) -> None:
@@ -159,24 +292,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         port = _free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("VPP_")}
         env.update({"VPP_DATA_DIR": tmp, "VPP_DATABASE_URL": database_url, "VPP_SECRET_KEY": secret,
-                    "VPP_LOG_LEVEL": "WARNING", "VPP_PUBLIC_URL": f"http://127.0.0.1:{port}"})
+                    "VPP_LOG_LEVEL": args.log_level, "VPP_PUBLIC_URL": f"http://{HOST}:{port}"})
         if os.environ.get("VPP_REDIS_URL"):
             env["VPP_REDIS_URL"] = os.environ["VPP_REDIS_URL"]
-        server = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
-            [sys.executable, "-m", "uvicorn", "vpp.api.main:app_from_env", "--factory", "--host", "127.0.0.1",
-             "--port", str(port), "--log-level", "warning", "--no-access-log", "--workers", str(args.workers)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            _wait_ready(base, server)
-            figures = asyncio.run(
-                _drive(base, token, args.sessions, args.patches, args.concurrency,
-                       server.pid if args.workers == 1 else None)
+        embedded = database_url.startswith("sqlite") and "VPP_REDIS_URL" not in env
+        log_path = Path(tmp) / "server.log"
+        with log_path.open("wb") as log_file:
+            server = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
+                [sys.executable, "-m", "vpp.cli", "serve", "--host", HOST, "--port", str(port),
+                 "--workers", str(args.workers)],
+                env=env, stdout=subprocess.DEVNULL, stderr=log_file,
             )
-        finally:
-            server.terminate()
-            server.wait(timeout=20)
+            try:
+                _wait_ready(f"http://{HOST}:{port}", server)
+                figures = _run_loop(_drive(port, token, args, server.pid))
+            finally:
+                server.terminate()
+                server.wait(timeout=30)
+        log_lines = sum(1 for _ in log_path.open("rb"))
     return {
         "name": "ocpi-ingest",
         "backend": "postgresql" if database_url.startswith("postgresql") else "sqlite",
@@ -184,5 +317,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "patches": args.patches,
         **figures,
         "concurrency": args.concurrency,
-        "workers": args.workers,
+        "rate": args.rate or None,
+        "workers": 1 if embedded else args.workers,
+        "server_log_level": args.log_level,
+        "server_log_lines": log_lines,
     }
