@@ -51,6 +51,22 @@ def get_runtime() -> Runtime:
         return _runtime
 
 
+def enqueue_from_task(task_name: str, **kwargs: Any) -> None:
+    """Start another task from inside a task, on this process's broker.
+
+    Production sends it to Redis; embedded mode runs it right here (we are already on a background thread), so
+    a fan-out finishes with its parent. ``.delay()`` would use whichever Celery app was made default last.
+    """
+    from workers.celery_app import get_celery_app
+
+    settings = get_runtime().settings
+    app = get_celery_app(settings)
+    if settings.redis_url:
+        app.send_task(task_name, kwargs=kwargs)
+    else:
+        app.tasks[task_name].apply(kwargs=kwargs).get(propagate=True)
+
+
 class CeleryTaskQueue:
     """Sends tasks by name to the Redis broker."""
 

@@ -15,7 +15,7 @@ from vpp.observability import TASKS
 from vpp.ocpi import service as connections
 from vpp.ocpi.settings import OcpiSettings
 from vpp.sessions import limits
-from workers.runtime import get_runtime
+from workers.runtime import enqueue_from_task, get_runtime
 
 
 def _context() -> OcpiContext:
@@ -86,8 +86,8 @@ def pull_all() -> dict[str, Any]:
     with unit_of_work(get_runtime().session_factory) as session:
         ids = [row.id for row in connections.list_connections(session, status="connected")]
     for connection_id in ids:
-        pull_reference_data.delay(connection_id=connection_id)
-        pull_sessions.delay(connection_id=connection_id)
+        enqueue_from_task("ocpi.pull_reference_data", connection_id=connection_id)
+        enqueue_from_task("ocpi.pull_sessions", connection_id=connection_id)
     TASKS.labels("ocpi.pull_all", "ok").inc()
     return {"connections": ids}
 
