@@ -271,20 +271,29 @@ def _resolve(frame: pd.DataFrame, db: Session, now: datetime, defaults: LearnedN
         energy[by_soc] = np.maximum(target[by_soc] * battery[by_soc] - soc_kwh[by_soc], 0.0)
         learned = defaults or NEED_DEFAULTS.get(db, now)
         guessed = ~np.isfinite(energy) | ~(explicit | booked)
-        keys = frame[["party_key", "location_key", "evse_key", "category"]].fillna("public")
-        for key, idx in keys[guessed].groupby(["party_key", "location_key", "evse_key", "category"]).groups.items():
-            party, location, evse, category = (str(k) for k in key)
-            estimate = estimate_for(learned, _CATEGORY_OF_SITE.get(category, LocationCategory.PUBLIC),
-                                    evse_id=f"{party}|{location}|{evse}", location_id=f"{party}|{location}")
-            rows_ = np.asarray(idx, dtype=np.int64)
-            no_energy = rows_[~np.isfinite(energy[rows_])]
-            energy[no_energy] = np.maximum(estimate.energy_kwh - delivered[no_energy], 0.0)
-            undated = rows_[~(explicit[rows_] | booked[rows_])]
-            departure[undated] = (plugged_in[undated] + pd.Timedelta(hours=estimate.dwell_hours)).tz_localize(
-                None).to_numpy()
-            level_source = NeedSource.DEFAULT if estimate.level.value == "elaad" else NeedSource.LEARNED
-            source[undated] = level_source.value
-            confidence[undated] = estimate.confidence
+        rows_ = np.flatnonzero(guessed)
+        if rows_.size:
+            keys = frame.iloc[rows_][["party_key", "location_key", "evse_key", "category"]].fillna("public")
+            memo: dict[tuple[str, str, str, str], tuple[float, float, str, float]] = {}
+            estimates = []
+            for key in keys.itertuples(index=False, name=None):
+                found = memo.get(key)
+                if found is None:
+                    party, location, evse, category = (str(k) for k in key)
+                    estimate = estimate_for(learned, _CATEGORY_OF_SITE.get(category, LocationCategory.PUBLIC),
+                                            evse_id=f"{party}|{location}|{evse}", location_id=f"{party}|{location}")
+                    level = NeedSource.DEFAULT if estimate.level.value == "elaad" else NeedSource.LEARNED
+                    found = memo[key] = (estimate.energy_kwh, estimate.dwell_hours, level.value, estimate.confidence)
+                estimates.append(found)
+            est_energy, est_dwell, est_source, est_confidence = (np.array(col) for col in zip(*estimates, strict=True))
+            no_energy = ~np.isfinite(energy[rows_])
+            energy[rows_[no_energy]] = np.maximum(est_energy[no_energy] - delivered[rows_[no_energy]], 0.0)
+            undated = ~(explicit[rows_] | booked[rows_])
+            target_rows = rows_[undated]
+            dwell_ns = (est_dwell[undated] * 3.6e12).astype("timedelta64[ns]")
+            departure[target_rows] = plugged_in[target_rows].tz_localize(None).to_numpy() + dwell_ns
+            source[target_rows] = est_source[undated]
+            confidence[target_rows] = est_confidence[undated]
     departure_index = pd.DatetimeIndex(departure).tz_localize("UTC") if n else pd.DatetimeIndex([], tz="UTC")
     # A car that has overstayed its expected departure is still here: give it one more ISP.
     overstay = pd.Timestamp(now) + pd.Timedelta(minutes=15)

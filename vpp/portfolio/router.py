@@ -61,6 +61,7 @@ def put_charging_need(session_id: str, body: ChargingNeedWrite, request: Request
     """State a session's need; one that cannot be met is stored and flagged with the most that can be delivered."""
     assessment = needs_service.put_need(db, session_id, needs_service.NeedInput(**body.model_dump()),
                                         now=_portfolio(request).now())
+    _portfolio(request).invalidate()
     return _need_read(assessment, assessment.need)
 
 
@@ -72,9 +73,11 @@ def get_charging_need(session_id: str, db: SessionDep, _caller: PartnerDep) -> C
 
 
 @router.put("/api/v1/bookings/{booking_id}", operation_id="put_booking", responses=error_responses(422))
-def put_booking(booking_id: str, body: BookingWrite, db: SessionDep, _caller: PartnerDep) -> BookingRead:
+def put_booking(booking_id: str, body: BookingWrite, request: Request, db: SessionDep,
+                _caller: PartnerDep) -> BookingRead:
     """Create or replace a car-sharing booking."""
     row = needs_service.put_booking(db, booking_id, needs_service.BookingInput(**body.model_dump()))
+    _portfolio(request).invalidate()
     return BookingRead.model_validate(row)
 
 
@@ -168,24 +171,29 @@ def get_pool_forecast(
 
 @router.put("/api/v1/portfolio/congestion-points/{ean}", operation_id="put_congestion_point",
             responses=error_responses(422))
-def put_congestion_point(ean: str, body: CongestionPointWrite, db: SessionDep, _admin: AdminDep) -> dict[str, str]:
+def put_congestion_point(ean: str, body: CongestionPointWrite, request: Request, db: SessionDep,
+                         _admin: AdminDep) -> dict[str, str]:
     """Create or update a congestion point."""
     row = topology.upsert_congestion_point(db, ean=ean, dso=body.dso, name=body.name, max_kw=body.max_kw)
+    _portfolio(request).invalidate()
     return {"pool": f"congestion_point:{row.ean}"}
 
 
 @router.put("/api/v1/portfolio/sites/{site_id}", operation_id="put_site", responses=error_responses(404, 422))
-def put_site(site_id: str, body: SiteWrite, db: SessionDep, _admin: AdminDep) -> dict[str, str]:
+def put_site(site_id: str, body: SiteWrite, request: Request, db: SessionDep, _admin: AdminDep) -> dict[str, str]:
     """Create or update a site."""
     row = topology.upsert_site(db, site_id=site_id, **body.model_dump())
+    _portfolio(request).invalidate()
     return {"pool": f"site:{row.id}"}
 
 
 @router.post("/api/v1/portfolio/sites/{site_id}/locations", operation_id="assign_site_location",
              responses=error_responses(404, 422))
-def assign_site_location(site_id: str, body: SiteLocationWrite, db: SessionDep, _admin: AdminDep) -> dict[str, str]:
+def assign_site_location(site_id: str, body: SiteLocationWrite, request: Request, db: SessionDep,
+                         _admin: AdminDep) -> dict[str, str]:
     """Put a CPO location on a site."""
     topology.assign_location(db, site_id=site_id, party=body.party, location_id=body.location_id)
+    _portfolio(request).invalidate()
     return {"pool": f"site:{site_id}"}
 
 
@@ -198,11 +206,12 @@ def put_site_load(site_id: str, body: list[SiteLoadPoint], db: SessionDep, _admi
 
 @router.post("/api/v1/portfolio/topology/import", operation_id="import_topology",
              responses=error_responses(422))
-def import_topology(db: SessionDep, _admin: AdminDep,
+def import_topology(request: Request, db: SessionDep, _admin: AdminDep,
                     body: Annotated[str, Body(media_type="text/csv")]) -> TopologyImportRead:
     """Import ``ean,dso,site_id,site_capacity_kw,party,location_id[,category,bidding_zone,cp_max_kw]`` rows."""
     if not body.strip():
         raise InvalidInput("empty CSV")
     summary = topology.import_topology_csv(db, body)
+    _portfolio(request).invalidate()
     return TopologyImportRead(congestion_points=summary.congestion_points, sites=summary.sites,
                               locations=summary.locations)

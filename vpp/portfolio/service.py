@@ -8,6 +8,8 @@
 from __future__ import annotations
 
 import math
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -46,6 +48,7 @@ class PortfolioConfig:
     lag_hours: float = 2.0
     catch_up: int = 3
     history_days: int = 28
+    fleet_cache_seconds: float = 2.0
 
 
 def horizon_of(start: datetime, end: datetime) -> IspHorizon:
@@ -332,14 +335,35 @@ class PortfolioService:
         self._factory = session_factory
         self._clock = clock or SystemClock()
         self.config = config or PortfolioConfig()
+        self._cached: tuple[Fleet, float] | None = None
+        self._lock = threading.Lock()
 
     def now(self) -> datetime:
         """The service's current time."""
         return self._clock.now()
 
     def fleet(self, db: Session, at: datetime | None = None) -> Fleet:
-        """The fleet at ``at`` (default now)."""
-        return load_fleet(db, at or self.now())
+        """The fleet at ``at`` (default now), reused for ``fleet_cache_seconds`` of wall time.
+
+        A trader's page asks for pools, flexibility and sessions at once, and a dispatcher cycle asks for every
+        pool at the same instant: one read serves them all. Writes through this service invalidate it.
+        """
+        moment = at or self.now()
+        with self._lock:
+            cached = self._cached
+        if cached is not None and time.monotonic() - cached[1] < self.config.fleet_cache_seconds and (
+            at is None or cached[0].at == moment
+        ):
+            return cached[0]
+        fleet = load_fleet(db, moment)
+        with self._lock:
+            self._cached = (fleet, time.monotonic())
+        return fleet
+
+    def invalidate(self) -> None:
+        """Forget the cached fleet (after a need, booking or topology change)."""
+        with self._lock:
+            self._cached = None
 
     def pools(self) -> list[str]:
         """Every pool with sessions now."""
