@@ -16,7 +16,7 @@ from datetime import datetime
 
 import numpy as np
 
-from vpp.algorithms.allocation import allocate
+from vpp.algorithms.allocation import AllocationProblem, PreparedPool, allocate_prepared, prepare
 from vpp.algorithms.dispatch import (
     PoolLimits,
     beyond_deadband,
@@ -92,6 +92,9 @@ class PoolDispatch:
     cycles: int = 0
     _outcomes: deque[tuple[float, list[LimitOutcome], list[float]]] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _prepared: PreparedPool | None = None
+    _prepared_for: tuple[tuple[str, ...], np.ndarray, np.ndarray, int] | None = None
+    prepares: int = 0
 
     def resume(self, limits_kw: Mapping[str, float]) -> None:
         """Start from the limits a predecessor left in force."""
@@ -190,7 +193,7 @@ class PoolDispatch:
         target = pool_target_kw(baseline, applied.setpoint_mw, snapshot.pool, limits)
         start = np.where(np.isnan(pending), last, pending)
         cycle = build_problem(snapshot, limits, target, start, pinned, max_override)
-        result = allocate(cycle.problem)
+        result = allocate_prepared(self._prepared_pool(ids, cycle.problem), cycle.problem)
         new_kw = result.setpoints_kw
         free = ~blocked & ~discounted & np.isnan(pending)
         send = free & beyond_deadband(new_kw, last, self.params.deadband_kw, self.params.deadband_pct)
@@ -219,6 +222,20 @@ class PoolDispatch:
             baseline_kw=baseline, measured_kw=float(measured.sum()), session_ids=ids,
             setpoints_kw=[float(v) for v in new_kw], send_ids=send_ids, send_kw=send_kw, flags=flags, full=full,
         )
+
+    def _prepared_pool(self, ids: tuple[str, ...], problem: AllocationProblem) -> PreparedPool:
+        """The pool's prepared allocation structure, prepared again only when its sessions or groups changed."""
+        key = self._prepared_for
+        groups = int(np.shape(problem.group_max_kw)[0])
+        if (
+            self._prepared is None or key is None or key[3] != groups or key[0] != ids
+            or not np.array_equal(key[1], problem.member_session)
+            or not np.array_equal(key[2], problem.member_group)
+        ):
+            self._prepared = prepare(problem)
+            self._prepared_for = (ids, np.array(problem.member_session), np.array(problem.member_group), groups)
+            self.prepares += 1
+        return self._prepared
 
     def in_force(self) -> dict[str, float]:
         """The limits believed in force now (sent and not refused)."""

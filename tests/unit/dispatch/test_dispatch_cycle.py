@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import math
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
 
+from vpp.algorithms.allocation import Allocation, AllocationProblem, PreparedPool, allocate
 from vpp.algorithms.dispatch import PoolLimits, beyond_deadband, build_problem, pool_baseline_kw, pool_target_kw
 from vpp.dispatch.bench import run_tracking_bench
 from vpp.dispatch.cycle import DispatchParams, PoolDispatch, Setpoint
 from vpp.dispatch.sim import SimulatedFleet
+from vpp.domain.dispatch import DispatchSnapshot
 from vpp.ports import ActivationEvent, LimitOutcome, LimitStatus
 from workers.bus import InProcessActivationBus, InProcessLease, LeaseTable
 
@@ -159,3 +162,57 @@ def test_in_process_lease_is_exclusive_until_expiry_and_fences_grow() -> None:
 
     a, b, renewed, c = asyncio.run(scenario())
     assert a == 1 and b is None and not renewed and c == 2
+
+
+def _without_first(snapshot: DispatchSnapshot) -> DispatchSnapshot:
+    """The snapshot after its first session left (group pairs renumbered)."""
+    groups = snapshot.groups
+    keep = groups.member_session != 0
+    return replace(
+        snapshot, session_ids=snapshot.session_ids[1:], min_kw=snapshot.min_kw[1:], max_kw=snapshot.max_kw[1:],
+        energy_needed_kwh=snapshot.energy_needed_kwh[1:], hours_to_departure=snapshot.hours_to_departure[1:],
+        current_kw=snapshot.current_kw[1:], baseline_kw=snapshot.baseline_kw[1:],
+        groups=replace(groups, member_session=groups.member_session[keep] - 1,
+                       member_group=groups.member_group[keep]),
+    )
+
+
+def test_prepared_allocation_gives_plain_allocate_setpoints_and_is_prepared_again_only_on_change(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import vpp.dispatch.cycle as cycle_module
+
+    compared: list[bool] = []
+    prepared_allocate = cycle_module.allocate_prepared
+
+    def checked(pool: PreparedPool, problem: AllocationProblem) -> Allocation:
+        result = prepared_allocate(pool, problem)
+        compared.append(bool(np.array_equal(result.setpoints_kw, allocate(problem).setpoints_kw)))
+        return result
+
+    monkeypatch.setattr(cycle_module, "allocate_prepared", checked)
+    fleet = SimulatedFleet.build(300, non_followers=0.1, cpos=3, seed=4)
+    state = PoolDispatch(pool=fleet.pool)
+    congested = PoolLimits(congestion_max_kw={"cpo:NL-C01": 200.0})
+    for k in range(6):
+        at = AT + timedelta(seconds=4 * k)
+        setpoint = Setpoint(k, 0.3 * math.sin(k) * fleet.schedule_kw / 1000.0, at)
+        plan = state.plan(fleet.snapshot(at), setpoint, congested if k % 2 else PoolLimits())
+        for sid, kw in zip(plan.send_ids, plan.send_kw, strict=True):
+            fleet.set_limit(sid, kw)
+        _ack(state, plan.send_ids, plan.send_kw, at=at)
+        fleet.step()
+    assert state.prepares == 1
+    # A session leaves: the pool is prepared again, once.
+    at = AT + timedelta(seconds=40)
+    for k in range(2):
+        state.plan(_without_first(fleet.snapshot(at + timedelta(seconds=4 * k))), Setpoint(9, 0.2, at), PoolLimits())
+    assert state.prepares == 2
+    # The group structure changes (one CPO group fewer): prepared again.
+    snapshot = fleet.snapshot(at)
+    groups = snapshot.groups
+    merged = replace(groups, group_ids=groups.group_ids[:2], max_kw=groups.max_kw[:2],
+                     member_group=np.minimum(groups.member_group, 1))
+    state.plan(replace(snapshot, groups=merged), Setpoint(10, -0.2, at), PoolLimits())
+    assert state.prepares == 3
+    assert len(compared) == 9 and all(compared)
