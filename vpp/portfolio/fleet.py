@@ -242,8 +242,9 @@ def _resolve(frame: pd.DataFrame, db: Session, now: datetime, defaults: LearnedN
     delivered = frame["delivered_kwh"].to_numpy(dtype=np.float64) if n else np.zeros(0)
     max_kw = frame["max_kw"].fillna(DEFAULT_MAX_KW).to_numpy(dtype=np.float64) if n else np.zeros(0)
     discharge_flag = np.array([bool((f or {}).get("discharge_profiles", False)) for f in frame["flags"]], bool)
-    v2g_capable = frame["v2g_capable"].fillna(False).to_numpy(dtype=bool) if n else np.zeros(0, bool)
-    consent = frame["discharge_allowed"].fillna(False).to_numpy(dtype=bool) if n else np.zeros(0, bool)
+    # Missing (no connector row, no stated need) means no: compare rather than fill, whatever the dtype.
+    v2g_capable = frame["v2g_capable"].eq(True).to_numpy(dtype=bool) if n else np.zeros(0, bool)
+    consent = frame["discharge_allowed"].eq(True).to_numpy(dtype=bool) if n else np.zeros(0, bool)
     battery = frame["need_battery_kwh"].to_numpy(dtype=np.float64) if n else np.zeros(0)
     soc_kwh = frame["soc_pct"].to_numpy(dtype=np.float64) / 100.0 * battery if n else np.zeros(0)
     min_soc = np.nan_to_num(frame["min_soc_pct"].to_numpy(dtype=np.float64) / 100.0 * battery) if n else np.zeros(0)
