@@ -16,56 +16,35 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from lxml import etree
-from sqlalchemy import Engine, create_engine, select, text
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.markets.entsoe import validate
 from sim.exchange import clear_curve_order
-from tests.conftest import IN_CI, TEST_SECRET, make_key, require_service, truncate_all
+from tests.conftest import TEST_SECRET, make_key
 from tests.unit.bids.fakes import FakePortfolioView
 from vpp.api.app import create_app
 from vpp.bids.tables import Bid
 from vpp.config import Settings
-from vpp.db import create_db_engine, create_session_factory, unit_of_work
+from vpp.db import unit_of_work
 from vpp.jobs.tables import JobRun
-from vpp.tables import metadata
 from workers.runtime import Runtime, set_runtime
 from workers.tasks import bids as bid_tasks
 
 POOL = "zone:NL"
 DAY = date(2030, 6, 3)  # gate closure 2030-06-02 10:00 UTC, still ahead
-PG_SCHEMA = "vpp_bids_test"
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def bids_engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    """A database with every table of ``metadata`` (create_all), per backend."""
-    if request.param == "sqlite":
-        engine = create_db_engine(f"sqlite:///{tmp_path_factory.mktemp('bids') / 'db.sqlite3'}")
-    else:
-        url = require_service("VPP_TEST_DATABASE_URL", "PostgreSQL")
-        engine = create_engine(url, connect_args={"options": f"-csearch_path={PG_SCHEMA}"}, pool_size=5)
-        try:
-            with engine.begin() as conn:
-                conn.execute(text(f"DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE"))
-                conn.execute(text(f"CREATE SCHEMA {PG_SCHEMA}"))
-        except Exception as exc:
-            engine.dispose()
-            if IN_CI:
-                pytest.fail(f"PostgreSQL unreachable: {exc}")
-            pytest.skip(f"PostgreSQL unreachable: {exc}")
-    metadata.create_all(engine)
-    yield engine
-    if engine.dialect.name == "postgresql":
-        with engine.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE"))
-    engine.dispose()
 
 
 @pytest.fixture
-def factory(bids_engine: Engine) -> Iterator[sessionmaker[Session]]:
-    yield create_session_factory(bids_engine)
-    truncate_all(bids_engine)
+def bids_engine(engine: Engine) -> Engine:
+    """The shared migrated database of the backend under test."""
+    return engine
+
+
+@pytest.fixture
+def factory(session_factory: sessionmaker[Session]) -> sessionmaker[Session]:
+    """Sessions on the shared database, emptied after the test."""
+    return session_factory
 
 
 @pytest.fixture

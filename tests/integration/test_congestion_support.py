@@ -16,19 +16,18 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.markets.uftp import generate_signing_keypair
 from adapters.markets.uftp.router import DEFAULT_PATH
 from sim.dso import SimulatedDso, serve
-from tests.conftest import IN_CI, TEST_SECRET, require_service, truncate_all
+from tests.conftest import TEST_SECRET
 from vpp.api.app import create_app
 from vpp.config import Settings
 from vpp.congestion import participants
 from vpp.congestion.flexsource import StaticFlexSource, configure_flex_source, reset_flex_source
-from vpp.db import create_db_engine, create_session_factory, unit_of_work
-from vpp.tables import metadata
+from vpp.db import unit_of_work
 from workers.celery_app import get_celery_app
 from workers.runtime import Runtime, set_runtime
 
@@ -37,36 +36,18 @@ DSO_DOMAIN = "dso.grid.test"
 POINT = "ean.871685900012636543"
 POOL = "congestion_point:871685900012636543"
 DAY = date(2030, 6, 3)
-PG_SCHEMA = "vpp_congestion_test"
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def congestion_engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    """A database with every table of ``metadata`` (create_all), per backend."""
-    if request.param == "sqlite":
-        engine = create_db_engine(f"sqlite:///{tmp_path_factory.mktemp('congestion') / 'db.sqlite3'}")
-    else:
-        url = require_service("VPP_TEST_DATABASE_URL", "PostgreSQL")
-        engine = create_engine(url, connect_args={"options": f"-csearch_path={PG_SCHEMA}"}, pool_size=5)
-        try:
-            with engine.begin() as conn:
-                conn.execute(text(f"DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE"))
-                conn.execute(text(f"CREATE SCHEMA {PG_SCHEMA}"))
-        except Exception as exc:
-            engine.dispose()
-            if IN_CI:
-                pytest.fail(f"PostgreSQL unreachable: {exc}")
-            pytest.skip(f"PostgreSQL unreachable: {exc}")
-    metadata.create_all(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture
-def factory(congestion_engine: Engine) -> Iterator[sessionmaker[Session]]:
-    """Sessions on the congestion database, emptied after the test."""
-    yield create_session_factory(congestion_engine)
-    truncate_all(congestion_engine)
+def congestion_engine(engine: Engine) -> Engine:
+    """The shared migrated database of the backend under test."""
+    return engine
+
+
+@pytest.fixture
+def factory(session_factory: sessionmaker[Session]) -> sessionmaker[Session]:
+    """Sessions on the shared database, emptied after the test."""
+    return session_factory
 
 
 @pytest.fixture
