@@ -2,13 +2,19 @@
 
 Day-ahead curve of MTU t: the pool's demand if t clears at price L while every other MTU clears at the
 forecast. Re-solving the scheduler for every (t, L) is exact but costs one solve per point (a capped pool of
-10,000 sessions: ~1 s a solve, ~2,400 points a day). The parametric method gets every point of a day from one
-pass: in the price-order greedy (exact for an uncapped charge-only pool) a session's power at t is
-``clip(need - cap of its cheaper ISPs other than t, 0, cap at t)``, so its demand at t only changes where L
-crosses the forecast price of another ISP in its window; summing over sessions gives the whole curve, exact
-for an uncapped charge-only pool (checked against the re-solves in the tests). A binding pool cap shifts energy
-between ISPs in ways one pass cannot see; there the parametric curve is clipped to the cap and is an
-approximation whose error ``vpp bench dayahead-curve`` measures against sampled re-solves.
+10,000 sessions: ~0.25 s a solve, ~4,800 points a day). Moving t's price only moves t in the solver's price
+order, and the solver gives t the increment ``f(S + t) - f(S)`` of its rank function over the ISPs S served
+before t, so every point is one such increment:
+
+* ``parametric`` (uncapped pools): without a pool cap ``f`` is a sum over sessions and a session's power at t
+  is ``clip(need - cap of its cheaper ISPs other than t, 0, cap at t)``; summing over sessions gives the whole
+  curve in one pass. With a binding cap it is only an approximation (errors of ~10 % of the peak).
+* ``flow`` (capped pools): the price-order flow warm-started from the forecast run, t served at each level's
+  position on a copy of the state (levels below t's forecast) or the run continued without t (levels above);
+  see scheduling/moved.py. Equal to the re-solves, a day in seconds.
+* ``auto`` (default) picks ``parametric`` without and ``flow`` with a pool cap; ``resolve`` is the reference.
+
+``vpp bench dayahead-curve`` measures time and error against sampled re-solves.
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from vpp.algorithms.scheduling import SchedulingProblem, solve_schedule
-from vpp.algorithms.scheduling.model import window_mask
+from vpp.algorithms.scheduling.model import POWER_TOL_KW, window_mask
+from vpp.algorithms.scheduling.moved import moved_isp_demand
 from vpp.domain.errors import InvalidInput
 
 FloatArray = NDArray[np.float64]
@@ -121,6 +128,26 @@ def _parametric(problem: SchedulingProblem, levels: FloatArray, mtus: IntArray) 
     return demand
 
 
+def _flow(problem: SchedulingProblem, levels: FloatArray, mtus: IntArray) -> FloatArray:
+    """Exact under a pool cap: the price-order flow with MTU t moved to each level, warm-started (MTUs x levels).
+
+    A level puts t after the ISPs priced below it and, on a tie, after those with a lower index (the solver's
+    stable sort); ``moved_isp_demand`` serves t there from the forecast run's state (see moved.py).
+    """
+    forced, cap, need = _charge_only_parts(problem)
+    prices = problem.prices_eur_per_mwh
+    pool_cap = problem.pool_max_kw - forced
+    order = np.argsort(prices, kind="stable")
+    index = np.arange(problem.n_isps)
+    before: dict[int, IntArray] = {}
+    for t in np.unique(mtus):
+        ahead = (prices[:, None] < levels[None, :]) | ((prices[:, None] == levels[None, :]) & (index < t)[:, None])
+        ahead[t] = False
+        before[int(t)] = ahead.sum(axis=0).astype(np.int64)
+    flexible = moved_isp_demand(cap, need, pool_cap, order, before)
+    return np.vstack([forced[t] + flexible[int(t)] for t in mtus]) if mtus.size else np.zeros((0, levels.size))
+
+
 def _resolve(problem: SchedulingProblem, levels: FloatArray, mtus: IntArray) -> FloatArray:
     """Exact: one scheduler solve per MTU and level."""
     demand = np.empty((mtus.size, levels.size))
@@ -149,23 +176,46 @@ def charge_only(problem: SchedulingProblem) -> SchedulingProblem:
     return SchedulingProblem(**fields)
 
 
-def build_demand_curves(problem: SchedulingProblem, levels: FloatArray, *, method: str = "parametric",
+METHODS = ("auto", "parametric", "flow", "resolve")
+
+
+def _has_pool_cap(problem: SchedulingProblem) -> bool:
+    return bool(np.isfinite(problem.pool_max_kw).any())
+
+
+def _flow_applies(problem: SchedulingProblem) -> bool:
+    """The price-order flow is what the solver runs: charge-only, and the forced power within the cap."""
+    forced, _, _ = _charge_only_parts(problem)
+    return bool((problem.pool_max_kw - forced >= -POWER_TOL_KW).all())
+
+
+def build_demand_curves(problem: SchedulingProblem, levels: FloatArray, *, method: str = "auto",
                         mtus: IntArray | None = None) -> DemandCurves:
-    """Demand curves for ``mtus`` (default all) at ``levels``, non-increasing in price, clipped to the cap."""
+    """Demand curves for ``mtus`` (default all) at ``levels``, non-increasing in price, clipped to the cap.
+
+    ``auto`` (the default) is ``parametric`` for a pool without a cap and ``flow`` for a capped one, both equal
+    to the re-solves; ``parametric`` on a capped pool is the older approximation, ``resolve`` the reference.
+    """
     started = time.perf_counter()
     if levels.ndim != 1 or levels.size == 0 or np.any(np.diff(levels) <= 0):
         raise InvalidInput("price levels must be a non-empty strictly increasing list")
+    if method not in METHODS:
+        raise InvalidInput(f"unknown curve method {method!r}; one of {list(METHODS)}")
     problem = charge_only(problem)
     chosen = np.arange(problem.n_isps, dtype=np.int64) if mtus is None else np.asarray(mtus, dtype=np.int64)
     if chosen.size and (chosen.min() < 0 or chosen.max() >= problem.n_isps):
         raise InvalidInput(f"MTU indices must lie in 0..{problem.n_isps - 1}")
     forecast = solve_schedule(problem).pool_kw
+    if method == "auto":
+        method = "flow" if _has_pool_cap(problem) and _flow_applies(problem) else "parametric"
+    if method == "flow" and not _flow_applies(problem):
+        raise InvalidInput("the flow curves need the forced charging within the pool cap; use 'resolve'")
     if method == "parametric":
         demand = _parametric(problem, levels, chosen)
-    elif method == "resolve":
-        demand = _resolve(problem, levels, chosen)
+    elif method == "flow":
+        demand = _flow(problem, levels, chosen)
     else:
-        raise InvalidInput(f"unknown curve method {method!r}; one of ['parametric', 'resolve']")
+        demand = _resolve(problem, levels, chosen)
     cap = problem.pool_max_kw[chosen][:, None]
     demand = np.clip(make_non_increasing(demand), 0.0, np.where(np.isfinite(cap), cap, np.inf))
     return DemandCurves(levels, chosen, demand, forecast, method, time.perf_counter() - started)

@@ -29,6 +29,37 @@ def test_parametric_curves_equal_the_re_solves_for_an_uncapped_pool() -> None:
     np.testing.assert_allclose(fast.demand_kw, exact.demand_kw, atol=1e-6)
 
 
+def test_flow_curves_equal_the_re_solves_for_a_capped_pool() -> None:
+    problem = _problem(30, capped=True, seed=3)
+    levels = bidding.price_ladder(problem.prices_eur_per_mwh, min_price=-500, max_price=4000)
+    mtus = np.array([0, 33, 41, 77, 95])
+    fast = bidding.build_demand_curves(problem, levels, mtus=mtus)
+    exact = bidding.build_demand_curves(problem, levels, method="resolve", mtus=mtus)
+    assert fast.method == "flow"
+    np.testing.assert_allclose(fast.demand_kw, exact.demand_kw, atol=1e-6)
+    approximate = bidding.build_demand_curves(problem, levels, method="parametric", mtus=mtus)
+    assert np.abs(approximate.demand_kw - exact.demand_kw).max() > 1.0  # the cap binds: the test has teeth
+
+
+def test_flow_curves_follow_the_solver_on_ties_at_a_level() -> None:
+    problem = _problem(40, capped=True, seed=4)
+    prices = np.repeat([50.0, 20.0, 50.0, 80.0], 24)  # many ISPs tied with the levels
+    problem = bidding._with_prices(problem, prices)
+    levels = np.array([-500.0, 20.0, 20.01, 50.0, 50.01, 80.0, 4000.0])
+    mtus = np.array([5, 24, 30, 50, 72, 90])
+    fast = bidding.build_demand_curves(problem, levels, method="flow", mtus=mtus)
+    exact = bidding.build_demand_curves(problem, levels, method="resolve", mtus=mtus)
+    np.testing.assert_allclose(fast.demand_kw, exact.demand_kw, atol=1e-6)
+
+
+def test_auto_uses_the_parametric_pass_without_a_cap_and_unknown_methods_are_refused() -> None:
+    problem = _problem(20)
+    levels = np.array([-500.0, 0.0, 4000.0])
+    assert bidding.build_demand_curves(problem, levels).method == "parametric"
+    with pytest.raises(InvalidInput, match="unknown curve method"):
+        bidding.build_demand_curves(problem, levels, method="guess")
+
+
 def test_curves_are_non_increasing_and_within_the_pool_cap() -> None:
     problem = _problem(200, capped=True)
     levels = bidding.price_ladder(problem.prices_eur_per_mwh, min_price=-500, max_price=4000)

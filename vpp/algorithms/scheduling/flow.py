@@ -75,6 +75,13 @@ class _PriceOrderFlow:
         self.need[rows] -= taken
         self.pool_left[t] -= taken.sum()
 
+    def _inflow(self, movers: IntArray, room_kw: FloatArray, done_cols: IntArray) -> FloatArray:
+        """Power each served ISP could hand to the ``movers`` (sessions with ``room_kw`` at the ISP being reached)."""
+        inflow = np.zeros(done_cols.size)
+        for k, col in enumerate(done_cols):
+            inflow[k] = np.minimum(self.x[movers, col], room_kw).sum()
+        return inflow
+
     def _augment(self, t: int) -> bool:
         """Push flow into t along one shortest path source -> u_k -> ... -> u_1 -> t; False when none."""
         self.blocked &= self.need > _EPS_KW
@@ -100,9 +107,7 @@ class _PriceOrderFlow:
                 if movers.size == 0:
                     continue
                 room_v = self.cap[movers, v] - self.x[movers, v]
-                inflow = np.zeros(done_cols.size)
-                for k, col in enumerate(done_cols):
-                    inflow[k] = np.minimum(self.x[movers, col], room_v).sum()
+                inflow = self._inflow(movers, room_v, done_cols)
                 for j in np.flatnonzero(inflow > _EPS_KW):
                     u = int(done_cols[j])
                     if u in parent:
