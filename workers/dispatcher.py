@@ -56,6 +56,8 @@ from workers.bus import (
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
+# The network is OCPI: a session's power arrives as charging-period averages, up to 15 minutes long.
+OCPI_TELEMETRY_PERIOD_S = 900.0
 
 
 def params_from(settings: Settings) -> DispatchParams:
@@ -68,6 +70,7 @@ def params_from(settings: Settings) -> DispatchParams:
         follow_cycles=settings.dispatch_follow_cycles,
         follow_tolerance_kw=settings.dispatch_follow_tolerance_kw,
         setpoint_max_age_s=settings.afrr_setpoint_max_age_seconds,
+        settle_s=OCPI_TELEMETRY_PERIOD_S,
     )
 
 

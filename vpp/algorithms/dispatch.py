@@ -67,8 +67,14 @@ def build_problem(
     start_kw: FloatArray,
     pinned_kw: FloatArray,
     max_override_kw: FloatArray,
+    finish_margin_h: float = 0.0,
 ) -> CycleProblem:
-    """The allocation problem: snapshot bounds, pins (NaN = free), overrides of max (NaN = none), DSO groups."""
+    """The allocation problem: snapshot bounds, pins (NaN = free), overrides of max (NaN = none), DSO groups.
+
+    Needs are planned to be met ``finish_margin_h`` before departure: a limit stays in force until the next
+    cycle, the CPO reports power only every period, and a car tapers near full, so planning to the last minute
+    at the average rate leaves the need short.
+    """
     flags: dict[str, int] = {}
     pool = snapshot.pool
     max_kw = np.asarray(snapshot.max_kw, dtype=np.float64).copy()
@@ -122,7 +128,8 @@ def build_problem(
         min_kw=min_kw,
         max_kw=max_kw,
         energy_needed_kwh=np.asarray(snapshot.energy_needed_kwh, dtype=np.float64),
-        hours_to_departure=np.asarray(snapshot.hours_to_departure, dtype=np.float64),
+        hours_to_departure=np.maximum(np.asarray(snapshot.hours_to_departure, dtype=np.float64) - finish_margin_h,
+                                      0.0),
         current_kw=np.clip(np.asarray(start, dtype=np.float64), min_kw, max_kw),
         target_kw=float(target_kw),
         member_session=member_session,

@@ -44,8 +44,13 @@ class DispatchParams:
     follow_cycles: int = 4
     follow_tolerance_kw: float = 1.0
     settle_cycles: int = 2
+    # ... and at least this long where power is reported as period averages (OCPI charging periods, 5-15 min):
+    # a reading taken sooner still shows the previous limit and is no sign of not following.
+    settle_s: float = 0.0
     discount_hold_s: float = 300.0
     setpoint_max_age_s: float = 60.0
+    # Plan every need to be met this long before departure (one 15-minute telemetry period and cycle).
+    finish_margin_s: float = 900.0
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,7 @@ class PoolDispatch:
     off_below: dict[str, int] = field(default_factory=dict)
     discounted_until: dict[str, float] = field(default_factory=dict)
     changed_cycle: dict[str, int] = field(default_factory=dict)
+    changed_at: dict[str, float] = field(default_factory=dict)
     cycles: int = 0
     _outcomes: deque[tuple[float, list[LimitOutcome], list[float]]] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -155,7 +161,7 @@ class PoolDispatch:
         present = set(ids)
         tables: tuple[dict[str, float] | dict[str, int], ...] = (
             self.last_kw, self.blocked_until, self.off_above, self.off_below, self.discounted_until,
-            self.changed_cycle,
+            self.changed_cycle, self.changed_at,
         )
         for table in tables:
             for sid in [s for s in table if s not in present]:
@@ -168,7 +174,8 @@ class PoolDispatch:
         above, below = off_limit(measured, last, self.params.follow_tolerance_kw)
         # A session is judged only once its limit has had time to take effect.
         settled = np.array(
-            [self.cycles - self.changed_cycle.get(s, -10**9) > self.params.settle_cycles for s in ids], dtype=bool
+            [self.cycles - self.changed_cycle.get(s, -10**9) > self.params.settle_cycles
+             and now_s - self.changed_at.get(s, -math.inf) >= self.params.settle_s for s in ids], dtype=bool
         )
         above &= np.isnan(pending) & settled
         below &= np.isnan(pending) & settled
@@ -192,7 +199,8 @@ class PoolDispatch:
         baseline = pool_baseline_kw(snapshot, limits)
         target = pool_target_kw(baseline, applied.setpoint_mw, snapshot.pool, limits)
         start = np.where(np.isnan(pending), last, pending)
-        cycle = build_problem(snapshot, limits, target, start, pinned, max_override)
+        cycle = build_problem(snapshot, limits, target, start, pinned, max_override,
+                              finish_margin_h=self.params.finish_margin_s / 3600.0)
         result = allocate_prepared(self._prepared_pool(ids, cycle.problem), cycle.problem)
         new_kw = result.setpoints_kw
         free = ~blocked & ~discounted & np.isnan(pending)
@@ -204,6 +212,7 @@ class PoolDispatch:
             self.in_flight[sid] = self.last_kw.get(sid, math.nan)
             self.last_kw[sid] = kw
             self.changed_cycle[sid] = self.cycles
+            self.changed_at[sid] = now_s
 
         flags = dict(cycle.flags)
         flags.update({f"outcome_{k}": v for k, v in outcome_counts.items()})

@@ -216,3 +216,53 @@ def test_prepared_allocation_gives_plain_allocate_setpoints_and_is_prepared_agai
     state.plan(replace(snapshot, groups=merged), Setpoint(10, -0.2, at), PoolLimits())
     assert state.prepares == 3
     assert len(compared) == 9 and all(compared)
+
+
+def _one_session(hours: float, need_kwh: float, current_kw: float = 0.0) -> DispatchSnapshot:
+    from vpp.domain.dispatch import GroupCaps
+
+    empty = np.zeros(0, dtype=np.int64)
+    return DispatchSnapshot(
+        pool="zone:NL", at=AT, session_ids=("s",), min_kw=np.zeros(1), max_kw=np.array([22.0]),
+        energy_needed_kwh=np.array([need_kwh]), hours_to_departure=np.array([hours]),
+        current_kw=np.array([current_kw]), baseline_kw=np.array([22.0]),
+        groups=GroupCaps(group_ids=(), max_kw=np.zeros(0), member_session=empty, member_group=empty),
+        schedule_kw=0.0)
+
+
+def test_a_need_is_planned_to_be_met_a_margin_before_departure() -> None:
+    # 7 kWh in 1.5 h with nothing bought: the average rate to the last minute is 4.67 kW, but a limit holds
+    # for a whole cycle, power is reported per period and cars taper near full: plan to be done 15 min early.
+    snapshot = _one_session(1.5, 7.0)
+    nan = np.full(1, math.nan)
+    plain = allocate(build_problem(snapshot, PoolLimits(), 0.0, nan, nan, nan).problem)
+    early = allocate(build_problem(snapshot, PoolLimits(), 0.0, nan, nan, nan, finish_margin_h=0.25).problem)
+    assert plain.setpoints_kw[0] == pytest.approx(7.0 / 1.5)
+    assert early.setpoints_kw[0] == pytest.approx(7.0 / 1.25)
+    # Inside the margin the need is due now: full power.
+    due = allocate(build_problem(_one_session(0.2, 3.0), PoolLimits(), 0.0, nan, nan, nan,
+                                 finish_margin_h=0.25).problem)
+    assert due.setpoints_kw[0] == pytest.approx(22.0)
+    assert PoolDispatch(pool="zone:NL").params.finish_margin_s == 900.0
+
+
+def test_period_average_telemetry_is_not_judged_before_a_period_has_passed() -> None:
+    # A limit cut to 0 at AT; the CPO's 15-min average still shows the old 11 kW for a while. With 4-s cycles
+    # (aFRR) the cycle count alone would discount the session after 16 s, pin it at the stale 11 kW and
+    # stop sending it limits.
+    params = DispatchParams(follow_cycles=2, settle_cycles=1, settle_s=900.0)
+    state = PoolDispatch(pool="zone:NL", params=params)
+    state.resume({"s": 11.0})
+    plan = state.plan(_one_session(10.0, 5.0, current_kw=11.0), Setpoint(1, 0.0, AT), PoolLimits())
+    assert plan.send_ids == ["s"] and plan.send_kw[0] < 11.0
+    _ack(state, plan.send_ids, plan.send_kw, at=AT)
+    for k in range(1, 20):
+        at = AT + timedelta(seconds=4 * k)
+        plan = state.plan(replace(_one_session(10.0, 5.0, current_kw=11.0), at=at), Setpoint(1, 0.0, at),
+                          PoolLimits())
+        assert "discounted" not in plan.flags and "pinned" not in plan.flags
+    # The production dispatcher reads OCPI telemetry: it waits one 15-minute period.
+    from vpp.config import Settings
+    from workers.dispatcher import params_from
+
+    assert params_from(Settings()).settle_s == 900.0
