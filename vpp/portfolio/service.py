@@ -351,9 +351,10 @@ class PortfolioService:
         moment = at or self.now()
         with self._lock:
             cached = self._cached
-        if cached is not None and time.monotonic() - cached[1] < self.config.fleet_cache_seconds and (
-            at is None or cached[0].at == moment
-        ):
+        # Fresh in wall time and taken at (nearly) the same moment of the service's clock, which in a simulation
+        # runs far faster than the wall clock.
+        if (cached is not None and time.monotonic() - cached[1] < self.config.fleet_cache_seconds
+                and abs((cached[0].at - moment).total_seconds()) <= self.config.fleet_cache_seconds):
             return cached[0]
         fleet = load_fleet(db, moment)
         with self._lock:
