@@ -20,7 +20,11 @@ class BidBuild(BaseModel):
     prices_eur_per_mwh: list[float] | None = Field(
         None, description="Price forecast, one per MTU of the period; default: same-weekday forecast from history."
     )
-    method: Literal["parametric", "resolve"] = Field("parametric", description="Day-ahead curve method.")
+    method: Literal["auto", "flow", "parametric", "resolve"] = Field(
+        "auto",
+        description="Day-ahead curve method: auto = exact and fast (parametric without a pool cap, flow with one); "
+        "parametric ignores the pool cap; resolve re-solves every point (exact, slow).",
+    )
     products: list[Literal["capacity", "energy"]] = Field(["capacity", "energy"], description="aFRR products.")
     margin_eur_per_mwh: float | None = Field(None, description="aFRR energy margin over opportunity cost.")
     capacity_margin_eur_per_mw_per_h: float | None = Field(None, description="aFRR capacity price margin.")

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adapters.markets.dayahead import curve_order_to_csv, curve_order_to_json, parse_results_csv, parse_results_json
+from vpp.algorithms import bidding
 from vpp.bids import afrr, congestion, dayahead
 from vpp.bids.policy import Actor, BidPolicy, BidStatus, Market
 from vpp.bids.tables import Bid, BidAudit
@@ -35,7 +36,7 @@ class BuildRequest:
     start: datetime | None = None
     end: datetime | None = None
     prices_eur_per_mwh: Sequence[float] | None = None
-    method: str = "parametric"
+    method: str = "auto"
     products: Sequence[str] = field(default=("capacity", "energy"))
     margin_eur_per_mwh: float | None = None
     capacity_margin_eur_per_mw_per_h: float | None = None
@@ -158,8 +159,8 @@ def build(session: Session, portfolio: PortfolioView, policy: BidPolicy, request
     PoolId.parse(request.pool)
     start, end, day = _period(request, policy)
     product = _product(request)
-    if request.method not in ("parametric", "resolve"):
-        raise InvalidInput(f"unknown curve method {request.method!r}; one of ['parametric', 'resolve']")
+    if request.method not in bidding.METHODS:
+        raise InvalidInput(f"unknown curve method {request.method!r}; one of {list(bidding.METHODS)}")
     if request.pool not in portfolio.pools():
         raise NotFound(f"pool {request.pool!r} does not exist")
     existing = session.scalars(select(Bid).where(
