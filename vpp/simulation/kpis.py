@@ -108,7 +108,9 @@ def _afrr(result: RunResult) -> tuple[list[datetime], FloatArray, FloatArray, Fl
     baseline = np.array([baseline_by_step.get(t, baseline_by_step.get(t + timedelta(seconds=4), np.nan))
                          for t in at_list], dtype=np.float64)
     # The TSO's request is what the intake applied (clipped to the award).
-    applied = np.minimum(setpoint, result.afrr_awarded_mw) if result.afrr_awarded_mw > 0 else np.zeros_like(setpoint)
+    # The award is in the scenario's one direction, so clipping both ways to it is the intake's clip.
+    awarded = result.afrr_awarded_mw
+    applied = np.clip(setpoint, -awarded, awarded) if awarded > 0 else np.zeros_like(setpoint)
     steps = check_afrr_steps(applied, measured, baseline)
     return at_list, applied, steps.supplied_mw, steps.ramped_mw, steps.flagged
 

@@ -273,7 +273,7 @@ class Simulation:
         windows = self._afrr_windows(day)
         awards = []
         for item in bid["content"].get("capacity", []):
-            if item["direction"] != "up":
+            if item["direction"] != self.scenario.afrr.direction:
                 continue
             product_start = datetime.fromisoformat(item["product_start"].replace("Z", "+00:00"))
             product_end = product_start + timedelta(hours=float(item["product_hours"]))
@@ -458,11 +458,13 @@ class Simulation:
         return any(a <= at < b + timedelta(seconds=tail_s) for a, b in windows)
 
     def _setpoint_mw(self, at: datetime, windows: list[tuple[datetime, datetime]]) -> float:
-        """The TSO asks for a share of the award inside a window (of 1 MW when nothing was awarded), else 0."""
+        """The TSO asks for a share of the award inside a window (of 1 MW when nothing was awarded), else 0;
+        negative (more consumption) for the down direction."""
         if not any(a <= at < b for a, b in windows):
             return 0.0
         awarded = self.afrr_awarded_mw or self.scenario.afrr.min_award_mw
-        return round(self.scenario.afrr.setpoint_share * awarded, 3)
+        sign = -1.0 if self.scenario.afrr.direction == "down" else 1.0
+        return round(sign * self.scenario.afrr.setpoint_share * awarded, 3)
 
     async def run(self) -> RunResult:
         """The whole run; returns what the KPIs need."""

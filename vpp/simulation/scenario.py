@@ -81,6 +81,8 @@ class AfrrSpec(BaseModel):
 
     enabled: bool = False
     reliability: float = Field(0.9, gt=0, lt=1)
+    direction: Literal["up", "down"] = Field(
+        "up", description="awarded and activated: up = less consumption (setpoints > 0), down = more (< 0)")
     activations: list[tuple[str, str]] = Field(
         default_factory=lambda: [("18:00", "18:30")], description="local HH:MM windows with setpoints")
     tail_seconds: float = Field(300.0, ge=0, le=900, description="4-s steps kept after a window (ramp-down)")

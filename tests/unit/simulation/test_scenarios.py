@@ -60,3 +60,18 @@ def test_shared_cars_are_away_exactly_during_their_bookings() -> None:
         assert all(s.departure <= booking.start or s.arrival >= booking.end for s in plugged)
         if timeline.begin + timedelta(hours=1) < booking.start < timeline.end:
             assert any(abs(s.departure - booking.start) < timedelta(seconds=1) for s in plugged)
+
+
+def test_down_direction_setpoints_ask_for_more_consumption() -> None:
+    from pathlib import Path
+
+    from vpp.simulation.runner import Simulation
+
+    scenario = Scenario.model_validate({**BASE, "afrr": {"enabled": True, "direction": "down"}})
+    simulation = Simulation(scenario, data_dir=Path("."), progress=False)
+    simulation.afrr_awarded_mw = 2.0
+    day = scenario.start
+    windows = simulation._afrr_windows(day)
+    assert simulation._setpoint_mw(windows[0][0], windows) == -1.6
+    assert simulation._setpoint_mw(windows[0][1], windows) == 0.0
+    assert Scenario.model_validate(BASE).afrr.direction == "up"
