@@ -293,6 +293,10 @@ class Dispatcher:
         self.owned.clear()
         DISPATCH_POOLS_OWNED.set(0)
         await self.receiver.close()
+        close = getattr(self.network, "aclose", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                await close()
 
 
 def _failed(ids: Sequence[str], message: str) -> list[LimitOutcome]:

@@ -179,3 +179,30 @@ def test_clearing_a_limit_or_setting_an_infinite_one_sends_a_delete_and_records_
     assert [(r.kind, r.status) for r in _requests(app)] == [("set", "applied"), ("clear", "applied")]
     assert not next(iter(w.sim.sessions.values())).profiles
     assert (w.sim.sent[-1]["kind"], w.sim.sent[-1]["url"].split("/")[-2]) == ("active_profile", "chargingprofiles")
+
+
+def test_a_result_that_arrives_before_the_synchronous_answer_is_recorded_keeps_its_verdict(app: FastAPI) -> None:
+    from datetime import UTC, datetime
+
+    from vpp.db import new_id, unit_of_work
+
+    w = world(app, evses=1)
+
+    async def run() -> tuple[str, str]:
+        connection_id, [session_id] = await _steerable(w)
+        await w.close()
+        return connection_id, session_id
+
+    connection_id, session_id = asyncio.run(run())
+    now = datetime.now(UTC)
+    first, second = new_id(), new_id()
+    with unit_of_work(app.state.session_factory) as session:
+        limits.open_requests(session, [{"id": first, "session_id": session_id, "connection_id": connection_id,
+                                        "kind": "set", "created_at": now, "limit_kw": 5.0}])
+        limits.record_result(session, connection_id, first, "ACCEPTED", now=now)
+        limits.record_answers(session, [limits.Answer(first, "accepted", answer="ACCEPTED")], now=now)
+        limits.open_requests(session, [{"id": second, "session_id": session_id, "connection_id": connection_id,
+                                        "kind": "set", "created_at": now, "limit_kw": 4.0}])
+    rows = {r.id: r for r in _requests(app)}
+    assert rows[first].status == "applied" and rows[first].answer == "ACCEPTED"
+    assert rows[second].status == "sending"

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from vpp.domain.errors import NotFound
-from vpp.locations import service as locations
+from vpp.locations.tables import ChargingConnector, ChargingEvse, ChargingLocation
 from vpp.locations.values import ConnectorInfo
 from vpp.sessions.tables import ChargingSession, LimitRequest
 
@@ -29,17 +30,67 @@ class SteeringTarget:
     connector: ConnectorInfo | None
 
 
+def _chunks(values: Sequence[str], size: int = 2000) -> list[list[str]]:
+    return [list(values[start:start + size]) for start in range(0, len(values), size)]
+
+
 def targets(session: Session, session_ids: Sequence[str]) -> dict[str, SteeringTarget]:
-    """The steering view of each known session id (unknown ids are left out)."""
+    """The steering view of each known session id (unknown ids are left out); a few queries for any number."""
     if not session_ids:
         return {}
-    rows = session.scalars(select(ChargingSession).where(ChargingSession.id.in_(list(set(session_ids)))))
-    found: dict[str, SteeringTarget] = {}
-    for row in rows:
-        connector = locations.connector_info(
-            session, row.connection_id, row.location_id, row.evse_uid, row.connector_id
+    columns = (ChargingSession.id, ChargingSession.external_id, ChargingSession.connection_id, ChargingSession.status,
+               ChargingSession.location_id, ChargingSession.evse_uid, ChargingSession.connector_id)
+    rows = [row for chunk in _chunks(sorted(set(session_ids)))
+            for row in session.execute(select(*columns).where(ChargingSession.id.in_(chunk)))]
+    connectors = _connectors(session, {(row.connection_id, row.location_id.casefold()) for row in rows})
+    return {
+        row.id: SteeringTarget(
+            row.id, row.external_id, row.connection_id, row.status,
+            connectors.get((row.connection_id, row.location_id.casefold(), row.evse_uid.casefold(),
+                            row.connector_id.casefold())),
         )
-        found[row.id] = SteeringTarget(row.id, row.external_id, row.connection_id, row.status, connector)
+        for row in rows
+    }
+
+
+def _connectors(
+    session: Session, locations_of: set[tuple[str, str]]
+) -> dict[tuple[str, str, str, str], ConnectorInfo]:
+    """Every connector at these (connection, location key) pairs, by (connection, location, EVSE, connector) key."""
+    found: dict[tuple[str, str, str, str], ConnectorInfo] = {}
+    by_connection: dict[str, list[str]] = {}
+    for connection_id, location_key in locations_of:
+        by_connection.setdefault(connection_id, []).append(location_key)
+    for connection_id, keys in by_connection.items():
+        for chunk in _chunks(sorted(keys)):
+            stmt = (
+                select(ChargingLocation.external_key, ChargingEvse.uid_key, ChargingConnector, ChargingEvse)
+                .join(ChargingEvse, ChargingEvse.id == ChargingConnector.evse_pk)
+                .join(ChargingLocation, ChargingLocation.id == ChargingEvse.location_pk)
+                .where(ChargingLocation.connection_id == connection_id, ChargingLocation.external_key.in_(chunk))
+            )
+            for location_key, evse_key, connector, evse in session.execute(stmt):
+                found[(connection_id, location_key, evse_key, connector.external_key)] = ConnectorInfo(
+                    power_type=connector.power_type,
+                    phases=connector.phases,
+                    max_voltage_v=connector.max_voltage_v,
+                    max_current_a=connector.max_current_a,
+                    max_power_kw=connector.max_power_kw,
+                    charging_profile_capable=evse.charging_profile_capable,
+                    capabilities=tuple(evse.capabilities or ()),
+                )
+    return found
+
+
+def backing_off(session: Session, session_ids: Sequence[str], now: datetime) -> dict[str, LimitRequest]:
+    """The sessions whose newest request asks to wait past ``now`` (TOO_OFTEN), with that request."""
+    candidates = {sid for chunk in _chunks(sorted(set(session_ids))) for sid in session.scalars(
+        select(LimitRequest.session_id).where(LimitRequest.session_id.in_(chunk), LimitRequest.retry_at > now))}
+    found: dict[str, LimitRequest] = {}
+    for sid in sorted(candidates):
+        newest = last_request(session, sid)
+        if newest is not None and newest.retry_at is not None and newest.retry_at > now:
+            found[sid] = newest
     return found
 
 
@@ -84,6 +135,76 @@ def open_request(
     return row
 
 
+def open_requests(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Record many new requests at once (ids given); outstanding older ones of their sessions are superseded.
+
+    Each row holds LimitRequest's columns; a session appears at most once. Same effect as ``open_request`` per row.
+    """
+    if not rows:
+        return
+    outstanding = sorted({row["session_id"] for row in rows if row.get("status", "sending") in OUTSTANDING})
+    for chunk in _chunks(outstanding):
+        session.execute(
+            update(LimitRequest)
+            .where(LimitRequest.session_id.in_(chunk), LimitRequest.status.in_(OUTSTANDING))
+            .values(status="superseded")
+            .execution_options(synchronize_session=False)
+        )
+    defaults = {"requested_limit_kw": None, "limit_kw": None, "clipped": False, "valid_until": None,
+                "sent_limit": None, "sent_unit": None, "status": "sending", "message": None, "retry_at": None,
+                "backoff_s": None}
+    session.execute(insert(LimitRequest), [{**defaults, **row} for row in rows])
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A CPO's synchronous answer to one request (or our failure to get one), as ``record_answer`` takes it."""
+
+    request_id: str
+    status: str
+    answer: str | None = None
+    timeout_s: int | None = None
+    deadline_at: datetime | None = None
+    backoff_s: float | None = None
+    retry_at: datetime | None = None
+    message: str | None = None
+
+
+def record_answers(session: Session, answers: Sequence[Answer], *, now: datetime) -> None:
+    """Record many synchronous answers at once: the same effect as ``record_answer`` for each.
+
+    The status is set by one UPDATE per status value whose condition is evaluated by the database, so a result
+    recorded meanwhile by another transaction is never overwritten with "accepted".
+    """
+    if not answers:
+        return
+    known = {rid for chunk in _chunks([a.request_id for a in answers])
+             for rid in session.scalars(select(LimitRequest.id).where(LimitRequest.id.in_(chunk)))}
+    missing = [a.request_id for a in answers if a.request_id not in known]
+    if missing:
+        raise NotFound(f"limit request {missing[0]!r} does not exist")
+    session.execute(update(LimitRequest), [{
+        "id": a.request_id, "answer": a.answer, "timeout_s": a.timeout_s, "deadline_at": a.deadline_at,
+        "backoff_s": a.backoff_s, "retry_at": a.retry_at, "message": a.message[:500] if a.message else None,
+        "answered_at": now,
+    } for a in answers])
+    by_status: dict[str, list[str]] = {}
+    for a in answers:
+        by_status.setdefault(a.status, []).append(a.request_id)
+    for status, ids in by_status.items():
+        for chunk in _chunks(ids):
+            stmt = update(LimitRequest).where(LimitRequest.id.in_(chunk))
+            if status == "accepted":
+                stmt = stmt.where(LimitRequest.status != "superseded", LimitRequest.result.is_(None))
+            session.execute(stmt.values(status=status).execution_options(synchronize_session=False))
+
+
+def _answer_sets_status(answer_status: str, status: str, result: str | None) -> bool:
+    # A newer request may have superseded this one while it was in flight, or the CPO's result may have come
+    # before its synchronous answer was recorded: keep that verdict rather than go back to "accepted".
+    return answer_status != "accepted" or (status != "superseded" and result is None)
+
+
 def record_answer(
     session: Session,
     request_id: str,
@@ -101,8 +222,7 @@ def record_answer(
     row = session.get(LimitRequest, request_id)
     if row is None:
         raise NotFound(f"limit request {request_id!r} does not exist")
-    # A newer request may have superseded this one while it was in flight; keep that verdict.
-    if row.status != "superseded" or status not in ("accepted",):
+    if _answer_sets_status(status, row.status, row.result):
         row.status = status
     row.answer = answer
     row.timeout_s = timeout_s

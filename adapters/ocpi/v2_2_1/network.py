@@ -24,7 +24,7 @@ from adapters.ocpi.v2_2_1.client import OcpiClient
 from adapters.ocpi.v2_2_1.context import OcpiContext
 from adapters.ocpi.v2_2_1.schemas import ChargingProfileResponse, ChargingProfileResponseType
 from adapters.ocpi.v2_2_1.transport import OCPI_VERSION, OcpiError, PartyRef, join_url
-from vpp.db import unit_of_work
+from vpp.db import new_id, unit_of_work
 from vpp.observability import OCPI_ERRORS, PROFILE_OUTCOMES, PROFILE_REQUESTS
 from vpp.ocpi import service as connections
 from vpp.ocpi.service import PeerAccess
@@ -67,6 +67,9 @@ class OcpiChargePointNetwork:
         self._http = http
         self._clock: Clock = clock or SystemClock()
         self._semaphores: dict[str, asyncio.Semaphore] = {}
+        # Long-lived keep-alive clients, one per CPO connection, owned by the event loop that made them.
+        self._clients: dict[str, httpx.AsyncClient] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def set_limits(self, limits_: Sequence[SessionLimit]) -> list[LimitOutcome]:
         """Cap each session's power; one outcome per limit, in order (``accepted`` awaits the CPO's result)."""
@@ -91,10 +94,13 @@ class OcpiChargePointNetwork:
     ) -> tuple[list[LimitOutcome | None], list[_Job]]:
         outcomes: list[LimitOutcome | None] = [None] * len(requested)
         jobs: list[_Job] = []
+        rows: list[dict[str, Any]] = []
         last_index = {limit.session_id: index for index, limit in enumerate(requested)}
         with unit_of_work(self._context.session_factory) as session:
             limits.expire_lost(session, now=now)
-            targets = limits.targets(session, [limit.session_id for limit in requested])
+            ids = [limit.session_id for limit in requested]
+            targets = limits.targets(session, ids)
+            waiting = limits.backing_off(session, [sid for sid in ids if sid in targets], now)
             peers: dict[str, PeerAccess | str] = {}
             for index, limit in enumerate(requested):
                 sid = limit.session_id
@@ -110,19 +116,22 @@ class OcpiChargePointNetwork:
                         peers[target.connection_id] = connections.peer_access(session, target.connection_id)
                     except Exception as exc:  # a closed or failed connection: nothing can be sent to it
                         peers[target.connection_id] = str(exc)
-                decided = self._decide(session, index, limit, kind, target, peers[target.connection_id], now)
+                decided = self._decide(rows, index, limit, kind, target, peers[target.connection_id],
+                                       waiting.get(sid), now)
                 if isinstance(decided, _Job):
                     jobs.append(decided)
                 else:
                     outcomes[index] = decided
+            # Every request is stored (in bulk) before any is sent.
+            limits.open_requests(session, rows)
         return outcomes, jobs
 
     def _decide(
-        self, session: Any, index: int, limit: SessionLimit, kind: str, target: limits.SteeringTarget,
-        peer: PeerAccess | str, now: datetime,
+        self, rows: list[dict[str, Any]], index: int, limit: SessionLimit, kind: str,
+        target: limits.SteeringTarget, peer: PeerAccess | str, previous: Any, now: datetime,
     ) -> LimitOutcome | _Job:
         def skip(status: LimitStatus, message: str, **retry: Any) -> LimitOutcome:
-            return self._skip(session, limit, kind, target.connection_id, status, message, now, **retry)
+            return self._skip(rows, limit, kind, target.connection_id, status, message, now, **retry)
 
         if kind == "set" and limit.limit_kw == math.inf:
             # An infinite cap is no cap: clear ours.
@@ -135,34 +144,36 @@ class OcpiChargePointNetwork:
             return skip(LimitStatus.SKIPPED, f"session is {target.status}")
         if kind == "set" and target.connector is not None and not target.connector.charging_profile_capable:
             return skip(LimitStatus.NOT_SUPPORTED, "the EVSE does not list CHARGING_PROFILE_CAPABLE")
-        previous = limits.last_request(session, limit.session_id)
-        if previous is not None and previous.retry_at is not None and previous.retry_at > now:
+        if previous is not None:
             return skip(LimitStatus.TOO_OFTEN, "backing off after TOO_OFTEN", retry_at=previous.retry_at,
                         backoff_s=previous.backoff_s)
-        return self._job(session, index, limit, kind, target.external_id, target.connector, peer, now)
+        return self._job(rows, index, limit, kind, target.external_id, target.connector, peer, now)
 
     @staticmethod
     def _skip(
-        session: Any, limit: SessionLimit, kind: str, connection_id: str, status: LimitStatus, message: str,
-        now: datetime, *, retry_at: datetime | None = None, backoff_s: float | None = None,
+        rows: list[dict[str, Any]], limit: SessionLimit, kind: str, connection_id: str, status: LimitStatus,
+        message: str, now: datetime, *, retry_at: datetime | None = None, backoff_s: float | None = None,
     ) -> LimitOutcome:
-        row = limits.open_request(
-            session, session_id=limit.session_id, connection_id=connection_id, kind=kind, now=now,
-            requested_limit_kw=limit.limit_kw if kind == "set" else None, status=status.value, message=message,
-        )
-        row.retry_at, row.backoff_s = retry_at, backoff_s
+        request_id = new_id()
+        rows.append({
+            "id": request_id, "session_id": limit.session_id, "connection_id": connection_id, "kind": kind,
+            "created_at": now, "requested_limit_kw": limit.limit_kw if kind == "set" else None,
+            "status": status.value, "message": message, "retry_at": retry_at, "backoff_s": backoff_s,
+        })
         retry = (retry_at - now).total_seconds() if retry_at is not None else None
         PROFILE_REQUESTS.labels(kind, status.value).inc()
-        return LimitOutcome(limit.session_id, status, row.id, retry_after_s=retry, message=message)
+        return LimitOutcome(limit.session_id, status, request_id, retry_after_s=retry, message=message)
 
     def _job(
-        self, session: Any, index: int, limit: SessionLimit, kind: str, external_id: str, connector: Any,
-        peer: PeerAccess, now: datetime,
+        self, rows: list[dict[str, Any]], index: int, limit: SessionLimit, kind: str, external_id: str,
+        connector: Any, peer: PeerAccess, now: datetime,
     ) -> _Job:
+        request_id = new_id()
+        row: dict[str, Any] = {"id": request_id, "session_id": limit.session_id,
+                               "connection_id": peer.connection_id, "kind": kind, "created_at": now}
+        rows.append(row)
         if kind == "clear":
-            row = limits.open_request(session, session_id=limit.session_id, connection_id=peer.connection_id,
-                                      kind=kind, now=now)
-            return _Job(index, row.id, limit.session_id, external_id, peer, kind, None, None, False, "")
+            return _Job(index, request_id, limit.session_id, external_id, peer, kind, None, None, False, "")
         limit_kw, clipped, message = limit.limit_kw, False, ""
         if limit_kw < 0 and not peer.flags.discharge_profiles:
             limit_kw, clipped = 0.0, True
@@ -170,15 +181,38 @@ class OcpiChargePointNetwork:
         profile, rate, unit = mapping.limit_profile(
             limit_kw, connector=connector, flags=peer.flags, now=now, valid_until=limit.valid_until
         )
-        row = limits.open_request(
-            session, session_id=limit.session_id, connection_id=peer.connection_id, kind=kind, now=now,
-            requested_limit_kw=limit.limit_kw, limit_kw=round(limit_kw, 3), clipped=clipped,
-            valid_until=limit.valid_until, sent_limit=rate, sent_unit=unit.value, message=message or None,
-        )
-        body = mapping.set_profile_body(profile, self._response_url(row.id), peer.flags)
-        return _Job(index, row.id, limit.session_id, external_id, peer, kind, body, limit_kw, clipped, message)
+        row.update(requested_limit_kw=limit.limit_kw, limit_kw=round(limit_kw, 3), clipped=clipped,
+                   valid_until=limit.valid_until, sent_limit=rate, sent_unit=unit.value, message=message or None)
+        body = mapping.set_profile_body(profile, self._response_url(request_id), peer.flags)
+        return _Job(index, request_id, limit.session_id, external_id, peer, kind, body, limit_kw, clipped, message)
 
     # ------------------------------------------------------------------------------------ sending
+
+    def _http_for(self, connection_id: str) -> httpx.AsyncClient:
+        """The injected client, else this CPO's keep-alive pool (as many connections as requests in flight)."""
+        if self._http is not None:
+            return self._http
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            # Clients of another (finished) loop cannot be used here; they are left to the collector.
+            self._clients, self._semaphores, self._loop = {}, {}, loop
+        client = self._clients.get(connection_id)
+        if client is None:
+            settings = self._context.settings
+            if self._context.http_factory is None:
+                size = settings.profile_concurrency_per_cpo
+                client = httpx.AsyncClient(timeout=settings.http_timeout_seconds, limits=httpx.Limits(
+                    max_connections=size, max_keepalive_connections=size))
+            else:
+                client = self._context.http()
+            self._clients[connection_id] = client
+        return client
+
+    async def aclose(self) -> None:
+        """Close the keep-alive clients this network opened."""
+        clients, self._clients = self._clients, {}
+        for client in clients.values():
+            await client.aclose()
 
     def _semaphore(self, connection_id: str) -> asyncio.Semaphore:
         if connection_id not in self._semaphores:
@@ -193,8 +227,7 @@ class OcpiChargePointNetwork:
             details=mapping.details_from_endpoints(peer.version or OCPI_VERSION, peer.endpoints),
         )
 
-    async def _send(self, http: httpx.AsyncClient, job: _Job) -> _Answer:
-        client = self._client(http, job.peer)
+    async def _send(self, client: OcpiClient, job: _Job) -> _Answer:
         try:
             async with self._semaphore(job.peer.connection_id):
                 if job.kind == "clear":
@@ -212,12 +245,11 @@ class OcpiChargePointNetwork:
         self, outcomes: list[LimitOutcome | None], jobs: list[_Job], now: datetime
     ) -> list[LimitOutcome]:
         if jobs:
-            http = self._http or self._context.http()
-            try:
-                answers = await asyncio.gather(*(self._send(http, job) for job in jobs))
-            finally:
-                if self._http is None:
-                    await http.aclose()
+            clients: dict[str, OcpiClient] = {}
+            for job in jobs:
+                if job.peer.connection_id not in clients:
+                    clients[job.peer.connection_id] = self._client(self._http_for(job.peer.connection_id), job.peer)
+            answers = await asyncio.gather(*(self._send(clients[job.peer.connection_id], job) for job in jobs))
             recorded = await run_in_threadpool(self._record, answers, self._clock.now())
             for outcome in recorded:
                 outcomes[outcome[0]] = outcome[1]
@@ -226,25 +258,29 @@ class OcpiChargePointNetwork:
     def _record(self, answers: list[_Answer], now: datetime) -> list[tuple[int, LimitOutcome]]:
         settings = self._context.settings
         recorded: list[tuple[int, LimitOutcome]] = []
+        rows: list[limits.Answer] = []
         with unit_of_work(self._context.session_factory) as session:
             for answer in answers:
                 job = answer.job
                 base = LimitOutcome(job.session_id, LimitStatus.FAILED, job.request_id, job.limit_kw, job.clipped,
                                     message=job.message)
                 if answer.response is None:
-                    limits.record_answer(session, job.request_id, status="failed", now=now, message=answer.error)
+                    rows.append(limits.Answer(job.request_id, "failed", message=answer.error))
                     outcome = replace(base, message="; ".join(m for m in (job.message, answer.error or "") if m))
                 else:
-                    outcome = self._record_response(session, job, answer.response, base, now, settings)
+                    row, outcome = self._answer(session, job, answer.response, base, now, settings)
+                    rows.append(row)
                 PROFILE_REQUESTS.labels(job.kind, outcome.status.value).inc()
                 PROFILE_OUTCOMES.labels(job.peer.connection_id, job.kind, outcome.status.value).inc()
                 recorded.append((job.index, outcome))
+            limits.record_answers(session, rows, now=now)
         return recorded
 
-    def _record_response(
-        self, session: Any, job: _Job, response: ChargingProfileResponse, base: LimitOutcome, now: datetime,
+    @staticmethod
+    def _answer(
+        session: Any, job: _Job, response: ChargingProfileResponse, base: LimitOutcome, now: datetime,
         settings: Any,
-    ) -> LimitOutcome:
+    ) -> tuple[limits.Answer, LimitOutcome]:
         status = mapping.response_status(response.result)
         deadline = backoff = retry_at = None
         if response.result == ChargingProfileResponseType.ACCEPTED:
@@ -258,9 +294,8 @@ class OcpiChargePointNetwork:
             backoff = min(settings.too_often_max_backoff_seconds,
                           2 * earlier[-1] if earlier else settings.too_often_backoff_seconds)
             retry_at = now + timedelta(seconds=backoff)
-        limits.record_answer(
-            session, job.request_id, status=status.value, now=now, answer=response.result.value,
-            timeout_s=response.timeout, deadline_at=deadline, backoff_s=backoff, retry_at=retry_at,
-            message=job.message or None,
+        row = limits.Answer(
+            job.request_id, status.value, answer=response.result.value, timeout_s=response.timeout,
+            deadline_at=deadline, backoff_s=backoff, retry_at=retry_at, message=job.message or None,
         )
-        return replace(base, status=status, retry_after_s=backoff)
+        return row, replace(base, status=status, retry_after_s=backoff)
