@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
@@ -13,6 +14,7 @@ import httpx
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from adapters.ocpi.v2_2_1.schemas import (
@@ -57,6 +59,78 @@ class StripTrailingSlash:
         await self.app(scope, receive, send)
 
 
+async def _deliver_results_forever(sim: CpoSimulator, tick_s: float) -> None:
+    while True:
+        try:
+            await sim.deliver_due_results()
+        except Exception:
+            logger.exception("delivering profile results failed")
+        await asyncio.sleep(tick_s)
+
+
+class FastProfilePut:
+    """ChargingProfiles PUT answered before FastAPI (no routing, no middleware stack), with the same answers.
+
+    For benchmarks where the CPO side must stay cheap next to the system measured. Falls through to the full
+    app for every other request and whenever fault injection of latency or errors is on.
+    """
+
+    def __init__(self, app: ASGIApp, simulator: CpoSimulator) -> None:
+        self.app = app
+        self.sim = simulator
+        self.prefix = f"{MODULE_PREFIX}/chargingprofiles/"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        faults = self.sim.faults.config
+        if (
+            scope["type"] != "http" or scope["method"] != "PUT" or not scope["path"].startswith(self.prefix)
+            or faults.latency_ms or faults.error_rate or faults.list_wrapped
+        ):
+            await self.app(scope, receive, send)
+            return
+        session_id = scope["path"][len(self.prefix):].strip("/")
+        if not session_id or "/" in session_id:
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        chunks = []
+        more = True
+        while more:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        sim = self.sim
+        http_status, extra = 200, {}
+        token = match_token(headers.get("Authorization"), sim.connections)
+        now = sim.now()
+        if token is None:
+            http_status, body = 401, ocpi_error(OcpiStatus.CLIENT_ERROR, "unknown or missing token", timestamp=now)
+        else:
+            try:
+                raw = json.loads(b"".join(chunks))
+            except ValueError:
+                raw = None
+                http_status = 400
+                body = ocpi_error(OcpiStatus.INVALID_OR_MISSING_PARAMETERS, "body is not valid JSON", timestamp=now)
+            if http_status == 200:
+                try:
+                    request = SetChargingProfile.model_validate(raw)
+                except ValidationError as exc:
+                    body = ocpi_error(OcpiStatus.INVALID_OR_MISSING_PARAMETERS,
+                                      f"invalid SetChargingProfile: {exc.errors()[:3]}", timestamp=sim.now())
+                else:
+                    answer = sim.request_profile(sim.connections[token], session_id, "set", request.response_url,
+                                                 profile=request.charging_profile)
+                    body = ocpi_response(answer, timestamp=sim.now())
+                    extra = routing_headers(sim.party, Routing.from_headers(headers).sender)
+        content = json.dumps(body, separators=(",", ":")).encode()
+        extra.update(echo_id_headers(headers))
+        raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]
+        raw_headers.extend((k.lower().encode(), v.encode()) for k, v in extra.items())
+        await send({"type": "http.response.start", "status": http_status, "headers": raw_headers})
+        await send({"type": "http.response.body", "body": content})
+
+
 class PlugIn(BaseModel):
     """Admin: connect a car now."""
 
@@ -98,6 +172,8 @@ def create_cpo_app(
         tasks: list[asyncio.Task[None]] = []
         if config.realtime:
             tasks.append(asyncio.create_task(sim.run_forever()))
+        if config.result_tick_s and not config.realtime:
+            tasks.append(asyncio.create_task(_deliver_results_forever(sim, config.result_tick_s)))
         if config.register_with_url and config.register_with_token:
             tasks.append(
                 asyncio.create_task(sim.register_with_retry(config.register_with_url, config.register_with_token))
@@ -133,6 +209,8 @@ def create_cpo_app(
         return response
 
     app.add_middleware(StripTrailingSlash)
+    if config.fast_profiles:
+        app.add_middleware(FastProfilePut, simulator=sim)
 
     # ------------------------------------------------------------------------------- helpers
 

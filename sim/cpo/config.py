@@ -44,6 +44,13 @@ class CpoConfig(BaseModel):
     register_with_url: str | None = Field(default=None, description="SCSP versions URL to register with")
     register_with_token: str | None = None
     faults: FaultConfig = Field(default_factory=FaultConfig)
+    fast_profiles: bool = Field(
+        default=False,
+        description="answer ChargingProfiles PUT in a lean ASGI path before FastAPI (same answers; benchmarks)",
+    )
+    result_tick_s: float = Field(
+        default=0.0, ge=0, description="without realtime: deliver due profile results this often (0 = off)"
+    )
 
     @property
     def party_ref(self) -> PartyRef:

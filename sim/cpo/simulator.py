@@ -546,6 +546,18 @@ class CpoSimulator:
         await self.run_until(max(target, self._sim_time))
         return self._sim_time
 
+    async def deliver_due_results(self) -> None:
+        """Complete the profile requests whose result is due and send them, without advancing the fleet."""
+        async with self._lock:
+            now = max(self._sim_time, self.clock.now())
+            due = [cb for cb in self._callbacks if cb.due <= now]
+            if not due:
+                return
+            self._callbacks = [cb for cb in self._callbacks if cb.due > now]
+            for callback in due:
+                self._complete_callback(callback, self._sim_time)
+            await self._flush()
+
     async def run_forever(self) -> None:
         """Follow the clock in real time (used when serving with uvicorn)."""
         while True:

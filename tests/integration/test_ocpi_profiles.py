@@ -206,3 +206,21 @@ def test_a_result_that_arrives_before_the_synchronous_answer_is_recorded_keeps_i
     rows = {r.id: r for r in _requests(app)}
     assert rows[first].status == "applied" and rows[first].answer == "ACCEPTED"
     assert rows[second].status == "sending"
+
+
+def test_the_sim_cpo_fast_profile_path_gives_the_same_answers(app: FastAPI) -> None:
+    w = world(app, evses=2, callback_delay_s=2, fast_profiles=True)
+
+    async def run() -> tuple[list[Any], float | None]:
+        _connection_id, [session_id] = await _steerable(w)
+        network = OcpiChargePointNetwork(w.context, http=w.http)
+        outcomes = await network.set_limits([SessionLimit(session_id, 3.7), SessionLimit("nope", 3.0)])
+        await w.sim.step(5)
+        limit = w.sim.effective_limit_kw(next(iter(w.sim.sessions.values())), w.sim.now())
+        await w.close()
+        return outcomes, limit
+
+    outcomes, limit = asyncio.run(run())
+    assert [o.status for o in outcomes] == [LimitStatus.ACCEPTED, LimitStatus.UNKNOWN_SESSION]
+    assert limit is not None and abs(limit - 3.726) < 1e-6
+    assert [r.status for r in _requests(app)] == ["applied"]

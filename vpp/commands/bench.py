@@ -140,14 +140,22 @@ bench.register("flexibility", "session envelopes and pool aggregates", _flexibil
 
 def _dispatch_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sessions", type=int, default=10_000)
-    p.add_argument("--latency-ms", type=float, default=50.0)
-    p.add_argument("--cpos", type=int, default=10)
+    p.add_argument("--network", choices=("http", "fake"), default="http",
+                   help="http: simulated OCPI CPOs on localhost over real HTTP; fake: the in-process fake network")
+    p.add_argument("--cpos", type=int, default=None, help="CPOs (default: 5 over HTTP, 10 fake)")
+    p.add_argument("--concurrency", type=int, default=None,
+                   help="http: ChargingProfiles requests in flight per CPO (default: the OCPI setting)")
+    p.add_argument("--latency-ms", type=float, default=50.0, help="fake: latency per request")
 
 
 def _dispatch_run(args: argparse.Namespace) -> dict[str, Any]:
-    from vpp.dispatch.bench import run_dispatch_bench
+    if args.network == "fake":
+        from vpp.dispatch.bench import run_dispatch_bench
 
-    return run_dispatch_bench(args.sessions, latency_s=args.latency_ms / 1000.0, cpos=args.cpos)
+        return run_dispatch_bench(args.sessions, latency_s=args.latency_ms / 1000.0, cpos=args.cpos or 10)
+    from vpp.dispatch.bench_http import run_http_dispatch_bench
+
+    return run_http_dispatch_bench(args.sessions, cpos=args.cpos or 5, concurrency=args.concurrency)
 
 
 def _afrr_intake_args(p: argparse.ArgumentParser) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -67,6 +68,9 @@ class OcpiChargePointNetwork:
         self._http = http
         self._clock: Clock = clock or SystemClock()
         self._semaphores: dict[str, asyncio.Semaphore] = {}
+        # Batches store their requests one at a time: concurrent writers only wait on each other (SQLite's
+        # busy handler sleeps) and share one GIL.
+        self._db_lock = threading.Lock()
         # Long-lived keep-alive clients, one per CPO connection, owned by the event loop that made them.
         self._clients: dict[str, httpx.AsyncClient] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -96,7 +100,7 @@ class OcpiChargePointNetwork:
         jobs: list[_Job] = []
         rows: list[dict[str, Any]] = []
         last_index = {limit.session_id: index for index, limit in enumerate(requested)}
-        with unit_of_work(self._context.session_factory) as session:
+        with self._db_lock, unit_of_work(self._context.session_factory) as session:
             limits.expire_lost(session, now=now)
             ids = [limit.session_id for limit in requested]
             targets = limits.targets(session, ids)
@@ -259,7 +263,7 @@ class OcpiChargePointNetwork:
         settings = self._context.settings
         recorded: list[tuple[int, LimitOutcome]] = []
         rows: list[limits.Answer] = []
-        with unit_of_work(self._context.session_factory) as session:
+        with self._db_lock, unit_of_work(self._context.session_factory) as session:
             for answer in answers:
                 job = answer.job
                 base = LimitOutcome(job.session_id, LimitStatus.FAILED, job.request_id, job.limit_kw, job.clipped,

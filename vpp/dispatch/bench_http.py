@@ -1,0 +1,346 @@
+"""``vpp bench dispatch`` over real HTTP: the service, simulated OCPI CPOs on localhost, and the dispatcher.
+
+Three kinds of process share the machine: this one (the dispatcher with its OCPI network, the measured path), one
+serving the service's API (create_app under uvicorn: registration, the setpoint POST, asynchronous results) and
+one serving every simulated CPO (sim/cpo apps under uvicorn, one event loop, the sim's fast profile path on).
+
+Setup goes through the real interfaces except where that would only cost time: the CPOs register over OCPI,
+their locations and sessions are pulled over OCPI (cars are plugged in before registration, so nothing is pushed),
+the aFRR capacity is recorded directly. Measured: a first cycle (every session gets its limit) and a setpoint
+step (the setpoint POSTed to the API, then the cycle the doorbell would run), each until the last ChargingProfile
+PUT is answered and, separately, until the last asynchronous result is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import multiprocessing
+import os
+import secrets
+import socket
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HOST = "127.0.0.1"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_port(port: int, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {HOST}:{port}")
+
+
+@contextlib.contextmanager
+def _database(tmp: Path) -> Iterator[str]:
+    """A fresh database: SQLite under ``tmp``, or a temporary PostgreSQL database next to VPP_DATABASE_URL's."""
+    url = os.environ.get("VPP_DATABASE_URL")
+    if not url or url.startswith("sqlite"):
+        yield f"sqlite:///{(tmp / 'vpp.sqlite3').resolve()}"
+        return
+    from sqlalchemy import create_engine, make_url, text
+
+    base = make_url(url)
+    name = f"vpp_bench_{secrets.token_hex(4)}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _serve_api(env: dict[str, str], port: int) -> None:
+    """Child process: the service's API (no embedded worker or dispatcher) under uvicorn."""
+    os.environ.update(env)
+    import uvicorn
+
+    from vpp.api.app import create_app
+    from vpp.config import Settings
+
+    app = create_app(Settings(), background=False)
+    uvicorn.run(app, host=HOST, port=port, log_level="warning", access_log=False)
+
+
+def _serve_cpos(ports: list[int], evses: int, cars: int, versions_url: str, tokens: list[str],
+                ready: Any, stop: Any) -> None:
+    """Child process: every simulated CPO in one event loop; cars plug in, then each CPO registers with us."""
+    import logging
+
+    import uvicorn
+
+    from sim.cpo.app import create_cpo_app
+    from sim.cpo.clock import SystemClock
+    from sim.cpo.config import CpoConfig
+
+    logging.getLogger("sim").setLevel(logging.WARNING)
+
+    async def main() -> None:
+        apps = [create_cpo_app(CpoConfig(
+            party=f"NL/C{i:02d}", base_url=f"http://{HOST}:{port}", evses=evses, auto_arrivals=False,
+            page_limit=1000, callback_delay_s=2.0, seed=i, fast_profiles=True, result_tick_s=0.05,
+        ), clock=SystemClock()) for i, port in enumerate(ports)]
+        sims = [app.state.simulator for app in apps]
+        for sim in sims:
+            for _ in range(cars):
+                sim.plug_in(connection_hours=8.0)
+        servers = [uvicorn.Server(uvicorn.Config(app, host=HOST, port=port, log_level="warning",
+                                                 access_log=False, lifespan="on"))
+                   for app, port in zip(apps, ports, strict=True)]
+        tasks = [asyncio.create_task(server.serve()) for server in servers]
+        while not all(server.started for server in servers):  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        for sim, token in zip(sims, tokens, strict=True):
+            await sim.register_with(versions_url, token)
+        ready.put("ready")
+        while not stop.is_set():  # noqa: ASYNC110  (a process-shared event)
+            await asyncio.sleep(0.1)
+        for server in servers:
+            server.should_exit = True
+        await asyncio.gather(*tasks)
+
+    asyncio.run(main())
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class _Spans:
+    """Where time goes: per wrapped call, the summed duration, the count and the first start/last end."""
+
+    def __init__(self) -> None:
+        self.origin = time.perf_counter()
+        self.spans: dict[str, list[float]] = {}
+
+    def reset(self) -> None:
+        self.origin = time.perf_counter()
+        self.spans = {}
+
+    def _add(self, name: str, start: float, end: float) -> None:
+        span = self.spans.setdefault(name, [0.0, 0, math.inf, -math.inf])
+        span[0] += end - start
+        span[1] += 1
+        span[2] = min(span[2], start - self.origin)
+        span[3] = max(span[3], end - self.origin)
+
+    def wrap(self, obj: Any, attr: str, name: str) -> None:
+        original = getattr(obj, attr)
+        if asyncio.iscoroutinefunction(original):
+            async def timed_async(*args: Any, **kwargs: Any) -> Any:
+                start = time.perf_counter()
+                try:
+                    return await original(*args, **kwargs)
+                finally:
+                    self._add(name, start, time.perf_counter())
+            setattr(obj, attr, timed_async)
+        else:
+            def timed(*args: Any, **kwargs: Any) -> Any:
+                start = time.perf_counter()
+                try:
+                    return original(*args, **kwargs)
+                finally:
+                    self._add(name, start, time.perf_counter())
+            setattr(obj, attr, timed)
+
+    def report(self) -> dict[str, dict[str, float]]:
+        return {name: {"sum_s": round(total, 3), "calls": int(calls), "from_s": round(first, 3),
+                       "to_s": round(last, 3)} for name, (total, calls, first, last) in self.spans.items()}
+
+
+def run_http_dispatch_bench(sessions: int = 10_000, *, cpos: int = 5, concurrency: int | None = None
+                            ) -> dict[str, Any]:
+    """Measure a first cycle and a setpoint step against simulated CPOs over HTTP (see the module docstring)."""
+    import httpx
+    from sqlalchemy import func, select
+
+    from adapters.ocpi.v2_2_1 import sync
+    from adapters.ocpi.v2_2_1.network import OcpiChargePointNetwork
+    from vpp import migrate
+    from vpp.apikeys import service as apikeys
+    from vpp.commitments import service as commitments
+    from vpp.config import Settings
+    from vpp.db import create_db_engine, create_session_factory, unit_of_work
+    from vpp.dispatch import service as dispatch_service
+    from vpp.dispatch.cycle import PoolDispatch
+    from vpp.domain.commitments import CommitmentKind, CommitmentValue
+    from vpp.domain.isp import floor_to_isp
+    from vpp.ocpi import service as connections
+    from vpp.ocpi.tables import OcpiConnection
+    from vpp.sessions.tables import ChargingSession, LimitRequest
+    from workers.bus import InProcessActivationBus, InProcessLease
+    from workers.dispatcher import Dispatcher, default_components
+
+    per_cpo = -(-sessions // cpos)
+    spawn = multiprocessing.get_context("spawn")
+    with tempfile.TemporaryDirectory() as tmp, _database(Path(tmp)) as database_url:
+        api_port = _free_port()
+        secret = secrets.token_urlsafe(32)
+        env = {"VPP_DATA_DIR": tmp, "VPP_DATABASE_URL": database_url, "VPP_SECRET_KEY": secret,
+               "VPP_PUBLIC_URL": f"http://{HOST}:{api_port}", "VPP_LOG_LEVEL": "WARNING"}
+        settings = Settings(data_dir=Path(tmp), database_url=database_url, secret_key=secret,
+                            public_url=env["VPP_PUBLIC_URL"], dispatch_send_timeout_seconds=120.0)
+        engine = create_db_engine(database_url)
+        migrate.upgrade(engine)
+        factory = create_session_factory(engine)
+        with unit_of_work(factory) as session:
+            _row, key = apikeys.create(session, name="tso", role="market", pepper=settings.secret)
+            tokens = [connections.invite(session, name=f"cpo{i}", pepper=settings.secret)[1] for i in range(cpos)]
+        api = spawn.Process(target=_serve_api, args=(env, api_port), daemon=True)
+        api.start()
+        ready, stop = spawn.Queue(), spawn.Event()
+        cpo_ports = [_free_port() for _ in range(cpos)]
+        sims = spawn.Process(target=_serve_cpos, daemon=True, args=(
+            cpo_ports, per_cpo, per_cpo, f"{env['VPP_PUBLIC_URL']}/ocpi/versions", tokens, ready, stop))
+        try:
+            _wait_port(api_port)
+            sims.start()
+            ready.get(timeout=120)
+            setup_started = time.perf_counter()
+            source, network = default_components(settings, factory)
+            assert isinstance(network, OcpiChargePointNetwork)
+            context = network._context  # the bench pulls through the network's own context
+            if concurrency:
+                context.settings = context.settings.model_copy(update={"profile_concurrency_per_cpo": concurrency})
+            with unit_of_work(factory) as session:
+                connection_ids = list(session.scalars(select(OcpiConnection.id).where(
+                    OcpiConnection.status == "connected")))
+
+            async def pull() -> None:
+                for cid in connection_ids:
+                    await sync.pull_locations(context, cid)
+                    await sync.pull_sessions(context, cid, date_from=datetime.now(UTC) - timedelta(days=1))
+
+            asyncio.run(pull())
+            with unit_of_work(factory) as session:
+                active = session.scalar(select(func.count()).select_from(ChargingSession)
+                                        .where(ChargingSession.status == "active")) or 0
+            setup_s = time.perf_counter() - setup_started
+            [pool] = source.pools()
+            dispatcher = Dispatcher(settings=settings, session_factory=factory, source=source, network=network,
+                                    receiver=InProcessActivationBus(), lease=InProcessLease(60.0))
+            spans = _Spans()
+            spans.wrap(source, "snapshot", "snapshot (portfolio read)")
+            spans.wrap(dispatch_service, "latest_setpoint", "setpoint read")
+            spans.wrap(dispatch_service, "record_cycle", "allocation write")
+            spans.wrap(dispatch_service, "record_send", "send outcome write")
+            spans.wrap(PoolDispatch, "plan", "plan (allocation)")
+            spans.wrap(network, "_plan", "profile requests write (before sending)")
+            spans.wrap(network, "_send", "ChargingProfiles PUT (each, wall)")
+            spans.wrap(network, "_record", "profile answers write")
+
+            statuses: dict[str, int] = {}
+
+            def results_since(at: datetime) -> tuple[int, int]:
+                with unit_of_work(factory) as session:
+                    rows = session.execute(select(LimitRequest.status, func.count()).where(
+                        LimitRequest.created_at >= at).group_by(LimitRequest.status)).all()
+                statuses.clear()
+                statuses.update({str(k): int(v) for k, v in rows})
+                return sum(statuses.values()), sum(v for k, v in statuses.items() if k not in ("sending", "accepted"))
+
+            async def measured(post_setpoint: float | None) -> dict[str, Any]:
+                marks: dict[str, Any] = {}
+                before = datetime.now(UTC) - timedelta(milliseconds=1)
+                pids = {"dispatcher (this process)": os.getpid(), "api": api.pid or 0, "cpos": sims.pid or 0}
+                cpu = {name: _cpu_s(pid) for name, pid in pids.items()}
+                spans.reset()
+                started = spans.origin
+                if post_setpoint is not None:
+                    async with httpx.AsyncClient(base_url=env["VPP_PUBLIC_URL"],
+                                                 headers={"Authorization": f"Bearer {key}"}) as client:
+                        body = {"pool": pool, "seq": 1, "timestamp": datetime.now(UTC).isoformat(),
+                                "setpoint_mw": post_setpoint}
+                        (await client.post("/api/v1/market/afrr/setpoints", json=body)).raise_for_status()
+                    marks["setpoint_ack_s"] = time.perf_counter() - started
+                plan = await dispatcher.run_cycle(pool)
+                assert plan is not None
+                marks["cycle_s"] = time.perf_counter() - started
+                await dispatcher.drain()
+                marks["last_ack_s"] = time.perf_counter() - started
+                marks["cpu_s_to_last_ack"] = {name: round(_cpu_s(pid) - cpu[name], 2) for name, pid in pids.items()}
+                total, done = results_since(before)
+                while done < total and time.perf_counter() - started < 120:
+                    await asyncio.sleep(0.05)
+                    total, done = results_since(before)
+                marks["last_result_s"] = time.perf_counter() - started
+                marks.update(changed=len(plan.send_ids), requests=total, results=done, plan=plan,
+                             statuses=dict(statuses), where=spans.report())
+                return marks
+
+            # A committed schedule near the pool's maximum, so the first cycle sends every session a high limit;
+            # then an upward setpoint that takes the pool down to its departure needs changes nearly all of them.
+            snapshot = source.snapshot(pool, datetime.now(UTC))
+            assert snapshot is not None
+            max_kw = float(snapshot.max_kw.sum())
+            need_kw = float(np.minimum(snapshot.energy_needed_kwh / np.maximum(snapshot.hours_to_departure, 1e-3),
+                                       snapshot.max_kw).sum())
+            schedule_kw = 0.98 * max_kw
+            with unit_of_work(factory) as session:
+                now = datetime.now(UTC)
+                commitments.record(session, [CommitmentValue(
+                    pool=pool, isp_start=floor_to_isp(now) + timedelta(minutes=15 * k), kind=kind,
+                    power_kw=schedule_kw, source="bench", reference="bench") for k in range(2)
+                    for kind in (CommitmentKind.AFRR_CAPACITY_UP, CommitmentKind.AFRR_CAPACITY_DOWN,
+                                 CommitmentKind.DAY_AHEAD_SCHEDULE)])
+
+            async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
+                await dispatcher.manage_leases()
+                first = await measured(None)
+                step = await measured(round((schedule_kw - need_kw) / 1000.0, 3))
+                await dispatcher.shutdown()
+                return first, step
+
+            first, step = asyncio.run(scenario())
+        finally:
+            stop.set()
+            if sims.pid is not None:
+                sims.join(timeout=10)
+            for process in (sims, api):
+                if process.pid is not None and process.is_alive():
+                    process.terminate()
+                    process.join(timeout=5)
+            engine.dispose()
+
+    def figures(marks: dict[str, Any]) -> dict[str, Any]:
+        out = {"seconds_to_last_ack": round(marks["last_ack_s"], 3),
+               "seconds_to_last_result": round(marks["last_result_s"], 3),
+               "changed": marks["changed"], "cycle_seconds": round(marks["cycle_s"], 3),
+               "requests": marks["requests"], "results": marks["results"], "statuses": marks["statuses"],
+               "setpoint_mw": marks["plan"].setpoint.setpoint_mw, "target_kw": round(marks["plan"].target_kw, 1),
+               "total_kw": round(marks["plan"].total_kw, 1), "flags": marks["plan"].flags,
+               "where_time_goes": marks["where"], "cpu_seconds_to_last_ack": marks["cpu_s_to_last_ack"]}
+        if "setpoint_ack_s" in marks:
+            out["setpoint_ack_seconds"] = round(marks["setpoint_ack_s"], 3)
+        return out
+
+    return {"name": "dispatch", "sessions": int(active), **figures(step), "first_cycle": figures(first),
+              "setup_seconds": round(setup_s, 1),
+              "network": f"OCPI over HTTP: {cpos} simulated CPOs x {per_cpo} EVSEs (sim/cpo, fast profile path) "
+                         "served by uvicorn in one child process; the API in another",
+              "database": "PostgreSQL (temporary database)" if not database_url.startswith("sqlite")
+              else "SQLite (temporary file)"}
