@@ -6,6 +6,9 @@ import argparse
 import asyncio
 import json
 import logging
+import os
+import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--scenario", required=True, help="a scenario file, or a bundled scenario: demo, utrecht, ...")
     p.add_argument("--out", default="var/simulation", help="directory for kpis.json and report.html")
     p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="keep the service's data (database, secret) in DIR to browse it afterwards with "
+                        "`VPP_DATA_DIR=DIR vpp serve`; default: a temporary directory, removed after the run")
     p.add_argument("--list", action="store_true", help="list the bundled scenarios and exit")
     p.set_defaults(func=simulate)
 
@@ -32,7 +38,14 @@ def simulate(args: argparse.Namespace) -> int:
         return 0
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     scenario = load_scenario(args.scenario)
-    result = asyncio.run(run_scenario(scenario, progress=not args.quiet))
+    data_dir = None
+    if args.data_dir is not None:
+        data_dir = Path(args.data_dir).resolve()
+        refused = _check_data_dir(data_dir)
+        if refused:
+            print(f"vpp simulate: {refused}", file=sys.stderr)
+            return 2
+    result = asyncio.run(run_scenario(scenario, progress=not args.quiet, data_dir=data_dir))
     series = build_series(result)
     kpis = compute_kpis(result, series)
     out = Path(args.out)
@@ -42,4 +55,38 @@ def simulate(args: argparse.Namespace) -> int:
         mode="json")))
     print(kpi_table(kpis))
     print(f"written: {out / 'kpis.json'}, {out / 'report.html'}")
+    if data_dir is not None:
+        print(browse_hint(data_dir))
     return 0
+
+
+def _check_data_dir(data_dir: Path) -> str | None:
+    """Why ``data_dir`` cannot keep the run, or None.
+
+    The kept data must be what ``Settings(data_dir=DIR)`` (``vpp serve``, ``vpp apikey``) reads later: the
+    embedded SQLite database ``DIR/vpp.sqlite3`` and the pepper ``DIR/secret.key``. The simulated service is
+    built the same way (sim.world.simulation_settings) as long as the environment selects the embedded mode.
+    """
+    from vpp.config import Settings
+
+    if os.environ.get("VPP_DATABASE_URL") or os.environ.get("VPP_REDIS_URL"):
+        return ("--data-dir keeps the embedded SQLite database and secret in DIR; unset VPP_DATABASE_URL and "
+                "VPP_REDIS_URL (the simulation would otherwise write to that database with a random secret)")
+    settings = Settings(data_dir=data_dir)
+    if not settings.embedded:
+        return "--data-dir needs the embedded mode (SQLite in DIR, no Redis)"
+    database = data_dir / "vpp.sqlite3"
+    if database.exists() and database.stat().st_size > 0:
+        return f"{database} exists: use an empty or new directory"
+    return None
+
+
+def browse_hint(data_dir: Path) -> str:
+    """How to serve the kept data and get a key for it."""
+    env = f"VPP_DATA_DIR={shlex.quote(str(data_dir))}"
+    return "\n".join([
+        f"service data kept in {data_dir} (database vpp.sqlite3, secret secret.key); to browse it:",
+        f"  {env} vpp apikey create --role trader --name me   # prints a trader key (shown once)",
+        f"  {env} vpp serve   # then open http://127.0.0.1:8000/ui and sign in with that key",
+        "Times are the scenario's (simulated) days: sessions the run left plugged in show as active.",
+    ])

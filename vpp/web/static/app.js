@@ -826,8 +826,9 @@
     const qs = q.toString();
     return qs ? `${url}?${qs}` : url;
   }
+  const UNIT_SUFFIX = /_(kw|kwh|mw|mwh|eur|eur_per_mwh|pct|s)$/;
   function unitOf(key) {
-    const m = /_(kw|kwh|mw|mwh|eur|eur_per_mwh|pct|s)$/.exec(key);
+    const m = UNIT_SUFFIX.exec(key);
     return m ? ({ kw: 'kW', kwh: 'kWh', mw: 'MW', mwh: 'MWh', eur: 'EUR', eur_per_mwh: 'EUR/MWh', pct: '%', s: 's' })[m[1]] : null;
   }
   function renderJson(box, data) {
@@ -837,7 +838,7 @@
       if (typeof rows[0] !== 'object') { box.append(h('p', {}, rows.join(', '))); return; }
       const keys = Object.keys(rows[0]).filter((k) => typeof rows[0][k] !== 'object' || rows[0][k] === null);
       box.append(h('div', { class: 'scroll' }, tableOf(keys.map((k) => ({ key: k, num: typeof rows[0][k] === 'number',
-        title: unitOf(k) ? `${k.replace(/_[a-z_]+$/, '')} (${unitOf(k)})` : /(_at|start|end)$/.test(k) ? `${k} (${S.tz})` : k,
+        title: unitOf(k) ? `${k.replace(UNIT_SUFFIX, '')} (${unitOf(k)})` : /(_at|start|end)$/.test(k) ? `${k} (${S.tz})` : k,
         render: (x) => cell(k, x[k]) })), rows)));
       return;
     }
@@ -853,7 +854,7 @@
     if (v === null || v === undefined) return '—';
     if (typeof v === 'boolean') return /flag|dispute|mismatch/.test(k) && v ? h('span', { class: 'flag' }, 'yes') : v ? 'yes' : 'no';
     if (typeof v === 'number') return num(v, /eur/.test(k) ? 2 : 3);
-    if (typeof v === 'string' && /^\d{4}-\d\d-\d\dT/.test(v)) return fmtDateTime(v);
+    if (typeof v === 'string' && /^\d{4}-\d\d-\d\d[T ]\d\d:\d\d/.test(v)) return fmtDateTime(v.replace(' ', 'T'));
     return String(v);
   }
 
