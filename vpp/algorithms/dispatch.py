@@ -58,8 +58,6 @@ class CycleProblem:
 
     problem: AllocationProblem
     flags: dict[str, int]
-    # Each session's maximum before the overrides and pins (snapshot bound within the DSO's device caps).
-    bound_kw: FloatArray = field(default_factory=lambda: np.zeros(0))
 
 
 def build_problem(
@@ -72,9 +70,6 @@ def build_problem(
     finish_margin_h: float = 0.0,
 ) -> CycleProblem:
     """The allocation problem: snapshot bounds, pins (NaN = free), overrides of max (NaN = none), DSO groups.
-
-    An override of max (a car that draws less than its charger allows) bounds the need floor and the laxity too:
-    a car that cannot draw more cannot be given more.
 
     Needs are planned to be met ``finish_margin_h`` before departure: a limit stays in force until the next
     cycle, the CPO reports power only every period, and a car tapers near full, so planning to the last minute
@@ -108,11 +103,10 @@ def build_problem(
         max_kw = np.minimum(max_kw, device_cap)
         min_kw = np.minimum(min_kw, max_kw)
 
-    bound_kw = max_kw.copy()
     overridden = ~np.isnan(max_override_kw)
     if overridden.any():
         max_kw = np.where(overridden, np.clip(max_override_kw, min_kw, max_kw), max_kw)
-        flags["max_lowered"] = int(overridden.sum())
+        flags["discounted_below"] = int(overridden.sum())
     pinned = ~np.isnan(pinned_kw)
     if pinned.any():
         # A session we cannot steer consumes what it consumes; pinning it lets the others make up for it.
@@ -143,7 +137,7 @@ def build_problem(
         group_max_kw=group_max,
         needs_outrank_target=snapshot.needs_outrank_target,
     )
-    return CycleProblem(problem=problem, flags=flags, bound_kw=bound_kw)
+    return CycleProblem(problem=problem, flags=flags)
 
 
 def beyond_deadband(new_kw: FloatArray, last_kw: FloatArray, deadband_kw: float, deadband_pct: float) -> BoolArray:

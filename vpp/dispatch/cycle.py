@@ -48,16 +48,6 @@ class DispatchParams:
     # a reading taken sooner still shows the previous limit and is no sign of not following.
     settle_s: float = 0.0
     discount_hold_s: float = 300.0
-    # A session that stays clearly below every limit in force over a settled period is limited by the car (its
-    # onboard charger, a full battery): its maximum for allocation becomes what it draws, so a cap's room goes to
-    # cars that can use it, with this headroom so that a car able to draw more shows it (planned in where a cap
-    # applies to the session, added to the sent limit elsewhere so that tracking counts what it draws). Lifted
-    # when it draws clearly more; every ``car_limit_probe_s`` its maximum is raised a step to probe.
-    car_limit_headroom_kw: float = 0.5
-    car_limit_headroom_pct: float = 5.0
-    car_limit_probe_s: float = 3600.0
-    car_limit_probe_step_kw: float = 1.0
-    car_limit_probe_step_pct: float = 15.0
     setpoint_max_age_s: float = 60.0
     # Plan every need to be met this long before departure (one 15-minute telemetry period and cycle).
     finish_margin_s: float = 900.0
@@ -105,10 +95,6 @@ class PoolDispatch:
     discounted_until: dict[str, float] = field(default_factory=dict)
     changed_cycle: dict[str, int] = field(default_factory=dict)
     changed_at: dict[str, float] = field(default_factory=dict)
-    # Limits sent per session (time, cycle, kW), kept back to the one in force when the settle window opened.
-    sent_history: dict[str, list[tuple[float, int, float]]] = field(default_factory=dict)
-    car_limited_kw: dict[str, float] = field(default_factory=dict)
-    car_probe_at: dict[str, float] = field(default_factory=dict)
     cycles: int = 0
     _outcomes: deque[tuple[float, list[LimitOutcome], list[float]]] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -119,8 +105,6 @@ class PoolDispatch:
     def resume(self, limits_kw: Mapping[str, float]) -> None:
         """Start from the limits a predecessor left in force."""
         self.last_kw = dict(limits_kw)
-        # In force since before any window: a car drawing clearly below it is judged car-limited.
-        self.sent_history = {sid: [(-math.inf, -10**9, kw)] for sid, kw in limits_kw.items()}
 
     def outcomes_arrived(self, at_s: float, outcomes: Sequence[LimitOutcome], sent_kw: Sequence[float]) -> None:
         """Queue the outcomes of a send (any thread); applied by the next plan."""
@@ -177,69 +161,38 @@ class PoolDispatch:
         present = set(ids)
         tables: tuple[dict[str, float] | dict[str, int], ...] = (
             self.last_kw, self.blocked_until, self.off_above, self.off_below, self.discounted_until,
-            self.changed_cycle, self.changed_at, self.car_limited_kw, self.car_probe_at,
+            self.changed_cycle, self.changed_at,
         )
         for table in tables:
             for sid in [s for s in table if s not in present]:
                 del table[sid]
-        for sid in [s for s in self.sent_history if s not in present]:
-            del self.sent_history[sid]
         measured = np.asarray(snapshot.current_kw, dtype=np.float64)
         last = np.array([self.last_kw.get(s, math.nan) for s in ids], dtype=np.float64)
         pending = np.array([self.in_flight.get(s, math.nan) for s in ids], dtype=np.float64)
         blocked = np.array([self.blocked_until.get(s, -math.inf) > now_s for s in ids], dtype=bool)
 
-        above, _ = off_limit(measured, last, self.params.follow_tolerance_kw)
+        above, below = off_limit(measured, last, self.params.follow_tolerance_kw)
         # A session is judged only once its limit has had time to take effect.
         settled = np.array(
             [self.cycles - self.changed_cycle.get(s, -10**9) > self.params.settle_cycles
              and now_s - self.changed_at.get(s, -math.inf) >= self.params.settle_s for s in ids], dtype=bool
         )
         above &= np.isnan(pending) & settled
-        # Drawing less than the lowest limit in force over the settle window: limited by the car, not by us. Later
-        # limit changes do not restart this judgement (a car below 7 kW under a 22 kW limit is below 11 kW too).
-        floor = self._window_floor(ids, last, now_s)
-        _, below = off_limit(measured, floor, self.params.follow_tolerance_kw)
-        below &= np.isnan(pending)
+        below &= np.isnan(pending) & settled
         pinned = np.full(n, math.nan)
         max_override = np.full(n, math.nan)
         discounted = np.zeros(n, dtype=bool)
-        snapshot_max = np.asarray(snapshot.max_kw, dtype=np.float64)
         for i, sid in enumerate(ids):
             self.off_above[sid] = self.off_above.get(sid, 0) + 1 if above[i] else 0
             self.off_below[sid] = self.off_below.get(sid, 0) + 1 if below[i] else 0
-            if self.off_above[sid] >= self.params.follow_cycles:
+            if self.off_above[sid] >= self.params.follow_cycles or self.off_below[sid] >= self.params.follow_cycles:
                 self.discounted_until[sid] = now_s + self.params.discount_hold_s
             if self.discounted_until.get(sid, -math.inf) > now_s:
-                # Above its limit: it does not follow, it consumes what it consumes.
                 discounted[i] = True
-                pinned[i] = measured[i]
-                continue
-            observed = self.car_limited_kw.get(sid)
-            if observed is not None and measured[i] >= observed + 0.5 * self._car_headroom(observed):
-                # It draws clearly more than it did: its charger's maximum again.
-                del self.car_limited_kw[sid]
-                self.car_probe_at.pop(sid, None)
-                observed = None
-            elif observed is not None and now_s >= self.car_probe_at.get(sid, math.inf):
-                # Probe a step higher: a car that takes it gets its maximum back, one that does not is marked
-                # again at what it draws once a settled period shows it.
-                observed = min(observed + max(self.params.car_limit_probe_step_kw,
-                                              self.params.car_limit_probe_step_pct / 100.0 * observed),
-                               float(snapshot_max[i]))
-                self.car_limited_kw[sid] = observed
-                self.car_probe_at[sid] = now_s + self.params.car_limit_probe_s
-            if self.off_below[sid] >= self.params.follow_cycles and measured[i] < snapshot_max[i]:
-                if observed is None:
-                    self.car_probe_at[sid] = now_s + self.params.car_limit_probe_s
-                observed = max(float(measured[i]), 0.0)
-                self.car_limited_kw[sid] = observed
-            if observed is not None:
-                max_override[i] = observed
-        capped = self._capped(snapshot, limits) if not np.isnan(max_override).all() else np.zeros(n, dtype=bool)
-        car_headroom = np.array([0.0 if math.isnan(v) else self._car_headroom(v) for v in max_override])
-        # Where a cap applies, the headroom is planned in: the limit sent is what the cap accounts for.
-        max_override = np.where(capped, max_override + car_headroom, max_override)
+                if self.off_above[sid] or not below[i]:
+                    pinned[i] = measured[i]
+                else:
+                    max_override[i] = measured[i]
         pinned = np.where(blocked, measured, pinned)
         pinned = np.where(~np.isnan(pending), pending, pinned)
 
@@ -250,22 +203,16 @@ class PoolDispatch:
                               finish_margin_h=self.params.finish_margin_s / 3600.0)
         result = allocate_prepared(self._prepared_pool(ids, cycle.problem), cycle.problem)
         new_kw = result.setpoints_kw
-        # A car-limited session is planned at what it draws; given all of that, its limit leaves it a little
-        # headroom (within its real maximum) so that a car able to draw more shows it and gets its maximum back.
-        with np.errstate(invalid="ignore"):
-            at_car_max = (new_kw >= max_override - 1e-6) & ~capped
-        limit_kw = np.where(at_car_max, np.minimum(new_kw + car_headroom, np.maximum(cycle.bound_kw, new_kw)), new_kw)
         free = ~blocked & ~discounted & np.isnan(pending)
-        send = free & beyond_deadband(limit_kw, last, self.params.deadband_kw, self.params.deadband_pct)
+        send = free & beyond_deadband(new_kw, last, self.params.deadband_kw, self.params.deadband_pct)
         send_idx = np.flatnonzero(send)
         send_ids = [ids[i] for i in send_idx]
-        send_kw = [float(limit_kw[i]) for i in send_idx]
+        send_kw = [float(new_kw[i]) for i in send_idx]
         for sid, kw in zip(send_ids, send_kw, strict=True):
             self.in_flight[sid] = self.last_kw.get(sid, math.nan)
             self.last_kw[sid] = kw
             self.changed_cycle[sid] = self.cycles
             self.changed_at[sid] = now_s
-            self.sent_history.setdefault(sid, []).append((now_s, self.cycles, kw))
 
         flags = dict(cycle.flags)
         flags.update({f"outcome_{k}": v for k, v in outcome_counts.items()})
@@ -273,9 +220,6 @@ class PoolDispatch:
             flags["unavailable"] = int(blocked.sum())
         if discounted.any():
             flags["discounted"] = int(discounted.sum())
-        car_limited = int((~np.isnan(max_override)).sum())
-        if car_limited:
-            flags["car_limited"] = car_limited
         if result.target_clipped:
             flags["target_clipped"] = 1
         if applied.seq is not None and setpoint is not None and applied.setpoint_mw != setpoint.setpoint_mw:
@@ -287,48 +231,6 @@ class PoolDispatch:
             baseline_kw=baseline, measured_kw=float(measured.sum()), session_ids=ids,
             setpoints_kw=[float(v) for v in new_kw], send_ids=send_ids, send_kw=send_kw, flags=flags, full=full,
         )
-
-    def _car_headroom(self, observed_kw: float) -> float:
-        return max(self.params.car_limit_headroom_kw, self.params.car_limit_headroom_pct / 100.0 * observed_kw)
-
-    @staticmethod
-    def _capped(snapshot: DispatchSnapshot, limits: PoolLimits) -> np.ndarray:
-        """Sessions that a consumption cap applies to: a finite group cap, an ordered reduction, a pool cap."""
-        n = len(snapshot.session_ids)
-        if snapshot.pool in limits.congestion_max_kw:
-            return np.ones(n, dtype=bool)
-        groups = snapshot.groups
-        finite = np.isfinite(np.asarray(groups.max_kw, dtype=np.float64)) | np.array(
-            [g in limits.congestion_max_kw or g in limits.reduction_kw for g in groups.group_ids], dtype=bool
-        )
-        capped = np.zeros(n, dtype=bool)
-        member_group = np.asarray(groups.member_group, dtype=np.int64)
-        capped[np.asarray(groups.member_session, dtype=np.int64)[finite[member_group]]] = True
-        return capped
-
-    def _window_floor(self, ids: tuple[str, ...], last: np.ndarray, now_s: float) -> np.ndarray:
-        """The lowest limit in force over each session's settle window; NaN while the window is not covered.
-
-        The window reaches back ``settle_s`` and ``settle_cycles`` cycles; the limit in force when it opened is
-        the last one sent before it (or, with no sends recorded, the limit resumed from a predecessor).
-        """
-        floor = last.copy()
-        opened_s = now_s - self.params.settle_s
-        opened_cycle = self.cycles - self.params.settle_cycles
-        for i, sid in enumerate(ids):
-            history = self.sent_history.get(sid)
-            if not history or math.isnan(last[i]):
-                continue
-            inside = [k for k, (at_s, cycle, _) in enumerate(history) if at_s > opened_s or cycle >= opened_cycle]
-            first = inside[0] if inside else len(history)
-            if first == 0:
-                # Sent for the first time within the window: not judged yet (the limit before is unknown).
-                floor[i] = math.nan
-                continue
-            # Keep the limit in force when the window opened and everything after it.
-            del history[: first - 1]
-            floor[i] = min(last[i], *(kw for _, _, kw in history))
-        return floor
 
     def _prepared_pool(self, ids: tuple[str, ...], problem: AllocationProblem) -> PreparedPool:
         """The pool's prepared allocation structure, prepared again only when its sessions or groups changed."""
