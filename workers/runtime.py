@@ -86,6 +86,17 @@ class InProcessTaskQueue:
     def __init__(self, runtime: Runtime, max_workers: int = 2) -> None:
         self._runtime = runtime
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="vpp-task")
+        self._connection_locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    def _lock_for(self, kwargs: dict[str, Any]) -> threading.Lock | None:
+        # Tasks about one OCPI connection (pulls after registration, periodic resyncs) run one at a time:
+        # two concurrent pulls of the same CPO would insert the same new locations twice.
+        key = kwargs.get("connection_id")
+        if not isinstance(key, str):
+            return None
+        with self._locks_guard:
+            return self._connection_locks.setdefault(key, threading.Lock())
 
     def enqueue(self, task_name: str, **kwargs: Any) -> None:
         """Run ``task_name`` soon on the pool."""
@@ -95,10 +106,16 @@ class InProcessTaskQueue:
         from workers.celery_app import get_celery_app
 
         set_runtime(self._runtime)
+        lock = self._lock_for(kwargs)
         try:
+            if lock is not None:
+                lock.acquire()
             get_celery_app(self._runtime.settings).tasks[task_name].apply(kwargs=kwargs).get(propagate=True)
         except Exception:
             log.exception("in-process task %s failed", task_name)
+        finally:
+            if lock is not None:
+                lock.release()
 
     def shutdown(self) -> None:
         """Finish running tasks and stop."""

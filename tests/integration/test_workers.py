@@ -82,3 +82,34 @@ def test_a_real_worker_runs_the_task_from_the_redis_broker(
             worker.wait(timeout=20)
         except subprocess.TimeoutExpired:
             worker.kill()
+
+
+def test_embedded_tasks_about_one_connection_run_one_at_a_time(settings: Settings,
+                                                               session_factory: sessionmaker[Session]) -> None:
+    import threading
+    import uuid
+
+    from celery import shared_task
+
+    running: dict[str, int] = {}
+    overlaps: list[str] = []
+    guard = threading.Lock()
+
+    task_name = f"tests.record_overlap.{uuid.uuid4().hex}"
+
+    @shared_task(name=task_name)  # type: ignore[untyped-decorator]
+    def record_overlap(connection_id: str) -> None:
+        with guard:
+            running[connection_id] = running.get(connection_id, 0) + 1
+            if running[connection_id] > 1:
+                overlaps.append(connection_id)
+        time.sleep(0.2)
+        with guard:
+            running[connection_id] -= 1
+
+    queue = InProcessTaskQueue(Runtime(settings=settings, session_factory=session_factory), max_workers=4)
+    for connection_id in ("a", "a", "b", "a"):
+        queue.enqueue(task_name, connection_id=connection_id)
+    queue.shutdown()
+    assert overlaps == []
+    assert running == {"a": 0, "b": 0}
