@@ -135,6 +135,7 @@ def test_the_api_serves_summaries_reports_csv_and_the_plot(client: TestClient,
     assert summary[0]["summary"]["sessions"]["count"] == 3
     isps = client.get(f"{base}/isps", params={"pool": POOL}, headers=trader).json()
     assert len(isps) == 96 and isps[40]["afrr_price_source"] == "award"
+    assert "T" in isps[0]["isp_start"], "times are ISO 8601"
     sessions_csv = client.get(f"{base}/sessions", params={"pool": POOL, "format": "csv"}, headers=trader)
     assert sessions_csv.headers["content-type"].startswith("text/csv")
     assert sessions_csv.text.splitlines()[0].startswith("pool,session_id,charger")

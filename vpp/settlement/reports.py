@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from datetime import date
 from typing import Any
 
@@ -79,11 +80,18 @@ def to_csv(kind: str, records: list[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
+def to_json(records: list[dict[str, Any]]) -> str:
+    """Rows as a JSON array, times in ISO 8601 like everywhere else in the API."""
+    return json.dumps(records, default=_iso)
+
+
+def _iso(value: Any) -> str:
+    return str(value.isoformat()) if hasattr(value, "isoformat") else str(value)
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, list):
         return ";".join(_cell(v) for v in value)
-    if hasattr(value, "isoformat"):
-        return str(value.isoformat())
-    return str(value)
+    return _iso(value)

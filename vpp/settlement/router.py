@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import date
 from typing import Annotated, Any, Literal
 
@@ -66,7 +65,7 @@ def get_rows(day: date, kind: Kind, db: SessionDep, _trader: TraderDep, pool: st
         name = f"settlement-{day.isoformat()}-{kind}.csv"
         return Response(reports.to_csv(kind, records), media_type="text/csv",
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})
-    return Response(json.dumps(records, default=str), media_type="application/json")
+    return Response(reports.to_json(records), media_type="application/json")
 
 
 @router.post("/orders/{order_reference}/counterparty", operation_id="check_counterparty_settlement")
