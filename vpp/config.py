@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -100,29 +101,28 @@ class Settings(BaseSettings):
         """The secret used to pepper token hashes; a per-data-dir random one in embedded mode."""
         if self.secret_key is not None:
             return self.secret_key.get_secret_value()
-        path = self.data_dir / "secret.key"
-        if path.exists():
-            return path.read_text().strip()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        value = secrets.token_urlsafe(32)
-        path.write_text(value)
-        path.chmod(0o600)
-        return value
+        return self._data_dir_secret("secret.key", lambda: secrets.token_urlsafe(32))
 
     @cached_property
     def uftp_private_key_b64(self) -> str:
         """Our UFTP signing key; a per-data-dir generated one in embedded mode."""
         if self.uftp_signing_key is not None:
             return self.uftp_signing_key.get_secret_value()
-        path = self.data_dir / "uftp_signing.key"
-        if path.exists():
-            return path.read_text().strip()
-        if not self.embedded:
+        if not self.embedded and not (self.data_dir / "uftp_signing.key").exists():
             raise ValueError("VPP_UFTP_SIGNING_KEY must be set when not running embedded (see `vpp uftp keygen`)")
         from nacl.bindings import crypto_sign_keypair
 
+        return self._data_dir_secret(
+            "uftp_signing.key", lambda: base64.b64encode(crypto_sign_keypair()[1]).decode("ascii")
+        )
+
+    def _data_dir_secret(self, name: str, generate: Callable[[], str]) -> str:
+        """A secret kept in the data directory: read it, or generate and store it (mode 600) on first use."""
+        path = self.data_dir / name
+        if path.exists():
+            return path.read_text().strip()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        value = base64.b64encode(crypto_sign_keypair()[1]).decode("ascii")
+        value = generate()
         path.write_text(value)
         path.chmod(0o600)
         return value

@@ -103,7 +103,8 @@ class NeedDefaultsCache:
 NEED_DEFAULTS = NeedDefaultsCache()
 
 
-def _site_frame(db: Session) -> pd.DataFrame:
+def site_frame(db: Session) -> pd.DataFrame:
+    """Every CPO location mapped to a site: party and location keys, site, capacity, EAN, zone, category."""
     rows = db.execute(
         select(SiteLocation.party_key, SiteLocation.location_key, Site.id, Site.capacity_kw,
                Site.congestion_point_ean, Site.bidding_zone, Site.category)
@@ -122,7 +123,7 @@ def completed_history(db: Session, now: datetime, days: int = 90) -> pd.DataFram
                ChargingSession.start_at >= now - timedelta(days=days))
     ).all()
     frame = pd.DataFrame(rows, columns=["party_key", "location_id", "evse_uid", "arrival", "departure", "energy_kwh"])
-    sites = _site_frame(db)
+    sites = site_frame(db)
     frame["location_key"] = frame["location_id"].str.casefold()
     frame = frame.merge(sites[["party_key", "location_key", "category", "site_id", "ean", "zone"]],
                         on=["party_key", "location_key"], how="left")
@@ -150,7 +151,8 @@ def _latest_readings(db: Session) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["id", "current_kw", "soc_pct"])
 
 
-def _connectors(db: Session, connection_ids: list[str]) -> pd.DataFrame:
+def connector_frame(db: Session, connection_ids: list[str]) -> pd.DataFrame:
+    """Every connector of these connections with its maximum power and whether its EVSE can discharge."""
     rows = db.execute(
         select(ChargingLocation.connection_id, ChargingLocation.external_key, ChargingEvse.uid_key,
                ChargingConnector.external_key, ChargingConnector.max_power_kw, ChargingEvse.capabilities)
@@ -208,9 +210,9 @@ def load_fleet(db: Session, now: datetime, *, defaults: LearnedNeedDefaults | No
     frame["location_key"] = frame["location_id"].astype(str).str.casefold()
     frame["evse_key"] = frame["evse_uid"].astype(str).str.casefold()
     frame["connector_key"] = frame["connector_id"].astype(str).str.casefold()
-    frame = frame.merge(_connectors(db, sorted(set(frame["connection_id"]))),
+    frame = frame.merge(connector_frame(db, sorted(set(frame["connection_id"]))),
                         on=["connection_id", "location_key", "evse_key", "connector_key"], how="left")
-    sites = _site_frame(db)
+    sites = site_frame(db)
     frame = frame.merge(sites, on=["party_key", "location_key"], how="left")
     frame = frame.merge(_latest_readings(db), on="id", how="left")
     frame = frame.merge(_needs_frame(db), on="id", how="left")

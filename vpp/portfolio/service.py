@@ -30,7 +30,7 @@ from vpp.domain.flexibility import SessionFlexInput
 from vpp.domain.isp import ISP, IspHorizon, floor_to_isp, is_isp_aligned
 from vpp.domain.pool_view import PoolFlexibility
 from vpp.domain.pools import PoolId, PoolKind
-from vpp.portfolio.fleet import Fleet, completed_history, load_fleet
+from vpp.portfolio.fleet import Fleet, completed_history, load_fleet, site_frame
 from vpp.portfolio.tables import SiteLoad
 from vpp.ports import Clock, CongestionFlexibility, SystemClock
 from vpp.sessions.tables import ChargingSession, SessionReading
@@ -310,10 +310,8 @@ def measured_load_kw(db: Session, fleet_members: Sequence[str], isp_starts: Sequ
 
 def congestion_members(db: Session, pool: str, isp_starts: Sequence[datetime]) -> list[str]:
     """Sessions of a congestion point that overlapped the ISPs (active or completed)."""
-    from vpp.portfolio.fleet import _site_frame
-
     pid = PoolId.parse(pool)
-    sites = _site_frame(db)
+    sites = site_frame(db)
     locations = sites[sites["ean"] == pid.key][["party_key", "location_key"]]
     if locations.empty or not isp_starts:
         return []

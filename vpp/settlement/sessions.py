@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from vpp.algorithms.baselines import Baseline, uncontrolled_baseline
 from vpp.cdrs.tables import ChargeDetailRecord
 from vpp.domain.pools import PoolId, PoolKind
-from vpp.portfolio.fleet import DEFAULT_MAX_KW, _connectors, _site_frame
+from vpp.portfolio.fleet import DEFAULT_MAX_KW, connector_frame, site_frame
 from vpp.sessions.tables import ChargingSession, SessionReading
 from vpp.settlement.values import DayGrid
 
@@ -86,13 +86,13 @@ def load_pool_sessions(db: Session, pool: str, grid: DayGrid) -> PoolSessions:
     if frame.empty:
         return _empty_sessions()
     frame["location_key"] = frame["location_id"].str.casefold()
-    frame = frame.merge(_site_frame(db), on=["party_key", "location_key"], how="left")
+    frame = frame.merge(site_frame(db), on=["party_key", "location_key"], how="left")
     frame = frame[pool_of_sessions(frame, kind) == pool]
     if frame.empty:
         return _empty_sessions()
     frame["evse_key"] = frame["evse_uid"].str.casefold()
     frame["connector_key"] = frame["connector_id"].str.casefold()
-    connectors = _connectors(db, sorted(set(frame["connection_id"])))
+    connectors = connector_frame(db, sorted(set(frame["connection_id"])))
     frame = frame.merge(connectors, on=["connection_id", "location_key", "evse_key", "connector_key"], how="left")
     frame = frame.drop_duplicates("id").reset_index(drop=True)
     ids = tuple(str(i) for i in frame["id"])
