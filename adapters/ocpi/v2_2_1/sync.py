@@ -68,6 +68,24 @@ async def _with_http(context: OcpiContext, http: httpx.AsyncClient | None) -> tu
     return (http, False) if http is not None else (context.http(), True)
 
 
+async def _pull(
+    context: OcpiContext, peer: PeerAccess, http: httpx.AsyncClient | None, module: ModuleID, model: Any,
+    store: Callable[[tuple[Any, Any]], str], *, date_from: datetime | None, kind: connections.PullKind,
+    started: datetime,
+) -> dict[str, int]:
+    """Page through one module of the peer, store each page in its own transaction, record the pull time."""
+    client_http, owned = await _with_http(context, http)
+    counts: dict[str, int] = {}
+    try:
+        async for page in _client(context, client_http, peer).pull_pages(module, model, date_from=date_from):
+            _merge(counts, await run_in_threadpool(_store_page, context, store, page.items))
+    finally:
+        if owned:
+            await client_http.aclose()
+    await run_in_threadpool(_mark, context, peer.connection_id, kind, started)
+    return counts
+
+
 async def pull_sessions(
     context: OcpiContext, connection_id: str, *, http: httpx.AsyncClient | None = None,
     date_from: datetime | None = None,
@@ -78,8 +96,6 @@ async def pull_sessions(
         return {"skipped": 1}
     started = utcnow()
     since = date_from or _date_from(context, peer.sessions_pulled_at, started)
-    client_http, owned = await _with_http(context, http)
-    counts: dict[str, int] = {}
 
     def store(args: tuple[Any, Session]) -> str:
         session, item = args
@@ -87,14 +103,8 @@ async def pull_sessions(
             return "foreign"
         return sessions.replace(session, connection_id, mapping.session_to_record(item))
 
-    try:
-        async for page in _client(context, client_http, peer).pull_pages(ModuleID.SESSIONS, Session, date_from=since):
-            _merge(counts, await run_in_threadpool(_store_page, context, store, page.items))
-    finally:
-        if owned:
-            await client_http.aclose()
-    await run_in_threadpool(_mark, context, connection_id, "sessions", started)
-    return counts
+    return await _pull(context, peer, http, ModuleID.SESSIONS, Session, store, date_from=since,
+                       kind="sessions", started=started)
 
 
 async def pull_locations(
@@ -105,8 +115,6 @@ async def pull_locations(
     if peer.endpoint(ModuleID.LOCATIONS) is None:
         return {"skipped": 1}
     started = utcnow()
-    client_http, owned = await _with_http(context, http)
-    counts: dict[str, int] = {}
 
     def store(args: tuple[Any, Location]) -> str:
         session, item = args
@@ -114,14 +122,8 @@ async def pull_locations(
             return "foreign"
         return locations.put_location(session, connection_id, mapping.location_to_record(item))
 
-    try:
-        async for page in _client(context, client_http, peer).pull_pages(ModuleID.LOCATIONS, Location):
-            _merge(counts, await run_in_threadpool(_store_page, context, store, page.items))
-    finally:
-        if owned:
-            await client_http.aclose()
-    await run_in_threadpool(_mark, context, connection_id, "locations", started)
-    return counts
+    return await _pull(context, peer, http, ModuleID.LOCATIONS, Location, store, date_from=None,
+                       kind="locations", started=started)
 
 
 async def pull_cdrs(
@@ -134,8 +136,6 @@ async def pull_cdrs(
     started = utcnow()
     since = peer.cdrs_pulled_at - timedelta(seconds=context.settings.pull_overlap_seconds) if peer.cdrs_pulled_at \
         else None
-    client_http, owned = await _with_http(context, http)
-    counts: dict[str, int] = {}
 
     def store(args: tuple[Any, Cdr]) -> str:
         session, item = args
@@ -144,14 +144,8 @@ async def pull_cdrs(
         _row, created = cdrs.receive(session, connection_id, mapping.cdr_to_record(item))
         return "created" if created else "known"
 
-    try:
-        async for page in _client(context, client_http, peer).pull_pages(ModuleID.CDRS, Cdr, date_from=since):
-            _merge(counts, await run_in_threadpool(_store_page, context, store, page.items))
-    finally:
-        if owned:
-            await client_http.aclose()
-    await run_in_threadpool(_mark, context, connection_id, "cdrs", started)
-    return counts
+    return await _pull(context, peer, http, ModuleID.CDRS, Cdr, store, date_from=since,
+                       kind="cdrs", started=started)
 
 
 def _mark(context: OcpiContext, connection_id: str, kind: connections.PullKind, at: datetime) -> None:
