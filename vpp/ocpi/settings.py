@@ -26,6 +26,7 @@ class OcpiSettings(BaseSettings):
     http_timeout_seconds: float = Field(10.0, gt=0)
     profile_deadline_seconds: int = Field(60, ge=1, description="result deadline when the CPO says timeout 0")
     profile_max_deadline_seconds: int = Field(600, ge=1)
-    profile_concurrency_per_cpo: int = Field(8, ge=1, description="profile requests in flight per CPO")
+    profile_concurrency_per_cpo: int = Field(
+        32, ge=1, description="profile requests in flight per CPO (one keep-alive connection each)")
     too_often_backoff_seconds: float = Field(30.0, gt=0, description="first back-off after TOO_OFTEN")
     too_often_max_backoff_seconds: float = Field(900.0, gt=0)

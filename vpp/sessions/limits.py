@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, bindparam, case, insert, select, update
 from sqlalchemy.orm import Session
 
 from vpp.domain.errors import NotFound
@@ -16,6 +16,7 @@ from vpp.locations.values import ConnectorInfo
 from vpp.sessions.tables import ChargingSession, LimitRequest
 
 OUTSTANDING = ("sending", "accepted")
+LIMIT_REQUESTS: Table = LimitRequest.__table__  # type: ignore[assignment]
 FINAL_RESULTS = {"ACCEPTED": "applied", "REJECTED": "rejected", "UNKNOWN": "rejected"}
 
 
@@ -40,17 +41,20 @@ def targets(session: Session, session_ids: Sequence[str]) -> dict[str, SteeringT
         return {}
     columns = (ChargingSession.id, ChargingSession.external_id, ChargingSession.connection_id, ChargingSession.status,
                ChargingSession.location_id, ChargingSession.evse_uid, ChargingSession.connector_id)
-    rows = [row for chunk in _chunks(sorted(set(session_ids)))
+    rows = [tuple(row) for chunk in _chunks(sorted(set(session_ids)))
             for row in session.execute(select(*columns).where(ChargingSession.id.in_(chunk)))]
-    connectors = _connectors(session, {(row.connection_id, row.location_id.casefold()) for row in rows})
+    connectors = _connectors(session, {(row[2], row[4].casefold()) for row in rows})
     return {
-        row.id: SteeringTarget(
-            row.id, row.external_id, row.connection_id, row.status,
-            connectors.get((row.connection_id, row.location_id.casefold(), row.evse_uid.casefold(),
-                            row.connector_id.casefold())),
-        )
-        for row in rows
+        sid: SteeringTarget(sid, external_id, connection_id, status, connectors.get(
+            (connection_id, location_id.casefold(), evse_uid.casefold(), connector_id.casefold())))
+        for sid, external_id, connection_id, status, location_id, evse_uid, connector_id in rows
     }
+
+
+def statuses(session: Session, session_ids: Sequence[str]) -> dict[str, str]:
+    """The status of each known session id (unknown ids are left out)."""
+    return {sid: status for chunk in _chunks(sorted(set(session_ids))) for sid, status in session.execute(
+        select(ChargingSession.id, ChargingSession.status).where(ChargingSession.id.in_(chunk)))}
 
 
 def _connectors(
@@ -64,20 +68,19 @@ def _connectors(
     for connection_id, keys in by_connection.items():
         for chunk in _chunks(sorted(keys)):
             stmt = (
-                select(ChargingLocation.external_key, ChargingEvse.uid_key, ChargingConnector, ChargingEvse)
+                select(ChargingLocation.external_key, ChargingEvse.uid_key, ChargingConnector.external_key,
+                       ChargingConnector.power_type, ChargingConnector.phases, ChargingConnector.max_voltage_v,
+                       ChargingConnector.max_current_a, ChargingConnector.max_power_kw,
+                       ChargingEvse.charging_profile_capable, ChargingEvse.capabilities)
                 .join(ChargingEvse, ChargingEvse.id == ChargingConnector.evse_pk)
                 .join(ChargingLocation, ChargingLocation.id == ChargingEvse.location_pk)
                 .where(ChargingLocation.connection_id == connection_id, ChargingLocation.external_key.in_(chunk))
             )
-            for location_key, evse_key, connector, evse in session.execute(stmt):
-                found[(connection_id, location_key, evse_key, connector.external_key)] = ConnectorInfo(
-                    power_type=connector.power_type,
-                    phases=connector.phases,
-                    max_voltage_v=connector.max_voltage_v,
-                    max_current_a=connector.max_current_a,
-                    max_power_kw=connector.max_power_kw,
-                    charging_profile_capable=evse.charging_profile_capable,
-                    capabilities=tuple(evse.capabilities or ()),
+            for (location_key, evse_key, connector_key, power_type, phases, voltage, current, power, capable,
+                 capabilities) in session.execute(stmt):
+                found[(connection_id, location_key, evse_key, connector_key)] = ConnectorInfo(
+                    power_type=power_type, phases=phases, max_voltage_v=voltage, max_current_a=current,
+                    max_power_kw=power, charging_profile_capable=capable, capabilities=tuple(capabilities or ()),
                 )
     return found
 
@@ -153,7 +156,8 @@ def open_requests(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     defaults = {"requested_limit_kw": None, "limit_kw": None, "clipped": False, "valid_until": None,
                 "sent_limit": None, "sent_unit": None, "status": "sending", "message": None, "retry_at": None,
                 "backoff_s": None}
-    session.execute(insert(LimitRequest), [{**defaults, **row} for row in rows])
+    # Core, not the ORM's bulk path: the rows are complete, nothing is read back.
+    session.execute(insert(LIMIT_REQUESTS), [{**defaults, **row} for row in rows])
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,25 +182,30 @@ def record_answers(session: Session, answers: Sequence[Answer], *, now: datetime
     """
     if not answers:
         return
-    known = {rid for chunk in _chunks([a.request_id for a in answers])
-             for rid in session.scalars(select(LimitRequest.id).where(LimitRequest.id.in_(chunk)))}
-    missing = [a.request_id for a in answers if a.request_id not in known]
-    if missing:
-        raise NotFound(f"limit request {missing[0]!r} does not exist")
-    session.execute(update(LimitRequest), [{
-        "id": a.request_id, "answer": a.answer, "timeout_s": a.timeout_s, "deadline_at": a.deadline_at,
-        "backoff_s": a.backoff_s, "retry_at": a.retry_at, "message": a.message[:500] if a.message else None,
-        "answered_at": now,
+    table = LIMIT_REQUESTS
+    # One statement per answer, executed as a batch; "accepted" does not overwrite a request superseded meanwhile
+    # or one whose result is already in (the condition is evaluated by the database).
+    keeps_verdict = (bindparam("b_status") == "accepted") & (
+        (table.c.status == "superseded") | table.c.result.is_not(None))
+    stmt = (
+        update(table).where(table.c.id == bindparam("b_id"))
+        .values(status=case((keeps_verdict, table.c.status), else_=bindparam("b_status")),
+                answer=bindparam("b_answer"), timeout_s=bindparam("b_timeout_s"),
+                deadline_at=bindparam("b_deadline_at"), backoff_s=bindparam("b_backoff_s"),
+                retry_at=bindparam("b_retry_at"), message=bindparam("b_message"), answered_at=now)
+    )
+    result = session.connection().execute(stmt, [{
+        "b_id": a.request_id, "b_status": a.status, "b_answer": a.answer, "b_timeout_s": a.timeout_s,
+        "b_deadline_at": a.deadline_at, "b_backoff_s": a.backoff_s, "b_retry_at": a.retry_at,
+        "b_message": a.message[:500] if a.message else None,
     } for a in answers])
-    by_status: dict[str, list[str]] = {}
-    for a in answers:
-        by_status.setdefault(a.status, []).append(a.request_id)
-    for status, ids in by_status.items():
-        for chunk in _chunks(ids):
-            stmt = update(LimitRequest).where(LimitRequest.id.in_(chunk))
-            if status == "accepted":
-                stmt = stmt.where(LimitRequest.status != "superseded", LimitRequest.result.is_(None))
-            session.execute(stmt.values(status=status).execution_options(synchronize_session=False))
+    if not (result.supports_sane_multi_rowcount() and result.rowcount == len(answers)):
+        ids = [a.request_id for a in answers]
+        known = {rid for chunk in _chunks(ids) for rid in session.scalars(
+            select(LimitRequest.id).where(LimitRequest.id.in_(chunk)))}
+        missing = [rid for rid in ids if rid not in known]
+        if missing:
+            raise NotFound(f"limit request {missing[0]!r} does not exist")
 
 
 def _answer_sets_status(answer_status: str, status: str, result: str | None) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from adapters.ocpi.v2_2_1.schemas import (
     Cdr,
     ChargingProfile,
     ChargingProfileResponse,
+    ChargingProfileResponseType,
     Credentials,
     InterfaceRole,
     Location,
@@ -86,12 +88,87 @@ def _page_size(requested: int | None, server_max: int | None) -> int | None:
     return min(sizes) if sizes else None
 
 
+def envelope_of(body: bytes) -> OcpiResponse | None:
+    """The OCPI envelope in an answer's body, or None when there is none."""
+    try:
+        return OcpiResponse.model_validate_json(body)
+    except (ValueError, ValidationError):
+        return None
+
+
+def raise_for_answer(where: str, http_status: int, reason: str, envelope: OcpiResponse | None) -> None:
+    """Raise the OcpiError an answer stands for (HTTP status first, then the envelope's status code)."""
+    code = envelope.status_code if envelope else None
+    message = (envelope.status_message if envelope else None) or reason or ""
+    data = envelope.data if envelope else None
+    if http_status in (401, 403):
+        raise OcpiAuthError(f"{where}: {message}", status_code=code, http_status=http_status)
+    if http_status == 404:
+        raise OcpiNotFound(f"{where}: {message}", status_code=code, http_status=http_status, data=data)
+    if http_status == 405:
+        raise OcpiMethodNotAllowed(f"{where}: {message}", status_code=code, http_status=http_status)
+    if http_status >= 300:
+        raise OcpiHttpError(f"{where}: {message}", status_code=code, http_status=http_status, data=data)
+    if envelope is None:
+        raise OcpiProtocolError(f"{where}: answer is not an OCPI envelope", http_status=http_status)
+    if not is_success(envelope.status_code):
+        raise error_for_status(envelope.status_code, f"{where}: {message}", http_status=http_status, data=data)
+
+
+_PROFILE_RESULTS = {member.value: member for member in ChargingProfileResponseType}
+
+
+def _plain_profile_answer(body: bytes) -> ChargingProfileResponse | None:
+    """The common answer (an envelope with status_code 1000, a timestamp and a ChargingProfileResponse) read
+    without the models; None for anything else, which then goes the validated way."""
+    try:
+        envelope = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(envelope, dict) or envelope.get("status_code") != OcpiStatus.SUCCESS or not isinstance(
+            envelope.get("timestamp"), str):
+        return None
+    data = unwrap_single(envelope.get("data"))
+    if not isinstance(data, dict):
+        return None
+    result = _PROFILE_RESULTS.get(data.get("result"))  # type: ignore[arg-type]
+    timeout = data.get("timeout")
+    if result is None or type(timeout) is not int or timeout < 0:
+        return None
+    return ChargingProfileResponse.model_construct(result=result, timeout=timeout)
+
+
+def profile_answer(where: str, http_status: int, reason: str, body: bytes) -> ChargingProfileResponse:
+    """The ChargingProfileResponse in an answer to a ChargingProfiles call, or the OcpiError it stands for.
+
+    Peers answer negative outcomes as 1000+UNKNOWN_SESSION or 2000(+HTTP 404)+REJECTED: a parseable
+    ChargingProfileResponse is the answer whatever envelope code carries it.
+    """
+    if http_status == 200:
+        quick = _plain_profile_answer(body)
+        if quick is not None:
+            return quick
+    envelope = envelope_of(body)
+    if envelope is not None and http_status < 500 and http_status not in (401, 403):
+        try:
+            return ChargingProfileResponse.model_validate(unwrap_single(envelope.data))
+        except ValidationError:
+            pass
+    raise_for_answer(where, http_status, reason, envelope)
+    raise OcpiProtocolError(
+        f"{where}: no ChargingProfileResponse in answer",
+        status_code=envelope.status_code if envelope else None,
+        http_status=http_status,
+        data=envelope.data if envelope else None,
+    )
+
+
 class OcpiClient:
     """Calls one peer platform; holds the token we present to it and (after discovery) its endpoints."""
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        http: httpx.AsyncClient | None,
         *,
         versions_url: str,
         token: str,
@@ -114,9 +191,11 @@ class OcpiClient:
 
     # ------------------------------------------------------------------------------ plumbing
 
-    def _headers(self, module: str, correlation_id: str | None) -> dict[str, str]:
+    def request_headers(self, module: str, correlation_id: str | None = None, *, request_id: str | None = None
+                        ) -> dict[str, str]:
+        """Authorization, message ids (new ones unless given) and (for functional modules) routing headers."""
         headers = {AUTHORIZATION: authorization_header(self.token, raw=self.raw_token)}
-        headers.update(message_id_headers(correlation_id))
+        headers.update(message_id_headers(correlation_id, request_id=request_id))
         if module not in UNROUTED_MODULES:
             headers.update(routing_headers(self.own_party, self.peer_party))
         return headers
@@ -131,39 +210,23 @@ class OcpiClient:
         params: Mapping[str, str | int] | None = None,
         correlation_id: str | None = None,
     ) -> httpx.Response:
+        if self._http is None:
+            raise OcpiHttpError(f"{method} {url}: this client was made without an HTTP client")
         try:
             return await self._http.request(
-                method, url, headers=self._headers(module, correlation_id), json=json, params=params
+                method, url, headers=self.request_headers(module, correlation_id), json=json, params=params
             )
         except httpx.HTTPError as exc:
             raise OcpiHttpError(f"{method} {url} failed: {exc!r}") from exc
 
     @staticmethod
     def _envelope(response: httpx.Response) -> OcpiResponse | None:
-        try:
-            return OcpiResponse.model_validate(response.json())
-        except (ValueError, ValidationError):
-            return None
+        return envelope_of(response.content)
 
     @staticmethod
     def _raise_for(response: httpx.Response, envelope: OcpiResponse | None) -> None:
-        http_status = response.status_code
-        code = envelope.status_code if envelope else None
-        message = (envelope.status_message if envelope else None) or response.reason_phrase or ""
-        data = envelope.data if envelope else None
-        where = f"{response.request.method} {response.request.url}"
-        if http_status in (401, 403):
-            raise OcpiAuthError(f"{where}: {message}", status_code=code, http_status=http_status)
-        if http_status == 404:
-            raise OcpiNotFound(f"{where}: {message}", status_code=code, http_status=http_status, data=data)
-        if http_status == 405:
-            raise OcpiMethodNotAllowed(f"{where}: {message}", status_code=code, http_status=http_status)
-        if http_status >= 300:
-            raise OcpiHttpError(f"{where}: {message}", status_code=code, http_status=http_status, data=data)
-        if envelope is None:
-            raise OcpiProtocolError(f"{where}: answer is not an OCPI envelope", http_status=http_status)
-        if not is_success(envelope.status_code):
-            raise error_for_status(envelope.status_code, f"{where}: {message}", http_status=http_status, data=data)
+        raise_for_answer(f"{response.request.method} {response.request.url}", response.status_code,
+                         response.reason_phrase, envelope)
 
     async def _call(
         self,
@@ -369,7 +432,8 @@ class OcpiClient:
 
     # --------------------------------------------------------------------------- charging profiles
 
-    def _profile_url(self, session_id: str) -> str:
+    def profile_url(self, session_id: str) -> str:
+        """The CPO's ChargingProfiles receiver URL of one session."""
         return join_url(self.endpoint_url(ModuleID.CHARGING_PROFILES, InterfaceRole.RECEIVER), session_id)
 
     async def _profile_call(
@@ -383,27 +447,14 @@ class OcpiClient:
     ) -> ChargingProfileResponse:
         response = await self._send(
             method,
-            self._profile_url(session_id),
+            self.profile_url(session_id),
             module=ModuleID.CHARGING_PROFILES,
             json=json,
             params=params,
             correlation_id=correlation_id,
         )
-        envelope = self._envelope(response)
-        # Peers answer negative outcomes as 1000+UNKNOWN_SESSION or 2000(+HTTP 404)+REJECTED: a
-        # parseable ChargingProfileResponse is the answer whatever envelope code carries it.
-        if envelope is not None and response.status_code < 500 and response.status_code not in (401, 403):
-            try:
-                return ChargingProfileResponse.model_validate(unwrap_single(envelope.data))
-            except ValidationError:
-                pass
-        self._raise_for(response, envelope)
-        raise OcpiProtocolError(
-            f"{method} {response.request.url}: no ChargingProfileResponse in answer",
-            status_code=envelope.status_code if envelope else None,
-            http_status=response.status_code,
-            data=envelope.data if envelope else None,
-        )
+        return profile_answer(f"{method} {response.request.url}", response.status_code, response.reason_phrase,
+                              response.content)
 
     async def set_charging_profile(
         self,

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from adapters.ocpi.v2_2_1 import schemas as wire
+from adapters.ocpi.v2_2_1.transport import format_datetime
 from vpp.cdrs.tables import ChargeDetailRecord
 from vpp.cdrs.values import CdrRecord
 from vpp.locations.service import LocationTree
@@ -419,11 +420,30 @@ def limit_profile(
 def set_profile_body(profile: wire.ChargingProfile, response_url: str, flags: ConnectionFlags) -> dict[str, Any]:
     """The SetChargingProfile body; peers flagged ``legacy_profile_shape`` get their library's shape."""
     body = wire.SetChargingProfile(charging_profile=profile, response_url=response_url).to_json_dict()
-    if flags.legacy_profile_shape:
-        legacy = body["charging_profile"]
-        periods = legacy.pop("charging_profile_period", [])
-        legacy["charging_profile_period"] = periods[0] if len(periods) == 1 else periods
-        legacy["min_charge_rate"] = legacy.pop("min_charging_rate", 0.0)
+    return _legacy_shape(body) if flags.legacy_profile_shape else body
+
+
+def limit_profile_body(
+    limit_kw: float, *, connector: ConnectorInfo | None, flags: ConnectionFlags, now: datetime,
+    valid_until: datetime | None, response_url: str,
+) -> tuple[dict[str, Any], float, wire.ChargingRateUnit]:
+    """``set_profile_body(limit_profile(...))`` built directly as JSON-ready data (a cycle builds thousands)."""
+    unit = profile_unit(connector, flags)
+    rate = kw_to_rate(limit_kw, unit, connector)
+    profile: dict[str, Any] = {"start_date_time": format_datetime(now)}
+    if valid_until is not None:
+        profile["duration"] = max(1, int((valid_until - now).total_seconds()))
+    profile["charging_rate_unit"] = unit.value
+    profile["charging_profile_period"] = [{"start_period": 0, "limit": round(rate, 1)}]
+    body = {"charging_profile": profile, "response_url": response_url}
+    return (_legacy_shape(body) if flags.legacy_profile_shape else body), rate, unit
+
+
+def _legacy_shape(body: dict[str, Any]) -> dict[str, Any]:
+    legacy = body["charging_profile"]
+    periods = legacy.pop("charging_profile_period", [])
+    legacy["charging_profile_period"] = periods[0] if len(periods) == 1 else periods
+    legacy["min_charge_rate"] = legacy.pop("min_charging_rate", 0.0)
     return body
 
 

@@ -9,22 +9,34 @@ a newer one supersedes the older. Requests to one CPO run with bounded concurren
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import threading
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import httpx
 from starlette.concurrency import run_in_threadpool
 
 from adapters.ocpi.v2_2_1 import mapping
-from adapters.ocpi.v2_2_1.client import OcpiClient
+from adapters.ocpi.v2_2_1.client import OcpiClient, profile_answer
 from adapters.ocpi.v2_2_1.context import OcpiContext
-from adapters.ocpi.v2_2_1.schemas import ChargingProfileResponse, ChargingProfileResponseType
-from adapters.ocpi.v2_2_1.transport import OCPI_VERSION, OcpiError, PartyRef, join_url
+from adapters.ocpi.v2_2_1.http1 import Http1Error, Http1Pool, Origin, RequestTemplate
+from adapters.ocpi.v2_2_1.schemas import ChargingProfileResponse, ChargingProfileResponseType, ModuleID
+from adapters.ocpi.v2_2_1.transport import (
+    OCPI_VERSION,
+    X_CORRELATION_ID,
+    X_REQUEST_ID,
+    OcpiError,
+    OcpiHttpError,
+    PartyRef,
+    join_url,
+)
 from vpp.db import new_id, unit_of_work
 from vpp.observability import OCPI_ERRORS, PROFILE_OUTCOMES, PROFILE_REQUESTS
 from vpp.ocpi import service as connections
@@ -33,6 +45,10 @@ from vpp.ports import Clock, LimitOutcome, LimitStatus, SessionLimit, SystemCloc
 from vpp.sessions import limits
 
 log = logging.getLogger(__name__)
+_JSON = json.JSONEncoder(separators=(",", ":"))
+# Where a session charges (CPO, EVSE, connector) is read again after this long, or when the cache is this big.
+TARGET_CACHE_S = 60.0
+TARGET_CACHE_SIZE = 200_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +68,15 @@ class _Job:
 
 
 @dataclass(frozen=True, slots=True)
+class _Route:
+    """A CPO's ChargingProfiles receiver on the wire: its keep-alive pool and the request template."""
+
+    pool: Http1Pool
+    template: RequestTemplate
+    base_url: str
+
+
+@dataclass(frozen=True, slots=True)
 class _Answer:
     job: _Job
     response: ChargingProfileResponse | None
@@ -67,13 +92,16 @@ class OcpiChargePointNetwork:
         self._context = context
         self._http = http
         self._clock: Clock = clock or SystemClock()
-        self._semaphores: dict[str, asyncio.Semaphore] = {}
         # Batches store their requests one at a time: concurrent writers only wait on each other (SQLite's
         # busy handler sleeps) and share one GIL.
         self._db_lock = threading.Lock()
-        # Long-lived keep-alive clients, one per CPO connection, owned by the event loop that made them.
+        # Long-lived keep-alive connections, one pool per CPO connection, owned by the event loop that made them:
+        # lean HTTP/1.1 pools on the wire (no client injected), else httpx clients.
         self._clients: dict[str, httpx.AsyncClient] = {}
+        self._pools: dict[str, Http1Pool] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._results_url: str | None = None
+        self._target_cache: dict[str, tuple[float, limits.SteeringTarget]] = {}
 
     async def set_limits(self, limits_: Sequence[SessionLimit]) -> list[LimitOutcome]:
         """Cap each session's power; one outcome per limit, in order (``accepted`` awaits the CPO's result)."""
@@ -91,7 +119,12 @@ class OcpiChargePointNetwork:
     # ----------------------------------------------------------------------------------- planning
 
     def _response_url(self, request_id: str) -> str:
-        return join_url(self._context.module_url("chargingprofiles"), "results", request_id)
+        if self._results_url is None:
+            base = join_url(self._context.module_url("chargingprofiles"), "results")
+            self._results_url = base + "/" if not urlsplit(base).query else ""
+        if not self._results_url:
+            return join_url(self._context.module_url("chargingprofiles"), "results", request_id)
+        return self._results_url + request_id
 
     def _plan(
         self, requested: list[SessionLimit], kind: str, now: datetime
@@ -103,7 +136,7 @@ class OcpiChargePointNetwork:
         with self._db_lock, unit_of_work(self._context.session_factory) as session:
             limits.expire_lost(session, now=now)
             ids = [limit.session_id for limit in requested]
-            targets = limits.targets(session, ids)
+            targets = self._targets(session, ids)
             waiting = limits.backing_off(session, [sid for sid in ids if sid in targets], now)
             peers: dict[str, PeerAccess | str] = {}
             for index, limit in enumerate(requested):
@@ -129,6 +162,25 @@ class OcpiChargePointNetwork:
             # Every request is stored (in bulk) before any is sent.
             limits.open_requests(session, rows)
         return outcomes, jobs
+
+    def _targets(self, session: Any, ids: list[str]) -> dict[str, limits.SteeringTarget]:
+        """Each session's steering target: where it charges is kept for a while (it does not move), its status
+        is read every time."""
+        moment = time.monotonic()
+        if len(self._target_cache) > TARGET_CACHE_SIZE:
+            self._target_cache.clear()
+        cached = {sid: hit[1] for sid in ids
+                  if (hit := self._target_cache.get(sid)) is not None and moment - hit[0] < TARGET_CACHE_S}
+        found = limits.targets(session, [sid for sid in ids if sid not in cached])
+        for sid, target in found.items():
+            self._target_cache[sid] = (moment, target)
+        if cached:
+            status = limits.statuses(session, list(cached))
+            for sid, target in cached.items():
+                if sid in status:
+                    found[sid] = limits.SteeringTarget(target.session_id, target.external_id, target.connection_id,
+                                                       status[sid], target.connector)
+        return found
 
     def _decide(
         self, rows: list[dict[str, Any]], index: int, limit: SessionLimit, kind: str,
@@ -182,48 +234,58 @@ class OcpiChargePointNetwork:
         if limit_kw < 0 and not peer.flags.discharge_profiles:
             limit_kw, clipped = 0.0, True
             message = "negative limit clipped to 0: the connection has no discharge_profiles flag"
-        profile, rate, unit = mapping.limit_profile(
-            limit_kw, connector=connector, flags=peer.flags, now=now, valid_until=limit.valid_until
+        body, rate, unit = mapping.limit_profile_body(
+            limit_kw, connector=connector, flags=peer.flags, now=now, valid_until=limit.valid_until,
+            response_url=self._response_url(request_id),
         )
         row.update(requested_limit_kw=limit.limit_kw, limit_kw=round(limit_kw, 3), clipped=clipped,
                    valid_until=limit.valid_until, sent_limit=rate, sent_unit=unit.value, message=message or None)
-        body = mapping.set_profile_body(profile, self._response_url(request_id), peer.flags)
         return _Job(index, request_id, limit.session_id, external_id, peer, kind, body, limit_kw, clipped, message)
 
     # ------------------------------------------------------------------------------------ sending
 
-    def _http_for(self, connection_id: str) -> httpx.AsyncClient:
-        """The injected client, else this CPO's keep-alive pool (as many connections as requests in flight)."""
-        if self._http is not None:
-            return self._http
+    def _own_loop(self) -> None:
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
-            # Clients of another (finished) loop cannot be used here; they are left to the collector.
-            self._clients, self._semaphores, self._loop = {}, {}, loop
+            # Connections of another (finished) loop cannot be used here; they are left to the collector.
+            self._clients, self._pools, self._loop = {}, {}, loop
+
+    def _lean(self) -> bool:
+        """Whether requests go out on lean HTTP/1.1 pools (nothing injected for tests or quirks)."""
+        return self._http is None and self._context.http_factory is None
+
+    def _http_for(self, connection_id: str) -> httpx.AsyncClient:
+        """The injected client, else this CPO's httpx client from the context's factory."""
+        if self._http is not None:
+            return self._http
+        self._own_loop()
         client = self._clients.get(connection_id)
         if client is None:
-            settings = self._context.settings
-            if self._context.http_factory is None:
-                size = settings.profile_concurrency_per_cpo
-                client = httpx.AsyncClient(timeout=settings.http_timeout_seconds, limits=httpx.Limits(
-                    max_connections=size, max_keepalive_connections=size))
-            else:
-                client = self._context.http()
-            self._clients[connection_id] = client
+            client = self._clients[connection_id] = self._context.http()
         return client
 
+    def _pool_for(self, connection_id: str, origin: Origin) -> Http1Pool:
+        """This CPO's keep-alive pool for ``origin`` (as many connections as requests in flight)."""
+        self._own_loop()
+        pool = self._pools.get(connection_id)
+        if pool is None or pool.origin != origin:
+            if pool is not None:
+                pool.close()
+            settings = self._context.settings
+            pool = self._pools[connection_id] = Http1Pool(
+                origin, size=settings.profile_concurrency_per_cpo, timeout_s=settings.http_timeout_seconds)
+        return pool
+
     async def aclose(self) -> None:
-        """Close the keep-alive clients this network opened."""
+        """Close the keep-alive connections this network opened."""
         clients, self._clients = self._clients, {}
+        pools, self._pools = self._pools, {}
+        for pool in pools.values():
+            pool.close()
         for client in clients.values():
             await client.aclose()
 
-    def _semaphore(self, connection_id: str) -> asyncio.Semaphore:
-        if connection_id not in self._semaphores:
-            self._semaphores[connection_id] = asyncio.Semaphore(self._context.settings.profile_concurrency_per_cpo)
-        return self._semaphores[connection_id]
-
-    def _client(self, http: httpx.AsyncClient, peer: PeerAccess) -> OcpiClient:
+    def _client(self, http: httpx.AsyncClient | None, peer: PeerAccess) -> OcpiClient:
         peer_party = next((PartyRef(r.country_code, r.party_id) for r in peer.roles if r.role == "CPO"), None)
         return OcpiClient(
             http, versions_url=peer.versions_url or "", token=peer.outgoing_token, raw_token=peer.flags.raw_token,
@@ -231,29 +293,76 @@ class OcpiChargePointNetwork:
             details=mapping.details_from_endpoints(peer.version or OCPI_VERSION, peer.endpoints),
         )
 
-    async def _send(self, client: OcpiClient, job: _Job) -> _Answer:
+    async def _send(self, client: OcpiClient, route: _Route | None, job: _Job) -> _Answer:
         try:
-            async with self._semaphore(job.peer.connection_id):
-                if job.kind == "clear":
-                    response = await client.clear_charging_profile(job.external_id, self._response_url(job.request_id))
-                else:
-                    assert job.body is not None
-                    # The body is prebuilt (rounded limit, per-peer shape), so it goes out as is.
-                    response = await client._profile_call("PUT", job.external_id, json=job.body)
+            if route is not None:
+                response = await self._call_lean(route, job)
+            elif job.kind == "clear":
+                response = await client.clear_charging_profile(job.external_id, self._response_url(job.request_id))
+            else:
+                assert job.body is not None
+                # The body is prebuilt (rounded limit, per-peer shape), so it goes out as is.
+                response = await client._profile_call("PUT", job.external_id, json=job.body)
         except OcpiError as exc:
             OCPI_ERRORS.labels(job.peer.connection_id, f"charging_profile_{job.kind}").inc()
             return _Answer(job, None, exc.message)
         return _Answer(job, response, None)
 
+    def _route(self, client: OcpiClient, connection_id: str) -> _Route:
+        """How requests to this CPO's ChargingProfiles receiver are written on its keep-alive pool."""
+        # join_url appends each session id as a last path segment: the template's base is the URL without it.
+        example = client.profile_url("x")
+        parts = urlsplit(example)
+        base = urlunsplit((parts.scheme, parts.netloc, parts.path[:-1], parts.query, ""))
+        headers = client.request_headers(ModuleID.CHARGING_PROFILES, "-", request_id="-")
+        fixed = {k: v for k, v in headers.items() if k not in (X_REQUEST_ID, X_CORRELATION_ID)}
+        template = RequestTemplate(base, fixed)
+        return _Route(self._pool_for(connection_id, template.origin), template, base)
+
+    async def _call_lean(self, route: _Route, job: _Job) -> ChargingProfileResponse:
+        """The same call as the client's, written as bytes on this CPO's keep-alive pool."""
+        tail = job.external_id.strip("/")
+        # Our request id is unique per request and names the whole exchange (the result comes back with it).
+        ids = {X_REQUEST_ID: job.request_id, X_CORRELATION_ID: job.request_id}
+        if job.kind == "clear":
+            method = "DELETE"
+            request = route.template.render(method, tail, headers=ids, query=urlencode(
+                {"response_url": self._response_url(job.request_id)}))
+        else:
+            method = "PUT"
+            request = route.template.render(method, tail, headers=ids, body=_JSON.encode(job.body).encode())
+        try:
+            answer = await route.pool.request(request)
+        except Http1Error as exc:
+            raise OcpiHttpError(f"{method} {route.base_url}{tail} failed: {exc}") from exc
+        return profile_answer(f"{method} {route.base_url}{tail}", answer.status, answer.reason, answer.body)
+
+    async def _send_all(self, jobs: list[_Job]) -> list[_Answer]:
+        """Every job's answer; each CPO gets as many requests in flight as its concurrency allows."""
+        queues: dict[str, list[_Job]] = {}
+        for job in reversed(jobs):  # popped from the end: sent in the order given
+            queues.setdefault(job.peer.connection_id, []).append(job)
+        answers: list[_Answer] = []
+
+        async def worker(client: OcpiClient, route: _Route | None, queue: list[_Job]) -> None:
+            while queue:
+                answers.append(await self._send(client, route, queue.pop()))
+
+        workers = []
+        size = self._context.settings.profile_concurrency_per_cpo
+        for connection_id, queue in queues.items():
+            peer = queue[0].peer
+            client = self._client(None if self._lean() else self._http_for(connection_id), peer)
+            route = self._route(client, connection_id) if self._lean() else None
+            workers += [worker(client, route, queue) for _ in range(min(size, len(queue)))]
+        await asyncio.gather(*workers)
+        return answers
+
     async def _run(
         self, outcomes: list[LimitOutcome | None], jobs: list[_Job], now: datetime
     ) -> list[LimitOutcome]:
         if jobs:
-            clients: dict[str, OcpiClient] = {}
-            for job in jobs:
-                if job.peer.connection_id not in clients:
-                    clients[job.peer.connection_id] = self._client(self._http_for(job.peer.connection_id), job.peer)
-            answers = await asyncio.gather(*(self._send(clients[job.peer.connection_id], job) for job in jobs))
+            answers = await self._send_all(jobs)
             recorded = await run_in_threadpool(self._record, answers, self._clock.now())
             for outcome in recorded:
                 outcomes[outcome[0]] = outcome[1]
@@ -263,27 +372,30 @@ class OcpiChargePointNetwork:
         settings = self._context.settings
         recorded: list[tuple[int, LimitOutcome]] = []
         rows: list[limits.Answer] = []
+        counts: dict[tuple[str, str, str], int] = {}
         with self._db_lock, unit_of_work(self._context.session_factory) as session:
             for answer in answers:
                 job = answer.job
-                base = LimitOutcome(job.session_id, LimitStatus.FAILED, job.request_id, job.limit_kw, job.clipped,
-                                    message=job.message)
                 if answer.response is None:
                     rows.append(limits.Answer(job.request_id, "failed", message=answer.error))
-                    outcome = replace(base, message="; ".join(m for m in (job.message, answer.error or "") if m))
+                    message = "; ".join(m for m in (job.message, answer.error or "") if m)
+                    outcome = LimitOutcome(job.session_id, LimitStatus.FAILED, job.request_id, job.limit_kw,
+                                           job.clipped, message=message)
                 else:
-                    row, outcome = self._answer(session, job, answer.response, base, now, settings)
+                    row, outcome = self._answer(session, job, answer.response, now, settings)
                     rows.append(row)
-                PROFILE_REQUESTS.labels(job.kind, outcome.status.value).inc()
-                PROFILE_OUTCOMES.labels(job.peer.connection_id, job.kind, outcome.status.value).inc()
+                key = (job.peer.connection_id, job.kind, outcome.status.value)
+                counts[key] = counts.get(key, 0) + 1
                 recorded.append((job.index, outcome))
             limits.record_answers(session, rows, now=now)
+        for (connection_id, kind, status), count in counts.items():
+            PROFILE_REQUESTS.labels(kind, status).inc(count)
+            PROFILE_OUTCOMES.labels(connection_id, kind, status).inc(count)
         return recorded
 
     @staticmethod
     def _answer(
-        session: Any, job: _Job, response: ChargingProfileResponse, base: LimitOutcome, now: datetime,
-        settings: Any,
+        session: Any, job: _Job, response: ChargingProfileResponse, now: datetime, settings: Any,
     ) -> tuple[limits.Answer, LimitOutcome]:
         status = mapping.response_status(response.result)
         deadline = backoff = retry_at = None
@@ -302,4 +414,5 @@ class OcpiChargePointNetwork:
             job.request_id, status.value, answer=response.result.value, timeout_s=response.timeout,
             deadline_at=deadline, backoff_s=backoff, retry_at=retry_at, message=job.message or None,
         )
-        return row, replace(base, status=status, retry_after_s=backoff)
+        return row, LimitOutcome(job.session_id, status, job.request_id, job.limit_kw, job.clipped,
+                                 retry_after_s=backoff, message=job.message)

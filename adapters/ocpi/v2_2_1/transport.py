@@ -384,9 +384,9 @@ def new_request_id() -> str:
     return str(uuid.uuid4())
 
 
-def message_id_headers(correlation_id: str | None = None) -> dict[str, str]:
-    """X-Request-ID (always new) and X-Correlation-ID (given or new)."""
-    return {X_REQUEST_ID: new_request_id(), X_CORRELATION_ID: correlation_id or new_request_id()}
+def message_id_headers(correlation_id: str | None = None, *, request_id: str | None = None) -> dict[str, str]:
+    """X-Request-ID and X-Correlation-ID (each given or new)."""
+    return {X_REQUEST_ID: request_id or new_request_id(), X_CORRELATION_ID: correlation_id or new_request_id()}
 
 
 def echo_id_headers(request_headers: Mapping[str, str]) -> dict[str, str]:

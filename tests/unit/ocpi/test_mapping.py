@@ -1,3 +1,4 @@
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -99,3 +100,21 @@ def test_a_connector_without_max_electric_power_gets_none_rated_and_the_phase_co
 def test_every_sync_answer_has_a_limit_status() -> None:
     assert {mapping.response_status(r).value for r in wire.ChargingProfileResponseType} == {
         "accepted", "not_supported", "rejected", "too_often", "unknown_session"}
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+@pytest.mark.parametrize("watts", [False, True])
+def test_the_direct_profile_body_is_the_models_body(legacy: bool, watts: bool) -> None:
+    # The dispatcher builds thousands of bodies per cycle without the models: they must be the same JSON.
+    flags = ConnectionFlags(legacy_profile_shape=legacy, profiles_in_watts=watts)
+    url = "https://scsp.example/ocpi/scsp/2.2.1/chargingprofiles/results/r1"
+    now = NOW.replace(microsecond=123456)
+    for connector in (AC3, DC, None):
+        for limit_kw in (0.0, 3.7, 7.36, 11.04, 22.0, 49.99, 150.0):
+            for valid_until in (None, now + timedelta(minutes=5), now + timedelta(milliseconds=10)):
+                profile, rate, unit = mapping.limit_profile(limit_kw, connector=connector, flags=flags, now=now,
+                                                            valid_until=valid_until)
+                body, rate2, unit2 = mapping.limit_profile_body(limit_kw, connector=connector, flags=flags, now=now,
+                                                                valid_until=valid_until, response_url=url)
+                expected = mapping.set_profile_body(profile, url, flags)
+                assert json.dumps(body) == json.dumps(expected) and (rate2, unit2) == (rate, unit)
