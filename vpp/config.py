@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     dispatch_deadband_kw: float = Field(0.5, description="A session limit is resent only beyond this change ...")
     dispatch_deadband_pct: float = Field(5.0, description="... and beyond this share of the previous limit.")
     dispatch_send_timeout_seconds: float = Field(3.0, description="Time box of one batch of limits to a CPO.")
+    dispatch_snapshot_max_age_seconds: float = Field(
+        10.0, description="How old the fleet read a cycle plans with may be; it is read again between cycles.")
     dispatch_lease_ttl_seconds: float = Field(10.0, description="Pool lease lifetime; renewed every third of it.")
     dispatch_unavailable_seconds: float = Field(60.0, description="How long a failed session sits out.")
     dispatch_too_often_backoff_seconds: float = Field(30.0, description="Backoff after TOO_OFTEN without a hint.")

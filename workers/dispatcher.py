@@ -18,6 +18,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from vpp import aio
 from vpp.config import Settings
 from vpp.db import unit_of_work
 from vpp.dispatch import service
@@ -55,7 +56,7 @@ from workers.bus import (
 
 log = logging.getLogger(__name__)
 
-BATCH_SIZE = 500
+BATCH_SIZE = 2500
 # The network is OCPI: a session's power arrives as charging-period averages, up to 15 minutes long.
 OCPI_TELEMETRY_PERIOD_S = 900.0
 
@@ -110,6 +111,7 @@ class Dispatcher:
         self.send_timeout = settings.dispatch_send_timeout_seconds
         self.owned: dict[str, OwnedPool] = {}
         self.sends: set[asyncio.Task[None]] = set()
+        self._warming: asyncio.Task[None] | None = None
         self._next_lease_check = 0.0
 
     @property
@@ -139,6 +141,8 @@ class Dispatcher:
         now = time.monotonic()
         wait = min([self.interval, *(p.next_due - now for p in self.owned.values())])
         wait = min(max(wait, 0.0), max(self._next_lease_check - now, 0.0))
+        if self.owned and not self.sends and (self._warming is None or self._warming.done()):
+            self._warming = asyncio.create_task(self.warm())
         events = await self.receiver.receive(list(self.owned), wait)
         due = {pool for pool, owned in self.owned.items() if owned.next_due <= time.monotonic()}
         for event in events:
@@ -152,6 +156,16 @@ class Dispatcher:
             if plan is not None:
                 plans.append(plan)
         return plans
+
+    async def warm(self) -> None:
+        """Between cycles: read the pools' state again (if the source caches it), so no cycle waits for the read."""
+        prefetch = getattr(self.source, "prefetch", None)
+        if prefetch is None:
+            return
+        try:
+            await asyncio.to_thread(prefetch, self.clock.now())
+        except Exception:
+            log.warning("reading the fleet ahead of a cycle failed", exc_info=True)
 
     async def manage_leases(self) -> None:
         """Renew the pools we hold, drop the lost ones, and try to take the free ones."""
@@ -283,7 +297,7 @@ class Dispatcher:
         """Finish sends briefly, then release every lease so a successor need not wait for expiry."""
         with contextlib.suppress(Exception):
             await self.drain(self.send_timeout)
-        for task in list(self.sends):
+        for task in [*self.sends, *([self._warming] if self._warming else [])]:
             task.cancel()
         for pool in list(self.owned):
             try:
@@ -339,7 +353,9 @@ def default_components(
                                  config=PortfolioConfig(market_timezone=settings.market_timezone))
     context = OcpiContext(session_factory=session_factory, public_url=settings.public_url, pepper=settings.secret,
                           settings=OcpiSettings())
-    return DispatchPools(portfolio), OcpiChargePointNetwork(context, clock=clock)
+    pools = DispatchPools(portfolio, max_age_s=settings.dispatch_snapshot_max_age_seconds,
+                          refresh_after_s=settings.dispatch_interval_seconds)
+    return pools, OcpiChargePointNetwork(context, clock=clock)
 
 
 def build_dispatcher(
@@ -384,7 +400,7 @@ class EmbeddedDispatcher:
         return self
 
     def _main(self) -> None:
-        loop = asyncio.new_event_loop()
+        loop = aio.new_event_loop()
         self._loop = loop
         self._stop = asyncio.Event()
         loop.call_soon(self._started.set)

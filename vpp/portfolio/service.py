@@ -340,24 +340,39 @@ class PortfolioService:
         """The service's current time."""
         return self._clock.now()
 
-    def fleet(self, db: Session, at: datetime | None = None) -> Fleet:
-        """The fleet at ``at`` (default now), reused for ``fleet_cache_seconds`` of wall time.
+    def fleet(self, db: Session, at: datetime | None = None, *, max_age_s: float | None = None) -> Fleet:
+        """The fleet at ``at`` (default now), reused for ``max_age_s`` (``fleet_cache_seconds``) of wall time.
 
         A trader's page asks for pools, flexibility and sessions at once, and a dispatcher cycle asks for every
         pool at the same instant: one read serves them all. Writes through this service invalidate it.
         """
         moment = at or self.now()
+        max_age = self.config.fleet_cache_seconds if max_age_s is None else max_age_s
         with self._lock:
             cached = self._cached
         # Fresh in wall time and taken at (nearly) the same moment of the service's clock, which in a simulation
         # runs far faster than the wall clock.
-        if (cached is not None and time.monotonic() - cached[1] < self.config.fleet_cache_seconds
-                and abs((cached[0].at - moment).total_seconds()) <= self.config.fleet_cache_seconds):
+        if (cached is not None and time.monotonic() - cached[1] < max_age
+                and abs((cached[0].at - moment).total_seconds()) <= max_age):
             return cached[0]
-        fleet = load_fleet(db, moment)
+        return self._load(db, moment)
+
+    def _load(self, db: Session, at: datetime) -> Fleet:
+        fleet = load_fleet(db, at)
         with self._lock:
             self._cached = (fleet, time.monotonic())
         return fleet
+
+    def refresh_fleet(self, at: datetime) -> None:
+        """Read the fleet at ``at`` now and keep it as the cached one."""
+        with unit_of_work(self._factory) as db:
+            self._load(db, at)
+
+    def fleet_age_s(self) -> float:
+        """Wall seconds since the cached fleet was read (infinite without one)."""
+        with self._lock:
+            cached = self._cached
+        return math.inf if cached is None else time.monotonic() - cached[1]
 
     def invalidate(self) -> None:
         """Forget the cached fleet (after a need, booking or topology change)."""
@@ -410,10 +425,10 @@ class PortfolioService:
                                             self.config)
             return dayahead_instance(fleet, pool, horizon, forecast, prices_eur_per_mwh, reliability)
 
-    def snapshot(self, pool: str, at: datetime) -> DispatchSnapshot | None:
+    def snapshot(self, pool: str, at: datetime, *, max_age_s: float | None = None) -> DispatchSnapshot | None:
         """What the dispatcher controls in ``pool`` now (PoolSnapshotSource); None for a pool without sessions."""
         with unit_of_work(self._factory) as db:
-            fleet = self.fleet(db, at)
+            fleet = self.fleet(db, at, max_age_s=max_age_s)
             if pool not in fleet.pools():
                 return None
             return dispatch_snapshot(fleet, pool, at, site_loads_kw(db, at))
@@ -427,8 +442,13 @@ class DispatchPools:
     would send each session several competing limits.
     """
 
-    def __init__(self, portfolio: PortfolioService) -> None:
+    def __init__(self, portfolio: PortfolioService, *, max_age_s: float | None = None,
+                 refresh_after_s: float = 1.0) -> None:
         self._portfolio = portfolio
+        # The fleet (every session's state, telemetry in 5-15 minute periods) may be this old when a cycle plans;
+        # the dispatcher reads it again between cycles (``prefetch``) so that a setpoint never waits for the read.
+        self.max_age_s = max_age_s
+        self.refresh_after_s = refresh_after_s
 
     def pools(self) -> list[str]:
         """The zone pools with sessions now."""
@@ -436,7 +456,14 @@ class DispatchPools:
 
     def snapshot(self, pool: str, at: datetime) -> DispatchSnapshot | None:
         """The zone pool's snapshot."""
-        return self._portfolio.snapshot(pool, at)
+        return self._portfolio.snapshot(pool, at, max_age_s=self.max_age_s)
+
+    def prefetch(self, at: datetime) -> bool:
+        """Read the fleet again ahead of the next cycle when it is older than ``refresh_after_s``."""
+        if self._portfolio.fleet_age_s() < self.refresh_after_s:
+            return False
+        self._portfolio.refresh_fleet(at)
+        return True
 
 
 class CongestionView:
