@@ -14,7 +14,6 @@ import httpx
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
-from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from adapters.ocpi.v2_2_1.schemas import (
@@ -27,6 +26,7 @@ from adapters.ocpi.v2_2_1.transport import (
     OcpiStatus,
     Routing,
     echo_id_headers,
+    format_datetime,
     match_token,
     ocpi_error,
     ocpi_response,
@@ -68,17 +68,36 @@ async def _deliver_results_forever(sim: CpoSimulator, tick_s: float) -> None:
         await asyncio.sleep(tick_s)
 
 
+class _LowerCaseHeaders(dict[str, str]):
+    """Request headers by lower-case name (ASGI gives them lower-cased), looked up in any case."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return super().get(key.lower(), default)
+
+
 class FastProfilePut:
     """ChargingProfiles PUT answered before FastAPI (no routing, no middleware stack), with the same answers.
 
-    For benchmarks where the CPO side must stay cheap next to the system measured. Falls through to the full
-    app for every other request and whenever fault injection of latency or errors is on.
+    For benchmarks where the CPO side must stay cheap next to the system measured: serve ``fast_app(app)``, which
+    puts this in front of the whole app. Falls through to the full app for every other request and whenever fault
+    injection of latency or errors is on.
     """
 
     def __init__(self, app: ASGIApp, simulator: CpoSimulator) -> None:
         self.app = app
         self.sim = simulator
         self.prefix = f"{MODULE_PREFIX}/chargingprofiles/"
+        self._tokens: dict[str, str | None] = {}
+
+    def _token(self, header: str | None) -> str | None:
+        if header is None:
+            return None
+        token = self._tokens.get(header)
+        if token is None or token not in self.sim.connections:
+            if len(self._tokens) > 1000:
+                self._tokens.clear()
+            token = self._tokens[header] = match_token(header, self.sim.connections)
+        return token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         faults = self.sim.faults.config
@@ -92,7 +111,7 @@ class FastProfilePut:
         if not session_id or "/" in session_id:
             await self.app(scope, receive, send)
             return
-        headers = Headers(scope=scope)
+        headers = _LowerCaseHeaders((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"])
         chunks = []
         more = True
         while more:
@@ -101,7 +120,7 @@ class FastProfilePut:
             more = message.get("more_body", False)
         sim = self.sim
         http_status, extra = 200, {}
-        token = match_token(headers.get("Authorization"), sim.connections)
+        token = self._token(headers.get("authorization"))
         now = sim.now()
         if token is None:
             http_status, body = 401, ocpi_error(OcpiStatus.CLIENT_ERROR, "unknown or missing token", timestamp=now)
@@ -121,7 +140,8 @@ class FastProfilePut:
                 else:
                     answer = sim.request_profile(sim.connections[token], session_id, "set", request.response_url,
                                                  profile=request.charging_profile)
-                    body = ocpi_response(answer, timestamp=sim.now())
+                    body = {"data": {"result": answer.result.value, "timeout": answer.timeout},
+                            "status_code": int(OcpiStatus.SUCCESS), "timestamp": format_datetime(sim.now())}
                     extra = routing_headers(sim.party, Routing.from_headers(headers).sender)
         content = json.dumps(body, separators=(",", ":")).encode()
         extra.update(echo_id_headers(headers))
@@ -129,6 +149,12 @@ class FastProfilePut:
         raw_headers.extend((k.lower().encode(), v.encode()) for k, v in extra.items())
         await send({"type": "http.response.start", "status": http_status, "headers": raw_headers})
         await send({"type": "http.response.body", "body": content})
+
+
+def fast_app(app: FastAPI) -> ASGIApp:
+    """The app to serve: with ``fast_profiles`` on, ChargingProfiles PUTs are answered in front of it."""
+    sim = get_simulator(app)
+    return FastProfilePut(app, sim) if sim.config.fast_profiles else app
 
 
 class PlugIn(BaseModel):
@@ -210,6 +236,7 @@ def create_cpo_app(
 
     app.add_middleware(StripTrailingSlash)
     if config.fast_profiles:
+        # In-process (ASGI transport) callers reach it here; servers put it in front of the app (fast_app).
         app.add_middleware(FastProfilePut, simulator=sim)
 
     # ------------------------------------------------------------------------------- helpers

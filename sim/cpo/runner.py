@@ -6,7 +6,7 @@ import logging
 
 import uvicorn
 
-from sim.cpo.app import create_cpo_app
+from sim.cpo.app import create_cpo_app, fast_app
 from sim.cpo.config import CpoConfig
 from sim.cpo.faults import FaultConfig
 
@@ -91,4 +91,4 @@ def run_cpo(
     simulator = app.state.simulator
     print(f"simulated CPO {config.party}: versions {simulator.versions_url}")
     print(f"token A (give to the SCSP): {sorted(simulator.token_a)[0]}")
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    uvicorn.run(fast_app(app), host=host, port=port, log_level=log_level)

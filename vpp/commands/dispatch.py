@@ -7,6 +7,7 @@ import asyncio
 import signal
 from typing import Any
 
+from vpp import aio
 from vpp.commands.common import CommandError, load_settings, open_database
 
 
@@ -40,7 +41,7 @@ def dispatcher(args: argparse.Namespace) -> int:
         await build_dispatcher(settings, factory).run(stop)
 
     try:
-        asyncio.run(main())
+        aio.run(main())
     finally:
         engine.dispose()
     return 0

@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 
 from adapters.ocpi.v2_2_1.transport import encode_token, format_datetime
+from vpp import aio
 
 T0 = datetime(2026, 1, 5, 6, 0, tzinfo=UTC)
 HOST = "127.0.0.1"
@@ -262,14 +263,6 @@ async def _drive(
     }
 
 
-def _run_loop(coroutine: Any) -> Any:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coroutine)
-    return uvloop.run(coroutine)
-
-
 def _wait_ready(base: str, server: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -305,7 +298,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
             try:
                 _wait_ready(f"http://{HOST}:{port}", server)
-                figures = _run_loop(_drive(port, token, args, server.pid))
+                figures = aio.run(_drive(port, token, args, server.pid))
             finally:
                 server.terminate()
                 server.wait(timeout=30)
