@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -53,8 +53,15 @@ class Base(DeclarativeBase):
 
 
 def new_id() -> str:
-    """A new random identifier for rows whose id we mint."""
-    return uuid.uuid4().hex
+    """A new identifier for rows whose id we mint: a UUIDv7 in hex (unix milliseconds, then random bits).
+
+    Ids minted later sort later, so inserts land at the right edge of primary-key indexes instead of all over
+    them (a dispatch cycle inserts thousands of rows at once); minted without a UUID object, for speed.
+    """
+    raw = bytearray((time.time_ns() // 1_000_000).to_bytes(6, "big") + os.urandom(10))
+    raw[6] = (raw[6] & 0x0F) | 0x70
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    return raw.hex()
 
 
 def utcnow() -> datetime:
