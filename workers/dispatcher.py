@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import threading
 import time
@@ -185,6 +186,7 @@ class Dispatcher:
         except Exception:
             log.exception("listing pools failed")
             pools = []
+        took = False
         for pool in pools:
             if pool in self.owned:
                 continue
@@ -195,6 +197,11 @@ class Dispatcher:
                 continue
             if fence is not None:
                 await self.take_over(pool, fence)
+                took = True
+        if took:
+            # What is alive now (modules, caches, the pools' state) lives on: keep it out of the collector's
+            # full passes, which otherwise walk it again for every few thousand limits a cycle sends.
+            gc.freeze()
         DISPATCH_POOLS_OWNED.set(len(self.owned))
 
     async def take_over(self, pool: str, fence: int) -> None:

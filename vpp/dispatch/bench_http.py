@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import math
 import multiprocessing
 import os
@@ -266,8 +267,19 @@ def run_http_dispatch_bench(sessions: int = 10_000, *, cpos: int = 5, concurrenc
                 statuses.update({str(k): int(v) for k, v in rows})
                 return sum(statuses.values()), sum(v for k, v in statuses.items() if k not in ("sending", "accepted"))
 
+            gc_time = [0.0, 0.0]
+
+            def gc_clock(phase: str, _info: dict[str, Any]) -> None:
+                if phase == "start":
+                    gc_time[1] = time.perf_counter()
+                else:
+                    gc_time[0] += time.perf_counter() - gc_time[1]
+
+            gc.callbacks.append(gc_clock)
+
             async def measured(post_setpoint: float | None) -> dict[str, Any]:
                 marks: dict[str, Any] = {}
+                gc_time[0] = 0.0
                 before = datetime.now(UTC) - timedelta(milliseconds=1)
                 pids = {"dispatcher (this process)": os.getpid(), "api": api.pid or 0, "cpos": sims.pid or 0}
                 cpu = {name: _cpu_s(pid) for name, pid in pids.items()}
@@ -285,6 +297,7 @@ def run_http_dispatch_bench(sessions: int = 10_000, *, cpos: int = 5, concurrenc
                 marks["cycle_s"] = time.perf_counter() - started
                 await dispatcher.drain()
                 marks["last_ack_s"] = time.perf_counter() - started
+                marks["gc_s"] = gc_time[0]
                 marks["cpu_s_to_last_ack"] = {name: round(_cpu_s(pid) - cpu[name], 2) for name, pid in pids.items()}
                 total, done = results_since(before)
                 while done < total and time.perf_counter() - started < 120:
@@ -340,7 +353,8 @@ def run_http_dispatch_bench(sessions: int = 10_000, *, cpos: int = 5, concurrenc
                "requests": marks["requests"], "results": marks["results"], "statuses": marks["statuses"],
                "setpoint_mw": marks["plan"].setpoint.setpoint_mw, "target_kw": round(marks["plan"].target_kw, 1),
                "total_kw": round(marks["plan"].total_kw, 1), "flags": marks["plan"].flags,
-               "where_time_goes": marks["where"], "cpu_seconds_to_last_ack": marks["cpu_s_to_last_ack"]}
+               "where_time_goes": marks["where"], "cpu_seconds_to_last_ack": marks["cpu_s_to_last_ack"],
+               "dispatcher_gc_seconds_to_last_ack": round(marks["gc_s"], 3)}
         if "setpoint_ack_s" in marks:
             out["setpoint_ack_seconds"] = round(marks["setpoint_ack_s"], 3)
         return out
