@@ -87,8 +87,10 @@ def _connectors(
 
 def backing_off(session: Session, session_ids: Sequence[str], now: datetime) -> dict[str, LimitRequest]:
     """The sessions whose newest request asks to wait past ``now`` (TOO_OFTEN), with that request."""
-    candidates = {sid for chunk in _chunks(sorted(set(session_ids))) for sid in session.scalars(
-        select(LimitRequest.session_id).where(LimitRequest.session_id.in_(chunk), LimitRequest.retry_at > now))}
+    # Few requests ask to wait (the retry_at index finds them); the sessions asked about are many.
+    wanted = set(session_ids)
+    candidates = {sid for sid in session.scalars(select(LimitRequest.session_id).where(LimitRequest.retry_at > now))
+                  if sid in wanted}
     found: dict[str, LimitRequest] = {}
     for sid in sorted(candidates):
         newest = last_request(session, sid)

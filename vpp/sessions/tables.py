@@ -74,6 +74,9 @@ class LimitRequest(Base):
     __table_args__ = (
         Index("ix_charging_profile_requests_session_created", "session_id", "created_at"),
         Index("ix_charging_profile_requests_status_deadline", "status", "deadline_at"),
+        # Outstanding requests of given sessions, and sessions backing off, without walking each session's history.
+        Index("ix_charging_profile_requests_session_status", "session_id", "status"),
+        Index("ix_charging_profile_requests_retry_at", "retry_at"),
     )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
