@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
+from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from adapters.ocpi.v2_2_1 import mapping
@@ -23,6 +24,8 @@ from vpp.ocpi.service import PeerAccess
 from vpp.sessions import service as sessions
 
 log = logging.getLogger(__name__)
+
+PAGE_ATTEMPTS = 3
 
 
 def _access(context: OcpiContext, connection_id: str) -> PeerAccess:
@@ -45,12 +48,23 @@ def _owned(peer: PeerAccess, country_code: str, party_id: str) -> bool:
 
 
 def _store_page(context: OcpiContext, store: Callable[[Any], str], items: list[Any]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    with unit_of_work(context.session_factory) as session:
-        for item in items:
-            outcome = store((session, item))
-            counts[outcome] = counts.get(outcome, 0) + 1
-    return counts
+    # Another process may store the same objects at the same moment (a pull the registration started and a
+    # resync, or two workers): the loser's insert hits a unique key. Stored again, it finds them and updates.
+    for attempt in range(1, PAGE_ATTEMPTS + 1):
+        counts: dict[str, int] = {}
+        try:
+            with unit_of_work(context.session_factory) as session:
+                for item in items:
+                    outcome = store((session, item))
+                    counts[outcome] = counts.get(outcome, 0) + 1
+        except IntegrityError:
+            if attempt == PAGE_ATTEMPTS:
+                raise
+            log.info("a concurrent writer stored objects of this page first; storing it again",
+                     extra={"attempt": attempt})
+            continue
+        return counts
+    raise AssertionError("unreachable")
 
 
 def _merge(total: dict[str, int], page: dict[str, int]) -> None:
