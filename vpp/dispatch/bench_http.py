@@ -195,6 +195,7 @@ def run_http_dispatch_bench(sessions: int = 10_000, *, cpos: int = 5, concurrenc
     from vpp.domain.isp import floor_to_isp
     from vpp.ocpi import service as connections
     from vpp.ocpi.tables import OcpiConnection
+    from vpp.sessions import limits
     from vpp.sessions.tables import ChargingSession, LimitRequest
     from workers.bus import InProcessActivationBus, InProcessLease
     from workers.dispatcher import Dispatcher, default_components
@@ -256,6 +257,8 @@ def run_http_dispatch_bench(sessions: int = 10_000, *, cpos: int = 5, concurrenc
             spans.wrap(network, "_plan", "profile requests write (before sending)")
             spans.wrap(network, "_send", "ChargingProfiles PUT (each, wall)")
             spans.wrap(network, "_record", "profile answers write")
+            for name in ("expire_lost", "targets", "statuses", "backing_off", "open_requests", "record_answers"):
+                spans.wrap(limits, name, f"  of which limits.{name}")
 
             statuses: dict[str, int] = {}
 

@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import math
+import random
 import threading
 import time
 from collections.abc import Sequence
@@ -46,8 +47,9 @@ from vpp.sessions import limits
 
 log = logging.getLogger(__name__)
 _JSON = json.JSONEncoder(separators=(",", ":"))
-# Where a session charges (CPO, EVSE, connector) is read again after this long, or when the cache is this big.
-TARGET_CACHE_S = 60.0
+# Where a session charges (CPO, EVSE, connector) is read again after about this long (each entry +-20 %, so
+# that the re-reads spread over many cycles), or when the cache is this big.
+TARGET_CACHE_S = 600.0
 TARGET_CACHE_SIZE = 200_000
 
 
@@ -170,10 +172,10 @@ class OcpiChargePointNetwork:
         if len(self._target_cache) > TARGET_CACHE_SIZE:
             self._target_cache.clear()
         cached = {sid: hit[1] for sid in ids
-                  if (hit := self._target_cache.get(sid)) is not None and moment - hit[0] < TARGET_CACHE_S}
+                  if (hit := self._target_cache.get(sid)) is not None and moment < hit[0]}
         found = limits.targets(session, [sid for sid in ids if sid not in cached])
         for sid, target in found.items():
-            self._target_cache[sid] = (moment, target)
+            self._target_cache[sid] = (moment + TARGET_CACHE_S * random.uniform(0.8, 1.2), target)
         if cached:
             status = limits.statuses(session, list(cached))
             for sid, target in cached.items():
