@@ -18,6 +18,9 @@ from vpp.domain.dispatch import DispatchSnapshot
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
+# A session is planned at no more than its remaining need lets it draw for five minutes (aFRR's full activation
+# time): a car that has reached its need stops drawing, which the dispatcher sees only a telemetry period later.
+NEED_HORIZON_H = 5.0 / 60.0
 
 
 @dataclass(frozen=True)
@@ -68,17 +71,29 @@ def build_problem(
     pinned_kw: FloatArray,
     max_override_kw: FloatArray,
     finish_margin_h: float = 0.0,
+    need_horizon_h: float = NEED_HORIZON_H,
 ) -> CycleProblem:
     """The allocation problem: snapshot bounds, pins (NaN = free), overrides of max (NaN = none), DSO groups.
 
     Needs are planned to be met ``finish_margin_h`` before departure: a limit stays in force until the next
     cycle, the CPO reports power only every period, and a car tapers near full, so planning to the last minute
     at the average rate leaves the need short.
+
+    A car stops once its need is met (its charge limit, or full), so no session is planned above what its
+    remaining need lets it draw for ``need_horizon_h``. Otherwise a full car could hold the power of an aFRR
+    activation or the room under a cap and draw nothing.
     """
     flags: dict[str, int] = {}
     pool = snapshot.pool
     max_kw = np.asarray(snapshot.max_kw, dtype=np.float64).copy()
     min_kw = np.minimum(np.asarray(snapshot.min_kw, dtype=np.float64), max_kw)
+    if need_horizon_h > 0:
+        drawable = np.maximum(np.nan_to_num(np.asarray(snapshot.energy_needed_kwh, dtype=np.float64), nan=np.inf),
+                              0.0) / need_horizon_h
+        limited = drawable < max_kw
+        if limited.any():
+            flags["need_limited"] = int(limited.sum())
+            max_kw = np.maximum(np.minimum(max_kw, drawable), np.maximum(min_kw, 0.0))
     groups = snapshot.groups
     group_max = np.asarray(groups.max_kw, dtype=np.float64).copy()
     member_session = np.asarray(groups.member_session, dtype=np.int64)

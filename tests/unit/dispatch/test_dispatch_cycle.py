@@ -266,3 +266,23 @@ def test_period_average_telemetry_is_not_judged_before_a_period_has_passed() -> 
     from workers.dispatcher import params_from
 
     assert params_from(Settings()).settle_s == 900.0
+
+
+def test_a_car_whose_need_is_met_is_not_planned_to_draw_more() -> None:
+    # An aFRR down activation (more consumption): a full car, leaving soonest, would be first in line for the
+    # extra power and draw none of it; a car with 0.5 kWh left can draw 6 kW for five minutes, not 22.
+    from vpp.domain.dispatch import GroupCaps
+
+    empty = np.zeros(0, dtype=np.int64)
+    snapshot = DispatchSnapshot(
+        pool="zone:NL", at=AT, session_ids=("full", "almost", "needy"), min_kw=np.zeros(3),
+        max_kw=np.full(3, 22.0), energy_needed_kwh=np.array([0.0, 0.5, 30.0]),
+        hours_to_departure=np.array([0.5, 1.0, 8.0]), current_kw=np.zeros(3), baseline_kw=np.full(3, 22.0),
+        groups=GroupCaps(group_ids=(), max_kw=np.zeros(0), member_session=empty, member_group=empty),
+        schedule_kw=0.0)
+    nan = np.full(3, math.nan)
+    cycle = build_problem(snapshot, PoolLimits(), 40.0, nan, nan, nan)
+    assert cycle.problem.max_kw.tolist() == pytest.approx([0.0, 6.0, 22.0])
+    assert cycle.flags["need_limited"] == 2
+    result = allocate(cycle.problem)
+    assert result.setpoints_kw.tolist() == pytest.approx([0.0, 6.0, 22.0])
