@@ -55,6 +55,20 @@ def pool_target_kw(baseline_kw: float, setpoint_mw: float, pool: str, limits: Po
     return min(target, cap) if cap is not None else target
 
 
+def capped_sessions(snapshot: DispatchSnapshot, limits: PoolLimits) -> BoolArray:
+    """Sessions that share a consumption cap: a finite group cap, a DSO cap or ordered reduction, a pool cap."""
+    n = len(snapshot.session_ids)
+    if snapshot.pool in limits.congestion_max_kw or snapshot.pool in limits.reduction_kw:
+        return np.ones(n, dtype=bool)
+    groups = snapshot.groups
+    finite = np.isfinite(np.asarray(groups.max_kw, dtype=np.float64)) | np.array(
+        [g in limits.congestion_max_kw or g in limits.reduction_kw for g in groups.group_ids], dtype=bool)
+    capped = np.zeros(n, dtype=bool)
+    member_group = np.asarray(groups.member_group, dtype=np.int64)
+    capped[np.asarray(groups.member_session, dtype=np.int64)[finite[member_group]]] = True
+    return capped
+
+
 @dataclass(frozen=True)
 class CycleProblem:
     """The allocation problem of one cycle and what had to be bent to make it feasible."""

@@ -21,10 +21,12 @@ from vpp.algorithms.dispatch import (
     PoolLimits,
     beyond_deadband,
     build_problem,
+    capped_sessions,
     off_limit,
     pool_baseline_kw,
     pool_target_kw,
 )
+from vpp.dispatch.car_limits import CarLimits
 from vpp.domain.dispatch import DispatchSnapshot
 from vpp.ports import LimitOutcome, LimitStatus
 
@@ -96,6 +98,7 @@ class PoolDispatch:
     changed_cycle: dict[str, int] = field(default_factory=dict)
     changed_at: dict[str, float] = field(default_factory=dict)
     cycles: int = 0
+    car_limits: CarLimits = field(default_factory=CarLimits)
     _outcomes: deque[tuple[float, list[LimitOutcome], list[float]]] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _prepared: PreparedPool | None = None
@@ -193,6 +196,16 @@ class PoolDispatch:
                     pinned[i] = measured[i]
                 else:
                     max_override[i] = measured[i]
+        # Under a cap, a car drawing below its limits is planned at what it draws and sent that as its limit
+        # (vpp.dispatch.car_limits) instead of the below-limit discount, which leaves its old limit in force.
+        capped = capped_sessions(snapshot, limits)
+        car_kw = self.car_limits.plan_max_kw(
+            ids, measured, last, pending, capped, np.asarray(snapshot.max_kw, dtype=np.float64), now_s, self.cycles,
+            settle_s=self.params.settle_s, settle_cycles=self.params.settle_cycles,
+            tolerance_kw=self.params.follow_tolerance_kw)
+        steered = capped & np.isnan(pinned)
+        discounted &= ~steered
+        max_override = np.where(steered, car_kw, max_override)
         pinned = np.where(blocked, measured, pinned)
         pinned = np.where(~np.isnan(pending), pending, pinned)
 
@@ -213,6 +226,7 @@ class PoolDispatch:
             self.last_kw[sid] = kw
             self.changed_cycle[sid] = self.cycles
             self.changed_at[sid] = now_s
+        self.car_limits.record_sent(send_ids, send_kw, now_s, self.cycles)
 
         flags = dict(cycle.flags)
         flags.update({f"outcome_{k}": v for k, v in outcome_counts.items()})
