@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,6 +17,9 @@ FloatArray = npt.NDArray[np.float64]
 ISP = timedelta(minutes=15)
 NEED_TOLERANCE_KWH = 0.1
 LIMIT_TOLERANCE_KW = 0.5
+# aFRR tracking (issue 6's goal): after the full activation time, the response within 5 % of the setpoint.
+AFRR_FULL_ACTIVATION_S = 300.0
+AFRR_TOLERANCE = 0.05
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,8 @@ class Series:
     afrr_supplied_mw: FloatArray
     afrr_ramped_mw: FloatArray
     afrr_flagged: npt.NDArray[np.bool_]
+    # Steps a full activation time or more after the setpoint became non-zero (and it still is).
+    afrr_scored: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
 
 def _isp_index(result: RunResult) -> list[datetime]:
@@ -84,11 +89,25 @@ def build_series(result: RunResult) -> Series:
                     limits[point][k] = cap if math.isnan(limits[point][k]) else min(limits[point][k], cap)
     prices = np.array([result.prices.get(t, np.nan) for t in isps])
     afrr_at, setpoint, supplied, ramped, flagged = _afrr(result)
+    scored = _after_full_activation(afrr_at, setpoint)
     return Series(isp_starts=isps, controlled_kw=controlled * 4, uncontrolled_kw=uncontrolled * 4,
                   prices_eur_per_mwh=prices, point_kw={p: v * 4 for p, v in points.items()},
                   point_uncontrolled_kw={p: v * 4 for p, v in points_unc.items()}, point_limit_kw=limits,
                   afrr_at=afrr_at, afrr_setpoint_mw=setpoint, afrr_supplied_mw=supplied, afrr_ramped_mw=ramped,
-                  afrr_flagged=flagged)
+                  afrr_flagged=flagged, afrr_scored=scored)
+
+
+def _after_full_activation(at: list[datetime], setpoint: FloatArray) -> npt.NDArray[np.bool_]:
+    """Steps whose setpoint has been the same non-zero direction for at least the full activation time."""
+    scored = np.zeros(len(at), dtype=bool)
+    since: datetime | None = None
+    for k, moment in enumerate(at):
+        if setpoint[k] == 0.0 or (k and np.sign(setpoint[k]) != np.sign(setpoint[k - 1])):
+            since = None if setpoint[k] == 0.0 else moment
+            continue
+        since = since or moment
+        scored[k] = (moment - since).total_seconds() >= AFRR_FULL_ACTIVATION_S
+    return scored
 
 
 def _afrr(result: RunResult) -> tuple[list[datetime], FloatArray, FloatArray, FloatArray, npt.NDArray[np.bool_]]:
@@ -148,9 +167,15 @@ def compute_kpis(result: RunResult, series: Series | None = None) -> dict[str, A
     unc_violations = sum(int(np.sum(np.where(np.isnan(lim), 0.0, series.point_uncontrolled_kw[p] - lim)
                                     > LIMIT_TOLERANCE_KW)) for p, lim in series.point_limit_kw.items())
     active = np.abs(series.afrr_ramped_mw) > 1e-9
-    afrr_pct: float | None = None
+    afrr_flagged_pct: float | None = None
     if active.any():
-        afrr_pct = round(100.0 * float(np.sum(~series.afrr_flagged & active)) / float(np.sum(active)), 1)
+        afrr_flagged_pct = round(100.0 * float(np.sum(series.afrr_flagged & active)) / float(np.sum(active)), 1)
+    afrr_pct: float | None = None
+    scored = series.afrr_scored
+    if scored.any():
+        error = np.abs(series.afrr_supplied_mw[scored] - series.afrr_setpoint_mw[scored])
+        within = error <= AFRR_TOLERANCE * np.abs(series.afrr_setpoint_mw[scored])
+        afrr_pct = round(100.0 * float(np.mean(within)), 1)
     days = (end - start).total_seconds() / 86400.0
     saving = cost_unc - cost + result.afrr_capacity_revenue_eur
     flex_value = saving / max(result.chargers, 1) * (365.25 / 12.0) / days
@@ -183,7 +208,10 @@ def compute_kpis(result: RunResult, series: Series | None = None) -> dict[str, A
         "afrr_awarded_mw": result.afrr_awarded_mw,
         "afrr_setpoints_sent": result.activation_check.get("setpoints_sent", 0),
         "afrr_steps_recorded": len(responses),
+        "afrr_steps_scored": int(np.sum(scored)),
         "afrr_steps_within_tolerance_pct": afrr_pct,
+        # The settlement check (vpp.algorithms.settlement.check_afrr_steps): short of the 300-s ramp's 5 % band.
+        "afrr_steps_short_of_ramp_pct": afrr_flagged_pct,
         "afrr_capacity_revenue_eur": round(result.afrr_capacity_revenue_eur, 2),
         "flex_value_eur_per_charger_month": round(flex_value, 2),
         "wall_seconds": round(result.wall_seconds, 1),

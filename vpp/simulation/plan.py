@@ -52,8 +52,12 @@ def timeline_of(scenario: Scenario) -> Timeline:
         delivery_start = datetime.combine(scenario.start, low, tzinfo=zone)
         end = datetime.combine(scenario.start, high, tzinfo=zone)
     trading_at = datetime.combine(scenario.start - timedelta(days=1), TRADING_TIME, tzinfo=zone)
-    begin = min(trading_at, datetime.combine(scenario.start - timedelta(days=1), time(0), tzinfo=zone)
-                - timedelta(hours=scenario.warmup_hours))
+    if scenario.warmup_from is not None:
+        begin = min(trading_at, datetime.combine(scenario.start - timedelta(days=1),
+                                                 time.fromisoformat(scenario.warmup_from), tzinfo=zone))
+    else:
+        begin = min(trading_at, datetime.combine(scenario.start - timedelta(days=1), time(0), tzinfo=zone)
+                    - timedelta(hours=scenario.warmup_hours))
     return Timeline(begin=begin, trading_at=trading_at, delivery_start=delivery_start, end=end, zone=zone)
 
 
@@ -130,12 +134,23 @@ def _count(rng: random.Random, rate: float) -> int:
 def plan_cpo(spec: CpoSpec, timeline: Timeline, seed: int) -> list[PlannedSession]:
     """Every session of one CPO in [begin, end): per EVSE, non-overlapping, drawn from ElaadNL or the spec."""
     rng = random.Random(f"{seed}:{spec.party}")
+    return _draw(spec, rng, timeline.zone, timeline.begin, timeline.end, cut_at_end=False)
+
+
+def plan_history(spec: CpoSpec, timeline: Timeline, seed: int, days: float) -> list[PlannedSession]:
+    """The sessions one CPO saw in the ``days`` before the simulation begins, drawn like ``plan_cpo`` (from a
+    stream of their own, so the simulated sessions do not change); a car still plugged in at the begin left then."""
+    rng = random.Random(f"{seed}:{spec.party}:history")
+    return _draw(spec, rng, timeline.zone, timeline.begin - timedelta(days=days), timeline.begin, cut_at_end=True)
+
+
+def _draw(spec: CpoSpec, rng: random.Random, zone: ZoneInfo, begin: datetime, end: datetime, *,
+          cut_at_end: bool) -> list[PlannedSession]:
     category = ELAAD_CATEGORY[spec.category]
     sampler = ElaadSampler(rng, category)
     arrivals = _Arrivals(rng, category)
-    zone = timeline.zone
-    first_day = timeline.begin.astimezone(zone).date() - timedelta(days=1)
-    last_day = (timeline.end - timedelta(seconds=1)).astimezone(zone).date()
+    first_day = begin.astimezone(zone).date() - timedelta(days=1)
+    last_day = (end - timedelta(seconds=1)).astimezone(zone).date()
     days = [first_day + timedelta(days=k) for k in range((last_day - first_day).days + 1)]
     planned: list[PlannedSession] = []
     for location_id, evse_uid in evse_uids(spec):
@@ -150,14 +165,16 @@ def plan_cpo(spec: CpoSpec, timeline: Timeline, seed: int) -> list[PlannedSessio
                 else:
                     moments.append(arrivals.draw(day, zone))
         moments.sort()
-        free_from = timeline.begin
+        free_from = begin
         for index, arrival in enumerate(moments):
-            if arrival < free_from or arrival >= timeline.end:
+            if arrival < free_from or arrival >= end:
                 continue
             hours = rng.uniform(*spec.dwell_hours) if spec.dwell_hours is not None else sampler.connection_hours()
             departure = arrival + timedelta(hours=hours)
             if index + 1 < len(moments):
                 departure = min(departure, max(moments[index + 1] - MIN_GAP, arrival + timedelta(minutes=15)))
+            if cut_at_end:
+                departure = min(departure, end)
             soc = None
             energy = sampler.energy_demand_kwh()
             if spec.target_soc is not None:

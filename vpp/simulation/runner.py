@@ -32,6 +32,7 @@ from vpp.simulation.plan import (
     location_ids,
     plan_car_sharing,
     plan_cpo,
+    plan_history,
     timeline_of,
 )
 from vpp.simulation.scenario import CpoSpec, Scenario
@@ -189,11 +190,14 @@ class Simulation:
             config = CpoConfig(party=spec.party, name=f"CPO {spec.party}", evses=spec.evses,
                                evses_per_location=spec.evses_per_location, max_kw=spec.evse_max_kw,
                                v2g=spec.v2g, category=CPO_CATEGORY[spec.category], seed=self.scenario.seed,
-                               period_s=int(period), physics_step_s=60.0, callback_delay_s=2.0,
+                               period_s=int(period), physics_step_s=self.scenario.physics_step_seconds,
+                               callback_delay_s=2.0,
                                profile_timeout_s=30, report_soc="always")
             await world.add_cpo(config, discharge_profiles=v2g_allowed and spec.v2g)
         await self._import_topology(world)
         await self._wait_for_locations(world)
+        if self.scenario.history_days > 0:
+            await self._report_history(world)
         partner = world.client("partner")
         for booking in self.bookings:
             response = await partner.put(f"/api/v1/bookings/{booking.booking_id}", json={
@@ -237,6 +241,71 @@ class Simulation:
                 return
             await asyncio.sleep(0.05)
         self.notes.append(f"only {count} of {expected} EVSEs were pulled before the run started")
+
+    async def _report_history(self, world: World) -> None:
+        """Each CPO reports the completed sessions of the days before the begin (OCPI Session PUTs): the history
+        the forecast learns from, as an aggregator connected for a while would have it, without simulating it."""
+        import httpx
+
+        gate = asyncio.Semaphore(8)
+        async with httpx.AsyncClient(timeout=60.0) as http:
+            for spec in self.scenario.cpos:
+                cpo = world.cpos[spec.party]
+                history = plan_history(spec, self.timeline, self.scenario.seed, self.scenario.history_days)
+                refused = await asyncio.gather(*(self._report_completed(http, gate, cpo, spec, number, planned)
+                                                 for number, planned in enumerate(history, 1)))
+                if any(refused):
+                    self.notes.append(f"{spec.party}: {sum(map(bool, refused))} of {len(history)} history "
+                                      f"sessions refused, e.g. {next(r for r in refused if r)}")
+
+    @staticmethod
+    async def _report_completed(http: Any, gate: asyncio.Semaphore, cpo: SimulatedCpo, spec: CpoSpec, number: int,
+                                planned: PlannedSession) -> str:
+        """PUT one completed session as the CPO; the refusal, or an empty string."""
+        from adapters.ocpi.v2_2_1.schemas import (
+            AuthMethod,
+            CdrToken,
+            InterfaceRole,
+            ModuleID,
+            Price,
+            Session,
+            SessionStatus,
+            TokenType,
+        )
+        from adapters.ocpi.v2_2_1.transport import (
+            authorization_header,
+            join_url,
+            message_id_headers,
+            routing_headers,
+        )
+
+        simulator = cpo.simulator
+        connection = next(iter(simulator.connections.values()))
+        url = connection.endpoint(ModuleID.SESSIONS, InterfaceRole.RECEIVER)
+        if url is None:
+            return "no Sessions receiver"
+        party = simulator.party
+        external_id = f"H{number:06d}"
+        hours = (planned.departure - planned.arrival).total_seconds() / 3600.0
+        # Charged uncontrolled at up to 11 kW (a typical onboard charger) from arrival.
+        kwh = round(min(planned.energy_kwh, hours * min(spec.evse_max_kw, 11.0)), 3)
+        slot = simulator.slots[planned.evse_uid.casefold()]
+        token = f"{number:08d}"
+        body = Session(
+            country_code=party.country_code, party_id=party.party_id, id=external_id,
+            start_date_time=planned.arrival.astimezone(UTC), end_date_time=planned.departure.astimezone(UTC),
+            kwh=kwh, cdr_token=CdrToken(country_code=party.country_code, party_id=party.party_id, uid=f"HIST{token}",
+                                        type=TokenType.RFID,
+                                        contract_id=f"{party.country_code}-{party.party_id}-H{token}"),
+            auth_method=AuthMethod.WHITELIST, location_id=planned.location_id, evse_uid=slot.evse_uid,
+            connector_id=slot.connector_id, currency="EUR", charging_periods=[], total_cost=Price(excl_vat=0.0),
+            status=SessionStatus.COMPLETED, last_updated=planned.departure.astimezone(UTC))
+        headers = {"Authorization": authorization_header(connection.outgoing_token), **message_id_headers(),
+                   **routing_headers(party, connection.party)}
+        async with gate:
+            response = await http.put(join_url(url, party.country_code, party.party_id, external_id),
+                                      headers=headers, json=body.to_json_dict())
+        return "" if response.status_code < 300 else f"{response.status_code} {response.text[:160]}"
 
     # ------------------------------------------------------------------------------- markets and grid
 
@@ -401,9 +470,11 @@ class Simulation:
                 continue
             ids: dict[str, str] = {}
             offset = 0
+            # Newest first: the new sessions are on the first page unless many started at once.
+            limit = min(1000, max(100, 2 * len(records)))
             while True:
                 page = await trader.get("/api/v1/sessions", params={"cpo": party, "status": "active",
-                                                                   "limit": 1000, "offset": offset})
+                                                                   "limit": limit, "offset": offset})
                 page.raise_for_status()
                 body = page.json()
                 ids.update({item["external_id"]: item["id"] for item in body["items"]})
@@ -459,12 +530,16 @@ class Simulation:
 
     def _setpoint_mw(self, at: datetime, windows: list[tuple[datetime, datetime]]) -> float:
         """The TSO asks for a share of the award inside a window (of 1 MW when nothing was awarded), else 0;
-        negative (more consumption) for the down direction."""
-        if not any(a <= at < b for a, b in windows):
+        negative (more consumption) for the down direction. ``setpoint_shape: varying`` ramps up over the full
+        activation time and then moves between the share and half of it."""
+        window = next(((a, b) for a, b in windows if a <= at < b), None)
+        if window is None:
             return 0.0
-        awarded = self.afrr_awarded_mw or self.scenario.afrr.min_award_mw
-        sign = -1.0 if self.scenario.afrr.direction == "down" else 1.0
-        return round(sign * self.scenario.afrr.setpoint_share * awarded, 3)
+        spec = self.scenario.afrr
+        awarded = self.afrr_awarded_mw or spec.min_award_mw
+        sign = -1.0 if spec.direction == "down" else 1.0
+        share = spec.setpoint_share * _shape(spec.setpoint_shape, (at - window[0]).total_seconds())
+        return round(sign * share * awarded, 3)
 
     async def run(self) -> RunResult:
         """The whole run; returns what the KPIs need."""
@@ -592,6 +667,23 @@ class Simulation:
             "pool": ZONE_POOL, "start": first.isoformat(), "end": last.isoformat()})
         response.raise_for_status()
         return {"setpoints_sent": self.afrr_seq, "responses": response.json()}
+
+
+def _shape(shape: str, seconds: float) -> float:
+    """Share of the full request ``seconds`` into an activation: 1 throughout (flat), or (varying) a ramp over
+    the 300-s full activation time, then three minutes at 1, a 60-s ramp to 0.5, three minutes there, back."""
+    if shape == "flat":
+        return 1.0
+    if seconds < 300.0:
+        return seconds / 300.0
+    t = (seconds - 300.0) % 480.0
+    if t < 180.0:
+        return 1.0
+    if t < 240.0:
+        return 1.0 - 0.5 * (t - 180.0) / 60.0
+    if t < 420.0:
+        return 0.5
+    return 0.5 + 0.5 * (t - 420.0) / 60.0
 
 
 def uncontrolled_twin(record: SessionRecord, resolution_s: float = 60.0) -> list[tuple[datetime, float]]:

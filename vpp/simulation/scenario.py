@@ -87,6 +87,9 @@ class AfrrSpec(BaseModel):
         default_factory=lambda: [("18:00", "18:30")], description="local HH:MM windows with setpoints")
     tail_seconds: float = Field(300.0, ge=0, le=900, description="4-s steps kept after a window (ramp-down)")
     setpoint_share: float = Field(0.8, gt=0, le=1, description="share of the awarded MW the TSO asks for")
+    setpoint_shape: Literal["flat", "varying"] = Field(
+        "flat", description="flat: the share throughout; varying: a ramp over the 5-min full activation time, "
+                            "then between the share and half of it")
     award_mw: float | None = Field(None, gt=0, description="award this (at most the offer); default: all whole MW")
     min_award_mw: float = Field(1.0, gt=0, description="the TSO's minimum bid size")
 
@@ -110,8 +113,17 @@ class Scenario(BaseModel):
     strategy: Literal["smart", "smart+v2g"] = "smart"
     step_seconds: float = Field(300.0, ge=4, le=900, description="simulated seconds per step of the delivery days")
     warmup_hours: float = Field(24.0, ge=0, le=72, description="uncontrolled history before the trading day")
+    warmup_from: str | None = Field(
+        None, pattern=r"^\d{2}:\d{2}$",
+        description="begin the simulation at this local time of the trading day (at most the trading time, "
+                    "08:45) instead of warmup_hours before it; with history_days the forecast still has history")
+    history_days: float = Field(
+        0.0, ge=0, le=28, description="days of completed sessions each CPO reports (OCPI PUT) before the begin: "
+                                      "the history the forecast learns from, without simulating it")
     warmup_step_seconds: float = Field(900.0, ge=60, le=3600)
     report_period_seconds: float = Field(300.0, ge=60, description="CPO session update cadence (OCPI PATCH)")
+    physics_step_seconds: float = Field(
+        60.0, ge=1, le=900, description="longest step of the simulated cars' charging physics (4 s in aFRR windows)")
     dayahead: bool = Field(True, description="buy the day-ahead schedule (curve, exchange, awards)")
     delivery_window: tuple[str, str] | None = Field(
         None, description="local HH:MM window of the first day to simulate instead of whole days (quick runs)")
