@@ -205,6 +205,7 @@ def compute_kpis(result: RunResult, series: Series | None = None) -> dict[str, A
         "congestion_violation_isps": violations,
         "congestion_violation_isps_uncontrolled": unc_violations,
         "congestion_worst_excess_kw": round(worst_excess_kw, 2),
+        "afrr_offered_mw": result.afrr_offered_mw,
         "afrr_awarded_mw": result.afrr_awarded_mw,
         "afrr_setpoints_sent": result.activation_check.get("setpoints_sent", 0),
         "afrr_steps_recorded": len(responses),

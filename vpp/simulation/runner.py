@@ -93,6 +93,8 @@ class RunResult:
     notes: list[str]
     wall_seconds: float
     activation_check: dict[str, Any]
+    # The most MW the capacity bid offered in the scenario's direction in a product with an activation window.
+    afrr_offered_mw: float = 0.0
 
 
 class Progress:
@@ -162,6 +164,7 @@ class Simulation:
         self.point_limits: dict[str, list[tuple[datetime, datetime, float]]] = defaultdict(list)
         self.prices: dict[datetime, float] = {}
         self.afrr_awarded_mw = 0.0
+        self.afrr_offered_mw = 0.0
         self.afrr_capacity_revenue_eur = 0.0
         self.afrr_seq = 0
         self.new_sessions: dict[str, list[SessionRecord]] = defaultdict(list)
@@ -349,6 +352,7 @@ class Simulation:
             if not any(a < product_end and b > product_start for a, b in windows):
                 continue
             offered_mw = math.floor(float(item["capacity_kw"]) / 1000.0 + 1e-9)
+            self.afrr_offered_mw = max(self.afrr_offered_mw, float(offered_mw))
             wanted = self.scenario.afrr.award_mw
             awarded = min(offered_mw, math.floor(wanted)) if wanted is not None else offered_mw
             if awarded >= self.scenario.afrr.min_award_mw:
@@ -561,7 +565,8 @@ class Simulation:
             point_members=self.point_members, point_limits=dict(self.point_limits), prices=self.prices,
             chargers=chargers, afrr_awarded_mw=self.afrr_awarded_mw,
             afrr_capacity_revenue_eur=self.afrr_capacity_revenue_eur, notes=self.notes,
-            wall_seconds=wallclock.monotonic() - started, activation_check=activation_check)
+            wall_seconds=wallclock.monotonic() - started, activation_check=activation_check,
+            afrr_offered_mw=self.afrr_offered_mw)
 
     async def _loop(self, world: World) -> dict[str, Any]:
         import httpx
