@@ -723,12 +723,12 @@ class CpoSimulator:
     async def _deliver(self, message: Outbound) -> None:
         record: dict[str, Any] = {"method": message.method, "url": message.url, "kind": message.kind}
         try:
-            response = await self.http.request(
-                message.method,
-                message.url,
-                headers=self._headers(message.connection.outgoing_token, message.module, message.connection),
-                json=to_jsonable(message.body),
-            )
+            try:
+                response = await self._request(message)
+            except (httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError):
+                # The receiver closed the idle keep-alive connection as we reused it: nothing arrived, so send
+                # once more (on a fresh connection) rather than lose the update.
+                response = await self._request(message)
             record["http_status"] = response.status_code
             try:
                 record["status_code"] = response.json().get("status_code")
@@ -739,6 +739,14 @@ class CpoSimulator:
             logger.warning("push %s %s failed: %r", message.method, message.url, exc)
             record["error"] = repr(exc)
         self.sent.append(record)
+
+    async def _request(self, message: Outbound) -> httpx.Response:
+        return await self.http.request(
+            message.method,
+            message.url,
+            headers=self._headers(message.connection.outgoing_token, message.module, message.connection),
+            json=to_jsonable(message.body),
+        )
 
     async def _get_envelope(self, url: str, token: str, module: str) -> OcpiResponse:
         try:
