@@ -4,14 +4,17 @@ Method: empirical quantiles. History is cut into local days of the market zone; 
 type (weekday / weekend) and local quarter-hour of the day we take the per-day values (arrivals,
 cars plugged in at the ISP midpoint, energy of the arrivals) and publish their P10 / P50 / P90 and
 mean. Power follows from the plugged-in count times a per-car max (and min, for V2G) power. On the
-autumn DST day the repeated hour's arrivals add up in their wall-clock slot.
+autumn DST day the repeated hour's arrivals add up in their wall-clock slot. ISPs outside the observed period
+(``observed_from`` / ``observed_until``, e.g. the rest of today after the forecast is made) are left out of the
+per-day values instead of counting as ISPs without cars.
 """
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from vpp.data.elaad import sample_arrivals, sample_dwell_hours, sample_energy_kwh
@@ -95,9 +98,34 @@ def _slot_keys(isps: pd.DatetimeIndex, tz: str) -> pd.DataFrame:
     )
 
 
-def fit_profiles(history: pd.DataFrame, tz: str = DEFAULT_MARKET_TZ) -> pd.DataFrame:
-    """Per pool, day type and local slot: P10/P50/P90 and mean of the per-day metrics, and the day count."""
+def _observed(isps: pd.DatetimeIndex, observed_from: datetime | None, observed_until: datetime | None
+              ) -> npt.NDArray[np.bool_]:
+    """ISPs wholly inside [observed_from, observed_until): the others hold no information, not zero cars."""
+    keep = np.ones(len(isps), dtype=bool)
+    if observed_from is not None:
+        keep &= np.asarray(isps >= pd.Timestamp(observed_from))
+    if observed_until is not None:
+        keep &= np.asarray(isps + pd.Timedelta(minutes=ISP_MINUTES) <= pd.Timestamp(observed_until))
+    return keep
+
+
+def fit_profiles(history: pd.DataFrame, tz: str = DEFAULT_MARKET_TZ, *, observed_from: datetime | None = None,
+                 observed_until: datetime | None = None) -> pd.DataFrame:
+    """Per pool, day type and local slot: P10/P50/P90 and mean of the per-day metrics, and the day count.
+
+    ``observed_until`` is when the history was read (a session still plugged in then is not in it, and no car
+    has arrived after it yet): later ISPs of the last day are unobserved and left out, as are ISPs before
+    ``observed_from``. A slot without any observed day gets no profile row.
+    """
+    for name, moment in (("observed_from", observed_from), ("observed_until", observed_until)):
+        if moment is not None and moment.tzinfo is None:
+            raise InvalidInput(f"{name} must carry a time zone")
     actuals = isp_actuals(history, tz)
+    isps = pd.DatetimeIndex(actuals.index.get_level_values("isp_start"))
+    keep = _observed(isps, observed_from, observed_until)
+    if not keep.any():
+        raise InvalidInput("history: no whole ISP lies inside the observed period")
+    actuals = actuals[keep]
     keys = _slot_keys(pd.DatetimeIndex(actuals.index.get_level_values("isp_start")), tz)
     frame = actuals.reset_index()
     frame["day"], frame["weekend"], frame["slot"] = (
@@ -123,11 +151,17 @@ def forecast_sessions(
     max_kw_per_car: float = 11.0,
     min_kw_per_car: float = 0.0,
     profiles: pd.DataFrame | None = None,
+    observed_from: datetime | None = None,
+    observed_until: datetime | None = None,
 ) -> pd.DataFrame:
-    """Per pool and future ISP: arrivals, plugged-in, energy and power bounds as P10/P50/P90 and mean."""
+    """Per pool and future ISP: arrivals, plugged-in, energy and power bounds as P10/P50/P90 and mean.
+
+    ``observed_from`` / ``observed_until`` bound the period the history covers (see :func:`fit_profiles`).
+    """
     if max_kw_per_car < 0 or min_kw_per_car > 0:
         raise InvalidInput("max_kw_per_car must be >= 0 and min_kw_per_car <= 0")
-    fitted = fit_profiles(history, tz) if profiles is None else profiles
+    fitted = (fit_profiles(history, tz, observed_from=observed_from, observed_until=observed_until)
+              if profiles is None else profiles)
     keys = _slot_keys(horizon.index, tz)
     pools = fitted.index.get_level_values("pool").unique()
     lookup = pd.MultiIndex.from_arrays(
