@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -152,11 +152,29 @@ class ForecastFlex:
     days_of_history: int
 
 
-def forecast_flexibility(history: pd.DataFrame, horizon: IspHorizon, config: PortfolioConfig) -> ForecastFlex | None:
-    """The forecast for the horizon from the pool's history, or None without history."""
+def forecast_flexibility(history: pd.DataFrame, horizon: IspHorizon, config: PortfolioConfig, *,
+                         observed_from: datetime | None = None, observed_until: datetime | None = None,
+                         plugged_now: pd.DataFrame | None = None) -> ForecastFlex | None:
+    """The forecast for the horizon from the pool's history, or None without history.
+
+    The history covers [observed_from, observed_until): ISPs outside (the rest of the day it was read on) are
+    left out of the profiles instead of counting as ISPs without cars. ``plugged_now`` (arrival, energy so far)
+    are the sessions still plugged in at ``observed_until``; they count as plugged in up to that moment, so the
+    hours before it are not short of the cars that stay.
+    """
     if len(history) < 5:
         return None
-    frame = forecast_sessions(history, horizon, tz=config.market_timezone, max_kw_per_car=config.max_kw_per_car)
+    if observed_until is not None and not (history["arrival"] < floor_to_isp(observed_until)).any():
+        return None
+    fitted = history
+    if plugged_now is not None and observed_until is not None and len(plugged_now):
+        censored = pd.DataFrame({"pool": history["pool"].iloc[0],
+                                 "arrival": pd.to_datetime(plugged_now["arrival"], utc=True),
+                                 "departure": pd.Timestamp(observed_until), "energy_kwh": plugged_now["energy_kwh"]})
+        fitted = pd.concat([history, censored[censored["arrival"] <= pd.Timestamp(observed_until)]],
+                           ignore_index=True)
+    frame = forecast_sessions(fitted, horizon, tz=config.market_timezone, max_kw_per_car=config.max_kw_per_car,
+                              observed_from=observed_from, observed_until=observed_until)
     frame = pd.DataFrame(frame.xs(history["pool"].iloc[0], level="pool"))
     dwell = (history["departure"] - history["arrival"]).dt.total_seconds().median() / 3600.0
     return ForecastFlex(
@@ -166,6 +184,16 @@ def forecast_flexibility(history: pd.DataFrame, horizon: IspHorizon, config: Por
         dwell_hours=float(dwell),
         days_of_history=int(frame["days"].to_numpy().max()) if len(frame) else 0,
     )
+
+
+def pool_forecast(db: Session, fleet: Fleet, pool: str, horizon: IspHorizon,
+                  config: PortfolioConfig) -> ForecastFlex | None:
+    """The pool's forecast from its completed sessions and those plugged in now, observed up to now."""
+    idx = fleet.members(pool)
+    plugged_now = pd.DataFrame({"arrival": fleet.plugged_in[idx], "energy_kwh": fleet.delivered_kwh[idx]})
+    return forecast_flexibility(pool_history(db, fleet.at, pool, config.history_days), horizon, config,
+                                observed_from=fleet.at - timedelta(days=config.history_days),
+                                observed_until=fleet.at, plugged_now=plugged_now)
 
 
 def _not_before(horizon: IspHorizon, now: datetime) -> FloatArray:
@@ -251,9 +279,22 @@ def dispatch_snapshot(fleet: Fleet, pool: str, at: datetime, site_load_kw: dict[
     )
 
 
+def _share_inside(begin_ns: FloatArray, end_ns: FloatArray, first_ns: float, last_ns: float) -> FloatArray:
+    """Share of each stay [begin, end) that falls inside [first, last): its energy is spread over the stay."""
+    inside = np.clip(np.minimum(end_ns, last_ns) - np.maximum(begin_ns, first_ns), 0.0, None)
+    length = end_ns - begin_ns
+    return np.where(length > 0, inside / np.where(length > 0, length, 1.0),
+                    ((begin_ns >= first_ns) & (begin_ns < last_ns)).astype(np.float64))
+
+
 def dayahead_instance(fleet: Fleet, pool: str, horizon: IspHorizon, forecast: ForecastFlex | None,
                       prices_eur_per_mwh: Sequence[float], reliability: float) -> dict[str, Any]:
-    """The pool as a ``vpp solve dayahead`` instance: present sessions plus forecast arrivals at a quantile."""
+    """The pool as a ``vpp solve dayahead`` instance: present sessions plus forecast arrivals at a quantile.
+
+    A stay that reaches beyond the horizon carries only the share of its energy that falls inside it (its energy
+    spread evenly over its stay): the rest is charged on the next day and bought there. Forcing it into the
+    horizon made the schedule buy the whole night's charging of late arrivals before midnight.
+    """
     if len(prices_eur_per_mwh) != horizon.count:
         raise InvalidInput(f"prices: expected {horizon.count} values (one per ISP), got {len(prices_eur_per_mwh)}")
     if not 0.0 < reliability < 1.0:
@@ -261,12 +302,23 @@ def dayahead_instance(fleet: Fleet, pool: str, horizon: IspHorizon, forecast: Fo
     idx = fleet.members(pool)
     start_ns = pd.Timestamp(horizon.start).value
     isp_ns = int(ISP.total_seconds() * 1e9)
-    arrival = np.clip((fleet.plugged_in[idx].asi8 - start_ns) // isp_ns, 0, horizon.count - 1)
-    departure = np.clip(-((start_ns - fleet.departure[idx].asi8) // isp_ns), arrival + 1, horizon.count)
+    end_ns = start_ns + horizon.count * isp_ns
+    # Present sessions: the remaining need over the rest of the stay, from now (or arrival) to departure.
+    # The fleet's times may come in microseconds (pandas 3 keeps the unit of its input): compare in nanoseconds.
+    stay_from = np.maximum(fleet.plugged_in[idx].as_unit("ns").asi8,
+                           pd.Timestamp(fleet.at).value).astype(np.float64)
+    stay_to = np.maximum(fleet.departure[idx].as_unit("ns").asi8.astype(np.float64), stay_from)
+    share = _share_inside(stay_from, stay_to, float(start_ns), float(end_ns))
+    first = np.maximum(stay_from, start_ns)
+    arrival = np.clip((first.astype(np.int64) - start_ns) // isp_ns, 0, horizon.count - 1)
+    departure = np.clip(-((start_ns - stay_to.astype(np.int64)) // isp_ns), arrival + 1, horizon.count)
     sessions: list[dict[str, Any]] = []
     for k, i in enumerate(idx):
+        if share[k] <= 0.0:
+            continue
         item: dict[str, Any] = {"id": fleet.session_ids[i], "arrival": int(arrival[k]),
-                                "departure": int(departure[k]), "energy_kwh": float(fleet.energy_needed_kwh[i]),
+                                "departure": int(departure[k]),
+                                "energy_kwh": float(fleet.energy_needed_kwh[i] * share[k]),
                                 "max_kw": float(fleet.max_kw[i]), "min_kw": -float(fleet.discharge_kw[i])}
         if fleet.discharge_kw[i] > 0:
             item.update(battery_kwh=float(fleet.battery_kwh[i]), soc_kwh=float(fleet.soc_kwh[i]),
@@ -279,11 +331,11 @@ def dayahead_instance(fleet: Fleet, pool: str, horizon: IspHorizon, forecast: Fo
         counts = np.floor(forecast.arrivals[quantile] * future + 1e-9).astype(int)
         dwell = max(1, round(forecast.dwell_hours * 4))
         for t in np.flatnonzero(counts):
+            leaves = min(int(t) + dwell, horizon.count)
+            energy = forecast.energy_per_arrival_kwh * (leaves - int(t)) / dwell
             for j in range(int(counts[t])):
-                sessions.append({"id": f"forecast-{int(t)}-{j}", "arrival": int(t),
-                                 "departure": min(int(t) + dwell, horizon.count),
-                                 "energy_kwh": float(forecast.energy_per_arrival_kwh),
-                                 "max_kw": 11.0, "min_kw": 0.0})
+                sessions.append({"id": f"forecast-{int(t)}-{j}", "arrival": int(t), "departure": leaves,
+                                 "energy_kwh": float(energy), "max_kw": 11.0, "min_kw": 0.0})
     return {"start": horizon.start.isoformat().replace("+00:00", "Z"), "isp_minutes": 15,
             "prices_eur_per_mwh": [float(p) for p in prices_eur_per_mwh], "pool_max_kw": None,
             "pool_min_kw": None, "sessions": sessions}
@@ -405,8 +457,7 @@ class PortfolioService:
         horizon = horizon_of(start, end)
         fleet = self.fleet(db)
         self.known_pool(db, fleet, pool)
-        history = pool_history(db, fleet.at, pool, self.config.history_days)
-        forecast = forecast_flexibility(history, horizon, self.config)
+        forecast = pool_forecast(db, fleet, pool, horizon, self.config)
         return combined_flexibility(pool, fleet, fleet.members(pool), horizon, forecast, self.config)
 
     def flexibility(self, pool: str, start: datetime, end: datetime) -> PoolFlexibility:
@@ -421,8 +472,7 @@ class PortfolioService:
         with unit_of_work(self._factory) as db:
             fleet = self.fleet(db)
             self.known_pool(db, fleet, pool)
-            forecast = forecast_flexibility(pool_history(db, fleet.at, pool, self.config.history_days), horizon,
-                                            self.config)
+            forecast = pool_forecast(db, fleet, pool, horizon, self.config)
             return dayahead_instance(fleet, pool, horizon, forecast, prices_eur_per_mwh, reliability)
 
     def snapshot(self, pool: str, at: datetime, *, max_age_s: float | None = None) -> DispatchSnapshot | None:

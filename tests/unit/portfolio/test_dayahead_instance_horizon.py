@@ -1,0 +1,107 @@
+"""The day-ahead instance carries only the energy a stay is due to charge inside the delivery day."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vpp.algorithms.scheduling.problem import problem_from_instance
+from vpp.domain.isp import IspHorizon
+from vpp.portfolio.fleet import Fleet
+from vpp.portfolio.service import ForecastFlex, PortfolioConfig, dayahead_instance, forecast_flexibility
+
+DAY = IspHorizon(datetime(2024, 6, 11, 22, tzinfo=UTC), 96)
+TRADED_AT = datetime(2024, 6, 11, 6, 45, tzinfo=UTC)
+POOL = "zone:NL"
+
+
+def _fleet(stays: list[tuple[datetime, datetime, float]]) -> Fleet:
+    n = len(stays)
+    pools = np.array([POOL] * n, dtype=object)
+    nothing = np.array([None] * n, dtype=object)
+    return Fleet(
+        at=TRADED_AT, session_ids=tuple(f"s{k}" for k in range(n)), cpo_pool=nothing, site_pool=nothing,
+        congestion_pool=nothing, zone_pool=pools,
+        plugged_in=pd.DatetimeIndex([a for a, _, _ in stays], tz="UTC"),
+        departure=pd.DatetimeIndex([d for _, d, _ in stays], tz="UTC"),
+        delivered_kwh=np.zeros(n), energy_needed_kwh=np.array([e for _, _, e in stays]),
+        max_kw=np.full(n, 11.0), discharge_kw=np.zeros(n), current_kw=np.zeros(n), soc_kwh=np.full(n, np.nan),
+        battery_kwh=np.full(n, np.nan), min_soc_kwh=np.zeros(n), need_source=np.array(["explicit"] * n, dtype=object),
+        need_confidence=np.ones(n), site_capacity_kw={}, congestion_max_kw={},
+    )
+
+
+def _forecast(arrivals_at: dict[int, float], dwell_hours: float, energy_kwh: float) -> ForecastFlex:
+    counts = np.zeros(DAY.count)
+    for t, count in arrivals_at.items():
+        counts[t] = count
+    quantiles = {q: counts.copy() for q in ("p10", "p50", "p90", "mean")}
+    return ForecastFlex(arrivals=quantiles, plugged={q: np.zeros(DAY.count) for q in quantiles},
+                        energy_per_arrival_kwh=energy_kwh, dwell_hours=dwell_hours, days_of_history=5)
+
+
+def _sessions(fleet: Fleet, forecast: ForecastFlex | None) -> list[dict[str, Any]]:
+    sessions: list[dict[str, Any]] = dayahead_instance(fleet, POOL, DAY, forecast, [50.0] * DAY.count, 0.9)["sessions"]
+    return sessions
+
+
+def test_a_forecast_arrival_staying_past_midnight_carries_only_the_share_of_its_energy_before_midnight() -> None:
+    # 22:00 local = ISP 88; a 12-hour stay of which 2 hours lie inside the day
+    (session,) = _sessions(_fleet([]), _forecast({88: 1}, dwell_hours=12.0, energy_kwh=24.0))
+    assert (session["arrival"], session["departure"]) == (88, 96)
+    assert session["energy_kwh"] == pytest.approx(24.0 * 8 / 48)
+
+
+def test_a_forecast_arrival_leaving_inside_the_day_carries_its_whole_energy() -> None:
+    sessions = _sessions(_fleet([]), _forecast({40: 2}, dwell_hours=4.0, energy_kwh=15.0))
+    assert [s["energy_kwh"] for s in sessions] == [15.0, 15.0]
+    assert [s["departure"] for s in sessions] == [56, 56]
+
+
+def test_late_arrivals_no_longer_make_the_schedule_buy_their_whole_night_before_midnight() -> None:
+    forecast = _forecast({84: 40, 88: 40}, dwell_hours=12.0, energy_kwh=20.0)
+    problem = problem_from_instance(dayahead_instance(_fleet([]), POOL, DAY, forecast, [50.0] * DAY.count, 0.9))
+    # 80 cars with 20 kWh each would need 1,600 kWh in the last 3 hours; they are due a quarter or less of it
+    assert problem.energy_kwh.sum() == pytest.approx(40 * 20.0 * 12 / 48 + 40 * 20.0 * 8 / 48)
+    assert (problem.energy_kwh <= problem.max_kw * (problem.departure - problem.arrival) * 0.25 + 1e-9).all()
+
+
+def test_a_present_session_leaving_before_the_delivery_day_is_not_in_it() -> None:
+    stays = [(TRADED_AT - timedelta(hours=1), TRADED_AT + timedelta(hours=8), 20.0)]
+    assert _sessions(_fleet(stays), None) == []
+
+
+def test_a_present_session_staying_into_the_delivery_day_carries_the_share_of_its_remaining_need_there() -> None:
+    # plugged in now (08:45 local), leaves at 02:00 local: 15.25 h of its stay before midnight, 2 h after
+    stays = [(TRADED_AT, DAY.start + timedelta(hours=2), 17.25)]
+    (session,) = _sessions(_fleet(stays), None)
+    assert (session["arrival"], session["departure"]) == (0, 8)
+    assert session["energy_kwh"] == pytest.approx(2.0)
+
+
+def test_the_forecast_counts_cars_still_plugged_in_when_it_was_made_and_not_the_hours_after() -> None:
+    local = "Europe/Amsterdam"
+    days = ("2024-06-10", "2024-06-11")
+    history = pd.DataFrame({  # a Monday car 18:00-23:00 and five Tuesday-morning stays
+        "pool": POOL,
+        "arrival": [pd.Timestamp(f"{days[0]} 18:00", tz=local).tz_convert("UTC")]
+        + [pd.Timestamp(f"{days[1]} 0{h}:00", tz=local).tz_convert("UTC") for h in range(1, 6)],
+        "departure": [pd.Timestamp(f"{days[0]} 23:00", tz=local).tz_convert("UTC")]
+        + [pd.Timestamp(f"{days[1]} 0{h}:30", tz=local).tz_convert("UTC") for h in range(1, 6)],
+        "energy_kwh": 5.0,
+    })
+    plugged_now = pd.DataFrame({"arrival": pd.DatetimeIndex([pd.Timestamp(f"{days[1]} 07:00", tz=local)]),
+                                "energy_kwh": [3.0]})
+    wednesday = IspHorizon(datetime(2024, 6, 11, 22, tzinfo=UTC), 96)
+    forecast = forecast_flexibility(history, wednesday, PortfolioConfig(), observed_until=TRADED_AT,
+                                    plugged_now=plugged_now)
+    assert forecast is not None
+    # 19:00 local: observed on Monday only (one car), not on Tuesday evening, which had not happened yet
+    assert forecast.plugged["p10"][76] == pytest.approx(1.0)
+    # 08:00 local: the car plugged in since 07:00 on Tuesday counts, Monday had none
+    assert forecast.plugged["mean"][32] == pytest.approx(0.5)
+    assert forecast.energy_per_arrival_kwh == pytest.approx(5.0)
