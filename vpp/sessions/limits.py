@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Connection,
     Table,
     Update,
     bindparam,
@@ -25,6 +26,10 @@ from vpp.locations.values import ConnectorInfo
 from vpp.sessions.tables import ChargingSession, LimitRequest
 
 OUTSTANDING = ("sending", "accepted")
+REQUEST_DEFAULTS: dict[str, Any] = {
+    "requested_limit_kw": None, "limit_kw": None, "clipped": False, "valid_until": None, "sent_limit": None,
+    "sent_unit": None, "status": "sending", "message": None, "retry_at": None, "backoff_s": None,
+}
 LIMIT_REQUESTS: Table = LimitRequest.__table__  # type: ignore[assignment]
 ANSWER_COLUMNS = ("b_id", "b_status", "b_answer", "b_timeout_s", "b_deadline_at", "b_backoff_s", "b_retry_at",
                   "b_message")
@@ -166,11 +171,27 @@ def open_requests(session: Session, rows: Sequence[dict[str, Any]]) -> None:
             .values(status="superseded")
             .execution_options(synchronize_session=False)
         )
-    defaults = {"requested_limit_kw": None, "limit_kw": None, "clipped": False, "valid_until": None,
-                "sent_limit": None, "sent_unit": None, "status": "sending", "message": None, "retry_at": None,
-                "backoff_s": None}
-    # Core, not the ORM's bulk path: the rows are complete, nothing is read back.
-    session.execute(insert(LIMIT_REQUESTS), [{**defaults, **row} for row in rows])
+    complete = [{**REQUEST_DEFAULTS, **row} for row in rows]
+    connection = session.connection()
+    if connection.dialect.name == "postgresql" and connection.dialect.driver == "psycopg":
+        _copy_requests(connection, complete)
+    else:
+        # Core, not the ORM's bulk path: the rows are complete, nothing is read back.
+        connection.execute(insert(LIMIT_REQUESTS), complete)
+
+
+def _copy_requests(connection: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert request rows with PostgreSQL's COPY: a cycle stores thousands before sending any (half the time of a
+    batched INSERT). Values go through each column's type as an INSERT's would."""
+    present = set().union(*rows)
+    names = [column.name for column in LIMIT_REQUESTS.columns if column.name in present]
+    binds = [LIMIT_REQUESTS.c[name].type.bind_processor(connection.dialect) for name in names]
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    with driver.cursor() as cursor, cursor.copy(f"COPY {LIMIT_REQUESTS.name} ({', '.join(names)}) FROM STDIN") as copy:
+        for row in rows:
+            values = [row.get(name) for name in names]
+            copy.write_row([v if bind is None else bind(v) for v, bind in zip(values, binds, strict=True)])
 
 
 @dataclass(frozen=True, slots=True)
