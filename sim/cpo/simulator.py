@@ -546,10 +546,14 @@ class CpoSimulator:
         await self.run_until(max(target, self._sim_time))
         return self._sim_time
 
+    def _now_or_clock(self) -> datetime:
+        """The simulated time, or the clock's if it has run ahead of the last step."""
+        return max(self._sim_time, self.clock.now())
+
     async def deliver_due_results(self) -> None:
         """Complete the profile requests whose result is due and send them, without advancing the fleet."""
         async with self._lock:
-            now = max(self._sim_time, self.clock.now())
+            now = self._now_or_clock()
             due = [cb for cb in self._callbacks if cb.due <= now]
             if not due:
                 return
@@ -591,7 +595,9 @@ class CpoSimulator:
             return answer(ChargingProfileResponseType.UNKNOWN_SESSION)
         if not session.slot.profile_capable:
             return answer(ChargingProfileResponseType.NOT_SUPPORTED)
-        now = self._sim_time
+        # Where nothing advances the fleet (results delivered on a tick), the simulated time stands still: the
+        # result is due callback_delay_s after the request as the clock tells it, not after the last step.
+        now = self._now_or_clock()
         if kind == "set":
             last = session.last_profile_request.get(connection.incoming_token)
             interval = self.config.min_profile_interval_s
