@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import os
@@ -28,6 +27,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 def simulate(args: argparse.Namespace) -> int:
     """Run the scenario, print the KPI table, write the artefacts."""
+    from vpp import aio
     from vpp.simulation.kpis import build_series, compute_kpis, kpi_table
     from vpp.simulation.report import render_report
     from vpp.simulation.runner import run_scenario
@@ -45,7 +45,8 @@ def simulate(args: argparse.Namespace) -> int:
         if refused:
             print(f"vpp simulate: {refused}", file=sys.stderr)
             return 2
-    result = asyncio.run(run_scenario(scenario, progress=not args.quiet, data_dir=data_dir))
+    # One event loop carries the service and every simulated party: uvloop's where installed.
+    result = aio.run(run_scenario(scenario, progress=not args.quiet, data_dir=data_dir))
     series = build_series(result)
     kpis = compute_kpis(result, series)
     out = Path(args.out)
