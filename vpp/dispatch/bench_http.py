@@ -7,9 +7,14 @@ one serving every simulated CPO (sim/cpo apps under uvicorn, one event loop, the
 Setup goes through the real interfaces except where that would only cost time: the CPOs register over OCPI,
 their locations and sessions are pulled over OCPI (cars are plugged in before registration, so nothing is pushed),
 the aFRR capacity is recorded directly. Measured: a first cycle (every session gets its limit) and a setpoint
-step (the setpoint POSTed to the API, then the cycle the doorbell would run, one second after the fleet was read
-between cycles as the dispatcher's loop does), each until the last ChargingProfile PUT is answered and,
-separately, until the last asynchronous result is recorded.
+step, each until the last ChargingProfile PUT is answered and its answer recorded and, separately, until the
+last asynchronous result is recorded.
+
+With VPP_REDIS_URL set (production mode), the step runs end to end: the dispatcher's own loop owns the pool through
+a Redis lease, the API rings the pool's doorbell on a Redis stream when it has stored the setpoint, and the loop
+runs the cycle. Without Redis (embedded mode, where the API in another process cannot reach an in-process bus),
+the step runs the cycle the doorbell would run right after the setpoint's acknowledgement, one second after the
+fleet was read between cycles as the dispatcher's loop does.
 """
 
 from __future__ import annotations
@@ -53,7 +58,7 @@ def _wait_port(port: int, timeout_s: float = 30.0) -> None:
 
 @contextlib.contextmanager
 def _database(tmp: Path) -> Iterator[str]:
-    """A fresh database: SQLite under ``tmp``, or a temporary PostgreSQL database next to VPP_DATABASE_URL's."""
+    """A fresh database: SQLite under ``tmp``, or a temporary PostgreSQL database on VPP_DATABASE_URL's server."""
     url = os.environ.get("VPP_DATABASE_URL")
     if not url or url.startswith("sqlite"):
         yield f"sqlite:///{(tmp / 'vpp.sqlite3').resolve()}"
@@ -62,7 +67,8 @@ def _database(tmp: Path) -> Iterator[str]:
 
     base = make_url(url)
     name = f"vpp_bench_{secrets.token_hex(4)}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    # Created from the server's maintenance database: the configured one need not exist yet.
+    admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     try:
@@ -190,7 +196,7 @@ def run_http_dispatch_bench(sessions: int = 10_000, *, cpos: int = 5, concurrenc
     from vpp.config import Settings
     from vpp.db import create_db_engine, create_session_factory, unit_of_work
     from vpp.dispatch import service as dispatch_service
-    from vpp.dispatch.cycle import PoolDispatch
+    from vpp.dispatch.cycle import CyclePlan, PoolDispatch
     from vpp.domain.commitments import CommitmentKind, CommitmentValue
     from vpp.domain.isp import floor_to_isp
     from vpp.ocpi import service as connections
@@ -198,17 +204,20 @@ def run_http_dispatch_bench(sessions: int = 10_000, *, cpos: int = 5, concurrenc
     from vpp.sessions import limits
     from vpp.sessions.tables import ChargingSession, LimitRequest
     from workers.bus import InProcessActivationBus, InProcessLease
-    from workers.dispatcher import Dispatcher, default_components
+    from workers.dispatcher import Dispatcher, build_dispatcher, default_components
 
     per_cpo = -(-sessions // cpos)
     spawn = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory() as tmp, _database(Path(tmp)) as database_url:
         api_port = _free_port()
         secret = secrets.token_urlsafe(32)
+        redis_url = os.environ.get("VPP_REDIS_URL") or None
         env = {"VPP_DATA_DIR": tmp, "VPP_DATABASE_URL": database_url, "VPP_SECRET_KEY": secret,
-               "VPP_PUBLIC_URL": f"http://{HOST}:{api_port}", "VPP_LOG_LEVEL": "WARNING"}
+               "VPP_PUBLIC_URL": f"http://{HOST}:{api_port}", "VPP_LOG_LEVEL": "WARNING",
+               **({"VPP_REDIS_URL": redis_url} if redis_url else {})}
         settings = Settings(data_dir=Path(tmp), database_url=database_url, secret_key=secret,
-                            public_url=env["VPP_PUBLIC_URL"], dispatch_send_timeout_seconds=120.0)
+                            public_url=env["VPP_PUBLIC_URL"], dispatch_send_timeout_seconds=120.0,
+                            redis_url=redis_url)
         engine = create_db_engine(database_url)
         migrate.upgrade(engine)
         factory = create_session_factory(engine)
@@ -246,8 +255,23 @@ def run_http_dispatch_bench(sessions: int = 10_000, *, cpos: int = 5, concurrenc
                                         .where(ChargingSession.status == "active")) or 0
             setup_s = time.perf_counter() - setup_started
             [pool] = source.pools()
-            dispatcher = Dispatcher(settings=settings, session_factory=factory, source=source, network=network,
-                                    receiver=InProcessActivationBus(), lease=InProcessLease(60.0))
+            if redis_url:
+                dispatcher = build_dispatcher(settings, factory, source=source, network=network)
+            else:
+                dispatcher = Dispatcher(settings=settings, session_factory=factory, source=source, network=network,
+                                        receiver=InProcessActivationBus(), lease=InProcessLease(60.0))
+            cycles: list[tuple[float, float, CyclePlan | None]] = []
+            cycle_ran = asyncio.Event()
+            run_cycle = dispatcher.run_cycle
+
+            async def observed_cycle(pool: str) -> CyclePlan | None:
+                started_at = time.perf_counter()
+                plan_ = await run_cycle(pool)
+                cycles.append((started_at, time.perf_counter(), plan_))
+                cycle_ran.set()
+                return plan_
+
+            dispatcher.run_cycle = observed_cycle  # type: ignore[method-assign]
             spans = _Spans()
             spans.wrap(source, "snapshot", "snapshot (portfolio read)")
             spans.wrap(dispatch_service, "latest_setpoint", "setpoint read")
@@ -280,7 +304,19 @@ def run_http_dispatch_bench(sessions: int = 10_000, *, cpos: int = 5, concurrenc
 
             gc.callbacks.append(gc_clock)
 
-            async def measured(post_setpoint: float | None) -> dict[str, Any]:
+            async def doorbell_cycle(seq: int) -> CyclePlan:
+                """The cycle the dispatcher's loop runs for setpoint ``seq`` (its doorbell on the Redis stream)."""
+                while True:
+                    for started_at, _ended, plan_ in cycles:
+                        if plan_ is not None and plan_.setpoint.seq == seq:
+                            marks_doorbell.append(started_at)
+                            return plan_
+                    cycle_ran.clear()
+                    await asyncio.wait_for(cycle_ran.wait(), timeout=30)
+
+            marks_doorbell: list[float] = []
+
+            async def measured(post_setpoint: float | None, *, via_loop: bool = False) -> dict[str, Any]:
                 marks: dict[str, Any] = {}
                 gc_time[0] = 0.0
                 before = datetime.now(UTC) - timedelta(milliseconds=1)
@@ -295,20 +331,31 @@ def run_http_dispatch_bench(sessions: int = 10_000, *, cpos: int = 5, concurrenc
                                 "setpoint_mw": post_setpoint}
                         (await client.post("/api/v1/market/afrr/setpoints", json=body)).raise_for_status()
                     marks["setpoint_ack_s"] = time.perf_counter() - started
-                plan = await dispatcher.run_cycle(pool)
+                plan: CyclePlan | None
+                if via_loop:
+                    plan = await doorbell_cycle(1)
+                    marks["doorbell_s"] = marks_doorbell[-1] - started
+                else:
+                    plan = await dispatcher.run_cycle(pool)
                 assert plan is not None
                 marks["cycle_s"] = time.perf_counter() - started
                 await dispatcher.drain()
                 marks["last_ack_s"] = time.perf_counter() - started
                 marks["gc_s"] = gc_time[0]
                 marks["cpu_s_to_last_ack"] = {name: round(_cpu_s(pid) - cpu[name], 2) for name, pid in pids.items()}
+                marks["where"] = spans.report()
                 total, done = results_since(before)
+                renewed = time.monotonic()
                 while done < total and time.perf_counter() - started < 120:
                     await asyncio.sleep(0.05)
                     total, done = results_since(before)
+                    if not via_loop and time.monotonic() - renewed > settings.dispatch_lease_ttl_seconds / 3:
+                        # Nothing else renews the lease while the first cycle's results come in.
+                        await dispatcher.manage_leases()
+                        renewed = time.monotonic()
                 marks["last_result_s"] = time.perf_counter() - started
                 marks.update(changed=len(plan.send_ids), requests=total, results=done, plan=plan,
-                             statuses=dict(statuses), where=spans.report())
+                             statuses=dict(statuses))
                 return marks
 
             # A committed schedule near the pool's maximum, so the first cycle sends every session a high limit;
@@ -328,14 +375,36 @@ def run_http_dispatch_bench(sessions: int = 10_000, *, cpos: int = 5, concurrenc
                                  CommitmentKind.DAY_AHEAD_SCHEDULE)])
 
             async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
+                deadline = time.monotonic() + settings.dispatch_lease_ttl_seconds + 5.0
                 await dispatcher.manage_leases()
+                while pool not in dispatcher.owned:  # a lease left by an earlier run expires
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"could not take the lease of pool {pool}")
+                    await asyncio.sleep(0.5)
+                    await dispatcher.manage_leases()
                 first = await measured(None)
-                # Between cycles the dispatcher's loop reads the fleet again (every 4 s); a setpoint then plans
-                # with that read instead of waiting for one.
-                await dispatcher.warm()
-                await asyncio.sleep(1.0)
-                step = await measured(round((schedule_kw - need_kw) / 1000.0, 3))
-                await dispatcher.shutdown()
+                setpoint_mw = round((schedule_kw - need_kw) / 1000.0, 3)
+                if not redis_url:
+                    # Between cycles the dispatcher's loop reads the fleet again (every 4 s); a setpoint then
+                    # plans with that read instead of waiting for one.
+                    await dispatcher.warm()
+                    await asyncio.sleep(1.0)
+                    step = await measured(setpoint_mw)
+                    await dispatcher.shutdown()
+                    return first, step
+                # The dispatcher's own loop: periodic cycles (nothing moved: nothing sent), reads of the fleet
+                # between them, and the doorbell; the setpoint arrives a second after a periodic cycle.
+                stop = asyncio.Event()
+                loop = asyncio.create_task(dispatcher.run(stop))
+                try:
+                    for _ in range(2):
+                        cycle_ran.clear()
+                        await asyncio.wait_for(cycle_ran.wait(), timeout=3 * settings.dispatch_interval_seconds)
+                    await asyncio.sleep(1.0)
+                    step = await measured(setpoint_mw, via_loop=True)
+                finally:
+                    stop.set()
+                    await loop
                 return first, step
 
             first, step = aio.run(scenario())
@@ -360,6 +429,8 @@ def run_http_dispatch_bench(sessions: int = 10_000, *, cpos: int = 5, concurrenc
                "dispatcher_gc_seconds_to_last_ack": round(marks["gc_s"], 3)}
         if "setpoint_ack_s" in marks:
             out["setpoint_ack_seconds"] = round(marks["setpoint_ack_s"], 3)
+        if "doorbell_s" in marks:
+            out["cycle_started_seconds"] = round(marks["doorbell_s"], 3)
         return out
 
     return {"name": "dispatch", "sessions": int(active), **figures(step), "first_cycle": figures(first),
@@ -367,4 +438,6 @@ def run_http_dispatch_bench(sessions: int = 10_000, *, cpos: int = 5, concurrenc
               "network": f"OCPI over HTTP: {cpos} simulated CPOs x {per_cpo} EVSEs (sim/cpo, fast profile path) "
                          "served by uvicorn in one child process; the API in another",
               "database": "PostgreSQL (temporary database)" if not database_url.startswith("sqlite")
-              else "SQLite (temporary file)"}
+              else "SQLite (temporary file)",
+              "activation_bus": "Redis stream doorbell, the dispatcher's own loop, Redis lease" if redis_url
+              else "none: the cycle runs when the setpoint is acknowledged (embedded mode)"}
