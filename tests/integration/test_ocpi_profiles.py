@@ -53,16 +53,16 @@ def test_a_limit_set_through_the_port_reaches_the_sim_cpo_and_its_async_result_i
     assert outcome.status == LimitStatus.ACCEPTED and outcome.limit_kw == 3.7 and not outcome.clipped
     assert result["accepted"] == "accepted"
     [request] = _requests(app)
-    # AC 3-phase 230 V: 3.7 kW = 5.36 A per phase, sent as 5.4 A.
-    assert (request.sent_unit, request.sent_limit) == ("A", 5.4)
+    # AC 3-phase 230 V: 3.7 kW = 5.36 A per phase, sent as 5.3 A (never more than planned).
+    assert (request.sent_unit, request.sent_limit) == ("A", 5.3)
     assert request.status == "applied" and request.result == "ACCEPTED" and request.deadline_at is not None
-    assert abs(result["sim_limit_kw"] - 3.726) < 1e-6
+    assert abs(result["sim_limit_kw"] - 3.657) < 1e-6
     assert (REGISTRY.get_sample_value("vpp_ocpi_profile_requests_total", {"kind": "set", "outcome": "accepted"})
             or 0) >= 1
     with app.state.session_factory() as session:
         steered = session.get(ChargingSession, result["session_id"])
         assert steered is not None and steered.active_limit is not None
-        assert abs(steered.active_limit[0]["limit_kw"] - 3.726) < 1e-3
+        assert abs(steered.active_limit[0]["limit_kw"] - 3.657) < 1e-3
 
 
 def test_a_too_often_answer_is_backed_off_without_calling_the_cpo_again(app: FastAPI) -> None:
@@ -222,5 +222,5 @@ def test_the_sim_cpo_fast_profile_path_gives_the_same_answers(app: FastAPI) -> N
 
     outcomes, limit = asyncio.run(run())
     assert [o.status for o in outcomes] == [LimitStatus.ACCEPTED, LimitStatus.UNKNOWN_SESSION]
-    assert limit is not None and abs(limit - 3.726) < 1e-6
+    assert limit is not None and abs(limit - 3.657) < 1e-6
     assert [r.status for r in _requests(app)] == ["applied"]

@@ -8,6 +8,7 @@ peers flagged ``profiles_in_watts`` get W. Limits go out rounded to one decimal.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -383,12 +384,14 @@ def profile_unit(connector: ConnectorInfo | None, flags: ConnectionFlags) -> wir
 
 
 def kw_to_rate(limit_kw: float, unit: wire.ChargingRateUnit, connector: ConnectorInfo | None) -> float:
-    """A kW limit in the profile unit, rounded to one decimal (A = W / (V_LN x phases))."""
-    watts = limit_kw * 1000.0
+    """A kW limit in the profile unit (A = W / (V_LN x phases)), to one decimal toward zero: the limit sent never
+    allows more than the one planned (4.2 kW on 3 x 230 V is 6.0 A, not the 6.1 A = 4.21 kW of rounding)."""
+    rate = limit_kw * 1000.0
     if unit == wire.ChargingRateUnit.A:
         assert connector is not None
-        return round(watts / (connector.max_voltage_v * connector.phases), 1)
-    return round(watts, 1)
+        rate /= connector.max_voltage_v * connector.phases
+    # The epsilon keeps a rate that is a whole tenth up to float error (16.0 A from 3.68 kW) where it is.
+    return math.copysign(math.floor(abs(rate) * 10.0 + 1e-6) / 10.0, rate) + 0.0
 
 
 def rate_to_kw(limit: float, unit: wire.ChargingRateUnit, connector: ConnectorInfo | None) -> float:

@@ -14,13 +14,26 @@ AC1 = ConnectorInfo("AC_1_PHASE", 1, 230, 16, 3.68, True, ())
 DC = ConnectorInfo("DC", 1, 920, 400, 150.0, True, ())
 
 
-def test_ac_limits_go_out_in_amperes_per_phase_rounded_to_one_decimal() -> None:
+def test_ac_limits_go_out_in_amperes_per_phase_to_one_decimal_toward_zero() -> None:
     profile, rate, unit = mapping.limit_profile(3.7, connector=AC3, flags=ConnectionFlags(), now=NOW,
                                                 valid_until=NOW + timedelta(minutes=15))
-    assert unit == wire.ChargingRateUnit.A and rate == 5.4
+    # 3.7 kW is 5.36 A per phase: 5.3 A, never the 5.4 A (3.73 kW) that would allow more than planned.
+    assert unit == wire.ChargingRateUnit.A and rate == 5.3
     assert profile.duration == 900 and profile.start_date_time == NOW
-    assert profile.charging_profile_period[0].limit == 5.4
-    assert mapping.kw_to_rate(3.68, wire.ChargingRateUnit.A, AC1) == 16.0
+    assert profile.charging_profile_period[0].limit == 5.3
+    assert mapping.kw_to_rate(3.68, wire.ChargingRateUnit.A, AC1) == 16.0  # a whole tenth stays as it is
+    assert mapping.kw_to_rate(4.2, wire.ChargingRateUnit.A, AC3) == 6.0  # a §14a cap is not exceeded by 9 W
+    assert mapping.kw_to_rate(-5.0, wire.ChargingRateUnit.A, AC3) == -7.2  # discharge: no more than planned either
+
+
+@pytest.mark.parametrize("kw", [0.0, 0.05, 1.38, 3.7, 4.2, 6.9, 11.0, 11.04, 22.08, -3.3, -11.0])
+def test_a_sent_limit_never_allows_more_than_the_planned_one(kw: float) -> None:
+    for connector, unit in ((AC3, wire.ChargingRateUnit.A), (AC1, wire.ChargingRateUnit.A),
+                            (None, wire.ChargingRateUnit.W)):
+        back = mapping.rate_to_kw(mapping.kw_to_rate(kw, unit, connector), unit, connector)
+        assert abs(back) <= abs(kw) + 1e-9
+        step = 0.1 * (connector.max_voltage_v * connector.phases / 1000.0 if connector else 1e-3)
+        assert abs(back) > abs(kw) - step - 1e-9
 
 
 def test_dc_unknown_connectors_and_watt_peers_get_watts() -> None:
@@ -29,7 +42,7 @@ def test_dc_unknown_connectors_and_watt_peers_get_watts() -> None:
     assert mapping.profile_unit(None, ConnectionFlags()) == wire.ChargingRateUnit.W
     assert mapping.profile_unit(AC3, ConnectionFlags(profiles_in_watts=True)) == wire.ChargingRateUnit.W
     assert mapping.limit_profile(1.23456, connector=None, flags=ConnectionFlags(), now=NOW,
-                                 valid_until=None)[1] == 1234.6
+                                 valid_until=None)[1] == 1234.5
 
 
 def test_a_limit_in_amperes_needs_the_connector_to_come_back_in_kw() -> None:
