@@ -178,6 +178,44 @@ def beyond_deadband(new_kw: FloatArray, last_kw: FloatArray, deadband_kw: float,
     return result
 
 
+def sent_for_caps(
+    problem: AllocationProblem, new_kw: FloatArray, in_force_kw: FloatArray, candidates: BoolArray,
+    pool_cap_kw: float | None = None, tolerance_kw: float = 1e-3,
+) -> BoolArray:
+    """Limits to send although they moved within the deadband, so that no cap is left exceeded by what is in force.
+
+    ``in_force_kw`` is what each session will have in force after this cycle without these (NaN: nothing, taken
+    as its new limit); ``candidates`` are the steerable sessions not already being sent. A limit in force above
+    the session's own maximum (a §14a device cap) goes out; so do, largest cut first, the cuts of members of a
+    capped group (or of the pool, under ``pool_cap_kw``) whose limits in force add up to more than the cap. A
+    deadband keeps traffic down; it must not keep a DSO limit exceeded by a few hundred watts.
+    """
+    n = new_kw.shape[0]
+    cut = candidates & (new_kw < in_force_kw - tolerance_kw)
+    send = cut & (in_force_kw > problem.max_kw + tolerance_kw)
+    in_force = np.where(send | np.isnan(in_force_kw), new_kw, in_force_kw)
+    caps: list[tuple[float, npt.NDArray[np.int64]]] = []
+    group_max = np.asarray(problem.group_max_kw, dtype=np.float64)
+    if group_max.size:
+        members = np.asarray(problem.member_session, dtype=np.int64)
+        groups = np.asarray(problem.member_group, dtype=np.int64)
+        totals = np.bincount(groups, weights=in_force[members], minlength=group_max.size)
+        for g in np.flatnonzero(np.isfinite(group_max) & (totals > group_max + tolerance_kw)):
+            caps.append((float(group_max[g]), members[groups == g]))
+    if pool_cap_kw is not None and float(np.sum(in_force)) > pool_cap_kw + tolerance_kw:
+        caps.append((pool_cap_kw, np.arange(n)))
+    for cap, members in caps:
+        excess = float(np.sum(in_force[members])) - cap
+        movable = members[cut[members] & ~send[members]]
+        for i in movable[np.argsort(new_kw[movable] - in_force[movable], kind="stable")]:
+            if excess <= tolerance_kw:
+                break
+            excess -= in_force[i] - new_kw[i]
+            in_force[i] = new_kw[i]
+            send[i] = True
+    return send
+
+
 def off_limit(measured_kw: FloatArray, limit_kw: FloatArray, tolerance_kw: float) -> tuple[BoolArray, BoolArray]:
     """Sessions measured well above their limit, and well below it (NaN limits count as neither)."""
     with np.errstate(invalid="ignore"):

@@ -25,6 +25,7 @@ from vpp.algorithms.dispatch import (
     off_limit,
     pool_baseline_kw,
     pool_target_kw,
+    sent_for_caps,
 )
 from vpp.dispatch.car_limits import CarLimits
 from vpp.domain.dispatch import DispatchSnapshot
@@ -218,6 +219,9 @@ class PoolDispatch:
         new_kw = result.setpoints_kw
         free = ~blocked & ~discounted & np.isnan(pending)
         send = free & beyond_deadband(new_kw, last, self.params.deadband_kw, self.params.deadband_pct)
+        in_force = np.where(send, new_kw, start)
+        send |= sent_for_caps(cycle.problem, new_kw, in_force, free & ~send,
+                              pool_cap_kw=limits.congestion_max_kw.get(snapshot.pool))
         send_idx = np.flatnonzero(send)
         send_ids = [ids[i] for i in send_idx]
         send_kw = [float(new_kw[i]) for i in send_idx]
