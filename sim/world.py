@@ -32,6 +32,7 @@ from vpp.api.app import create_app
 from vpp.apikeys import service as apikeys
 from vpp.config import Settings
 from vpp.db import create_db_engine, create_session_factory, unit_of_work
+from workers.runtime import InProcessTaskQueue, Runtime
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,7 @@ class World:
     keys: dict[str, str]
     cpos: dict[str, SimulatedCpo] = field(default_factory=dict)
     clients: dict[str, httpx.AsyncClient] = field(default_factory=dict)
+    tasks: InProcessTaskQueue | None = None
 
     def client(self, role: str) -> httpx.AsyncClient:
         """An HTTP client of the service with the key of ``role``."""
@@ -134,6 +136,8 @@ class World:
         for cpo in self.cpos.values():
             await cpo.served.stop()
         await self.service.stop()
+        if self.tasks is not None:
+            await asyncio.to_thread(self.tasks.shutdown)
         self.engine.dispose()
 
 
@@ -176,7 +180,11 @@ async def start_world(data_dir: Path, clock: ManualClock, **settings_overrides: 
     with unit_of_work(factory) as session:
         for role in ROLES:
             _row, keys[role] = apikeys.create(session, name=f"simulation {role}", role=role, pepper=settings.secret)
-    app = create_app(settings, engine=engine, session_factory=factory, background=False, clock=clock)
+    # Background work (OCPI pulls after registration, on request) runs on a thread pool of this process in every
+    # mode: with Redis configured, Celery workers would run it on the wall clock, and none is started here.
+    tasks = InProcessTaskQueue(Runtime(settings=settings, session_factory=factory, tasks_in_process=True))
+    app = create_app(settings, engine=engine, session_factory=factory, background=False, clock=clock,
+                     task_queue=tasks)
     served = Served(app, port)
     await served.start()
-    return World(clock=clock, settings=settings, engine=engine, service=served, app=app, keys=keys)
+    return World(clock=clock, settings=settings, engine=engine, service=served, app=app, keys=keys, tasks=tasks)

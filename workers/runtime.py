@@ -28,6 +28,9 @@ class Runtime:
 
     settings: Settings
     session_factory: sessionmaker[Session]
+    # Tasks of this process run here even with a broker configured (a simulation carrying the whole service in
+    # one process on a simulated clock): tasks they start run here too, not on workers that may not exist.
+    tasks_in_process: bool = False
 
 
 _runtime: Runtime | None = None
@@ -59,9 +62,10 @@ def enqueue_from_task(task_name: str, **kwargs: Any) -> None:
     """
     from workers.celery_app import get_celery_app
 
-    settings = get_runtime().settings
+    runtime = get_runtime()
+    settings = runtime.settings
     app = get_celery_app(settings)
-    if settings.redis_url:
+    if settings.redis_url and not runtime.tasks_in_process:
         app.send_task(task_name, kwargs=kwargs)
     else:
         app.tasks[task_name].apply(kwargs=kwargs).get(propagate=True)

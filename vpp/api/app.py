@@ -29,7 +29,7 @@ from vpp.health.router import router as health_router
 from vpp.ocpi.router import router as ocpi_connections_router
 from vpp.portfolio.router import router as portfolio_router
 from vpp.portfolio.service import DispatchPools, PortfolioConfig, PortfolioService, install_congestion_source
-from vpp.ports import Clock, SystemClock
+from vpp.ports import Clock, SystemClock, TaskQueue
 from vpp.sessions.router import router as sessions_router
 from vpp.settlement.router import router as settlement_router
 from vpp.web.router import router as web_router
@@ -46,11 +46,13 @@ def create_app(
     session_factory: sessionmaker[Session] | None = None,
     background: bool = True,
     clock: Clock | None = None,
+    task_queue: TaskQueue | None = None,
 ) -> FastAPI:
     """Build the API for ``settings``; nothing connects until the first request or startup.
 
     ``clock`` is where every time-dependent part (portfolio, dispatcher, OCPI deadlines, bids) reads "now";
-    simulations inject a faster one, production uses the system clock.
+    simulations inject a faster one, production uses the system clock. ``task_queue`` runs background work: by
+    default Celery on the broker when Redis is configured, else a thread pool in this process.
     """
     clock = clock or SystemClock()
     engine = engine or create_db_engine(settings.resolved_database_url, pool_size=settings.db_pool_size)
@@ -97,7 +99,7 @@ def create_app(
     state.session_factory = session_factory
     state.redis = redis_client
     state.runtime = runtime
-    state.task_queue = build_task_queue(runtime)
+    state.task_queue = task_queue or build_task_queue(runtime)
     state.activation_bus = activation_bus
     state.authenticator = ApiKeyAuthenticator(session_factory=session_factory, pepper=settings.secret)
     portfolio_config = PortfolioConfig(market_timezone=settings.market_timezone)
