@@ -74,5 +74,38 @@ def test_a_small_scenario_meets_needs_respects_the_limit_and_records_every_activ
     assert kpis["afrr_setpoints_sent"] == (180 + 20) // 4
     assert kpis["afrr_steps_recorded"] >= kpis["afrr_setpoints_sent"] - 1, kpis
     assert kpis["energy_delivered_kwh"] > 0
+    # The service pulled every CPO's locations before the run (in production mode too: no background work lost).
+    assert not [note for note in kpis["notes"] if "pulled" in note], kpis["notes"]
     html = render_report(kpis, series, result.timeline.zone, scenario.model_dump(mode="json"))
     assert "<svg" in html and "http://" not in html.replace("http://www.w3.org/2000/svg", "")
+
+
+CURTAILED = {
+    "name": "e2e-14a",
+    "start": "2024-06-11",
+    "days": 1,
+    "seed": 14,
+    "delivery_window": ["17:00", "19:00"],
+    "warmup_hours": 2,
+    "warmup_step_seconds": 3600,
+    "step_seconds": 300,
+    "cpos": [{"party": "DE/LEW", "locations": 12, "evses_per_location": 1, "evse_max_kw": 11, "category": "home",
+              "sessions_per_evse_per_day": 1.5}],
+    "congestion": [{"congestion_point": "DE-LEW-1", "cpos": ["DE/LEW"], "start": "17:00", "end": "19:00",
+                    "signal": "curtailment", "max_kw_per_device": 4.2}],
+    "afrr": {"enabled": False},
+}
+
+
+def test_every_curtailed_device_stays_within_its_curtailed_power(backend: dict[str, Any], tmp_path: Path) -> None:
+    scenario = Scenario.model_validate(CURTAILED)
+    result = asyncio.run(run_scenario(scenario, progress=False, data_dir=tmp_path, settings_overrides=backend))
+    kpis = compute_kpis(result)
+
+    # §14a is judged per device (each home), not on the point's sum: uncontrolled, the homes charging at 11 kW
+    # break their 4.2 kW; controlled, every one of them stays within it in every ISP it charges.
+    assert kpis["curtailment_device_isps_uncontrolled"] > 0, kpis
+    assert kpis["curtailment_compliance_pct_uncontrolled"] < 100.0, kpis
+    assert kpis["curtailment_device_isps"] > 0, kpis
+    assert kpis["curtailment_compliance_pct"] == 100.0, kpis
+    assert not [note for note in kpis["notes"] if "pulled" in note], kpis["notes"]

@@ -17,6 +17,8 @@ FloatArray = npt.NDArray[np.float64]
 ISP = timedelta(minutes=15)
 NEED_TOLERANCE_KWH = 0.1
 LIMIT_TOLERANCE_KW = 0.5
+# A §14a device is judged on its own 15-minute average against its curtailed power, to 10 W.
+DEVICE_TOLERANCE_KW = 0.01
 # aFRR tracking (issue 6's goal): after the full activation time, the response within 5 % of the setpoint.
 AFRR_FULL_ACTIVATION_S = 300.0
 AFRR_TOLERANCE = 0.05
@@ -40,6 +42,10 @@ class Series:
     afrr_flagged: npt.NDArray[np.bool_]
     # Steps a full activation time or more after the setpoint became non-zero (and it still is).
     afrr_scored: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    # §14a: per curtailed device, its ISP load controlled and uncontrolled and the power it was curtailed to.
+    device_kw: dict[tuple[str, str], FloatArray] = field(default_factory=dict)
+    device_uncontrolled_kw: dict[tuple[str, str], FloatArray] = field(default_factory=dict)
+    device_cap_kw: dict[tuple[str, str], FloatArray] = field(default_factory=dict)
 
 
 def _isp_index(result: RunResult) -> list[datetime]:
@@ -59,6 +65,7 @@ def build_series(result: RunResult) -> Series:
     n = len(isps)
     controlled = np.zeros(n)
     points = {p: np.zeros(n) for p in result.point_members}
+    devices = {d: np.zeros(n) for d in result.device_caps}
     for k, start in enumerate(result.log.starts):
         i = position.get(_floor_isp(start.astimezone(UTC)))
         if i is None:
@@ -66,14 +73,19 @@ def build_series(result: RunResult) -> Series:
         controlled[i] += result.log.total_kwh[k]
         for point in points:
             points[point][i] += result.log.point_kwh[point][k]
+        for device, device_isps in devices.items():
+            steps = result.log.device_kwh.get(device, [])
+            device_isps[i] += steps[k] if k < len(steps) else 0.0
     uncontrolled = np.zeros(n)
     points_unc = {p: np.zeros(n) for p in result.point_members}
     member_points: dict[tuple[str, str], list[str]] = {}
     for point, members in result.point_members.items():
         for member in members:
             member_points.setdefault(member, []).append(point)
+    devices_unc = {d: np.zeros(n) for d in result.device_caps}
     for record in result.sessions:
         record_points = member_points.get((record.party, record.location_id), [])
+        device_unc = devices_unc.get((record.party, record.location_id))
         for at, kwh in uncontrolled_twin(record):
             i = position.get(_floor_isp(at.astimezone(UTC)))
             if i is None:
@@ -81,12 +93,12 @@ def build_series(result: RunResult) -> Series:
             uncontrolled[i] += kwh
             for point in record_points:
                 points_unc[point][i] += kwh
+            if device_unc is not None:
+                device_unc[i] += kwh
     limits = {p: np.full(n, np.nan) for p in result.point_members}
     for point, windows in result.point_limits.items():
-        for low, high, cap in windows:
-            for k, t in enumerate(isps):
-                if low <= t < high:
-                    limits[point][k] = cap if math.isnan(limits[point][k]) else min(limits[point][k], cap)
+        limits[point] = _caps_on(isps, windows)
+    device_caps = {d: _caps_on(isps, windows) for d, windows in result.device_caps.items()}
     prices = np.array([result.prices.get(t, np.nan) for t in isps])
     afrr_at, setpoint, supplied, ramped, flagged = _afrr(result)
     scored = _after_full_activation(afrr_at, setpoint)
@@ -94,7 +106,31 @@ def build_series(result: RunResult) -> Series:
                   prices_eur_per_mwh=prices, point_kw={p: v * 4 for p, v in points.items()},
                   point_uncontrolled_kw={p: v * 4 for p, v in points_unc.items()}, point_limit_kw=limits,
                   afrr_at=afrr_at, afrr_setpoint_mw=setpoint, afrr_supplied_mw=supplied, afrr_ramped_mw=ramped,
-                  afrr_flagged=flagged, afrr_scored=scored)
+                  afrr_flagged=flagged, afrr_scored=scored, device_kw={d: v * 4 for d, v in devices.items()},
+                  device_uncontrolled_kw={d: v * 4 for d, v in devices_unc.items()}, device_cap_kw=device_caps)
+
+
+def _caps_on(isps: list[datetime], windows: list[tuple[datetime, datetime, float]]) -> FloatArray:
+    """Per ISP, the lowest cap of the windows holding it (NaN outside every window)."""
+    caps = np.full(len(isps), np.nan)
+    for low, high, cap in windows:
+        for k, t in enumerate(isps):
+            if low <= t < high:
+                caps[k] = cap if math.isnan(caps[k]) else min(caps[k], cap)
+    return caps
+
+
+def curtailment_compliance(load_kw: dict[tuple[str, str], FloatArray], caps_kw: dict[tuple[str, str], FloatArray]
+                           ) -> tuple[int, float | None]:
+    """§14a compliance per device: of the (device, ISP) pairs under a curtailment in which the device charged,
+    how many, and the share (%) whose 15-minute average stayed within the curtailed power."""
+    charging = within = 0
+    for device, caps in caps_kw.items():
+        load = load_kw[device]
+        curtailed = ~np.isnan(caps) & (load > 1e-6)
+        charging += int(np.sum(curtailed))
+        within += int(np.sum(curtailed & (load <= np.nan_to_num(caps) + DEVICE_TOLERANCE_KW)))
+    return charging, (round(100.0 * within / charging, 1) if charging else None)
 
 
 def _after_full_activation(at: list[datetime], setpoint: FloatArray) -> npt.NDArray[np.bool_]:
@@ -176,6 +212,8 @@ def compute_kpis(result: RunResult, series: Series | None = None) -> dict[str, A
         error = np.abs(series.afrr_supplied_mw[scored] - series.afrr_setpoint_mw[scored])
         within = error <= AFRR_TOLERANCE * np.abs(series.afrr_setpoint_mw[scored])
         afrr_pct = round(100.0 * float(np.mean(within)), 1)
+    curtailed_isps, compliance = curtailment_compliance(series.device_kw, series.device_cap_kw)
+    curtailed_isps_unc, compliance_unc = curtailment_compliance(series.device_uncontrolled_kw, series.device_cap_kw)
     days = (end - start).total_seconds() / 86400.0
     saving = cost_unc - cost + result.afrr_capacity_revenue_eur
     flex_value = saving / max(result.chargers, 1) * (365.25 / 12.0) / days
@@ -205,6 +243,11 @@ def compute_kpis(result: RunResult, series: Series | None = None) -> dict[str, A
         "congestion_violation_isps": violations,
         "congestion_violation_isps_uncontrolled": unc_violations,
         "congestion_worst_excess_kw": round(worst_excess_kw, 2),
+        # §14a: per curtailed device and ISP in which it charged, its average within the curtailed power.
+        "curtailment_device_isps": curtailed_isps,
+        "curtailment_compliance_pct": compliance,
+        "curtailment_device_isps_uncontrolled": curtailed_isps_unc,
+        "curtailment_compliance_pct_uncontrolled": compliance_unc,
         "afrr_offered_mw": result.afrr_offered_mw,
         "afrr_awarded_mw": result.afrr_awarded_mw,
         "afrr_setpoints_sent": result.activation_check.get("setpoints_sent", 0),
@@ -232,6 +275,7 @@ KPI_ROWS = [
     ("peak_kw", "peak controlled (kW)"),
     ("peak_reduction_pct", "peak reduction (%)"),
     ("congestion_violation_isps", "congestion violations (ISPs)"),
+    ("curtailment_compliance_pct", "§14a device compliance (%)"),
     ("afrr_steps_within_tolerance_pct", "aFRR steps within tolerance (%)"),
     ("flex_value_eur_per_charger_month", "flex value (EUR/charger/month)"),
 ]

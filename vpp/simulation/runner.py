@@ -73,6 +73,8 @@ class StepLog:
     seconds: list[float] = field(default_factory=list)
     total_kwh: list[float] = field(default_factory=list)
     point_kwh: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    # Energy per step of each device under a §14a curtailment (a CPO location: the unit the DSO curtails).
+    device_kwh: dict[tuple[str, str], list[float]] = field(default_factory=lambda: defaultdict(list))
     afrr: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -95,6 +97,8 @@ class RunResult:
     activation_check: dict[str, Any]
     # The most MW the capacity bid offered in the scenario's direction in a product with an activation window.
     afrr_offered_mw: float = 0.0
+    # §14a curtailments: per device (party, location), its windows and the power it was curtailed to.
+    device_caps: dict[tuple[str, str], list[tuple[datetime, datetime, float]]] = field(default_factory=dict)
 
 
 class Progress:
@@ -162,6 +166,7 @@ class Simulation:
         self.specs: list[CpoSpec] = list(scenario.cpos)
         self.point_members: dict[str, set[tuple[str, str]]] = {}
         self.point_limits: dict[str, list[tuple[datetime, datetime, float]]] = defaultdict(list)
+        self.device_caps: dict[tuple[str, str], list[tuple[datetime, datetime, float]]] = defaultdict(list)
         self.prices: dict[datetime, float] = {}
         self.afrr_awarded_mw = 0.0
         self.afrr_offered_mw = 0.0
@@ -415,6 +420,8 @@ class Simulation:
                         "devices": [site_id(p, loc) for p, loc in members], "start": low.isoformat(),
                         "end": high.isoformat(), "max_kw_per_device": spec.max_kw_per_device})
                     response.raise_for_status()
+                    for member in members:
+                        self.device_caps[member].append((low, high, spec.max_kw_per_device))
                     cap = spec.max_kw_per_device * len(members)
                     self.point_limits[spec.congestion_point].append((low, high, cap))
                     continue
@@ -504,6 +511,7 @@ class Simulation:
     def _record_energy(self, world: World, start: datetime, seconds: float) -> None:
         total = 0.0
         per_point: dict[str, float] = dict.fromkeys(self.point_members, 0.0)
+        per_device: dict[tuple[str, str], float] = dict.fromkeys(self.device_caps, 0.0)
         where: dict[tuple[str, str], list[str]] = defaultdict(list)
         for point, members in self.point_members.items():
             for member in members:
@@ -517,13 +525,20 @@ class Simulation:
                 delta = session.kwh - before
                 self.kwh_seen[key] = session.kwh
                 total += delta
-                for point in where.get((cpo.party, session.slot.location_id), ()):
+                device = (cpo.party, session.slot.location_id)
+                for point in where.get(device, ()):
                     per_point[point] += delta
+                if device in per_device:
+                    per_device[device] += delta
         self.log.starts.append(start)
         self.log.seconds.append(seconds)
         self.log.total_kwh.append(total)
         for point, value in per_point.items():
             self.log.point_kwh[point].append(value)
+        for device, value in per_device.items():
+            steps = self.log.device_kwh[device]
+            steps.extend([0.0] * (len(self.log.starts) - 1 - len(steps)))  # curtailed since a later step
+            steps.append(value)
 
     def _active(self, world: World) -> int:
         return sum(1 for cpo in world.cpos.values() for s in cpo.simulator.sessions.values()
@@ -566,7 +581,7 @@ class Simulation:
             chargers=chargers, afrr_awarded_mw=self.afrr_awarded_mw,
             afrr_capacity_revenue_eur=self.afrr_capacity_revenue_eur, notes=self.notes,
             wall_seconds=wallclock.monotonic() - started, activation_check=activation_check,
-            afrr_offered_mw=self.afrr_offered_mw)
+            afrr_offered_mw=self.afrr_offered_mw, device_caps=dict(self.device_caps))
 
     async def _loop(self, world: World) -> dict[str, Any]:
         import httpx
