@@ -9,12 +9,17 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Iterator
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import IN_CI, _fresh_postgres_database
+from tests.conftest import IN_CI, TEST_SECRET, _fresh_postgres_database
+from vpp.config import Settings
+from vpp.db import create_db_engine, create_session_factory, unit_of_work
+from vpp.settlement import reports
+from vpp.settlement import service as settlement
 from vpp.simulation.kpis import build_series, compute_kpis
 from vpp.simulation.report import render_report
 from vpp.simulation.runner import run_scenario
@@ -78,6 +83,33 @@ def test_a_small_scenario_meets_needs_respects_the_limit_and_records_every_activ
     assert not [note for note in kpis["notes"] if "pulled" in note], kpis["notes"]
     html = render_report(kpis, series, result.timeline.zone, scenario.model_dump(mode="json"))
     assert "<svg" in html and "http://" not in html.replace("http://www.w3.org/2000/svg", "")
+    _assert_the_day_is_settled(backend, tmp_path, kpis)
+
+
+def _assert_the_day_is_settled(backend: dict[str, Any], data_dir: Path, kpis: dict[str, Any]) -> None:
+    """The day settles from what the service recorded: every ISP of the delivery window with its metered energy
+    (what the cars drew), every 4-s step of the aFRR window, and nothing paid for an activation not awarded."""
+    settings = Settings(data_dir=data_dir, database_url=backend.get("database_url"), redis_url=None,
+                        secret_key=TEST_SECRET)  # type: ignore[arg-type]
+    engine = create_db_engine(settings.resolved_database_url, pool_size=1)
+    day = date(2024, 6, 11)
+    try:
+        with unit_of_work(create_session_factory(engine)) as db:
+            settlement.settle_day(db, day=day, pool="zone:NL", time_zone=settings.market_timezone)
+            rows = {kind: reports.rows(db, kind, day, "zone:NL") for kind in ("isps", "activations", "sessions")}
+    finally:
+        engine.dispose()
+    delivery = (datetime(2024, 6, 11, 15, 0, tzinfo=UTC), datetime(2024, 6, 11, 17, 0, tzinfo=UTC))
+    isps = [row for row in rows["isps"] if delivery[0] <= row["isp_start"] < delivery[1]]
+    assert len(isps) == 8, rows["isps"]
+    metered_kwh = 1000.0 * sum(row["metered_mwh"] or 0.0 for row in isps)
+    assert abs(metered_kwh - kpis["energy_delivered_kwh"]) <= 0.05 * kpis["energy_delivered_kwh"], metered_kwh
+    window = [row for row in isps if row["isp_start"] == datetime(2024, 6, 11, 16, 0, tzinfo=UTC)]
+    assert window and window[0]["afrr_missing_steps"] == 0, window
+    assert rows["sessions"], rows
+    if not kpis["afrr_awarded_mw"]:
+        # Too small a pool for the 1 MW minimum bid: its setpoints were clipped to 0 at the intake.
+        assert all(row["requested_mwh"] == 0.0 for row in rows["activations"]), rows["activations"]
 
 
 CURTAILED = {
