@@ -66,8 +66,17 @@ class CongestionSpec(BaseModel):
     max_kw: float | None = Field(None, gt=0, description="cap of the point; null: a share of its uncontrolled peak")
     max_share_of_peak: float = Field(0.6, gt=0, le=1, description="used when max_kw is null")
     signal: Literal["limit", "curtailment", "uftp"] = Field(
-        "limit", description="limit: POST /api/v1/dso/limits; curtailment: §14a per device; uftp: FlexRequest")
+        "limit", description="limit: POST /api/v1/dso/limits; curtailment: §14a per device; uftp: not simulated yet")
     max_kw_per_device: float = Field(4.2, ge=4.2, description="§14a cap per device (curtailment)")
+
+    @field_validator("signal")
+    @classmethod
+    def _simulated(cls, signal: str) -> str:
+        if signal == "uftp":
+            # Refused rather than run as a plain limit: the scenario would not be what it says.
+            raise ValueError("signal 'uftp' is not simulated yet (the UFTP DSO in sim/dso.py is not driven by "
+                             "scenarios); use 'limit' or 'curtailment'")
+        return signal
 
     def window(self) -> tuple[time, time]:
         """Start and end as local times."""

@@ -28,6 +28,13 @@ def test_a_congestion_event_on_an_unknown_cpo_is_refused() -> None:
             {"congestion_point": "X", "cpos": ["NL/ZZZ"], "start": "17:00", "end": "20:00", "max_kw": 10}]})
 
 
+def test_a_uftp_congestion_signal_is_refused_until_it_is_simulated() -> None:
+    with pytest.raises(ValidationError, match="not simulated yet"):
+        Scenario.model_validate({**BASE, "congestion": [
+            {"congestion_point": "X", "cpos": [BASE["cpos"][0]["party"]], "start": "17:00", "end": "20:00",
+             "signal": "uftp"}]})
+
+
 def test_the_timeline_trades_before_the_gates_of_the_day_before() -> None:
     timeline = timeline_of(Scenario.model_validate(BASE))
     local = timeline.trading_at.astimezone(timeline.zone)
