@@ -304,17 +304,14 @@ def run_http_dispatch_bench(sessions: int = 10_000, *, cpos: int = 5, concurrenc
 
             gc.callbacks.append(gc_clock)
 
-            async def doorbell_cycle(seq: int) -> CyclePlan:
-                """The cycle the dispatcher's loop runs for setpoint ``seq`` (its doorbell on the Redis stream)."""
+            async def doorbell_cycle(seq: int) -> tuple[float, CyclePlan]:
+                """The first cycle the dispatcher's loop ran with setpoint ``seq`` (on its doorbell), and when."""
                 while True:
                     for started_at, _ended, plan_ in cycles:
                         if plan_ is not None and plan_.setpoint.seq == seq:
-                            marks_doorbell.append(started_at)
-                            return plan_
+                            return started_at, plan_
                     cycle_ran.clear()
                     await asyncio.wait_for(cycle_ran.wait(), timeout=30)
-
-            marks_doorbell: list[float] = []
 
             async def measured(post_setpoint: float | None, *, via_loop: bool = False) -> dict[str, Any]:
                 marks: dict[str, Any] = {}
@@ -333,8 +330,8 @@ def run_http_dispatch_bench(sessions: int = 10_000, *, cpos: int = 5, concurrenc
                     marks["setpoint_ack_s"] = time.perf_counter() - started
                 plan: CyclePlan | None
                 if via_loop:
-                    plan = await doorbell_cycle(1)
-                    marks["doorbell_s"] = marks_doorbell[-1] - started
+                    cycle_started, plan = await doorbell_cycle(1)
+                    marks["doorbell_s"] = cycle_started - started
                 else:
                     plan = await dispatcher.run_cycle(pool)
                 assert plan is not None
