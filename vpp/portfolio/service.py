@@ -37,6 +37,8 @@ from vpp.sessions.tables import ChargingSession, SessionReading
 
 FloatArray = npt.NDArray[np.float64]
 MAX_HORIZON_ISPS = 4 * 24 * 7
+# Below this many past arrivals in a local hour, forecast arrivals at that hour take the stays of the whole history.
+MIN_SESSIONS_PER_HOUR = 5
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,10 @@ class ForecastFlex:
     energy_per_arrival_kwh: float
     dwell_hours: float
     days_of_history: int
+    # Per ISP of the horizon, the stays (hours, kWh; sorted by hours) of past arrivals at its local hour of the day
+    # (the whole history where an hour has few): forecast arrivals take them in turn, so the pool's pace has the
+    # mix of short and long stays, not one median stay. None: every arrival gets the pool-wide figures above.
+    stays_by_isp: tuple[tuple[FloatArray, FloatArray], ...] | None = None
 
 
 def forecast_flexibility(history: pd.DataFrame, horizon: IspHorizon, config: PortfolioConfig, *,
@@ -176,13 +182,24 @@ def forecast_flexibility(history: pd.DataFrame, horizon: IspHorizon, config: Por
     frame = forecast_sessions(fitted, horizon, tz=config.market_timezone, max_kw_per_car=config.max_kw_per_car,
                               observed_from=observed_from, observed_until=observed_until)
     frame = pd.DataFrame(frame.xs(history["pool"].iloc[0], level="pool"))
-    dwell = (history["departure"] - history["arrival"]).dt.total_seconds().median() / 3600.0
+    stays_h = ((history["departure"] - history["arrival"]).dt.total_seconds() / 3600.0).to_numpy(np.float64)
+    energy = history["energy_kwh"].to_numpy(np.float64)
+    dwell = float(np.median(stays_h))
+    arrival_hour = np.asarray(pd.DatetimeIndex(history["arrival"]).tz_convert(config.market_timezone).hour)
+    order = np.argsort(stays_h, kind="stable")
+    everything = (stays_h[order], energy[order])
+    of_hour = []
+    for hour in range(24):
+        chosen = order[arrival_hour[order] == hour]
+        of_hour.append((stays_h[chosen], energy[chosen]) if chosen.size >= MIN_SESSIONS_PER_HOUR else everything)
+    horizon_hour = np.asarray(horizon.index.tz_convert(config.market_timezone).hour)
     return ForecastFlex(
         arrivals={q: frame[f"arrivals_{q}"].to_numpy(np.float64) for q in ("p10", "p50", "p90", "mean")},
         plugged={q: frame[f"plugged_in_{q}"].to_numpy(np.float64) for q in ("p10", "p50", "p90", "mean")},
         energy_per_arrival_kwh=float(history["energy_kwh"].mean()),
         dwell_hours=float(dwell),
         days_of_history=int(frame["days"].to_numpy().max()) if len(frame) else 0,
+        stays_by_isp=tuple(of_hour[h] for h in horizon_hour),
     )
 
 
@@ -287,6 +304,23 @@ def _share_inside(begin_ns: FloatArray, end_ns: FloatArray, first_ns: float, las
                     ((begin_ns >= first_ns) & (begin_ns < last_ns)).astype(np.float64))
 
 
+def _stay(forecast: ForecastFlex, isp: int, drawn: int) -> tuple[float, float]:
+    """The stay (hours, kWh) of the ``drawn``-th forecast arrival, arriving in ISP ``isp``: past stays of that hour
+    taken at evenly spread quantiles (golden-ratio steps), so a few arrivals already cover short and long ones."""
+    if forecast.stays_by_isp is None:
+        return forecast.dwell_hours, forecast.energy_per_arrival_kwh
+    hours, kwh = forecast.stays_by_isp[isp]
+    if hours.size == 0:
+        return forecast.dwell_hours, forecast.energy_per_arrival_kwh
+    k = min(int(((drawn * 0.6180339887498949) % 1.0) * hours.size), hours.size - 1)
+    return float(hours[k]), float(kwh[k])
+
+
+def _pace_kw(energy_kwh: float, isps: int, max_kw: float) -> float:
+    """The even pace of a stay: its energy over its ISPs, at most its maximum power."""
+    return min(energy_kwh / (max(isps, 1) * ISP.total_seconds() / 3600.0), max_kw)
+
+
 def dayahead_instance(fleet: Fleet, pool: str, horizon: IspHorizon, forecast: ForecastFlex | None,
                       prices_eur_per_mwh: Sequence[float], reliability: float) -> dict[str, Any]:
     """The pool as a ``vpp solve dayahead`` instance: present sessions plus forecast arrivals at a quantile.
@@ -294,6 +328,11 @@ def dayahead_instance(fleet: Fleet, pool: str, horizon: IspHorizon, forecast: Fo
     A stay that reaches beyond the horizon carries only the share of its energy that falls inside it (its energy
     spread evenly over its stay): the rest is charged on the next day and bought there. Forcing it into the
     horizon made the schedule buy the whole night's charging of late arrivals before midnight.
+
+    Every charge-only session draws at least its even pace (``min_kw`` = energy over its stay): the dispatcher
+    lets no car fall behind it (needs outrank the pool target), so a schedule below it is one the pool cannot
+    follow. Forecast arrivals are counted by the running total of the quantile, so ISPs with less than one
+    arrival each still add up to the cars that come.
     """
     if len(prices_eur_per_mwh) != horizon.count:
         raise InvalidInput(f"prices: expected {horizon.count} values (one per ISP), got {len(prices_eur_per_mwh)}")
@@ -316,10 +355,11 @@ def dayahead_instance(fleet: Fleet, pool: str, horizon: IspHorizon, forecast: Fo
     for k, i in enumerate(idx):
         if share[k] <= 0.0:
             continue
+        energy = float(fleet.energy_needed_kwh[i] * share[k])
         item: dict[str, Any] = {"id": fleet.session_ids[i], "arrival": int(arrival[k]),
-                                "departure": int(departure[k]),
-                                "energy_kwh": float(fleet.energy_needed_kwh[i] * share[k]),
-                                "max_kw": float(fleet.max_kw[i]), "min_kw": -float(fleet.discharge_kw[i])}
+                                "departure": int(departure[k]), "energy_kwh": energy, "max_kw": float(fleet.max_kw[i]),
+                                "min_kw": -float(fleet.discharge_kw[i]) if fleet.discharge_kw[i] > 0
+                                else _pace_kw(energy, int(departure[k] - arrival[k]), float(fleet.max_kw[i]))}
         if fleet.discharge_kw[i] > 0:
             item.update(battery_kwh=float(fleet.battery_kwh[i]), soc_kwh=float(fleet.soc_kwh[i]),
                         min_soc_kwh=float(min(fleet.min_soc_kwh[i], fleet.soc_kwh[i])))
@@ -328,14 +368,19 @@ def dayahead_instance(fleet: Fleet, pool: str, horizon: IspHorizon, forecast: Fo
         # Availability at reliability r is the (1 - r) quantile of arrivals: fewer cars, more certain.
         quantile = "p10" if reliability >= 0.75 else ("p90" if reliability <= 0.25 else "p50")
         future = _not_before(horizon, fleet.at)
-        counts = np.floor(forecast.arrivals[quantile] * future + 1e-9).astype(int)
-        dwell = max(1, round(forecast.dwell_hours * 4))
+        running = np.floor(np.cumsum(forecast.arrivals[quantile] * future) + 1e-9)
+        counts = np.diff(running, prepend=0.0).astype(int)
+        drawn = 0
         for t in np.flatnonzero(counts):
-            leaves = min(int(t) + dwell, horizon.count)
-            energy = forecast.energy_per_arrival_kwh * (leaves - int(t)) / dwell
             for j in range(int(counts[t])):
+                hours, kwh = _stay(forecast, int(t), drawn)
+                drawn += 1
+                dwell = max(1, round(hours * 4))
+                leaves = min(int(t) + dwell, horizon.count)
+                energy = min(kwh, 11.0 * dwell / 4) * (leaves - int(t)) / dwell
                 sessions.append({"id": f"forecast-{int(t)}-{j}", "arrival": int(t), "departure": leaves,
-                                 "energy_kwh": float(energy), "max_kw": 11.0, "min_kw": 0.0})
+                                 "energy_kwh": float(energy), "max_kw": 11.0,
+                                 "min_kw": _pace_kw(energy, leaves - int(t), 11.0)})
     return {"start": horizon.start.isoformat().replace("+00:00", "Z"), "isp_minutes": 15,
             "prices_eur_per_mwh": [float(p) for p in prices_eur_per_mwh], "pool_max_kw": None,
             "pool_min_kw": None, "sessions": sessions}

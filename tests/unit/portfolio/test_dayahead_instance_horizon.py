@@ -105,3 +105,24 @@ def test_the_forecast_counts_cars_still_plugged_in_when_it_was_made_and_not_the_
     # 08:00 local: the car plugged in since 07:00 on Tuesday counts, Monday had none
     assert forecast.plugged["mean"][32] == pytest.approx(0.5)
     assert forecast.energy_per_arrival_kwh == pytest.approx(5.0)
+
+
+def test_every_charge_only_session_draws_at_least_its_even_pace_as_the_dispatcher_holds_it() -> None:
+    stays = [(DAY.start + timedelta(hours=1), DAY.start + timedelta(hours=5), 22.0)]
+    sessions = _sessions(_fleet(stays), _forecast({40: 1}, dwell_hours=4.0, energy_kwh=8.0))
+    assert [s["min_kw"] for s in sessions] == pytest.approx([22.0 / 4, 8.0 / 4])
+
+
+def test_forecast_arrivals_below_one_per_isp_add_up_to_the_cars_that_come() -> None:
+    sessions = _sessions(_fleet([]), _forecast({40: 0.5, 41: 0.5, 42: 0.5, 43: 0.5}, dwell_hours=2.0,
+                                               energy_kwh=5.0))
+    assert [s["arrival"] for s in sessions] == [41, 43]
+
+
+def test_forecast_arrivals_take_the_stays_of_past_arrivals_at_their_hour_in_turn() -> None:
+    forecast = _forecast({40: 4}, dwell_hours=3.0, energy_kwh=10.0)
+    short_and_long = (np.array([1.0, 12.0]), np.array([5.0, 20.0]))
+    forecast = ForecastFlex(arrivals=forecast.arrivals, plugged=forecast.plugged, energy_per_arrival_kwh=10.0,
+                            dwell_hours=3.0, days_of_history=5, stays_by_isp=(short_and_long,) * DAY.count)
+    sessions = _sessions(_fleet([]), forecast)
+    assert sorted(s["departure"] - s["arrival"] for s in sessions) == [4, 4, 48, 48]
