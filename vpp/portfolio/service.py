@@ -266,7 +266,8 @@ def dispatch_snapshot(fleet: Fleet, pool: str, at: datetime, site_load_kw: dict[
     soc_room = np.where(np.isfinite(fleet.soc_kwh[idx]), fleet.soc_kwh[idx] - fleet.min_soc_kwh[idx], 0.0)
     # Discharge only while the state of charge is above the driver's floor.
     min_kw = np.where(soc_room > 0.1, -fleet.discharge_kw[idx], 0.0)
-    elapsed_h = np.maximum((pd.Timestamp(at).value - fleet.plugged_in[idx].asi8) / 3.6e12, 0.0)
+    # Both in ns: pandas 3 keeps the index in the unit it was built with (often µs), Timestamp.value is ns.
+    elapsed_h = np.maximum((pd.Timestamp(at).value - fleet.plugged_in[idx].as_unit("ns").asi8) / 3.6e12, 0.0)
     total_need = fleet.delivered_kwh[idx] + fleet.energy_needed_kwh[idx]
     uncontrolled_done = fleet.max_kw[idx] * elapsed_h >= total_need - 1e-6
     baseline = np.where(uncontrolled_done, 0.0, fleet.max_kw[idx])

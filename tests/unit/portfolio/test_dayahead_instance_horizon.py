@@ -126,3 +126,16 @@ def test_forecast_arrivals_take_the_stays_of_past_arrivals_at_their_hour_in_turn
                             dwell_hours=3.0, days_of_history=5, stays_by_isp=(short_and_long,) * DAY.count)
     sessions = _sessions(_fleet([]), forecast)
     assert sorted(s["departure"] - s["arrival"] for s in sessions) == [4, 4, 48, 48]
+
+
+def test_the_uncontrolled_baseline_counts_the_hours_since_plug_in() -> None:
+    from vpp.portfolio.service import dispatch_snapshot
+
+    # Plugged in 1 h and 3 h before, each needing 22 kWh at 11 kW: the first still charges uncontrolled, the
+    # second would be done. With the index in µs and the clock in ns both looked done (baseline 0).
+    at = TRADED_AT
+    fleet = _fleet([(at - timedelta(hours=1), at + timedelta(hours=8), 22.0),
+                    (at - timedelta(hours=3), at + timedelta(hours=8), 22.0)])
+    fleet = Fleet(**{**fleet.__dict__, "plugged_in": fleet.plugged_in.as_unit("us")})
+    snapshot = dispatch_snapshot(fleet, POOL, at, {})
+    assert list(snapshot.baseline_kw) == [11.0, 0.0]
