@@ -199,3 +199,30 @@ def test_topology_import_refuses_a_bad_row_and_writes_nothing(
                        headers={**admin, "Content-Type": "text/csv"})
     assert good.status_code == 200
     assert good.json() == {"congestion_points": 1, "sites": 2, "locations": 2}
+
+
+def test_the_pool_forecast_learns_arrivals_from_completed_sessions(
+    client: TestClient, session_factory: sessionmaker[Session]
+) -> None:
+    cid = add_cpo(session_factory)
+    add_location(session_factory, cid, location_id="LOC1", evses=3, at=NOW - timedelta(days=8))
+    with unit_of_work(session_factory) as db:
+        topology.import_topology_csv(db, TOPOLOGY)
+    arrival = NOW + timedelta(hours=3)
+    for day in range(1, 7):
+        for evse in range(2):
+            start = arrival - timedelta(days=day)
+            add_session(session_factory, cid, session_id=f"H-{day}-{evse}", location_id="LOC1", evse=evse,
+                        start=start, delivered_kwh=12.0, token_uid=f"CAR{evse}", status="completed",
+                        end=start + timedelta(hours=4))
+    trader = _auth(session_factory, "trader")
+    response = client.get("/api/v1/portfolio/pools/site:depot/forecast", headers=trader,
+                          params={"start": NOW.isoformat(), "end": (NOW + timedelta(hours=24)).isoformat()})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert len(body["isp_starts"]) == 96 and body["days_of_history"] >= 2  # weekdays and weekends apart
+    at = 12  # the horizon starts at NOW; the cars came at NOW + 3 h on each of the six days before
+    # Two cars arrive at that ISP every day; nothing arrives at the others.
+    assert body["arrivals_p50"][at] == 2.0, body["arrivals_p50"][at - 2:at + 3]
+    assert sum(body["arrivals_p50"]) == 2.0
+    assert body["plugged_in_p50"][at + 4] == 2.0 and body["plugged_in_p50"][at + 20] == 0.0

@@ -32,7 +32,7 @@ from vpp.portfolio.schemas import (
     SiteWrite,
     TopologyImportRead,
 )
-from vpp.portfolio.service import PortfolioService, forecast_flexibility, horizon_of, pool_history
+from vpp.portfolio.service import PortfolioService, horizon_of, pool_forecast
 from vpp.portfolio.tables import ChargingNeedRow
 
 router = APIRouter(tags=["portfolio"], responses=error_responses(401, 403))
@@ -152,8 +152,8 @@ def get_pool_forecast(
     begin, finish = _window(service, start, end)
     horizon: IspHorizon = horizon_of(begin, finish)
     PoolId.parse(pool)
-    forecast = forecast_flexibility(pool_history(db, service.now(), pool, service.config.history_days), horizon,
-                                    service.config)
+    # The same forecast the bids use: observed up to now, the cars plugged in now counted until now.
+    forecast = pool_forecast(db, service.fleet(db), pool, horizon, service.config)
     zeros = [0.0] * horizon.count
     starts = [ts.to_pydatetime() for ts in horizon.index]
     if forecast is None:
