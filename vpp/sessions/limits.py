@@ -182,16 +182,15 @@ def open_requests(session: Session, rows: Sequence[dict[str, Any]]) -> None:
 
 def _copy_requests(connection: Connection, rows: Sequence[dict[str, Any]]) -> None:
     """Insert request rows with PostgreSQL's COPY: a cycle stores thousands before sending any (half the time of a
-    batched INSERT). Values go through each column's type as an INSERT's would."""
-    present = set().union(*rows)
-    names = [column.name for column in LIMIT_REQUESTS.columns if column.name in present]
-    binds = [LIMIT_REQUESTS.c[name].type.bind_processor(connection.dialect) for name in names]
+    batched INSERT). Values go through each column's type as an INSERT's would. Every row has the same keys (the
+    defaults merged in), as the INSERT's executemany needs too."""
+    names = [column.name for column in LIMIT_REQUESTS.columns if column.name in rows[0]]
+    columns = [(name, LIMIT_REQUESTS.c[name].type.bind_processor(connection.dialect)) for name in names]
     driver = connection.connection.driver_connection
     assert driver is not None
     with driver.cursor() as cursor, cursor.copy(f"COPY {LIMIT_REQUESTS.name} ({', '.join(names)}) FROM STDIN") as copy:
         for row in rows:
-            values = [row.get(name) for name in names]
-            copy.write_row([v if bind is None else bind(v) for v, bind in zip(values, binds, strict=True)])
+            copy.write_row([row[name] if bind is None else bind(row[name]) for name, bind in columns])
 
 
 @dataclass(frozen=True, slots=True)
