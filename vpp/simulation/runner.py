@@ -280,12 +280,7 @@ class Simulation:
             SessionStatus,
             TokenType,
         )
-        from adapters.ocpi.v2_2_1.transport import (
-            authorization_header,
-            join_url,
-            message_id_headers,
-            routing_headers,
-        )
+        from adapters.ocpi.v2_2_1.transport import join_url
 
         simulator = cpo.simulator
         connection = next(iter(simulator.connections.values()))
@@ -308,8 +303,8 @@ class Simulation:
             auth_method=AuthMethod.WHITELIST, location_id=planned.location_id, evse_uid=slot.evse_uid,
             connector_id=slot.connector_id, currency="EUR", charging_periods=[], total_cost=Price(excl_vat=0.0),
             status=SessionStatus.COMPLETED, last_updated=planned.departure.astimezone(UTC))
-        headers = {"Authorization": authorization_header(connection.outgoing_token), **message_id_headers(),
-                   **routing_headers(party, connection.party)}
+        # The headers the simulated CPO puts on its own pushes (token, message ids, routing).
+        headers = simulator._headers(connection.outgoing_token, ModuleID.SESSIONS, connection)
         async with gate:
             response = await http.put(join_url(url, party.country_code, party.party_id, external_id),
                                       headers=headers, json=body.to_json_dict())
