@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from vpp.algorithms.scheduling.hindsight import HindsightProblem, solve_hindsight
 from vpp.algorithms.settlement import check_afrr_steps
-from vpp.simulation.runner import RunResult, uncontrolled_twin
+from vpp.simulation.runner import V2G_MIN_SOC_PCT, RunResult, SessionRecord, uncontrolled_twin
 
 FloatArray = npt.NDArray[np.float64]
 ISP = timedelta(minutes=15)
@@ -46,12 +47,37 @@ class Series:
     device_kw: dict[tuple[str, str], FloatArray] = field(default_factory=dict)
     device_uncontrolled_kw: dict[tuple[str, str], FloatArray] = field(default_factory=dict)
     device_cap_kw: dict[tuple[str, str], FloatArray] = field(default_factory=dict)
+    # The ISPs run from the delivery start to the last departure of its sessions; the first ``window_isps`` are
+    # the delivery period itself (the scenario's days or window), the rest its sessions' follow period.
+    window_isps: int = 0
+    # The pool's committed day-ahead schedule (NaN where none) and the perfect-foresight optimum's power.
+    committed_kw: FloatArray = field(default_factory=lambda: np.zeros(0))
+    perfect_foresight_kw: FloatArray = field(default_factory=lambda: np.zeros(0))
+    perfect_foresight_cost_eur: float = math.nan
 
 
 def _isp_index(result: RunResult) -> list[datetime]:
+    """The delivery ISPs and then those of the follow period, up to the last departure."""
     start = result.timeline.delivery_start.astimezone(UTC)
-    end = result.timeline.end.astimezone(UTC)
-    return [start + k * ISP for k in range(int((end - start) / ISP))]
+    end = max(result.timeline.end.astimezone(UTC), result.follow_end or start)
+    return [start + k * ISP for k in range(math.ceil((end - start) / ISP))]
+
+
+def _window_isps(result: RunResult) -> int:
+    return int((result.timeline.end - result.timeline.delivery_start) / ISP)
+
+
+def in_period(record: SessionRecord, result: RunResult) -> bool:
+    """A session of the delivery period: plugged in at some moment of it (then followed until it left)."""
+    tl = result.timeline
+    return record.start < tl.end.astimezone(UTC) and record.departure > tl.delivery_start.astimezone(UTC)
+
+
+def _twin(record: SessionRecord) -> list[tuple[datetime, float]]:
+    """The record's uncontrolled twin, computed once per record."""
+    if record.twin is None:
+        record.twin = uncontrolled_twin(record)
+    return record.twin
 
 
 def _floor_isp(at: datetime) -> datetime:
@@ -86,7 +112,7 @@ def build_series(result: RunResult) -> Series:
     for record in result.sessions:
         record_points = member_points.get((record.party, record.location_id), [])
         device_unc = devices_unc.get((record.party, record.location_id))
-        for at, kwh in uncontrolled_twin(record):
+        for at, kwh in _twin(record):
             i = position.get(_floor_isp(at.astimezone(UTC)))
             if i is None:
                 continue
@@ -102,12 +128,68 @@ def build_series(result: RunResult) -> Series:
     prices = np.array([result.prices.get(t, np.nan) for t in isps])
     afrr_at, setpoint, supplied, ramped, flagged = _afrr(result)
     scored = _after_full_activation(afrr_at, setpoint)
+    committed = np.array([result.committed_kw.get(t, np.nan) for t in isps])
+    hindsight = solve_hindsight(hindsight_problem(result, isps, np.nan_to_num(prices)))
     return Series(isp_starts=isps, controlled_kw=controlled * 4, uncontrolled_kw=uncontrolled * 4,
                   prices_eur_per_mwh=prices, point_kw={p: v * 4 for p, v in points.items()},
                   point_uncontrolled_kw={p: v * 4 for p, v in points_unc.items()}, point_limit_kw=limits,
                   afrr_at=afrr_at, afrr_setpoint_mw=setpoint, afrr_supplied_mw=supplied, afrr_ramped_mw=ramped,
                   afrr_flagged=flagged, afrr_scored=scored, device_kw={d: v * 4 for d, v in devices.items()},
-                  device_uncontrolled_kw={d: v * 4 for d, v in devices_unc.items()}, device_cap_kw=device_caps)
+                  device_uncontrolled_kw={d: v * 4 for d, v in devices_unc.items()}, device_cap_kw=device_caps,
+                  window_isps=_window_isps(result), committed_kw=committed, perfect_foresight_kw=hindsight.pool_kw,
+                  perfect_foresight_cost_eur=hindsight.cost_eur)
+
+
+def hindsight_problem(result: RunResult, isps: list[datetime], prices: FloatArray) -> HindsightProblem:
+    """The delivery period's sessions with the energy their uncontrolled twins took from its start, their
+    plugged-in share of each ISP, the scenario's caps (points, sites, §14a devices) and prices."""
+    start = isps[0] if isps else result.timeline.delivery_start.astimezone(UTC)
+    records = [r for r in result.sessions if in_period(r, result)]
+    n, t = len(records), len(isps)
+    available = np.zeros((n, t))
+    energy = np.zeros(n)
+    max_kw = np.zeros(n)
+    min_kw = np.zeros(n)
+    low = np.full(n, np.nan)
+    high = np.full(n, np.nan)
+    begin = start.timestamp()
+    for k, record in enumerate(records):
+        plugged = (max(record.start, start).timestamp() - begin) / ISP.total_seconds()
+        unplugged = min((record.departure.timestamp() - begin) / ISP.total_seconds(), float(t))
+        edges = np.arange(t, dtype=np.float64)
+        available[k] = np.clip(np.minimum(edges + 1, unplugged) - np.maximum(edges, plugged), 0.0, 1.0)
+        before = sum(kwh for at, kwh in _twin(record) if at < start)
+        energy[k] = sum(kwh for at, kwh in _twin(record) if at >= start)
+        model = record.car.model
+        max_kw[k] = min(record.evse_max_kw, model.max_dc_kw if record.dc else model.max_ac_kw)
+        if record.v2g:
+            min_kw[k] = -min(record.evse_max_kw, model.max_dc_discharge_kw if record.dc
+                             else model.max_ac_discharge_kw)
+            soc_kwh = record.car.soc * model.battery_kwh + before
+            low[k] = min(0.0, V2G_MIN_SOC_PCT / 100.0 * model.battery_kwh - soc_kwh)
+            high[k] = max(energy[k], model.battery_kwh - soc_kwh)
+    position = {(r.party, r.location_id): [] for r in records}  # type: dict[tuple[str, str], list[int]]
+    for k, record in enumerate(records):
+        position[(record.party, record.location_id)].append(k)
+    groups: list[npt.NDArray[np.int64]] = []
+    caps: list[FloatArray] = []
+
+    def add(members: list[int], cap: FloatArray) -> None:
+        cap = np.where(np.isnan(cap), np.inf, cap)
+        if members and np.isfinite(cap).any():
+            groups.append(np.array(sorted(members), dtype=np.int64))
+            caps.append(cap)
+
+    for point, members in result.point_members.items():
+        add([k for m in members for k in position.get(m, [])], _caps_on(isps, result.point_limits.get(point, [])))
+    for device, windows in result.device_caps.items():
+        add(position.get(device, []), _caps_on(isps, windows))
+    for site, cap_kw in result.site_caps.items():
+        add(position.get(site, []), np.full(t, cap_kw))
+    return HindsightProblem(
+        isp_hours=ISP.total_seconds() / 3600.0, prices_eur_per_mwh=prices, available=available, energy_kwh=energy,
+        max_kw=max_kw, min_kw=min_kw, energy_low_kwh=low, energy_high_kwh=high, group_members=tuple(groups),
+        group_cap_kw=np.array(caps).reshape(len(caps), t) if caps else None)
 
 
 def _caps_on(isps: list[datetime], windows: list[tuple[datetime, datetime, float]]) -> FloatArray:
@@ -170,8 +252,43 @@ def _afrr(result: RunResult) -> tuple[list[datetime], FloatArray, FloatArray, Fl
     return at_list, applied, steps.supplied_mw, steps.ramped_mw, steps.flagged
 
 
+def _price_paid(cost_eur: float, energy_kwh: float) -> float | None:
+    return round(1000.0 * cost_eur / energy_kwh, 2) if energy_kwh > 1e-6 else None
+
+
+def _saving_pct(before: float, after: float) -> float | None:
+    return round(100.0 * (before - after) / before, 2) if before > 0 else None
+
+
+def price_capture_pct(uncontrolled: float | None, controlled: float | None,
+                      perfect_foresight: float | None) -> float | None:
+    """Share (%) of the reachable fall in the price paid that control achieved: 100 x (uncontrolled - controlled)
+    / (uncontrolled - perfect foresight); None where the optimum is no cheaper than uncontrolled charging."""
+    if uncontrolled is None or controlled is None or perfect_foresight is None:
+        return None
+    reachable = uncontrolled - perfect_foresight
+    if reachable <= 1e-9:
+        return None
+    return round(100.0 * (uncontrolled - controlled) / reachable, 1)
+
+
+def dayahead_imbalance_pct(delivered_kw: FloatArray, committed_kw: FloatArray) -> float | None:
+    """Sum over the committed ISPs of |delivered - committed| energy, as a share (%) of the committed energy."""
+    committed = ~np.isnan(committed_kw)
+    total = float(np.sum(np.abs(committed_kw[committed])))
+    if not committed.any() or total <= 1e-9:
+        return None
+    return round(100.0 * float(np.sum(np.abs(delivered_kw[committed] - committed_kw[committed]))) / total, 2)
+
+
 def compute_kpis(result: RunResult, series: Series | None = None) -> dict[str, Any]:
-    """The KPI dictionary written to kpis.json."""
+    """The KPI dictionary written to kpis.json.
+
+    Energy, cost, price paid and peak are like for like: the sessions of the delivery period, from its start
+    until each has left (the run follows them past the period's end), controlled, uncontrolled and with perfect
+    foresight. The ``*_window`` figures are the same inside the delivery period alone, where energy deferred
+    past its end looks like a saving.
+    """
     series = series or build_series(result)
     tl = result.timeline
     start, end = tl.delivery_start.astimezone(UTC), tl.end.astimezone(UTC)
@@ -182,11 +299,24 @@ def compute_kpis(result: RunResult, series: Series | None = None) -> dict[str, A
     cost_unc = float(np.sum(energy_unc * prices) / 1000.0)
     peak = float(series.controlled_kw.max()) if series.controlled_kw.size else 0.0
     peak_unc = float(series.uncontrolled_kw.max()) if series.uncontrolled_kw.size else 0.0
+    w = series.window_isps or len(series.isp_starts)
+    cost_window = float(np.sum(energy[:w] * prices[:w]) / 1000.0)
+    cost_unc_window = float(np.sum(energy_unc[:w] * prices[:w]) / 1000.0)
+    peak_window = float(series.controlled_kw[:w].max()) if w else 0.0
+    peak_unc_window = float(series.uncontrolled_kw[:w].max()) if w else 0.0
+    cost_pf = series.perfect_foresight_cost_eur
+    has_pf = series.perfect_foresight_kw.size > 0 and math.isfinite(cost_pf)
+    energy_pf = float(np.sum(series.perfect_foresight_kw) / 4)
+    price = _price_paid(cost, float(energy.sum()))
+    price_unc = _price_paid(cost_unc, float(energy_unc.sum()))
+    price_pf = _price_paid(cost_pf, energy_pf) if has_pf else None
+    follow_end = max(end, result.follow_end or end)
 
-    judged = [r for r in result.sessions if start < r.departure <= end]
+    # Followed until they left: every session of the period that left before the run stopped.
+    judged = [r for r in result.sessions if in_period(r, result) and r.departure <= follow_end]
     feasible = met = 0
     for record in judged:
-        deliverable = sum(kwh for _, kwh in uncontrolled_twin(record))
+        deliverable = sum(kwh for _, kwh in _twin(record))
         required = min(record.need_kwh, deliverable)
         if deliverable + NEED_TOLERANCE_KWH < record.need_kwh:
             continue
@@ -228,18 +358,38 @@ def compute_kpis(result: RunResult, series: Series | None = None) -> dict[str, A
         "sessions_judged": len(judged),
         "sessions_feasible": feasible,
         "needs_met_pct": round(100.0 * met / feasible, 2) if feasible else None,
+        "follow_end": follow_end.isoformat(),
         "energy_delivered_kwh": round(float(energy.sum()), 1),
         "energy_uncontrolled_kwh": round(float(energy_unc.sum()), 1),
+        "energy_perfect_foresight_kwh": round(energy_pf, 1) if has_pf else None,
         "cost_eur_uncontrolled": round(cost_unc, 2),
         "cost_eur": round(cost, 2),
-        "cost_saving_pct": round(100.0 * (cost_unc - cost) / cost_unc, 2) if cost_unc > 0 else None,
-        # Energy deferred past the end of the period lowers the cost too; the average price paid does not.
-        "avg_price_eur_per_mwh_uncontrolled": round(1000.0 * cost_unc / float(energy_unc.sum()), 2)
-        if energy_unc.sum() > 0 else None,
-        "avg_price_eur_per_mwh": round(1000.0 * cost / float(energy.sum()), 2) if energy.sum() > 0 else None,
+        "cost_eur_perfect_foresight": round(cost_pf, 2) if has_pf else None,
+        "cost_saving_pct": _saving_pct(cost_unc, cost),
+        "cost_saving_pct_perfect_foresight": _saving_pct(cost_unc, cost_pf) if has_pf else None,
+        "price_paid_eur_per_mwh": price,
+        "price_paid_eur_per_mwh_uncontrolled": price_unc,
+        "price_paid_eur_per_mwh_perfect_foresight": price_pf,
+        "price_paid_reduction_pct": _saving_pct(price_unc, price) if price is not None and price_unc else None,
+        "price_capture_pct": price_capture_pct(price_unc, price, price_pf),
+        "dayahead_imbalance_pct": dayahead_imbalance_pct(series.controlled_kw, series.committed_kw)
+        if series.committed_kw.size == series.controlled_kw.size else None,
+        # Kept for readers of earlier kpis.json: the same figures as price_paid_eur_per_mwh*.
+        "avg_price_eur_per_mwh_uncontrolled": price_unc,
+        "avg_price_eur_per_mwh": price,
         "peak_kw_uncontrolled": round(peak_unc, 1),
         "peak_kw": round(peak, 1),
-        "peak_reduction_pct": round(100.0 * (peak_unc - peak) / peak_unc, 2) if peak_unc > 0 else None,
+        "peak_kw_perfect_foresight": round(float(series.perfect_foresight_kw.max()), 1) if has_pf else None,
+        "peak_reduction_pct": _saving_pct(peak_unc, peak),
+        # The delivery period alone: energy deferred past its end leaves these figures, so they flatter control.
+        "energy_delivered_kwh_window": round(float(energy[:w].sum()), 1),
+        "energy_uncontrolled_kwh_window": round(float(energy_unc[:w].sum()), 1),
+        "cost_eur_window": round(cost_window, 2),
+        "cost_eur_uncontrolled_window": round(cost_unc_window, 2),
+        "cost_saving_pct_window": _saving_pct(cost_unc_window, cost_window),
+        "peak_kw_window": round(peak_window, 1),
+        "peak_kw_uncontrolled_window": round(peak_unc_window, 1),
+        "peak_reduction_pct_window": _saving_pct(peak_unc_window, peak_window),
         "congestion_violation_isps": violations,
         "congestion_violation_isps_uncontrolled": unc_violations,
         "congestion_worst_excess_kw": round(worst_excess_kw, 2),
@@ -266,11 +416,16 @@ def compute_kpis(result: RunResult, series: Series | None = None) -> dict[str, A
 KPI_ROWS = [
     ("needs_met_pct", "needs met (%)"),
     ("energy_delivered_kwh", "energy delivered (kWh)"),
+    ("energy_uncontrolled_kwh", "energy uncontrolled (kWh)"),
     ("cost_eur_uncontrolled", "cost uncontrolled (EUR)"),
     ("cost_eur", "cost controlled (EUR)"),
+    ("cost_eur_perfect_foresight", "cost perfect foresight (EUR)"),
     ("cost_saving_pct", "cost saving (%)"),
-    ("avg_price_eur_per_mwh_uncontrolled", "avg price paid uncontrolled (EUR/MWh)"),
-    ("avg_price_eur_per_mwh", "avg price paid controlled (EUR/MWh)"),
+    ("price_paid_eur_per_mwh_uncontrolled", "price paid uncontrolled (EUR/MWh)"),
+    ("price_paid_eur_per_mwh", "price paid controlled (EUR/MWh)"),
+    ("price_paid_eur_per_mwh_perfect_foresight", "price paid perfect foresight (EUR/MWh)"),
+    ("price_capture_pct", "price capture (%)"),
+    ("dayahead_imbalance_pct", "day-ahead imbalance (%)"),
     ("peak_kw_uncontrolled", "peak uncontrolled (kW)"),
     ("peak_kw", "peak controlled (kW)"),
     ("peak_reduction_pct", "peak reduction (%)"),

@@ -14,7 +14,7 @@ import math
 import sys
 import tempfile
 import time as wallclock
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,6 +39,8 @@ from vpp.simulation.scenario import CpoSpec, Scenario
 
 ZONE_POOL = "zone:NL"
 AFRR_STEP_S = 4.0
+# The delivery period's sessions are followed past its end until they leave, for at most this long.
+MAX_FOLLOW = timedelta(days=2)
 CPO_CATEGORY = {"home": "private", "public": "public", "workplace": "workplace"}
 V2G_MIN_SOC_PCT = 30.0
 
@@ -63,6 +65,10 @@ class SessionRecord:
     need_kwh: float
     service_id: str | None = None
     delivered_kwh: float = 0.0
+    # May discharge (smart+V2G strategy, a V2G CPO and a car that can feed back on this EVSE).
+    v2g: bool = False
+    # Its uncontrolled twin's energy per minute, once computed (vpp.simulation.kpis).
+    twin: list[tuple[datetime, float]] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -99,26 +105,48 @@ class RunResult:
     afrr_offered_mw: float = 0.0
     # §14a curtailments: per device (party, location), its windows and the power it was curtailed to.
     device_caps: dict[tuple[str, str], list[tuple[datetime, datetime, float]]] = field(default_factory=dict)
+    # The run follows the delivery period's sessions past its end until the last has left (like-for-like KPIs).
+    follow_end: datetime | None = None
+    # The pool's committed day-ahead schedule (kW) per UTC ISP start.
+    committed_kw: dict[datetime, float] = field(default_factory=dict)
+    # Grid capacity (kW) of each location (site) that has one.
+    site_caps: dict[tuple[str, str], float] = field(default_factory=dict)
 
 
 class Progress:
-    """One line on stderr showing the simulated clock."""
+    """One line on stderr: the simulated clock, the wall time so far and the wall time expected to be left.
+
+    The time left is the simulated time left (to the expected last departure) at the rate of the last half
+    minute: the warm-up runs far faster than delivery, so the estimate settles once delivery has begun.
+    """
 
     def __init__(self, enabled: bool, zone: Any) -> None:
         self.enabled = enabled
         self.zone = zone
         self.started = wallclock.monotonic()
         self._last = 0.0
+        self.expected_end: datetime | None = None
+        self._samples: deque[tuple[float, float]] = deque()
 
     def show(self, at: datetime, phase: str, active: int, force: bool = False) -> None:
         now = wallclock.monotonic()
+        self._samples.append((now, at.timestamp()))
+        while len(self._samples) > 2 and now - self._samples[1][0] > 30.0:
+            self._samples.popleft()
         if not self.enabled or (not force and now - self._last < 0.5):
             return
         self._last = now
         local = at.astimezone(self.zone)
         sys.stderr.write(f"\r[simulate] {local:%Y-%m-%d %H:%M:%S %Z}  {phase:<9} {active:5d} plugged in  "
-                         f"wall {now - self.started:6.1f} s ")
+                         f"wall {now - self.started:6.1f} s{self._left(at)} ")
         sys.stderr.flush()
+
+    def _left(self, at: datetime) -> str:
+        (wall0, sim0), (wall1, sim1) = self._samples[0], self._samples[-1]
+        if self.expected_end is None or wall1 - wall0 < 1.0 or sim1 <= sim0:
+            return ""
+        remaining = max(0.0, self.expected_end.timestamp() - at.timestamp())
+        return f", ~{remaining / ((sim1 - sim0) / (wall1 - wall0)):5.0f} s left"
 
     def done(self) -> None:
         if self.enabled:
@@ -127,16 +155,18 @@ class Progress:
 
 
 def scenario_prices(scenario: Scenario, timeline: Timeline) -> dict[datetime, float]:
-    """EUR/MWh per UTC ISP start from the trading day to the end."""
+    """EUR/MWh per UTC ISP start from the trading day to the end of the follow period (see ``MAX_FOLLOW``)."""
     import pandas as pd
 
     start = datetime.combine(scenario.start - timedelta(days=1), datetime.min.time(), tzinfo=timeline.zone)
     stop = datetime.combine(scenario.start + timedelta(days=scenario.days), datetime.min.time(), tzinfo=timeline.zone)
-    index = pd.date_range(start.astimezone(UTC), stop.astimezone(UTC), freq="15min", inclusive="left")
+    index = pd.date_range(start.astimezone(UTC), (stop + MAX_FOLLOW).astimezone(UTC), freq="15min", inclusive="left")
     if scenario.prices == "nl-day-ahead":
-        from vpp.data.prices import prices_for_isps
+        from vpp.data.prices import load_day_ahead_prices, prices_for_isps
 
-        series = prices_for_isps(pd.DatetimeIndex(index))
+        # The bundled prices end somewhere: the follow period takes what there is.
+        last = load_day_ahead_prices().index[-1] + pd.Timedelta(hours=1)
+        series = prices_for_isps(pd.DatetimeIndex(index[index < last]))
         return {t.to_pydatetime(): float(v) for t, v in zip(series.index, series.to_numpy(), strict=True)}
     values = list(scenario.prices)
     per_isp = values if len(values) == 96 else [v for v in values for _ in range(4)]
@@ -174,6 +204,8 @@ class Simulation:
         self.afrr_seq = 0
         self.new_sessions: dict[str, list[SessionRecord]] = defaultdict(list)
         self.kwh_seen: dict[tuple[str, str], float] = {}
+        self.follow_end: datetime | None = None
+        self.committed_kw: dict[datetime, float] = {}
         self._next_lease_check = 0.0
 
     # ------------------------------------------------------------------------------- set-up
@@ -189,6 +221,9 @@ class Simulation:
         for point in self.scenario.congestion:
             self.point_members[point.congestion_point] = {
                 (c.party, loc) for c in self.specs if c.party in point.cpos for loc in location_ids(c)}
+        end = self.timeline.end.astimezone(UTC)
+        departures = [p.departure for queue in self.pending.values() for p in queue if p.arrival < end]
+        self.progress.expected_end = min(max(departures, default=end), end + MAX_FOLLOW)
 
     async def setup(self, world: World) -> None:
         """CPOs register over OCPI, the topology is imported, bookings stated."""
@@ -451,11 +486,13 @@ class Simulation:
                 car.energy_demand_kwh = max(0.5, (target - planned.soc) * battery)
             if planned.token_uid is not None:
                 session.token_uid = planned.token_uid
+            spec = next(s for s in self.specs if s.party == cpo.party)
             record = SessionRecord(
                 party=cpo.party, location_id=planned.location_id, external_id=session.id, start=session.start,
                 departure=session.departure,
                 car=Car(model=car.model, soc=car.soc, energy_demand_kwh=car.energy_demand_kwh),
-                evse_max_kw=slot.max_kw, dc=slot.dc, need_kwh=car.energy_needed_kwh)
+                evse_max_kw=slot.max_kw, dc=slot.dc, need_kwh=car.energy_needed_kwh,
+                v2g=self.scenario.strategy == "smart+v2g" and spec.v2g and car.can_discharge(slot.dc))
             self.records[(cpo.party, session.id)] = record
             if self._states_needs(cpo.party) and planned.booking_id is None:
                 self.new_sessions[cpo.party].append(record)
@@ -576,7 +613,10 @@ class Simulation:
             chargers=chargers, afrr_awarded_mw=self.afrr_awarded_mw,
             afrr_capacity_revenue_eur=self.afrr_capacity_revenue_eur, notes=self.notes,
             wall_seconds=wallclock.monotonic() - started, activation_check=activation_check,
-            afrr_offered_mw=self.afrr_offered_mw, device_caps=dict(self.device_caps))
+            afrr_offered_mw=self.afrr_offered_mw, device_caps=dict(self.device_caps), follow_end=self.follow_end,
+            committed_kw=self.committed_kw,
+            site_caps={(spec.party, loc): spec.site_max_kw for spec in self.specs if spec.site_max_kw is not None
+                       for loc in location_ids(spec)})
 
     async def _loop(self, world: World) -> dict[str, Any]:
         import httpx
@@ -610,7 +650,9 @@ class Simulation:
         now = self.clock.now()
         congestion_posted = False
         switched_period = False
-        while now < end:
+        # Past the end, the run goes on (no new arrivals) until the last session of the period has left, so the
+        # controlled and the uncontrolled twin are compared on the same sessions and the same energy.
+        while now < end or (now < end + MAX_FOLLOW and self._active(world) > 0):
             if trading and now >= trading[0]:
                 day = trading.pop(0).astimezone(tl.zone).date() + timedelta(days=1)
                 await self.trade(world, day)
@@ -624,18 +666,22 @@ class Simulation:
                 switched_period = True
             if self._in_windows(now, windows, tail_s=self.scenario.afrr.tail_seconds):
                 step = AFRR_STEP_S
+            elif delivering and now >= end:
+                # Following the period's last sessions: a cycle per ISP at most is plenty for cost and needs.
+                step = max(self.scenario.step_seconds, 900.0)
             elif delivering:
                 step = self.scenario.step_seconds
             else:
                 step = self.scenario.warmup_step_seconds
             # Steps stay on their grid (from the delivery start) so that each lies within one ISP.
             grid = math.floor((now - delivery_start).total_seconds() / step + 1e-9) + 1
-            target = min(delivery_start + timedelta(seconds=grid * step), end)
-            for nxt in (*trading, delivery_start, *(a for a, _ in windows)):
+            target = delivery_start + timedelta(seconds=grid * step)
+            for nxt in (*trading, delivery_start, end, *(a for a, _ in windows)):
                 if now < nxt < target:
                     target = nxt
-            for cpo in world.cpos.values():
-                self._plug_in(cpo, now)
+            if now < end:
+                for cpo in world.cpos.values():
+                    self._plug_in(cpo, now)
             # New sessions reach the service before the cycle of this step, so none charges a step uncapped.
             await asyncio.gather(*(cpo.simulator.flush() for cpo in world.cpos.values()))
             await self._post_needs(world)
@@ -651,9 +697,22 @@ class Simulation:
             await asyncio.gather(*(cpo.simulator.run_until(target) for cpo in world.cpos.values()))
             self._record_energy(world, now, (target - now).total_seconds())
             now = target
-            self.progress.show(now, "delivery" if delivering else "warm-up", self._active(world))
+            phase = "warm-up" if not delivering else "delivery" if now <= end else "follow"
+            self.progress.show(now, phase, self._active(world))
+        self.follow_end = now
         await dispatcher.shutdown()
+        self.committed_kw = await self._commitment(world, delivery_start, now)
         return await self._activation_check(world, windows)
+
+    async def _commitment(self, world: World, start: datetime, end: datetime) -> dict[datetime, float]:
+        """The pool's committed day-ahead schedule (kW per UTC ISP start) as the service recorded it."""
+        response = await world.client("trader").get("/api/v1/commitments", params={
+            "pool": ZONE_POOL, "start": start.isoformat(), "end": end.isoformat()})
+        if response.status_code >= 300:
+            self.notes.append(f"commitments not read: {response.status_code} {response.text[:160]}")
+            return {}
+        return {datetime.fromisoformat(item["isp_start"].replace("Z", "+00:00")).astimezone(UTC):
+                float(item["power_kw"]) for item in response.json() if item["kind"] == "day_ahead_schedule"}
 
     async def _post_setpoint(self, world: World, at: datetime, setpoint_mw: float) -> None:
         self.afrr_seq += 1
