@@ -1,8 +1,11 @@
-"""The simulated world around one service: the service itself on a free port, and CPOs speaking OCPI to it.
+"""The simulated world around one service: the service on a free port in a process of its own, and CPOs
+speaking OCPI to it.
 
-Everything runs on one asyncio loop in this process, served by uvicorn on localhost; the service and the
-CPOs share one injected clock that only the caller moves. The parties talk to the service only over its real
-interfaces: OCPI (registration, session pushes, charging profiles) and the HTTP API with role keys.
+The CPOs run on one asyncio loop in this process, served by uvicorn on localhost; the service and its
+dispatcher run in a second process (sim.service_process), so both cores work. The parties share one simulated
+time that only the caller moves: the CPOs' clock here, the service's through its control interface. The
+parties talk to the service only over its real interfaces: OCPI (registration, session pushes, charging
+profiles) and the HTTP API with role keys.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import os
 import secrets
 import socket
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +31,7 @@ from sim.cpo.app import create_cpo_app
 from sim.cpo.clock import ManualClock
 from sim.cpo.config import CpoConfig
 from sim.cpo.simulator import CpoSimulator
+from sim.service_process import CONTROL_HEADER, ServiceHandle, start_service_process, stop_service_process
 from vpp import migrate
 from vpp.api.app import create_app
 from vpp.apikeys import service as apikeys
@@ -90,24 +95,42 @@ class SimulatedCpo:
 
 @dataclass
 class World:
-    """The service, its keys, the CPOs and the clock they share."""
+    """The service (in its own process), its keys, the CPOs and the clock they share."""
 
     clock: ManualClock
-    settings: Settings
-    engine: Engine
-    service: Served
-    app: FastAPI
+    service_url: str
     keys: dict[str, str]
+    handle: ServiceHandle
     cpos: dict[str, SimulatedCpo] = field(default_factory=dict)
     clients: dict[str, httpx.AsyncClient] = field(default_factory=dict)
-    tasks: InProcessTaskQueue | None = None
 
     def client(self, role: str) -> httpx.AsyncClient:
         """An HTTP client of the service with the key of ``role``."""
         if role not in self.clients:
             self.clients[role] = httpx.AsyncClient(
-                base_url=self.service.url, headers={"Authorization": f"Bearer {self.keys[role]}"}, timeout=60.0)
+                base_url=self.service_url, headers={"Authorization": f"Bearer {self.keys[role]}"}, timeout=60.0)
         return self.clients[role]
+
+    def control(self) -> httpx.AsyncClient:
+        """The simulation's control client of the service's process (clock, dispatch steps)."""
+        if "_control" not in self.clients:
+            self.clients["_control"] = httpx.AsyncClient(
+                base_url=self.service_url, headers={CONTROL_HEADER: self.handle.control_token}, timeout=600.0)
+        return self.clients["_control"]
+
+    async def set_clock(self, now: datetime) -> None:
+        """Move the service's clock to ``now``."""
+        (await self.control().post("/_sim/clock", json={"now": now.isoformat()})).raise_for_status()
+
+    async def dispatch(self, now: datetime) -> None:
+        """One dispatcher step of the service at ``now``: its cycles for every pool it owns, answers awaited."""
+        (await self.control().post("/_sim/dispatch", json={"now": now.isoformat()})).raise_for_status()
+
+    async def evse_count(self) -> int:
+        """How many EVSEs the service knows (pulled from the CPOs' Locations)."""
+        response = await self.control().get("/_sim/evses")
+        response.raise_for_status()
+        return int(response.json()["count"])
 
     async def add_cpo(self, config: CpoConfig, *, discharge_profiles: bool) -> SimulatedCpo:
         """Serve a simulated CPO and let it register with the service (invite over the API, then OCPI)."""
@@ -130,15 +153,12 @@ class World:
         return cpo
 
     async def close(self) -> None:
-        """Stop every server and close the clients."""
+        """Stop the service's process and every CPO server, and close the clients."""
+        await stop_service_process(self.handle, self.control())
         for client in self.clients.values():
             await client.aclose()
         for cpo in self.cpos.values():
             await cpo.served.stop()
-        await self.service.stop()
-        if self.tasks is not None:
-            await asyncio.to_thread(self.tasks.shutdown)
-        self.engine.dispose()
 
 
 def simulation_settings(data_dir: Path, port: int, **overrides: Any) -> Settings:
@@ -165,14 +185,14 @@ def simulation_settings(data_dir: Path, port: int, **overrides: Any) -> Settings
     return Settings(**values)
 
 
-async def start_world(data_dir: Path, clock: ManualClock, **settings_overrides: Any) -> World:
-    """Migrate a fresh database, mint one key per role, and serve the service on the shared clock.
+def service_app(data_dir: Path, port: int, clock: ManualClock, overrides: dict[str, Any]
+                ) -> tuple[Settings, Engine, FastAPI, InProcessTaskQueue, dict[str, str]]:
+    """Migrate a fresh database, mint one key per role, and build the service's app on ``clock``.
 
-    The embedded dispatcher is not started: the caller runs the production dispatcher's cycles on the
-    simulated clock (see vpp.simulation.runner).
+    The embedded dispatcher is not started: the simulation runs the production dispatcher's cycles on the
+    simulated clock (sim.service_process).
     """
-    port = free_port()
-    settings = simulation_settings(data_dir, port, **settings_overrides)
+    settings = simulation_settings(data_dir, port, **overrides)
     engine = create_db_engine(settings.resolved_database_url, pool_size=settings.db_pool_size)
     migrate.upgrade(engine)
     factory = create_session_factory(engine)
@@ -180,11 +200,15 @@ async def start_world(data_dir: Path, clock: ManualClock, **settings_overrides: 
     with unit_of_work(factory) as session:
         for role in ROLES:
             _row, keys[role] = apikeys.create(session, name=f"simulation {role}", role=role, pepper=settings.secret)
-    # Background work (OCPI pulls after registration, on request) runs on a thread pool of this process in every
-    # mode: with Redis configured, Celery workers would run it on the wall clock, and none is started here.
+    # Background work (OCPI pulls after registration, on request) runs on a thread pool of the service's process in
+    # every mode: with Redis configured, Celery workers would run it on the wall clock, and none is started here.
     tasks = InProcessTaskQueue(Runtime(settings=settings, session_factory=factory, tasks_in_process=True))
     app = create_app(settings, engine=engine, session_factory=factory, background=False, clock=clock,
                      task_queue=tasks)
-    served = Served(app, port)
-    await served.start()
-    return World(clock=clock, settings=settings, engine=engine, service=served, app=app, keys=keys, tasks=tasks)
+    return settings, engine, app, tasks, keys
+
+
+async def start_world(data_dir: Path, clock: ManualClock, **settings_overrides: Any) -> World:
+    """Start the service in its own process on a copy of ``clock``'s time; the CPOs join with ``add_cpo``."""
+    handle = await start_service_process(data_dir, clock.now(), settings_overrides)
+    return World(clock=clock, service_url=handle.url, keys=handle.keys, handle=handle)

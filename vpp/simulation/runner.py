@@ -39,8 +39,6 @@ from vpp.simulation.scenario import CpoSpec, Scenario
 
 ZONE_POOL = "zone:NL"
 AFRR_STEP_S = 4.0
-# The delivery period's sessions are followed past its end until they leave, for at most this long.
-MAX_FOLLOW = timedelta(days=2)
 CPO_CATEGORY = {"home": "private", "public": "public", "workplace": "workplace"}
 V2G_MIN_SOC_PCT = 30.0
 
@@ -155,12 +153,13 @@ class Progress:
 
 
 def scenario_prices(scenario: Scenario, timeline: Timeline) -> dict[datetime, float]:
-    """EUR/MWh per UTC ISP start from the trading day to the end of the follow period (see ``MAX_FOLLOW``)."""
+    """EUR/MWh per UTC ISP start from the trading day to the end of the follow period (``follow_hours``)."""
     import pandas as pd
 
     start = datetime.combine(scenario.start - timedelta(days=1), datetime.min.time(), tzinfo=timeline.zone)
     stop = datetime.combine(scenario.start + timedelta(days=scenario.days), datetime.min.time(), tzinfo=timeline.zone)
-    index = pd.date_range(start.astimezone(UTC), (stop + MAX_FOLLOW).astimezone(UTC), freq="15min", inclusive="left")
+    follow = timedelta(hours=scenario.follow_hours)
+    index = pd.date_range(start.astimezone(UTC), (stop + follow).astimezone(UTC), freq="15min", inclusive="left")
     if scenario.prices == "nl-day-ahead":
         from vpp.data.prices import load_day_ahead_prices, prices_for_isps
 
@@ -205,8 +204,8 @@ class Simulation:
         self.new_sessions: dict[str, list[SessionRecord]] = defaultdict(list)
         self.kwh_seen: dict[tuple[str, str], float] = {}
         self.follow_end: datetime | None = None
+        self.follow = timedelta(hours=scenario.follow_hours)
         self.committed_kw: dict[datetime, float] = {}
-        self._next_lease_check = 0.0
 
     # ------------------------------------------------------------------------------- set-up
 
@@ -223,7 +222,7 @@ class Simulation:
                 (c.party, loc) for c in self.specs if c.party in point.cpos for loc in location_ids(c)}
         end = self.timeline.end.astimezone(UTC)
         departures = [p.departure for queue in self.pending.values() for p in queue if p.arrival < end]
-        self.progress.expected_end = min(max(departures, default=end), end + MAX_FOLLOW)
+        self.progress.expected_end = min(max(departures, default=end), end + self.follow)
 
     async def setup(self, world: World) -> None:
         """CPOs register over OCPI, the topology is imported, bookings stated."""
@@ -269,17 +268,12 @@ class Simulation:
 
     async def _wait_for_locations(self, world: World) -> None:
         """Pull each CPO's Locations (OCPI pull) so connector powers and V2G capability are known."""
-        from sqlalchemy import func, select
-
-        from vpp.locations.tables import ChargingEvse
-
         admin = world.client("admin")
         for cpo in world.cpos.values():
             (await admin.post(f"/api/v1/ocpi/connections/{cpo.connection_id}/pull")).raise_for_status()
         expected = sum(spec.evses for spec in self.specs)
         for _ in range(600):
-            with world.engine.connect() as conn:
-                count = conn.execute(select(func.count()).select_from(ChargingEvse)).scalar_one()
+            count = await world.evse_count()
             if count >= expected:
                 return
             await asyncio.sleep(0.05)
@@ -600,7 +594,7 @@ class Simulation:
         world = await start_world(self.data_dir, self.clock, **self.settings_overrides)
         try:
             await self.setup(world)
-            activation_check = await self._loop(world)
+            activation_check = await self._steps(world)
         finally:
             self.progress.done()
             await world.close()
@@ -618,27 +612,7 @@ class Simulation:
             site_caps={(spec.party, loc): spec.site_max_kw for spec in self.specs if spec.site_max_kw is not None
                        for loc in location_ids(spec)})
 
-    async def _loop(self, world: World) -> dict[str, Any]:
-        import httpx
-
-        from adapters.ocpi.v2_2_1.network import OcpiChargePointNetwork
-        from workers.dispatcher import build_dispatcher, default_components
-
-        app_state: Any = world.app.state
-        source, network = default_components(world.settings, app_state.session_factory, self.clock)
-        assert isinstance(network, OcpiChargePointNetwork)
-        # The production network, but with one outbound client for the run instead of one per batch of limits
-        # (a new client builds a TLS context: ~6 ms of the one loop every CPO and the service share).
-        http = httpx.AsyncClient(timeout=network._context.settings.http_timeout_seconds)
-        network = OcpiChargePointNetwork(network._context, http=http, clock=self.clock)
-        dispatcher = build_dispatcher(world.settings, app_state.session_factory, bus=app_state.activation_bus,
-                                      source=source, network=network, clock=self.clock)
-        try:
-            return await self._steps(world, dispatcher)
-        finally:
-            await http.aclose()
-
-    async def _steps(self, world: World, dispatcher: Any) -> dict[str, Any]:
+    async def _steps(self, world: World) -> dict[str, Any]:
         tl = self.timeline
         delivery = (tl.delivery_start.astimezone(UTC), tl.end.astimezone(UTC))
         windows = [w for day in tl.delivery_days() for w in self._afrr_windows(day)
@@ -652,7 +626,7 @@ class Simulation:
         switched_period = False
         # Past the end, the run goes on (no new arrivals) until the last session of the period has left, so the
         # controlled and the uncontrolled twin are compared on the same sessions and the same energy.
-        while now < end or (now < end + MAX_FOLLOW and self._active(world) > 0):
+        while now < end or (now < end + self.follow and self._active(world) > 0):
             if trading and now >= trading[0]:
                 day = trading.pop(0).astimezone(tl.zone).date() + timedelta(days=1)
                 await self.trade(world, day)
@@ -690,17 +664,21 @@ class Simulation:
                 if self._in_windows(now, windows, tail_s=self.scenario.afrr.tail_seconds):
                     setpoint = self._setpoint_mw(now, windows)
                     await self._post_setpoint(world, now, setpoint)
-                await self._dispatch(dispatcher)
+                await world.dispatch(now)
                 if setpoint is not None:
                     self.log.afrr.append({"at": now, "setpoint_mw": setpoint})
             self.clock.advance((target - now).total_seconds())
+            await world.set_clock(target)
             await asyncio.gather(*(cpo.simulator.run_until(target) for cpo in world.cpos.values()))
             self._record_energy(world, now, (target - now).total_seconds())
             now = target
             phase = "warm-up" if not delivering else "delivery" if now <= end else "follow"
             self.progress.show(now, phase, self._active(world))
         self.follow_end = now
-        await dispatcher.shutdown()
+        if self._active(world):
+            self.notes.append(f"{self._active(world)} sessions were still plugged in when the run stopped "
+                              f"(follow_hours {self.scenario.follow_hours:g}): what they drew afterwards is in no "
+                              "figure, so the like-for-like energies may differ")
         self.committed_kw = await self._commitment(world, delivery_start, now)
         return await self._activation_check(world, windows)
 
@@ -720,15 +698,6 @@ class Simulation:
             "pool": ZONE_POOL, "seq": self.afrr_seq, "timestamp": at.isoformat(), "setpoint_mw": setpoint_mw})
         if response.status_code >= 300:
             self.notes.append(f"setpoint {self.afrr_seq} refused: {response.status_code} {response.text[:160]}")
-
-    async def _dispatch(self, dispatcher: Any) -> None:
-        # Leases live in wall-clock time (as in production): renewed every third of their TTL.
-        if not dispatcher.owned or wallclock.monotonic() >= self._next_lease_check:
-            self._next_lease_check = wallclock.monotonic() + dispatcher.settings.dispatch_lease_ttl_seconds / 3
-            await dispatcher.manage_leases()
-        for pool in sorted(dispatcher.owned):
-            await dispatcher.run_cycle(pool)
-        await dispatcher.drain(10.0)
 
     async def _activation_check(self, world: World, windows: list[tuple[datetime, datetime]]) -> dict[str, Any]:
         """What the service recorded of each setpoint step (pool responses), for the KPIs and the invariants."""

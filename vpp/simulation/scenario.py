@@ -134,6 +134,10 @@ class Scenario(BaseModel):
     physics_step_seconds: float = Field(
         60.0, ge=1, le=900, description="longest step of the simulated cars' charging physics (4 s in aFRR windows)")
     dayahead: bool = Field(True, description="buy the day-ahead schedule (curve, exchange, awards)")
+    follow_hours: float = Field(
+        48.0, ge=0, le=168,
+        description="follow the delivery period's sessions past its end until they leave, for at most this long "
+                    "(like-for-like KPIs); 0 stops at the end and leaves the last sessions plugged in")
     delivery_window: tuple[str, str] | None = Field(
         None, description="local HH:MM window of the first day to simulate instead of whole days (quick runs)")
     reference: dict[str, str] = Field(default_factory=dict, description="the pilot's figures, for the report")
