@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vpp import bench
+from vpp import benchmarks as bench
 from vpp.commands.common import print_json, stdout_to_stderr
 
 
@@ -65,7 +65,7 @@ def _dayahead_args(p: argparse.ArgumentParser) -> None:
 
 
 def _dayahead_run(args: argparse.Namespace) -> dict[str, Any]:
-    from vpp.algorithms.scheduling.bench import run_dayahead_bench
+    from vpp.benchmarks.dayahead import run_dayahead_bench
 
     return run_dayahead_bench(args.sessions, v2g=args.v2g, seed=args.seed,
                               exact_max_sessions=args.exact_max_sessions)
@@ -82,7 +82,7 @@ def _dayahead_curve_args(p: argparse.ArgumentParser) -> None:
 
 
 def _dayahead_curve_run(args: argparse.Namespace) -> dict[str, Any]:
-    from vpp.bids.bench import run_dayahead_curve_bench
+    from vpp.benchmarks.dayahead_curve import run_dayahead_curve_bench
 
     return run_dayahead_curve_bench(args.sessions, capped=not args.uncapped, seed=args.seed,
                                     check_points=args.check_points)
@@ -100,7 +100,7 @@ def _allocate_args(p: argparse.ArgumentParser) -> None:
 
 
 def _allocate_run(args: argparse.Namespace) -> dict[str, Any]:
-    from vpp.algorithms.bench_allocation import run_allocate_bench
+    from vpp.benchmarks.allocate import run_allocate_bench
 
     return run_allocate_bench(args.sessions, groups=args.groups, repeats=args.repeats, seed=args.seed)
 
@@ -114,7 +114,7 @@ def _settle_args(p: argparse.ArgumentParser) -> None:
 
 
 def _settle_run(args: argparse.Namespace) -> dict[str, Any]:
-    from vpp.algorithms.bench_settlement import run_settle_bench
+    from vpp.benchmarks.settle import run_settle_bench
 
     return run_settle_bench(args.sessions, seed=args.seed)
 
@@ -130,7 +130,7 @@ def _flexibility_args(p: argparse.ArgumentParser) -> None:
 
 
 def _flexibility_run(args: argparse.Namespace) -> dict[str, Any]:
-    from vpp.algorithms.bench_flexibility import run_flexibility_bench
+    from vpp.benchmarks.flexibility import run_flexibility_bench
 
     return run_flexibility_bench(args.sessions, hours=args.hours, seed=args.seed)
 
@@ -150,10 +150,10 @@ def _dispatch_args(p: argparse.ArgumentParser) -> None:
 
 def _dispatch_run(args: argparse.Namespace) -> dict[str, Any]:
     if args.network == "fake":
-        from vpp.dispatch.bench import run_dispatch_bench
+        from vpp.benchmarks.afrr_tracking import run_dispatch_bench
 
         return run_dispatch_bench(args.sessions, latency_s=args.latency_ms / 1000.0, cpos=args.cpos or 10)
-    from vpp.dispatch.bench_http import run_http_dispatch_bench
+    from vpp.benchmarks.dispatch import run_http_dispatch_bench
 
     return run_http_dispatch_bench(args.sessions, cpos=args.cpos or 5, concurrency=args.concurrency)
 
@@ -163,7 +163,7 @@ def _afrr_intake_args(p: argparse.ArgumentParser) -> None:
 
 
 def _afrr_intake_run(args: argparse.Namespace) -> dict[str, Any]:
-    from vpp.dispatch.bench import run_intake_bench
+    from vpp.benchmarks.afrr_tracking import run_intake_bench
 
     return run_intake_bench(args.requests)
 
@@ -175,7 +175,7 @@ def _afrr_tracking_args(p: argparse.ArgumentParser) -> None:
 
 
 def _afrr_tracking_run(args: argparse.Namespace) -> dict[str, Any]:
-    from vpp.dispatch.bench import run_tracking_bench
+    from vpp.benchmarks.afrr_tracking import run_tracking_bench
 
     return run_tracking_bench(args.sessions, non_followers=args.non_followers, seed=args.seed)
 
@@ -188,13 +188,13 @@ bench.register("afrr-tracking", "aFRR tracking of a simulated pool in simulated 
 
 
 def _ocpi_ingest_run(args: argparse.Namespace) -> dict[str, Any]:
-    from adapters.ocpi.v2_2_1.bench import run
+    from vpp.benchmarks.ocpi_ingest import run
 
     return run(args)
 
 
 def _ocpi_ingest_args(p: argparse.ArgumentParser) -> None:
-    from adapters.ocpi.v2_2_1.bench import add_args
+    from vpp.benchmarks.ocpi_ingest import add_args
 
     add_args(p)
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from vpp.algorithms.bidding import build_demand_curves, price_ladder
 from vpp.algorithms.scheduling import problem_from_instance, solve_schedule
-from vpp.algorithms.scheduling.bench import generate_instance
+from vpp.benchmarks.dayahead import generate_instance
 
 
 def _errors(errors: list[float], peak: float) -> dict[str, float]:
