@@ -1,21 +1,16 @@
-"""Benchmarks of the dispatcher: a cycle at scale, setpoint intake over HTTP, aFRR tracking in simulated time."""
+"""``vpp bench afrr-tracking``: a simulated pool follows an aFRR test profile in simulated time (4-s steps)."""
 
 from __future__ import annotations
 
-import asyncio
-import math
-import statistics
-import tempfile
-import time
+import argparse
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from vpp.algorithms.dispatch import PoolLimits
 from vpp.dispatch.cycle import DispatchParams, PoolDispatch, Setpoint
-from vpp.dispatch.sim import FakeNetwork, FleetSource, SimulatedFleet
+from vpp.dispatch.sim import SimulatedFleet
 from vpp.ports import LimitOutcome, LimitStatus
 
 STEP_S = 4.0
@@ -76,130 +71,13 @@ def run_tracking_bench(sessions: int = 2000, *, non_followers: float = 0.05, see
     }
 
 
-def run_dispatch_bench(sessions: int = 10_000, *, latency_s: float = 0.05, cpos: int = 10,
-                       per_cpo_concurrency: int = 32, seed: int = 1) -> dict[str, Any]:
-    """A first cycle (every limit sent) and a setpoint step, against the in-process fake network."""
-    from sqlalchemy.orm import Session, sessionmaker
-
-    from vpp.activations.tables import AfrrSetpoint
-    from vpp.commitments.tables import Commitment  # noqa: F401  (metadata)
-    from vpp.config import Settings
-    from vpp.db import create_db_engine, create_session_factory, unit_of_work
-    from vpp.tables import metadata
-    from workers.bus import InProcessActivationBus, InProcessLease
-    from workers.dispatcher import Dispatcher
-
-    fleet = SimulatedFleet.build(sessions, cpos=cpos, seed=seed)
-    network = FakeNetwork(fleet, latency_s=latency_s, per_cpo_concurrency=per_cpo_concurrency)
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(data_dir=Path(tmp), dispatch_send_timeout_seconds=60.0)
-        engine = create_db_engine(settings.resolved_database_url)
-        metadata.create_all(engine)
-        factory: sessionmaker[Session] = create_session_factory(engine)
-        dispatcher = Dispatcher(settings=settings, session_factory=factory, source=FleetSource({fleet.pool: fleet}),
-                                network=network, receiver=InProcessActivationBus(), lease=InProcessLease(10.0))
-
-        async def cycle() -> tuple[float, float, int]:
-            started = time.perf_counter()
-            plan = await dispatcher.run_cycle(fleet.pool)
-            planned = time.perf_counter() - started
-            await dispatcher.drain()
-            assert plan is not None
-            return planned, time.perf_counter() - started, len(plan.send_ids)
-
-        async def scenario() -> dict[str, Any]:
-            await dispatcher.manage_leases()
-            first_plan_s, first_s, first_changed = await cycle()
-            fleet.step()
-            fleet.step()
-            with unit_of_work(factory) as session:
-                now = datetime.now(UTC)
-                mw = 0.2 * fleet.schedule_kw / 1000.0
-                session.add(AfrrSetpoint(pool=fleet.pool, seq=1, timestamp=now, requested_mw=mw, setpoint_mw=mw,
-                                         clipped=False, capacity_up_mw=mw, capacity_down_mw=mw, stale=False))
-            step_plan_s, step_s, step_changed = await cycle()
-            await dispatcher.shutdown()
-            return {"first_cycle": (first_plan_s, first_s, first_changed),
-                    "setpoint_step": (step_plan_s, step_s, step_changed)}
-
-        results = asyncio.run(scenario())
-        engine.dispose()
-    plan_s, seconds, changed = results["setpoint_step"]
-    first_plan_s, first_s, first_changed = results["first_cycle"]
-    return {
-        "name": "dispatch",
-        "sessions": sessions,
-        "seconds_to_last_ack": round(seconds, 3),
-        "changed": changed,
-        "cycle_seconds": round(plan_s, 3),
-        "first_cycle": {"seconds_to_last_ack": round(first_s, 3), "changed": first_changed,
-                        "cycle_seconds": round(first_plan_s, 3)},
-        "network": f"in-process fake (vpp.dispatch.sim.FakeNetwork): {cpos} CPOs, {latency_s * 1000:.0f} ms "
-                   f"per request, {per_cpo_concurrency} concurrent per CPO",
-        "database": "SQLite (temporary file)",
-    }
+def add_args(p: argparse.ArgumentParser) -> None:
+    """Options of ``vpp bench afrr-tracking``."""
+    p.add_argument("--sessions", type=int, default=2000)
+    p.add_argument("--non-followers", type=float, default=0.05)
+    p.add_argument("--seed", type=int, default=1)
 
 
-def run_intake_bench(requests: int = 1000, *, pools: int = 4) -> dict[str, Any]:
-    """Setpoint acknowledgement latency over HTTP against uvicorn on a free port (embedded SQLite)."""
-    import socket
-    import threading
-
-    import httpx
-    import uvicorn
-
-    from vpp.api.app import create_app
-    from vpp.apikeys import service as apikeys
-    from vpp.commitments import service as commitments
-    from vpp.config import Settings
-    from vpp.db import unit_of_work
-    from vpp.domain.commitments import CommitmentKind, CommitmentValue
-    from vpp.domain.isp import floor_to_isp
-    from vpp.tables import metadata
-
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(data_dir=Path(tmp))
-        app = create_app(settings, background=False)
-        metadata.create_all(app.state.engine)
-        now = datetime.now(UTC)
-        isps = [floor_to_isp(now) + timedelta(minutes=15 * i) for i in range(-1, 4)]
-        pool_ids = [f"zone:B{i}" for i in range(pools)]
-        with unit_of_work(app.state.session_factory) as session:
-            _row, key = apikeys.create(session, name="tso", role="market", pepper=settings.secret)
-            commitments.record(session, [
-                CommitmentValue(pool=p, isp_start=isp, kind=kind, power_kw=5000.0, source="bench", reference="b")
-                for p in pool_ids for isp in isps
-                for kind in (CommitmentKind.AFRR_CAPACITY_UP, CommitmentKind.AFRR_CAPACITY_DOWN)
-            ])
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.02)
-        latencies: list[float] = []
-        try:
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}",
-                              headers={"Authorization": f"Bearer {key}"}) as client:
-                for i in range(requests):
-                    body = {"pool": pool_ids[i % pools], "seq": i, "timestamp": datetime.now(UTC).isoformat(),
-                            "setpoint_mw": round(3.0 * math.sin(i / 20), 3)}
-                    t0 = time.perf_counter()
-                    client.post("/api/v1/market/afrr/setpoints", json=body).raise_for_status()
-                    latencies.append((time.perf_counter() - t0) * 1000)
-        finally:
-            server.should_exit = True
-            thread.join(timeout=10)
-            app.state.engine.dispose()
-    latencies.sort()
-    return {
-        "name": "afrr-intake",
-        "requests": requests,
-        "p50_ms": round(statistics.median(latencies), 3),
-        "p99_ms": round(latencies[int(0.99 * (len(latencies) - 1))], 3),
-        "max_ms": round(latencies[-1], 3),
-        "server": "uvicorn, embedded SQLite, in-process bus, one client in sequence",
-    }
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """``vpp bench afrr-tracking``: the profile followed by a generated pool, scored against the setpoint."""
+    return run_tracking_bench(args.sessions, non_followers=args.non_followers, seed=args.seed)
