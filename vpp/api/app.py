@@ -35,6 +35,7 @@ from vpp.settlement.router import router as settlement_router
 from vpp.web.router import router as web_router
 from workers.bus import build_activation_bus
 from workers.runtime import Runtime, build_task_queue, start_embedded_scheduler
+from workers.schedule import periodic_jobs
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,7 @@ def create_app(
     state.runtime = runtime
     state.task_queue = task_queue or build_task_queue(runtime)
     state.activation_bus = activation_bus
+    state.job_intervals = lambda: {job.task_name: job.every_seconds for job in periodic_jobs(settings)}
     state.authenticator = ApiKeyAuthenticator(session_factory=session_factory, pepper=settings.secret)
     portfolio_config = PortfolioConfig(market_timezone=settings.market_timezone)
     state.portfolio = PortfolioService(session_factory, clock=clock, config=portfolio_config)
