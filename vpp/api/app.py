@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapters.markets.documents import market_documents
 from adapters.markets.uftp.agr_service import build_uftp_router
 from adapters.ocpi.v2_2_1.routers import install_ocpi
 from vpp import __version__
@@ -107,6 +108,7 @@ def create_app(
     portfolio_config = PortfolioConfig(market_timezone=settings.market_timezone)
     state.portfolio = PortfolioService(session_factory, clock=clock, config=portfolio_config)
     state.portfolio_view = state.portfolio
+    state.market_documents = market_documents()
     install_congestion_source(state.portfolio)
 
     install_error_handlers(app)
