@@ -26,12 +26,14 @@ test: $(STAMP)
 test-web: $(STAMP)
 	$(BIN)/python -m pytest -q tests/e2e/test_web_ui.py
 
+# lint-imports checks the layering contracts in .importlinter (docs/ARCHITECTURE.md).
 check: $(STAMP)
 	$(BIN)/ruff check $(LINT_PATHS) tests
+	$(BIN)/lint-imports --no-logo
 	$(BIN)/mypy --strict $(LINT_PATHS)
 
 openapi: $(STAMP)
 	$(BIN)/vpp openapi --out openapi/vpp.json
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache var
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache var

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import httpx
 
-from vpp.dispatch.bench import STEP_S, setpoint_profile
+from vpp.benchmarks.afrr_tracking import STEP_S, setpoint_profile
 
 
 def run(client: httpx.Client, pools: Sequence[str], profile: Callable[[float], float], steps: int,

@@ -7,9 +7,8 @@ import sys
 from collections.abc import Sequence
 
 from vpp import __version__
-from vpp.commands import apikey, bench, dispatch, forecast, ocpi, service, settle, sim, simulate, solve
+from vpp.commands import apikey, bench, dispatch, forecast, ocpi, service, settle, sim, simulate, solve, uftp
 from vpp.commands.common import CommandError
-from vpp.congestion import commands as uftp
 from vpp.domain.errors import DomainError
 
 

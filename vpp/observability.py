@@ -130,8 +130,9 @@ OPERATOR_METRIC_NAMES = (
 class OperatorCollector:
     """Reads shared state at scrape time: Celery queue lengths in Redis, job freshness from job_runs, dependencies.
 
-    ``state`` is an app's ``state`` (settings, engine, session_factory, redis); anything missing is reported as
-    no samples, so every family is always declared.
+    ``state`` is an app's ``state`` (session_factory, redis, and ``job_intervals``: a callable returning the
+    schedule interval per periodic job, installed by the composition root that knows the schedule); anything
+    missing is reported as no samples, so every family is always declared.
     """
 
     def __init__(self, state: object, queues: tuple[str, ...] = ("celery",)) -> None:
@@ -155,7 +156,7 @@ class OperatorCollector:
         interval = GaugeMetricFamily("vpp_job_interval_seconds", "Schedule interval of a periodic job",
                                      labels=["job"])
         up = GaugeMetricFamily("vpp_dependency_up", "1 when the dependency answered this scrape", labels=["dependency"])
-        settings = getattr(self._state, "settings", None)
+        job_intervals = getattr(self._state, "job_intervals", None)
         redis_client = getattr(self._state, "redis", None)
         if redis_client is not None:
             try:
@@ -164,12 +165,10 @@ class OperatorCollector:
                 up.add_metric(["redis"], 1.0)
             except Exception:
                 up.add_metric(["redis"], 0.0)
-        if settings is not None:
+        if job_intervals is not None:
             try:
-                from workers.schedule import periodic_jobs
-
-                for job in periodic_jobs(settings):
-                    interval.add_metric([job.task_name], job.every_seconds)
+                for name, seconds in job_intervals().items():
+                    interval.add_metric([name], seconds)
             except Exception:
                 logging.getLogger(__name__).warning("periodic jobs unavailable for metrics", exc_info=True)
         factory = getattr(self._state, "session_factory", None)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from vpp.domain.dispatch import DispatchSnapshot
+    from vpp.domain.market_orders import AfrrBidDocument, ClearingResult, CurveOrder
     from vpp.domain.pool_view import PoolFlexibility
 
 
@@ -164,3 +165,35 @@ class PortfolioView(Protocol):
         """The pool's sessions (present and forecast at the reliability quantile) as a scheduling instance,
         in the format of ``vpp solve dayahead``."""
         ...
+
+
+class DayAheadDocuments(Protocol):
+    """The power exchange's curve orders and clearing results (implemented in adapters/markets/dayahead)."""
+
+    def check_order(self, order: CurveOrder) -> None:
+        """Refuse, as InvalidInput with the reason, an order the exchange would not accept."""
+        ...
+
+    def write_order(self, order: CurveOrder, fmt: str) -> str:
+        """The order as the exchange's document, ``fmt`` "json" or "csv" (checked first)."""
+        ...
+
+    def read_results(self, text: str, fmt: str) -> list[ClearingResult]:
+        """The clearing results in ``text`` (``fmt`` "json" or "csv"); InvalidInput when malformed."""
+        ...
+
+
+class AfrrDocuments(Protocol):
+    """The TSO's aFRR bid documents (implemented in adapters/markets/entsoe as ReserveBid_MarketDocument)."""
+
+    def write_bids(self, document: AfrrBidDocument) -> bytes:
+        """The bids as the TSO's document; InvalidInput for a bid outside the market's rules."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class MarketDocuments:
+    """The document formats bids are written in and read from, one per market; the composition root picks them."""
+
+    dayahead: DayAheadDocuments
+    afrr: AfrrDocuments

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import require_service
-from vpp.dispatch.bench_http import run_http_dispatch_bench
+from vpp.benchmarks.dispatch import run_http_dispatch_bench
 
 pytestmark = pytest.mark.slow
 

@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from vpp.api.app import create_app
 from vpp.apikeys.tables import ApiKey
 from vpp.config import Settings
+from workers.schedule import periodic_jobs
 
 
 def _count_keys(factory: sessionmaker[Session]) -> int:
@@ -119,3 +120,12 @@ def test_unknown_routes_get_a_json_404(client: TestClient) -> None:
     response = client.get("/api/v1/nothing-here")
     assert response.status_code == 404
     assert response.json()["error"]["message"] == "no route GET /api/v1/nothing-here"
+
+
+def test_metrics_give_the_schedule_interval_of_every_periodic_job(client: TestClient) -> None:
+    text = client.get("/metrics").text
+    jobs = periodic_jobs(client.app.state.settings)  # type: ignore[attr-defined]
+    assert jobs
+    for job in jobs:
+        assert f'vpp_job_interval_seconds{{job="{job.task_name}"}} {float(job.every_seconds)}' in text
+    assert 'vpp_job_interval_seconds{job="settlement.settle_day"} 3600.0' in text

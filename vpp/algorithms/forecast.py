@@ -11,16 +11,14 @@ per-day values instead of counting as ISPs without cars.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from vpp.data.elaad import sample_arrivals, sample_dwell_hours, sample_energy_kwh
 from vpp.domain.errors import InvalidInput
-from vpp.domain.isp import DEFAULT_MARKET_TZ, ISP_HOURS, ISP_MINUTES, IspHorizon, market_zone, require_utc_index
-from vpp.domain.needs import LocationCategory
+from vpp.domain.isp import DEFAULT_MARKET_TZ, ISP_MINUTES, IspHorizon, market_zone, require_utc_index
 
 QUANTILES = (0.1, 0.5, 0.9)
 METRICS = ("arrivals", "plugged_in", "energy_kwh")
@@ -230,38 +228,3 @@ def backtest(
         np.sum(forecast["energy_kwh_mean"].to_numpy()) - np.sum(actual["energy_kwh"].to_numpy())
     )
     return report
-
-
-def simulate_history(
-    days: int,
-    sessions_per_day: float,
-    category: LocationCategory | str,
-    seed: int,
-    *,
-    start: date = date(2024, 1, 1),
-    pool: str = "sim",
-    max_kw: float = 11.0,
-    tz: str = DEFAULT_MARKET_TZ,
-) -> pd.DataFrame:
-    """Sessions drawn from the ElaadNL samplers: Poisson count per day, arrival, dwell and energy."""
-    if days < 1 or sessions_per_day < 0:
-        raise InvalidInput("days must be >= 1 and sessions_per_day >= 0")
-    rng = np.random.default_rng(seed)
-    arrivals: list[pd.DatetimeIndex] = []
-    for offset in range(days):
-        count = int(rng.poisson(sessions_per_day))
-        arrivals.append(sample_arrivals(start + timedelta(days=offset), count, category, rng, tz))
-    arrival = arrivals[0].append(arrivals[1:]) if len(arrivals) > 1 else arrivals[0]
-    n = len(arrival)
-    # a session shorter than one ISP carries no flexibility and is rare in practice
-    dwell_h = np.maximum(sample_dwell_hours(n, category, rng), ISP_HOURS)
-    energy = np.minimum(sample_energy_kwh(n, category, rng), max_kw * dwell_h)
-    return pd.DataFrame(
-        {
-            "arrival": arrival,
-            "departure": arrival + pd.to_timedelta(dwell_h, unit="h"),
-            "energy_kwh": energy,
-            "pool": pool,
-            "category": LocationCategory.parse(category).value,
-        }
-    )

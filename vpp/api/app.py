@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapters.markets.documents import market_documents
 from adapters.markets.uftp.agr_service import build_uftp_router
 from adapters.ocpi.v2_2_1.routers import install_ocpi
 from vpp import __version__
@@ -35,6 +36,7 @@ from vpp.settlement.router import router as settlement_router
 from vpp.web.router import router as web_router
 from workers.bus import build_activation_bus
 from workers.runtime import Runtime, build_task_queue, start_embedded_scheduler
+from workers.schedule import periodic_jobs
 
 log = logging.getLogger(__name__)
 
@@ -101,10 +103,12 @@ def create_app(
     state.runtime = runtime
     state.task_queue = task_queue or build_task_queue(runtime)
     state.activation_bus = activation_bus
+    state.job_intervals = lambda: {job.task_name: job.every_seconds for job in periodic_jobs(settings)}
     state.authenticator = ApiKeyAuthenticator(session_factory=session_factory, pepper=settings.secret)
     portfolio_config = PortfolioConfig(market_timezone=settings.market_timezone)
     state.portfolio = PortfolioService(session_factory, clock=clock, config=portfolio_config)
     state.portfolio_view = state.portfolio
+    state.market_documents = market_documents()
     install_congestion_source(state.portfolio)
 
     install_error_handlers(app)

@@ -1,5 +1,6 @@
 """aFRR use cases: capacity and energy bids sized from the headroom around the day-ahead schedule, priced from
-opportunity cost plus the trader's margin; validation, the ReserveBid document, and award import."""
+opportunity cost plus the trader's margin; validation, the bid document (through the AfrrDocuments port), and
+award import."""
 
 from __future__ import annotations
 
@@ -13,14 +14,6 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session
 
-from adapters.markets.entsoe import (
-    AfrrCapacityBid,
-    AfrrEnergyBid,
-    Direction,
-    ReserveBidDocumentInput,
-    ReserveBidLimits,
-    build_reserve_bid_document,
-)
 from vpp.algorithms.bidding import capacity_per_product, opportunity_costs, round_price, size_afrr
 from vpp.bids.dayahead import iso, parse_time
 from vpp.bids.forecast import forecast_for
@@ -29,7 +22,8 @@ from vpp.commitments import service as commitments
 from vpp.domain.commitments import CommitmentKind, CommitmentValue
 from vpp.domain.errors import InvalidInput
 from vpp.domain.isp import ISP, delivery_day_bounds
-from vpp.ports import PortfolioView
+from vpp.domain.market_orders import AfrrBidDocument, AfrrCapacityOffer, AfrrEnergyOffer
+from vpp.ports import AfrrDocuments, PortfolioView
 
 DIRECTIONS = ("up", "down")
 
@@ -100,22 +94,21 @@ def build_content(session: Session, portfolio: PortfolioView, policy: BidPolicy,
     }
 
 
-def _bid_objects(content: dict[str, Any]) -> list[AfrrCapacityBid | AfrrEnergyBid]:
-    bids: list[AfrrCapacityBid | AfrrEnergyBid] = []
+def _offers(content: dict[str, Any]) -> list[AfrrCapacityOffer | AfrrEnergyOffer]:
+    offers: list[AfrrCapacityOffer | AfrrEnergyOffer] = []
     for item in content.get("capacity", []):
-        bids.append(AfrrCapacityBid(
-            bid_id=item["bid_id"], direction=Direction.UP if item["direction"] == "up" else Direction.DOWN,
+        offers.append(AfrrCapacityOffer(
+            bid_id=item["bid_id"], direction="up" if item["direction"] == "up" else "down",
             product_start_utc=parse_time(item["product_start"], "product_start"),
-            capacity_kw=float(item["capacity_kw"]),
+            product_hours=float(item["product_hours"]), capacity_kw=float(item["capacity_kw"]),
             capacity_price_eur_per_mw_per_h=float(item["capacity_price_eur_per_mw_per_h"]),
-            product_length=timedelta(hours=float(item["product_hours"])),
             energy_price_eur_per_mwh=item.get("energy_price_eur_per_mwh")))
     for item in content.get("energy", []):
-        bids.append(AfrrEnergyBid(
-            bid_id=item["bid_id"], direction=Direction.UP if item["direction"] == "up" else Direction.DOWN,
+        offers.append(AfrrEnergyOffer(
+            bid_id=item["bid_id"], direction="up" if item["direction"] == "up" else "down",
             mtu_start_utc=parse_time(item["mtu_start"], "mtu_start"), volume_kw=float(item["volume_kw"]),
             price_eur_per_mwh=float(item["price_eur_per_mwh"])))
-    return bids
+    return offers
 
 
 def validate(content: dict[str, Any], policy: BidPolicy) -> None:
@@ -169,17 +162,17 @@ def apply_patch(content: dict[str, Any], capacity: Sequence[dict[str, Any]], ene
     return result, before, after
 
 
-def document(content: dict[str, Any], policy: BidPolicy, *, document_id: str, revision: int,
+def document(content: dict[str, Any], policy: BidPolicy, writer: AfrrDocuments, *, document_id: str, revision: int,
              created_at: datetime) -> bytes:
-    """The bids as an XSD-valid ReserveBid_MarketDocument."""
-    bids = _bid_objects(content)
-    if not bids:
+    """The bids as the TSO's document (an XSD-valid ReserveBid_MarketDocument with the ENTSO-E writer)."""
+    offers = _offers(content)
+    if not offers:
         raise InvalidInput("the draft has no aFRR bid (the headroom is below the minimum bid size)")
-    return build_reserve_bid_document(ReserveBidDocumentInput(
-        document_id=document_id, sender_eic=policy.bsp_eic, receiver_eic=policy.tso_eic,
-        domain_eic=policy.afrr_domain_eic, created_at_utc=created_at, bids=bids, revision_number=min(revision, 999),
-        limits=ReserveBidLimits(minimum_bid_kw=policy.afrr_minimum_kw,
-                                energy_price_limit_eur_per_mwh=policy.afrr_energy_price_limit_eur_per_mwh)))
+    return writer.write_bids(AfrrBidDocument(
+        document_id=document_id, revision=revision, created_at_utc=created_at, sender_eic=policy.bsp_eic,
+        receiver_eic=policy.tso_eic, domain_eic=policy.afrr_domain_eic, bids=offers,
+        minimum_bid_kw=policy.afrr_minimum_kw,
+        energy_price_limit_eur_per_mwh=policy.afrr_energy_price_limit_eur_per_mwh))
 
 
 def parse_awards(text: str, fmt: str) -> dict[str, float]:

@@ -8,8 +8,6 @@ from typing import Any
 
 import numpy as np
 
-from adapters.markets.dayahead import CurveOrder, CurvePoint, MtuCurve, PriceLimits, validate_curve_order
-from adapters.markets.dayahead.results import ClearingResult
 from vpp.algorithms.bidding import build_demand_curves, price_ladder
 from vpp.algorithms.scheduling import problem_from_instance
 from vpp.bids.forecast import forecast_for
@@ -17,7 +15,8 @@ from vpp.bids.policy import BidPolicy
 from vpp.domain.commitments import CommitmentKind, CommitmentValue
 from vpp.domain.errors import InvalidInput
 from vpp.domain.isp import delivery_day_isps
-from vpp.ports import PortfolioView
+from vpp.domain.market_orders import ClearingResult, CurveOrder, CurvePoint, MtuCurve, PriceLimits
+from vpp.ports import DayAheadDocuments, PortfolioView
 
 
 def iso(moment: datetime) -> str:
@@ -73,8 +72,9 @@ def build_content(portfolio: PortfolioView, policy: BidPolicy, *, pool: str, day
     }
 
 
-def curve_order(content: dict[str, Any], policy: BidPolicy, *, comment: str | None = None) -> CurveOrder:
-    """The content as a curve order, validated (limits, monotonicity, MTUs of the delivery day)."""
+def curve_order(content: dict[str, Any], policy: BidPolicy, exchange: DayAheadDocuments, *,
+                comment: str | None = None) -> CurveOrder:
+    """The content as a curve order, checked by the exchange's rules (limits, monotonicity, MTUs of the day)."""
     order = CurveOrder(
         portfolio=str(content["portfolio"]),
         area_code=str(content["area_code"]),
@@ -88,7 +88,7 @@ def curve_order(content: dict[str, Any], policy: BidPolicy, *, comment: str | No
         market_time_zone=policy.market_timezone,
         limits=PriceLimits(policy.dayahead_min_price_eur_per_mwh, policy.dayahead_max_price_eur_per_mwh),
     )
-    validate_curve_order(order)
+    exchange.check_order(order)
     return order
 
 

@@ -25,7 +25,7 @@ from vpp.bids.schemas import (
 from vpp.commitments import service as commitments
 from vpp.domain.errors import InvalidInput, ServiceUnavailable
 from vpp.domain.pools import PoolId
-from vpp.ports import Clock, PortfolioView, SystemClock
+from vpp.ports import Clock, MarketDocuments, PortfolioView, SystemClock
 
 router = APIRouter(prefix="/api/v1/bids", tags=["bids"], responses=error_responses(401, 403))
 commitments_router = APIRouter(prefix="/api/v1/commitments", tags=["commitments"],
@@ -38,6 +38,14 @@ def get_portfolio_view(request: Request) -> PortfolioView:
     if view is None:
         raise ServiceUnavailable("no portfolio view is configured: bids cannot be built")
     return view
+
+
+def get_market_documents(request: Request) -> MarketDocuments:
+    """The market document formats the composition root installed on ``app.state.market_documents``."""
+    documents: MarketDocuments | None = getattr(request.app.state, "market_documents", None)
+    if documents is None:
+        raise ServiceUnavailable("no market document formats are configured: bids cannot be checked or written")
+    return documents
 
 
 def get_clock(request: Request) -> Clock:
@@ -54,6 +62,7 @@ def get_policy(settings: SettingsDep) -> BidPolicy:
 PortfolioDep = Annotated[PortfolioView, Depends(get_portfolio_view)]
 ClockDep = Annotated[Clock, Depends(get_clock)]
 PolicyDep = Annotated[BidPolicy, Depends(get_policy)]
+DocumentsDep = Annotated[MarketDocuments, Depends(get_market_documents)]
 
 
 def _actor(principal: Principal) -> Actor:
@@ -63,7 +72,7 @@ def _actor(principal: Principal) -> Actor:
 @router.post("/{market}/build", status_code=201, operation_id="build_bid",
              responses=error_responses(404, 409, 422, 503))
 def build_bid(market: Market, body: BidBuild, session: SessionDep, portfolio: PortfolioDep, policy: PolicyDep,
-              clock: ClockDep, trader: TraderDep) -> BidRead:
+              documents: DocumentsDep, clock: ClockDep, trader: TraderDep) -> BidRead:
     """Build (or rebuild) the draft of a pool for a period; the same pool and period update the same draft."""
     request = service.BuildRequest(
         market=market, pool=body.pool, delivery_day=body.delivery_day, start=body.start, end=body.end,
@@ -71,7 +80,8 @@ def build_bid(market: Market, body: BidBuild, session: SessionDep, portfolio: Po
         margin_eur_per_mwh=body.margin_eur_per_mwh,
         capacity_margin_eur_per_mw_per_h=body.capacity_margin_eur_per_mw_per_h,
         price_eur_per_mwh=body.price_eur_per_mwh)
-    bid = service.build(session, portfolio, policy, request, actor=_actor(trader), now=clock.now())
+    bid = service.build(session, portfolio, policy, request, documents=documents, actor=_actor(trader),
+                        now=clock.now())
     return BidRead.model_validate(bid)
 
 
@@ -91,35 +101,39 @@ def get_bid(bid_id: str, session: SessionDep, _trader: TraderDep) -> BidRead:
 
 
 @router.patch("/{bid_id}", operation_id="update_bid", responses=error_responses(404, 409, 422))
-def update_bid(bid_id: str, body: BidUpdate, session: SessionDep, policy: PolicyDep, clock: ClockDep,
-               trader: TraderDep) -> BidRead:
+def update_bid(bid_id: str, body: BidUpdate, session: SessionDep, policy: PolicyDep, documents: DocumentsDep,
+               clock: ClockDep, trader: TraderDep) -> BidRead:
     """Adjust volumes and prices of a draft; an invalid result is refused with the reason."""
     changes = body.model_dump(mode="json", exclude_none=True)
-    bid = service.update(session, policy, bid_id, changes, actor=_actor(trader), now=clock.now())
+    bid = service.update(session, policy, bid_id, changes, documents=documents, actor=_actor(trader),
+                         now=clock.now())
     return BidRead.model_validate(bid)
 
 
 @router.post("/{bid_id}/submit", operation_id="submit_bid", responses=error_responses(404, 409, 422))
-def submit_bid(bid_id: str, session: SessionDep, policy: PolicyDep, clock: ClockDep, trader: TraderDep) -> BidRead:
+def submit_bid(bid_id: str, session: SessionDep, policy: PolicyDep, documents: DocumentsDep, clock: ClockDep,
+               trader: TraderDep) -> BidRead:
     """Submit a draft before the gate closure of its first MTU (409 with the reason after it)."""
-    return BidRead.model_validate(service.submit(session, policy, bid_id, actor=_actor(trader), now=clock.now()))
+    return BidRead.model_validate(service.submit(session, policy, bid_id, documents=documents, actor=_actor(trader),
+                                                 now=clock.now()))
 
 
 @router.get("/{bid_id}/document", operation_id="export_bid", responses=error_responses(404, 422))
-def export_bid(bid_id: str, session: SessionDep, policy: PolicyDep, clock: ClockDep, trader: TraderDep,
-               format: Literal["json", "csv", "xml"] = "json") -> Response:
+def export_bid(bid_id: str, session: SessionDep, policy: PolicyDep, documents: DocumentsDep, clock: ClockDep,
+               trader: TraderDep, format: Literal["json", "csv", "xml"] = "json") -> Response:
     """The bid as an exchange document: day-ahead curve order (json, csv), aFRR ReserveBid (xml)."""
-    document = service.export(session, policy, bid_id, format, actor=_actor(trader), now=clock.now())
+    document = service.export(session, policy, bid_id, format, documents=documents, actor=_actor(trader),
+                              now=clock.now())
     return Response(document.body, media_type=document.media_type,
                     headers={"Content-Disposition": f'attachment; filename="{document.filename}"'})
 
 
 @router.post("/{bid_id}/awards", operation_id="import_bid_awards", responses=error_responses(404, 409, 422))
-def import_awards(bid_id: str, body: AwardImport, session: SessionDep, policy: PolicyDep, clock: ClockDep,
-                  trader: TraderDep) -> AwardImported:
+def import_awards(bid_id: str, body: AwardImport, session: SessionDep, policy: PolicyDep, documents: DocumentsDep,
+                  clock: ClockDep, trader: TraderDep) -> AwardImported:
     """Import clearing results (day-ahead) or awards (aFRR) into the pool's commitments."""
-    bid, count = service.import_awards(session, policy, bid_id, body.format, body.content, actor=_actor(trader),
-                                       now=clock.now())
+    bid, count = service.import_awards(session, policy, bid_id, body.format, body.content, documents=documents,
+                                       actor=_actor(trader), now=clock.now())
     return AwardImported(bid=BidRead.model_validate(bid), commitments=count)
 
 

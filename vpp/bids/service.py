@@ -1,4 +1,8 @@
-"""The trader workflow of bids: build, list, inspect, adjust, submit, export, import awards; all audited."""
+"""The trader workflow of bids: build, list, inspect, adjust, submit, export, import awards; all audited.
+
+Market documents are checked, written and read through ``documents`` (``vpp.ports.MarketDocuments``), which the
+composition root supplies.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from adapters.markets.dayahead import curve_order_to_csv, curve_order_to_json, parse_results_csv, parse_results_json
 from vpp.algorithms import bidding
 from vpp.bids import afrr, congestion, dayahead
 from vpp.bids.policy import Actor, BidPolicy, BidStatus, Market
@@ -21,7 +24,7 @@ from vpp.db import new_id
 from vpp.domain.errors import Conflict, InvalidInput, NotFound
 from vpp.domain.isp import delivery_day_bounds, is_isp_aligned
 from vpp.domain.pools import PoolId
-from vpp.ports import PortfolioView
+from vpp.ports import MarketDocuments, PortfolioView
 
 MAX_PERIOD = timedelta(days=7)
 
@@ -150,8 +153,8 @@ def _product(request: BuildRequest) -> str:
     return "+".join(sorted(set(request.products)))
 
 
-def build(session: Session, portfolio: PortfolioView, policy: BidPolicy, request: BuildRequest, *, actor: Actor,
-          now: datetime, keep_edited: bool = False) -> Bid:
+def build(session: Session, portfolio: PortfolioView, policy: BidPolicy, request: BuildRequest, *,
+          documents: MarketDocuments, actor: Actor, now: datetime, keep_edited: bool = False) -> Bid:
     """Build (or rebuild, same market/pool/period) a draft; a submitted bid is not rebuilt (Conflict).
 
     ``keep_edited`` (the beat) leaves a draft a trader has adjusted as it is.
@@ -180,7 +183,7 @@ def build(session: Session, portfolio: PortfolioView, policy: BidPolicy, request
         assert day is not None
         content = dayahead.build_content(portfolio, policy, pool=request.pool, day=day,
                                          prices=request.prices_eur_per_mwh, method=request.method)
-        dayahead.curve_order(content, policy)
+        dayahead.curve_order(content, policy, documents.dayahead)
     elif request.market is Market.AFRR:
         content = afrr.build_content(session, portfolio, policy, pool=request.pool, bid_key=bid.id[:12],
                                      start=start, end=end, prices=request.prices_eur_per_mwh,
@@ -212,8 +215,8 @@ def _require_draft(bid: Bid, what: str) -> None:
         raise Conflict(f"bid {bid.id} is {bid.status}; only a draft can be {what}")
 
 
-def update(session: Session, policy: BidPolicy, bid_id: str, changes: dict[str, Any], *, actor: Actor,
-           now: datetime) -> Bid:
+def update(session: Session, policy: BidPolicy, bid_id: str, changes: dict[str, Any], *,
+           documents: MarketDocuments, actor: Actor, now: datetime) -> Bid:
     """Adjust volumes and prices of a draft; the result is re-validated and refused with the reason if invalid."""
     bid = get_or_raise(session, bid_id)
     _require_draft(bid, "changed")
@@ -225,7 +228,7 @@ def update(session: Session, policy: BidPolicy, bid_id: str, changes: dict[str, 
         if not changes.get("mtus"):
             raise InvalidInput("a day-ahead change lists mtus with their points")
         content, before, after = dayahead.apply_patch(content, changes["mtus"])
-        dayahead.curve_order(content, policy)
+        dayahead.curve_order(content, policy, documents.dayahead)
     elif bid.market == Market.AFRR.value:
         if not changes.get("capacity") and not changes.get("energy"):
             raise InvalidInput("an aFRR change lists capacity and/or energy bids")
@@ -265,9 +268,9 @@ def _patch_congestion(content: dict[str, Any], changes: dict[str, Any]
     return {**content, "isps": list(isps.values()), "price_eur_per_mwh": price}, before, after
 
 
-def _validate(bid: Bid, policy: BidPolicy) -> None:
+def _validate(bid: Bid, policy: BidPolicy, documents: MarketDocuments) -> None:
     if bid.market == Market.DAY_AHEAD.value:
-        dayahead.curve_order(bid.content, policy)
+        dayahead.curve_order(bid.content, policy, documents.dayahead)
     elif bid.market == Market.AFRR.value:
         afrr.validate(bid.content, policy)
         if not bid.content.get("capacity") and not bid.content.get("energy"):
@@ -276,7 +279,8 @@ def _validate(bid: Bid, policy: BidPolicy) -> None:
         congestion.validate(bid.content)
 
 
-def submit(session: Session, policy: BidPolicy, bid_id: str, *, actor: Actor, now: datetime) -> Bid:
+def submit(session: Session, policy: BidPolicy, bid_id: str, *, documents: MarketDocuments, actor: Actor,
+           now: datetime) -> Bid:
     """Submit a valid draft before the gate closure of its first MTU; after it, Conflict with the reason."""
     bid = get_or_raise(session, bid_id)
     _require_draft(bid, "submitted")
@@ -286,7 +290,7 @@ def submit(session: Session, policy: BidPolicy, bid_id: str, *, actor: Actor, no
             f"it is now {dayahead.iso(now)}",
             details={"gate_closure_at": dayahead.iso(bid.gate_closure_at)},
         )
-    _validate(bid, policy)
+    _validate(bid, policy, documents)
     before = summary(bid)
     bid.status = BidStatus.SUBMITTED.value
     bid.submitted_at = now
@@ -296,22 +300,23 @@ def submit(session: Session, policy: BidPolicy, bid_id: str, *, actor: Actor, no
     return bid
 
 
-def export(session: Session, policy: BidPolicy, bid_id: str, fmt: str, *, actor: Actor, now: datetime) -> Document:
+def export(session: Session, policy: BidPolicy, bid_id: str, fmt: str, *, documents: MarketDocuments, actor: Actor,
+           now: datetime) -> Document:
     """The bid as an exchange document (day-ahead: json, csv; aFRR: xml; congestion: json draft)."""
     bid = get_or_raise(session, bid_id)
-    _validate(bid, policy)
+    _validate(bid, policy, documents)
     allowed = {Market.DAY_AHEAD.value: ("json", "csv"), Market.AFRR.value: ("xml",),
                Market.CONGESTION.value: ("json",)}[bid.market]
     if fmt not in allowed:
         raise InvalidInput(f"format {fmt!r} is not available for {bid.market} bids; use one of {list(allowed)}")
     name = f"bid-{bid.id}-v{bid.version}.{fmt}"
     if bid.market == Market.DAY_AHEAD.value:
-        order = dayahead.curve_order(bid.content, policy, comment=f"bid {bid.id} v{bid.version}")
-        text = curve_order_to_json(order) if fmt == "json" else curve_order_to_csv(order)
+        order = dayahead.curve_order(bid.content, policy, documents.dayahead, comment=f"bid {bid.id} v{bid.version}")
+        text = documents.dayahead.write_order(order, fmt)
         document = Document(text.encode(), "application/json" if fmt == "json" else "text/csv", name)
     elif bid.market == Market.AFRR.value:
-        body = afrr.document(bid.content, policy, document_id=f"{bid.id}-v{bid.version}", revision=bid.version,
-                             created_at=now)
+        body = afrr.document(bid.content, policy, documents.afrr, document_id=f"{bid.id}-v{bid.version}",
+                             revision=bid.version, created_at=now)
         document = Document(body, "application/xml", name)
     else:
         document = Document(json.dumps({"pool": bid.pool, **bid.content}).encode(), "application/json", name)
@@ -320,8 +325,8 @@ def export(session: Session, policy: BidPolicy, bid_id: str, fmt: str, *, actor:
     return document
 
 
-def import_awards(session: Session, policy: BidPolicy, bid_id: str, fmt: str, text: str, *, actor: Actor,
-                  now: datetime) -> tuple[Bid, int]:
+def import_awards(session: Session, policy: BidPolicy, bid_id: str, fmt: str, text: str, *,
+                  documents: MarketDocuments, actor: Actor, now: datetime) -> tuple[Bid, int]:
     """Record awards of a submitted bid as commitments of its pool (idempotent); returns the bid and the count."""
     bid = get_or_raise(session, bid_id)
     if bid.status not in (BidStatus.SUBMITTED.value, BidStatus.AWARDED.value):
@@ -330,7 +335,7 @@ def import_awards(session: Session, policy: BidPolicy, bid_id: str, fmt: str, te
         raise InvalidInput(f"award format {fmt!r} is unknown; one of ['json', 'csv']")
     reference = f"bid:{bid.id}"
     if bid.market == Market.DAY_AHEAD.value:
-        results = parse_results_json(text) if fmt == "json" else parse_results_csv(text)
+        results = documents.dayahead.read_results(text, fmt)
         values = dayahead.commitments_from_results(bid.content, results, pool=bid.pool, reference=reference)
         content = {**bid.content, "awards": [
             {"mtu_start": dayahead.iso(r.mtu_start_utc), "price_eur_per_mwh": r.price_eur_per_mwh,

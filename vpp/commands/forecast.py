@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 def backtest(args: argparse.Namespace) -> int:
     """Run the backtest and print its report."""
     from vpp.algorithms.forecast import backtest as run_backtest
-    from vpp.algorithms.forecast import simulate_history
+    from vpp.data.elaad import simulate_history
     from vpp.db import unit_of_work, utcnow
     from vpp.domain.pools import PoolId
     from vpp.portfolio.service import pool_history

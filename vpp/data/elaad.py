@@ -2,13 +2,14 @@
 
 The percentile tables list, for p = 0..100, the value exceeded by p % of charging events, so the
 q-quantile sits at row 100 * (1 - q). The weekend arrival table has no workplace column; workplace
-weekend arrivals reuse the weekday shape.
+weekend arrivals reuse the weekday shape. ``simulate_history`` draws a synthetic session history from them
+(for backtests and tests; the forecast algorithm itself takes its history as an argument).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from vpp.domain.errors import InvalidInput
-from vpp.domain.isp import DEFAULT_MARKET_TZ, market_zone
+from vpp.domain.isp import DEFAULT_MARKET_TZ, ISP_HOURS, market_zone
 from vpp.domain.needs import EstimateLevel, LocationCategory, NeedEstimate
 
 DATA_DIR = Path(__file__).resolve().parent / "ev2gym"
@@ -154,3 +155,38 @@ def elaad_need_estimates(
         )
         for category in LocationCategory
     }
+
+
+def simulate_history(
+    days: int,
+    sessions_per_day: float,
+    category: LocationCategory | str,
+    seed: int,
+    *,
+    start: date = date(2024, 1, 1),
+    pool: str = "sim",
+    max_kw: float = 11.0,
+    tz: str = DEFAULT_MARKET_TZ,
+) -> pd.DataFrame:
+    """Sessions drawn from the ElaadNL samplers: Poisson count per day, arrival, dwell and energy."""
+    if days < 1 or sessions_per_day < 0:
+        raise InvalidInput("days must be >= 1 and sessions_per_day >= 0")
+    rng = np.random.default_rng(seed)
+    arrivals: list[pd.DatetimeIndex] = []
+    for offset in range(days):
+        count = int(rng.poisson(sessions_per_day))
+        arrivals.append(sample_arrivals(start + timedelta(days=offset), count, category, rng, tz))
+    arrival = arrivals[0].append(arrivals[1:]) if len(arrivals) > 1 else arrivals[0]
+    n = len(arrival)
+    # a session shorter than one ISP carries no flexibility and is rare in practice
+    dwell_h = np.maximum(sample_dwell_hours(n, category, rng), ISP_HOURS)
+    energy = np.minimum(sample_energy_kwh(n, category, rng), max_kw * dwell_h)
+    return pd.DataFrame(
+        {
+            "arrival": arrival,
+            "departure": arrival + pd.to_timedelta(dwell_h, unit="h"),
+            "energy_kwh": energy,
+            "pool": pool,
+            "category": LocationCategory.parse(category).value,
+        }
+    )

@@ -12,6 +12,7 @@ from typing import Any
 
 from celery import shared_task
 
+from adapters.markets.documents import market_documents
 from vpp.bids import service as bids
 from vpp.bids.policy import SYSTEM, BidPolicy, BidStatus, Market
 from vpp.config import Settings
@@ -41,6 +42,7 @@ def _build_all(name: str, requests: list[bids.BuildRequest], now: datetime) -> d
     runtime = get_runtime()
     policy = BidPolicy.from_settings(runtime.settings)
     portfolio = _portfolio_factory()
+    documents = market_documents()
     detail: dict[str, Any] = {"built": [], "kept": [], "failed": {}}
     status = "ok"
     if portfolio is None:
@@ -52,8 +54,8 @@ def _build_all(name: str, requests: list[bids.BuildRequest], now: datetime) -> d
                 request = bids.BuildRequest(**{**template.__dict__, "pool": pool})
                 try:
                     with unit_of_work(runtime.session_factory) as session:
-                        bid = bids.build(session, portfolio, policy, request, actor=SYSTEM, now=now,
-                                         keep_edited=True)
+                        bid = bids.build(session, portfolio, policy, request, documents=documents, actor=SYSTEM,
+                                         now=now, keep_edited=True)
                         changed = bid.updated_at == now and bid.status == BidStatus.DRAFT.value
                         detail["built" if changed else "kept"].append(bid.id)
                 except DomainError as exc:

@@ -25,55 +25,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from vpp.domain.errors import InvalidInput
+from vpp.domain.market_orders import CurveOrder, MtuCurve, PriceLimits
 
 MTU = timedelta(minutes=15)
 KW_PER_MW = 1000.0
 CSV_COLUMNS = ("delivery_start_utc", "delivery_end_utc", "contract_id", "price_eur_per_mwh", "volume_mw")
-
-
-@dataclass(frozen=True)
-class PriceLimits:
-    """Harmonised SDAC clearing price limits; check the NEMO Committee before relying on the defaults."""
-
-    min_price_eur_per_mwh: float = -500.0
-    max_price_eur_per_mwh: float = 4_000.0
-    max_points_per_curve: int = 200
-
-
-@dataclass(frozen=True)
-class CurvePoint:
-    """The pool's demand if the MTU clears at this price."""
-
-    price_eur_per_mwh: float
-    demand_kw: float
-
-
-@dataclass(frozen=True)
-class MtuCurve:
-    """A demand curve for one 15-minute MTU, points in increasing price order."""
-
-    mtu_start_utc: datetime
-    points: Sequence[CurvePoint]
-
-
-@dataclass(frozen=True)
-class CurveOrder:
-    """The pool's curve order for one delivery day and bidding area."""
-
-    portfolio: str
-    area_code: str
-    delivery_day: date
-    curves: Sequence[MtuCurve]
-    auction_id: str | None = None
-    comment: str | None = None
-    market_time_zone: str = "Europe/Amsterdam"
-    limits: PriceLimits = field(default_factory=PriceLimits)
 
 
 @dataclass(frozen=True)

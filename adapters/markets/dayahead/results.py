@@ -11,22 +11,12 @@ import csv
 import io
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from adapters.markets.dayahead.curve_order import KW_PER_MW, MTU, PriceLimits
+from adapters.markets.dayahead.curve_order import KW_PER_MW, MTU
 from vpp.domain.errors import InvalidInput
-
-
-@dataclass(frozen=True)
-class ClearingResult:
-    """Clearing price and the pool's accepted demand for one MTU."""
-
-    mtu_start_utc: datetime
-    mtu_end_utc: datetime
-    price_eur_per_mwh: float
-    accepted_demand_kw: float
+from vpp.domain.market_orders import ClearingResult, PriceLimits
 
 
 def parse_results_csv(text: str, limits: PriceLimits | None = None) -> list[ClearingResult]:

@@ -14,7 +14,7 @@ from vpp.algorithms.allocation import (
     allocate_instance,
     groups_are_laminar,
 )
-from vpp.algorithms.bench_allocation import random_problem, run_allocate_bench
+from vpp.benchmarks.allocate import random_problem, run_allocate_bench
 from vpp.domain.errors import InvalidInput
 
 TOL = 1e-6

@@ -18,7 +18,7 @@ from vpp.algorithms.allocation import (
 )
 from vpp.algorithms.allocation import _greedy as greedy
 from vpp.algorithms.allocation import _structure as structure
-from vpp.algorithms.bench_allocation import next_cycle, random_problem, run_allocate_bench
+from vpp.benchmarks.allocate import next_cycle, random_problem, run_allocate_bench
 from vpp.domain.errors import InvalidInput
 
 

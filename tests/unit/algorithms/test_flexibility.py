@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vpp.algorithms.bench_flexibility import run_flexibility_bench
 from vpp.algorithms.flexibility import (
     aggregate_pools,
     build_envelopes,
@@ -17,6 +16,7 @@ from vpp.algorithms.flexibility import (
     headroom,
     plan_lag_model,
 )
+from vpp.benchmarks.flexibility import run_flexibility_bench
 from vpp.domain.errors import InvalidInput
 from vpp.domain.flexibility import SessionFlexInput, discharge_limit_kw
 from vpp.domain.isp import IspHorizon, delivery_day_isps

@@ -7,7 +7,8 @@ from datetime import UTC, date, datetime
 import pandas as pd
 import pytest
 
-from vpp.algorithms.forecast import backtest, forecast_sessions, isp_actuals, simulate_history
+from vpp.algorithms.forecast import backtest, forecast_sessions, isp_actuals
+from vpp.data.elaad import simulate_history
 from vpp.domain.errors import InvalidInput
 from vpp.domain.isp import IspHorizon, delivery_day_isps
 

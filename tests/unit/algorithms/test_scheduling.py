@@ -13,8 +13,8 @@ from vpp.algorithms.scheduling import (
     solve_instance,
     solve_schedule,
 )
-from vpp.algorithms.scheduling.bench import generate_instance
 from vpp.algorithms.scheduling.problem import ScheduleResult, SchedulingProblem
+from vpp.benchmarks.dayahead import generate_instance
 from vpp.domain.errors import InvalidInput
 
 

@@ -9,9 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vpp.algorithms.scheduling import fast, problem_from_instance, solve_exact_lp, solve_schedule
-from vpp.algorithms.scheduling.bench import generate_instance
 from vpp.algorithms.scheduling.problem import ScheduleResult, SchedulingProblem
 from vpp.algorithms.scheduling.split import solve_split, stratified_groups
+from vpp.benchmarks.dayahead import generate_instance
 
 _TOL = 1e-6
 

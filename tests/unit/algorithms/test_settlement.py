@@ -5,7 +5,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vpp.algorithms.bench_settlement import run_settle_bench
 from vpp.algorithms.settlement import (
     FlexOrderSettlement,
     attribute_to_sessions,
@@ -21,6 +20,7 @@ from vpp.algorithms.settlement import (
     settle_flex_order_instance,
     split_pro_rata,
 )
+from vpp.benchmarks.settle import run_settle_bench
 from vpp.domain.errors import InvalidInput
 
 # --- USEF FlexOrder ------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from vpp.algorithms.scheduling import problem_from_instance
-from vpp.algorithms.scheduling.bench import generate_instance
+from vpp.benchmarks.dayahead import generate_instance
 from vpp.domain.errors import NotFound
 from vpp.domain.pool_view import PoolFlexibility
 

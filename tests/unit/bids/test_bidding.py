@@ -10,7 +10,7 @@ from sim.exchange import clear_curve_order
 from vpp.algorithms import bidding
 from vpp.algorithms.price_forecast import forecast_prices
 from vpp.algorithms.scheduling import SchedulingProblem, problem_from_instance
-from vpp.algorithms.scheduling.bench import generate_instance
+from vpp.benchmarks.dayahead import generate_instance
 from vpp.bids.policy import BidPolicy
 from vpp.domain.errors import InvalidInput
 from vpp.domain.isp import delivery_day_isps

@@ -12,7 +12,7 @@ import pytest
 
 from vpp.algorithms.allocation import Allocation, AllocationProblem, PreparedPool, allocate
 from vpp.algorithms.dispatch import PoolLimits, beyond_deadband, build_problem, pool_baseline_kw, pool_target_kw
-from vpp.dispatch.bench import run_tracking_bench
+from vpp.benchmarks.afrr_tracking import run_tracking_bench
 from vpp.dispatch.cycle import DispatchParams, PoolDispatch, Setpoint
 from vpp.dispatch.sim import SimulatedFleet
 from vpp.domain.dispatch import DispatchSnapshot

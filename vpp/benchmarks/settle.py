@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import time
 from typing import Any
 
@@ -67,6 +68,17 @@ def run_settle_bench(sessions: int = 10000, seed: int = 1) -> dict[str, Any]:
     )
     seconds = time.perf_counter() - started
     return {"name": "settle", "sessions": n, "seconds": seconds}
+
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    """Options of ``vpp bench settle``."""
+    p.add_argument("--sessions", type=int, default=10_000)
+    p.add_argument("--seed", type=int, default=1)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """``vpp bench settle``: one simulated day through the settlement math."""
+    return run_settle_bench(args.sessions, seed=args.seed)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import functools
 from datetime import UTC, datetime, timedelta
 from importlib import resources
+from typing import Any
 
 import numpy as np
 
@@ -129,3 +131,18 @@ def run_dayahead_bench(
         result["exact_max_unmet_kwh"] = float(exact.unmet_kwh.max(initial=0.0))
         result["gap_pct"] = round(100.0 * (fast.cost_eur - exact.cost_eur) / max(abs(exact.cost_eur), 1e-9), 4)
     return result
+
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    """Options of ``vpp bench dayahead``."""
+    p.add_argument("--sessions", type=int, default=10_000)
+    p.add_argument("--v2g", action="store_true")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--exact-max-sessions", type=int, default=20_000,
+                   help="solve the exact LP for the gap up to this many sessions")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """``vpp bench dayahead``: the fast scheduler on a generated pool, against the exact LP."""
+    return run_dayahead_bench(args.sessions, v2g=args.v2g, seed=args.seed,
+                              exact_max_sessions=args.exact_max_sessions)

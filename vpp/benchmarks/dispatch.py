@@ -1,4 +1,7 @@
-"""``vpp bench dispatch`` over real HTTP: the service, simulated OCPI CPOs on localhost, and the dispatcher.
+"""``vpp bench dispatch``: a dispatcher cycle sending limits to simulated CPOs, over real HTTP (the default) or
+against the in-process fake network (``--network fake``, ``run_dispatch_bench``).
+
+Over real HTTP: the service, simulated OCPI CPOs on localhost, and the dispatcher.
 
 Three kinds of process share the machine: this one (the dispatcher with its OCPI network, the measured path), one
 serving the service's API (create_app under uvicorn: registration, the setpoint POST, asynchronous results) and
@@ -19,6 +22,7 @@ fleet was read between cycles as the dispatcher's loop does.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import gc
@@ -445,3 +449,86 @@ def run_http_dispatch_bench(sessions: int = 10_000, *, cpos: int = 5, concurrenc
               else "SQLite (temporary file)",
               "activation_bus": "Redis stream doorbell, the dispatcher's own loop, Redis lease" if redis_url
               else "none: the cycle runs when the setpoint is acknowledged (embedded mode)"}
+
+
+def run_dispatch_bench(sessions: int = 10_000, *, latency_s: float = 0.05, cpos: int = 10,
+                       per_cpo_concurrency: int = 32, seed: int = 1) -> dict[str, Any]:
+    """A first cycle (every limit sent) and a setpoint step, against the in-process fake network."""
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from vpp.activations.tables import AfrrSetpoint
+    from vpp.commitments.tables import Commitment  # noqa: F401  (metadata)
+    from vpp.config import Settings
+    from vpp.db import create_db_engine, create_session_factory, unit_of_work
+    from vpp.dispatch.sim import FakeNetwork, FleetSource, SimulatedFleet
+    from vpp.tables import metadata
+    from workers.bus import InProcessActivationBus, InProcessLease
+    from workers.dispatcher import Dispatcher
+
+    fleet = SimulatedFleet.build(sessions, cpos=cpos, seed=seed)
+    network = FakeNetwork(fleet, latency_s=latency_s, per_cpo_concurrency=per_cpo_concurrency)
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(data_dir=Path(tmp), dispatch_send_timeout_seconds=60.0)
+        engine = create_db_engine(settings.resolved_database_url)
+        metadata.create_all(engine)
+        factory: sessionmaker[Session] = create_session_factory(engine)
+        dispatcher = Dispatcher(settings=settings, session_factory=factory, source=FleetSource({fleet.pool: fleet}),
+                                network=network, receiver=InProcessActivationBus(), lease=InProcessLease(10.0))
+
+        async def cycle() -> tuple[float, float, int]:
+            started = time.perf_counter()
+            plan = await dispatcher.run_cycle(fleet.pool)
+            planned = time.perf_counter() - started
+            await dispatcher.drain()
+            assert plan is not None
+            return planned, time.perf_counter() - started, len(plan.send_ids)
+
+        async def scenario() -> dict[str, Any]:
+            await dispatcher.manage_leases()
+            first_plan_s, first_s, first_changed = await cycle()
+            fleet.step()
+            fleet.step()
+            with unit_of_work(factory) as session:
+                now = datetime.now(UTC)
+                mw = 0.2 * fleet.schedule_kw / 1000.0
+                session.add(AfrrSetpoint(pool=fleet.pool, seq=1, timestamp=now, requested_mw=mw, setpoint_mw=mw,
+                                         clipped=False, capacity_up_mw=mw, capacity_down_mw=mw, stale=False))
+            step_plan_s, step_s, step_changed = await cycle()
+            await dispatcher.shutdown()
+            return {"first_cycle": (first_plan_s, first_s, first_changed),
+                    "setpoint_step": (step_plan_s, step_s, step_changed)}
+
+        results = asyncio.run(scenario())
+        engine.dispose()
+    plan_s, seconds, changed = results["setpoint_step"]
+    first_plan_s, first_s, first_changed = results["first_cycle"]
+    return {
+        "name": "dispatch",
+        "sessions": sessions,
+        "seconds_to_last_ack": round(seconds, 3),
+        "changed": changed,
+        "cycle_seconds": round(plan_s, 3),
+        "first_cycle": {"seconds_to_last_ack": round(first_s, 3), "changed": first_changed,
+                        "cycle_seconds": round(first_plan_s, 3)},
+        "network": f"in-process fake (vpp.dispatch.sim.FakeNetwork): {cpos} CPOs, {latency_s * 1000:.0f} ms "
+                   f"per request, {per_cpo_concurrency} concurrent per CPO",
+        "database": "SQLite (temporary file)",
+    }
+
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    """Options of ``vpp bench dispatch``."""
+    p.add_argument("--sessions", type=int, default=10_000)
+    p.add_argument("--network", choices=("http", "fake"), default="http",
+                   help="http: simulated OCPI CPOs on localhost over real HTTP; fake: the in-process fake network")
+    p.add_argument("--cpos", type=int, default=None, help="CPOs (default: 5 over HTTP, 10 fake)")
+    p.add_argument("--concurrency", type=int, default=None,
+                   help="http: ChargingProfiles requests in flight per CPO (default: the OCPI setting)")
+    p.add_argument("--latency-ms", type=float, default=50.0, help="fake: latency per request")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """``vpp bench dispatch``: over HTTP, or on the fake network."""
+    if args.network == "fake":
+        return run_dispatch_bench(args.sessions, latency_s=args.latency_ms / 1000.0, cpos=args.cpos or 10)
+    return run_http_dispatch_bench(args.sessions, cpos=args.cpos or 5, concurrency=args.concurrency)

@@ -9,6 +9,7 @@ to departure run down, a few connectors get a new car. The first cycle starts fr
 
 from __future__ import annotations
 
+import argparse
 import time
 from dataclasses import replace
 from typing import Any
@@ -124,6 +125,19 @@ def run_allocate_bench(sessions: int, *, groups: int | None = None, repeats: int
         "prepare_ms": prepare_ms,
         "plain_ms": plain_ms,
     }
+
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    """Options of ``vpp bench allocate``."""
+    p.add_argument("--sessions", type=int, default=100_000)
+    p.add_argument("--groups", type=int, default=None)
+    p.add_argument("--repeats", type=int, default=50)
+    p.add_argument("--seed", type=int, default=1)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """``vpp bench allocate``: the steady cycles of a generated pool."""
+    return run_allocate_bench(args.sessions, groups=args.groups, repeats=args.repeats, seed=args.seed)
 
 
 if __name__ == "__main__":

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import time
+from typing import Any
 
 import numpy as np
 
 from vpp.algorithms.bidding import build_demand_curves, price_ladder
 from vpp.algorithms.scheduling import problem_from_instance, solve_schedule
-from vpp.algorithms.scheduling.bench import generate_instance
+from vpp.benchmarks.dayahead import generate_instance
 
 
 def _errors(errors: list[float], peak: float) -> dict[str, float]:
@@ -61,3 +63,17 @@ def run_dayahead_curve_bench(sessions: int, *, capped: bool = True, seed: int = 
         "parametric": {"curve_seconds": round(parametric_seconds, 3), **_errors(parametric_errors, peak)},
         "forecast_energy_mwh": round(float(curves.forecast_pool_kw.sum()) * problem.isp_hours / 1000.0, 3),
     }
+
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    """Options of ``vpp bench dayahead-curve``."""
+    p.add_argument("--sessions", type=int, default=10_000)
+    p.add_argument("--uncapped", action="store_true", help="no pool cap (the parametric curve is then exact)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--check-points", type=int, default=12, help="(MTU, level) points re-solved for the error")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """``vpp bench dayahead-curve``: a delivery day's demand curves of a generated pool."""
+    return run_dayahead_curve_bench(args.sessions, capped=not args.uncapped, seed=args.seed,
+                                    check_points=args.check_points)

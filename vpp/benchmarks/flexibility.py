@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -77,6 +79,18 @@ def run_flexibility_bench(sessions: int = 100000, hours: int = 48, seed: int = 1
         "flexible_sessions": int(model.flexible.sum()),
         "unmet_sessions": int(envelopes.unmet.sum()),
     }
+
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    """Options of ``vpp bench flexibility``."""
+    p.add_argument("--sessions", type=int, default=100_000)
+    p.add_argument("--hours", type=int, default=48)
+    p.add_argument("--seed", type=int, default=1)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """``vpp bench flexibility``: envelopes and pool aggregates of generated sessions."""
+    return run_flexibility_bench(args.sessions, hours=args.hours, seed=args.seed)
 
 
 if __name__ == "__main__":
