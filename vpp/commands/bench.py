@@ -188,13 +188,13 @@ bench.register("afrr-tracking", "aFRR tracking of a simulated pool in simulated 
 
 
 def _ocpi_ingest_run(args: argparse.Namespace) -> dict[str, Any]:
-    from adapters.ocpi.v2_2_1.bench import run
+    from vpp.benchmarks.ocpi_ingest import run
 
     return run(args)
 
 
 def _ocpi_ingest_args(p: argparse.ArgumentParser) -> None:
-    from adapters.ocpi.v2_2_1.bench import add_args
+    from vpp.benchmarks.ocpi_ingest import add_args
 
     add_args(p)
 

@@ -43,7 +43,7 @@ def _open() -> tuple[Any, Any, Any]:
     settings = load_settings()
     engine, factory = open_database(settings)
     if settings.embedded:
-        migrate.upgrade(engine)
+        migrate.upgrade(engine, token_keyring=settings.token_keyring)
     return settings, engine, factory
 
 
@@ -52,7 +52,7 @@ def _context(settings: Any, factory: Any) -> Any:
     from vpp.ocpi.settings import OcpiSettings
 
     return OcpiContext(session_factory=factory, public_url=settings.public_url, pepper=settings.secret,
-                       settings=OcpiSettings())
+                       settings=OcpiSettings(), keyring=settings.token_keyring)
 
 
 def invite(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ from anyio import CapacityLimiter
 from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapters.ocpi.v2_2_1 import registration
 from adapters.ocpi.v2_2_1.context import HttpFactory, OcpiContext
 from adapters.ocpi.v2_2_1.routers import cdrs, chargingprofiles, credentials, locations, sessions, versions
 from adapters.ocpi.v2_2_1.routers.common import (
@@ -39,7 +40,7 @@ def create_ocpi_app(
     state.session_factory = session_factory
     state.ocpi = OcpiContext(
         session_factory=session_factory, public_url=settings.public_url, pepper=settings.secret,
-        settings=ocpi_settings, http_factory=http_factory, task_queue=task_queue,
+        settings=ocpi_settings, http_factory=http_factory, task_queue=task_queue, keyring=settings.token_keyring,
     )
     state.ocpi_authenticator = OcpiAuthenticator(session_factory, settings.secret, ocpi_settings.auth_cache_seconds)
     state.ocpi_rate_limiter = RateLimiter()
@@ -60,4 +61,10 @@ def install_ocpi(
     ocpi_app = create_ocpi_app(settings, session_factory, task_queue=task_queue)
     app.mount("/ocpi", ocpi_app)
     app.state.ocpi_app = ocpi_app
+
+    async def rotate_credentials(connection_id: str) -> None:
+        await registration.update_with(ocpi_app.state.ocpi, connection_id)
+        ocpi_app.state.ocpi_authenticator.forget()
+
+    app.state.ocpi_credentials_rotation = rotate_credentials
     return ocpi_app
