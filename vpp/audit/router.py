@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from pydantic import AwareDatetime
 
 from vpp.api.deps import AdminDep, SessionDep
 from vpp.api.errors import error_responses
@@ -21,7 +21,7 @@ def list_audit_entries(
     _admin: AdminDep,
     action: Annotated[str | None, Query(max_length=64, description="only this action, e.g. apikey.create")] = None,
     actor_key_id: Annotated[str | None, Query(max_length=36, description="only actions of this API key")] = None,
-    since: Annotated[datetime | None, Query(description="only actions at or after this moment")] = None,
+    since: Annotated[AwareDatetime | None, Query(description="actions from this moment on (with a zone)")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> list[AuditEntryRead]:
