@@ -67,3 +67,14 @@ def test_an_expiry_is_a_duration_or_an_iso_moment() -> None:
     assert parse_expiry("2027-01-01T00:00:00+01:00", now) == datetime(2026, 12, 31, 23, tzinfo=UTC)
     with pytest.raises(CommandError):
         parse_expiry("soon", now)
+
+
+def test_log_lines_mask_anything_shaped_like_an_api_key_or_an_authorization_credential() -> None:
+    from vpp.observability import redact
+
+    key = "vpp_0123456789ab_" + "S" * 43
+    line = f"refused {key} and header Authorization: Token {'QUJD' * 10} / Bearer {key}"
+    masked = redact(line)
+    assert "S" * 20 not in masked and "QUJD" * 5 not in masked
+    assert masked.startswith("refused vpp_0123456789ab_*** and header Authorization: Token ***")
+    assert redact("GET /api/v1/sessions 200") == "GET /api/v1/sessions 200"
