@@ -310,3 +310,13 @@ def test_keys_are_never_stored_in_clear(session_factory: sessionmaker[Session]) 
     assert "'k'" in dump and "'p'" in conns
     assert key.split("_")[2] not in dump and token_a not in conns
     assert OcpiConnection.__table__.c.get("outgoing_token") is None
+
+
+@pytest.mark.parametrize("ref", ["%F0%9F%94%A5-\u00e9t\u00e9", "x" * 5000, "..%2F..%2Fetc"])
+def test_hostile_ids_on_the_secret_routes_are_a_clear_404(
+    client: TestClient, admin_headers: dict[str, str], ref: str
+) -> None:
+    rotated = client.post(f"/api/v1/ocpi/connections/{ref}/credentials/rotate", headers=admin_headers)
+    revoked = client.delete(f"/api/v1/apikeys/{ref}", headers=admin_headers)
+    assert (rotated.status_code, revoked.status_code) == (404, 404)
+    assert _audit(client, admin_headers) == []
