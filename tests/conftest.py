@@ -23,10 +23,13 @@ from vpp.api.app import create_app
 from vpp.apikeys import service as apikeys
 from vpp.config import Settings
 from vpp.db import create_db_engine, create_session_factory, unit_of_work
+from vpp.keyring import Keyring, derive_key
 from vpp.tables import metadata
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 TEST_SECRET = "test-secret-not-for-production"
+# What Settings(secret_key=TEST_SECRET) seals outgoing OCPI tokens with (no VPP_TOKEN_KEY: derived from the secret).
+TEST_KEYRING = Keyring.of(derive_key(TEST_SECRET))
 
 
 def require_service(env_var: str, what: str) -> str:

@@ -12,10 +12,13 @@ import secrets
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from vpp.keyring import Keyring
 
 DEFAULT_DATA_DIR = Path("var")
 
@@ -29,12 +32,19 @@ class Settings(BaseSettings):
     database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite file under data_dir.")
     redis_url: str | None = Field(None, description="Redis URL for broker, leases and streams; none = embedded.")
     secret_key: SecretStr | None = Field(None, description="Signs and peppers tokens; required outside embedded.")
+    token_key: SecretStr | None = Field(
+        None, description="Base64 SecretBox key sealing tokens we present to CPOs (`vpp secrets generate-key`); "
+        "default: derived from VPP_SECRET_KEY.")
+    token_keys_previous: SecretStr | None = Field(
+        None, description="Comma-separated older token keys, accepted for decryption during a key rotation.")
     public_url: str = Field("http://127.0.0.1:8000", description="Base URL peers use to reach this service.")
     market_timezone: str = "Europe/Amsterdam"
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"
     db_pool_size: int = 10
-    api_rate_limit_per_minute: int = 6000
+    api_rate_limit_per_minute: int = Field(6000, ge=1, description="Requests a minute per API key (per process).")
+    api_rate_limit_per_role: dict[str, int] = Field(
+        default_factory=dict, description='Per-role limits overriding the default, JSON: {"market": 60000}.')
     housekeeping_interval_seconds: float = 3600.0
     api_key_last_used_resolution_seconds: float = 60.0
     uftp_domain: str = Field("agr.vpp.localhost", description="Our UFTP (Shapeshifter) domain in the AGR role.")
@@ -84,6 +94,10 @@ class Settings(BaseSettings):
             raise ValueError(
                 "VPP_SECRET_KEY must be set when VPP_REDIS_URL or a non-SQLite VPP_DATABASE_URL is configured"
             )
+        if self.token_key is not None:
+            from vpp.keyring import parse_key
+
+            parse_key(self.token_key.get_secret_value())
         return self
 
     @property
@@ -104,6 +118,23 @@ class Settings(BaseSettings):
         if self.secret_key is not None:
             return self.secret_key.get_secret_value()
         return self._data_dir_secret("secret.key", lambda: secrets.token_urlsafe(32))
+
+    @cached_property
+    def token_keyring(self) -> Keyring:
+        """The keys sealing outgoing OCPI tokens: VPP_TOKEN_KEY (or one derived from the secret) and older ones."""
+        from vpp.keyring import Keyring, derive_key, parse_key
+
+        derived = derive_key(self.secret)
+        if self.token_key is None:
+            current = derived
+            previous: list[bytes] = []
+        else:
+            current = parse_key(self.token_key.get_secret_value())
+            previous = [derived]
+        if self.token_keys_previous is not None:
+            previous = [parse_key(k) for k in self.token_keys_previous.get_secret_value().split(",") if k.strip()]
+            previous.append(derived)
+        return Keyring.of(current, previous)
 
     @cached_property
     def uftp_private_key_b64(self) -> str:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
+
+if TYPE_CHECKING:
+    from vpp.keyring import Keyring
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -22,19 +26,24 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Migrate the database behind ``engine`` up to ``revision``."""
+def upgrade(engine: Engine, revision: str = "head", *, token_keyring: Keyring | None = None) -> None:
+    """Migrate the database behind ``engine`` up to ``revision``.
+
+    ``token_keyring`` seals stored tokens where a migration needs it (default: from the environment's settings).
+    """
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as connection:
         cfg.attributes["connection"] = connection
+        cfg.attributes["token_keyring"] = token_keyring
         command.upgrade(cfg, revision)
 
 
-def downgrade(engine: Engine, revision: str = "base") -> None:
+def downgrade(engine: Engine, revision: str = "base", *, token_keyring: Keyring | None = None) -> None:
     """Roll the database behind ``engine`` back to ``revision``."""
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as connection:
         cfg.attributes["connection"] = connection
+        cfg.attributes["token_keyring"] = token_keyring
         command.downgrade(cfg, revision)
 
 

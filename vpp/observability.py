@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -57,6 +58,28 @@ class _ContextFilter(logging.Filter):
         return True
 
 
+# Defence in depth (no code path logs a secret; tests/integration/test_log_hygiene.py checks): anything shaped like
+# one of our API keys or a credential in an Authorization header is masked before a line is written.
+_SECRET_SHAPES = re.compile(
+    r"(?P<key>vpp_[0-9a-f]{12}_)[A-Za-z0-9_\-]{16,}"
+    r"|(?P<scheme>\b(?:Token|Bearer|Basic)\s+)[A-Za-z0-9+/=._\-]{16,}",
+)
+
+
+def redact(text: str) -> str:
+    """``text`` with API keys and Authorization credentials masked."""
+    return _SECRET_SHAPES.sub(lambda m: (m.group("key") or m.group("scheme")) + "***", text)
+
+
+class _RedactingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = redact(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line, with the request and correlation ids and any ``extra`` fields."""
 
@@ -79,6 +102,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     """Route the root logger to stderr as JSON lines (or plain text), with ids attached to every record."""
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_ContextFilter())
+    handler.addFilter(_RedactingFilter())
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:

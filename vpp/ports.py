@@ -30,6 +30,14 @@ class SystemClock:
         return datetime.now(UTC)
 
 
+class CredentialsRotation(Protocol):
+    """Rotates a peer connection's tokens both ways (OCPI: a credentials PUT on the CPO)."""
+
+    async def __call__(self, connection_id: str) -> None:
+        """Issue the peer a new token, send it, store the one it answers with; raises if the peer refuses."""
+        ...
+
+
 class TaskQueue(Protocol):
     """Enqueues a background task by its stable name (after the caller's transaction commits)."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import vpp.activations.tables
 import vpp.apikeys.tables
+import vpp.audit.tables
 import vpp.bids.tables
 import vpp.cdrs.tables
 import vpp.commitments.tables
@@ -19,7 +20,7 @@ from vpp.db import Base
 __all__ = ["metadata"]
 
 _FEATURE_TABLES = (
-    vpp.activations.tables, vpp.apikeys.tables, vpp.commitments.tables, vpp.jobs.tables,
+    vpp.activations.tables, vpp.apikeys.tables, vpp.audit.tables, vpp.commitments.tables, vpp.jobs.tables,
     vpp.ocpi.tables, vpp.sessions.tables, vpp.locations.tables, vpp.cdrs.tables,
     vpp.congestion.tables, vpp.bids.tables, vpp.portfolio.tables, vpp.settlement.tables,
 )

@@ -374,7 +374,7 @@ def default_components(
     portfolio = PortfolioService(session_factory, clock=clock,
                                  config=PortfolioConfig(market_timezone=settings.market_timezone))
     context = OcpiContext(session_factory=session_factory, public_url=settings.public_url, pepper=settings.secret,
-                          settings=OcpiSettings())
+                          settings=OcpiSettings(), keyring=settings.token_keyring)
     pools = DispatchPools(portfolio, max_age_s=settings.dispatch_snapshot_max_age_seconds,
                           refresh_after_s=settings.dispatch_interval_seconds)
     return pools, OcpiChargePointNetwork(context, clock=clock)

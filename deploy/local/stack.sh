@@ -43,6 +43,7 @@ load_secrets() {
        {
          echo "VPP_SECRET_KEY=$("$BIN/python" -c 'import secrets; print(secrets.token_urlsafe(32))')"
          echo "VPP_UFTP_SIGNING_KEY=$("$BIN/python" -c 'import base64, nacl.bindings as b; print(base64.b64encode(b.crypto_sign_keypair()[1]).decode())')"
+         echo "VPP_TOKEN_KEY=$("$BIN/python" -c 'from vpp.keyring import generate_key; print(generate_key())')"
        } > "$RUN/secrets.env")
     fi
     set -a

@@ -46,8 +46,8 @@ def test_a_cpo_registers_with_us_with_token_a_and_then_calls_us_with_token_c(app
     assert row.status == "connected" and row.initiated_by == "peer"
     assert row.roles == [{"role": "CPO", "country_code": "NL", "party_id": "CPA", "name": "Simulated CPO"}]
     assert {e["module"] for e in row.endpoints} >= {"sessions", "chargingprofiles", "locations", "cdrs"}
-    assert row.outgoing_token is not None and row.token_a_hash is None
-    assert checks["token_c"] not in (row.incoming_token_hash, row.outgoing_token)
+    assert row.outgoing_token_sealed is not None and row.token_a_hash is None
+    assert checks["token_c"] not in (row.incoming_token_hash, row.outgoing_token_sealed)
     assert checks["token_c_sessions"] == 404
     assert checks["token_a_versions"] == 401
     assert checks["credentials"]["data"]["token"] == checks["token_c"]
@@ -69,8 +69,10 @@ def test_we_register_with_the_sim_cpo_and_it_calls_us_with_our_token_b(app: Fast
     connection_id = asyncio.run(run())
     row = _connection(app, connection_id)
     assert row.status == "connected" and row.initiated_by == "us"
-    assert row.outgoing_token in w.sim.connections
-    sim_side = w.sim.connections[row.outgoing_token]
+    # Stored sealed, never as the token itself.
+    outgoing = connections.outgoing_token_of(row, app.state.settings.token_keyring)
+    assert outgoing in w.sim.connections and outgoing not in (row.outgoing_token_sealed or "")
+    sim_side = w.sim.connections[outgoing]
     assert sim_side.details is not None
     assert sim_side.details.endpoint_url("sessions") == f"{VPP_URL}/ocpi/2.2.1/sessions"
     # The sim calls us with token B, which we only keep hashed.

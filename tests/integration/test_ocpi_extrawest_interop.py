@@ -39,6 +39,7 @@ from adapters.ocpi.v2_2_1 import registration, sync
 from adapters.ocpi.v2_2_1.context import OcpiContext
 from adapters.ocpi.v2_2_1.transport import format_datetime
 from tests.conftest import IN_CI, TEST_SECRET, make_key
+from tests.conftest import TEST_KEYRING as KEYRING
 from tests.integration.test_ocpi_support import RecordingQueue
 from vpp.api.app import create_app
 from vpp.config import Settings
@@ -252,7 +253,7 @@ def _connection(factory: sessionmaker[Session], connection_id: str) -> dict[str,
         row = connections.get_or_raise(db, connection_id)
         return {
             "status": row.status, "initiated_by": row.initiated_by, "roles": row.roles, "flags": row.flags,
-            "outgoing_token": row.outgoing_token,
+            "outgoing_token": connections.outgoing_token_of(row, KEYRING),
             "endpoints": {(e["module"], e["role"]): e["url"] for e in row.endpoints or []},
         }
 
@@ -289,7 +290,7 @@ def _push_and_pull(cpo: Cpo, vpp: Vpp, connection_id: str, *, cpo_token: str, ou
             "id": f"S-PULL-{number}", "status": "active", "kwh": 1.8, "end": False, "power_kw": [7.2]}
     assert _stored(factory, connection_id, "S-OLD") is None
     with unit_of_work(factory) as db:
-        assert connections.peer_access(db, connection_id).sessions_pulled_at is not None
+        assert connections.peer_access(db, connection_id, KEYRING).sessions_pulled_at is not None
 
 
 def test_we_register_with_extrawest_then_it_pushes_sessions_and_we_pull_them(cpo: Cpo, vpp: Vpp) -> None:

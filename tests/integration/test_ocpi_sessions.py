@@ -173,3 +173,50 @@ def test_a_thousand_sessions_with_readings_are_visible_to_traders(
     assert [r["power_kw"] for r in detail["readings"]] == [3.0, 4.0, 5.0]
     assert client.get("/api/v1/sessions/nope", headers=trader_headers).status_code == 404
     assert client.get("/api/v1/sessions").status_code == 401
+
+
+def test_a_stale_patch_keeps_the_newer_fields_but_its_readings_are_kept(app: FastAPI, client: TestClient) -> None:
+    peer = connect(app.state.session_factory, TEST_SECRET)
+    client.put(URL, json=session_body(last_updated=T0 + minutes(60), kwh=8.0), headers=peer.headers)
+    late = {"kwh": 2.0, "status": "COMPLETED", "charging_periods": [period(T0 + minutes(15), 6.0)],
+            "last_updated": format_datetime(T0 + minutes(15))}
+    answer = client.patch(URL, json=late, headers=peer.headers).json()
+    assert answer["status_code"] == 1000 and "ignored" in answer["status_message"]
+    stored = client.get(URL, headers=peer.headers).json()["data"]
+    assert stored["kwh"] == 8.0 and stored["status"] == "ACTIVE"
+    assert [p["start_date_time"] for p in stored["charging_periods"]] == [format_datetime(T0),
+                                                                          format_datetime(T0 + minutes(15))]
+    ended = {"kwh": 9.5, "status": "COMPLETED", "end_date_time": format_datetime(T0 + minutes(90)),
+             "last_updated": format_datetime(T0 + minutes(90))}
+    assert client.patch(URL, json=ended, headers=peer.headers).json()["status_code"] == 1000
+    final = client.get(URL, headers=peer.headers).json()["data"]
+    assert (final["kwh"], final["status"], final["end_date_time"]) == (9.5, "COMPLETED",
+                                                                       format_datetime(T0 + minutes(90)))
+
+
+def test_concurrent_patches_of_one_session_lose_no_reading_and_keep_the_newest_fields(app: FastAPI) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from vpp.db import unit_of_work
+    from vpp.sessions import service as sessions
+    from vpp.sessions.values import Reading, SessionChanges
+
+    peer = connect(app.state.session_factory, TEST_SECRET)
+    with TestClient(app) as client:
+        client.put(URL, json=session_body(periods=[]), headers=peer.headers)
+
+    def patch(n: int) -> str:
+        changes = SessionChanges(fields={"energy_kwh": float(n)}, last_updated=T0 + minutes(n),
+                                 readings=(Reading(T0 + minutes(5 * n), power_kw=float(n), extra={"n": n}),))
+        with unit_of_work(app.state.session_factory) as session:
+            return sessions.update_alone(session, peer.connection_id, "NL", "CPA", "S1", changes)
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(patch, range(1, 41)))
+    assert set(outcomes) <= {"updated", "stale"} and "updated" in outcomes
+    with app.state.session_factory() as session:
+        row = session.scalars(select(ChargingSession)).one()
+        readings = list(session.scalars(select(SessionReading).order_by(SessionReading.start_at)))
+    assert row.energy_kwh == 40.0 and row.last_updated == T0 + minutes(40)
+    assert [r.power_kw for r in readings] == [float(n) for n in range(1, 41)]
+    assert readings[6].extra == {"n": 7}

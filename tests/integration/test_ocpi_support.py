@@ -18,6 +18,7 @@ from sim.cpo.app import create_cpo_app, get_simulator
 from sim.cpo.config import CpoConfig
 from sim.cpo.simulator import CpoSimulator
 from vpp.db import unit_of_work
+from vpp.keyring import Keyring, derive_key
 from vpp.ocpi import service as connections
 from vpp.ocpi.schemas import ConnectionFlags, EndpointRef, PartyRole
 
@@ -74,7 +75,8 @@ def connect(
     with unit_of_work(factory) as session:
         row, _token_a = connections.invite(session, name=name, pepper=pepper, flags=flags)
         _row, token = connections.accept_registration(
-            session, row.id, pepper=pepper, outgoing_token=f"token-b-{name}", versions_url=f"{CPO_URL}/versions",
+            session, row.id, pepper=pepper, outgoing_token=f"token-b-{name}", keyring=Keyring.of(derive_key(pepper)),
+            versions_url=f"{CPO_URL}/versions",
             version="2.2.1", endpoints=list(endpoints), roles=[PartyRole("CPO", cc, pid) for cc, pid in parties],
         )
         return Peer(row.id, token)

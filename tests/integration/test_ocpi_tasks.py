@@ -14,6 +14,7 @@ from sim.cpo.simulator import CpoSimulator
 from sim.cpo.state import Connection
 from tests.conftest import TEST_SECRET
 from tests.integration.test_ocpi_support import connect
+from vpp.ocpi import service as connections
 from vpp.ocpi.schemas import EndpointRef
 from vpp.sessions.tables import ChargingSession
 from workers.celery_app import get_celery_app
@@ -63,7 +64,7 @@ def test_the_pull_task_resyncs_a_connections_locations_and_sessions_from_its_cpo
     with unit_of_work(app.state.session_factory) as session:
         row = session.get(OcpiConnection, peer.connection_id)
         assert row is not None
-        row.outgoing_token = "our-token"
+        connections.set_outgoing_token(row, "our-token", app.state.settings.token_keyring)
     set_runtime(Runtime(settings=app.state.settings, session_factory=app.state.session_factory))
     task = get_celery_app(app.state.settings).tasks["ocpi.pull_sessions"]
     first = task.apply(kwargs={"connection_id": peer.connection_id}).get()

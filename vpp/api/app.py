@@ -17,10 +17,11 @@ from adapters.markets.uftp.agr_service import build_uftp_router
 from adapters.ocpi.v2_2_1.routers import install_ocpi
 from vpp import __version__
 from vpp.activations.router import router as activations_router
-from vpp.api.auth import ApiKeyAuthenticator
+from vpp.api.auth import ApiKeyAuthenticator, KeyRateLimiter
 from vpp.api.errors import install_error_handlers
 from vpp.api.middleware import RequestContextMiddleware
 from vpp.apikeys.router import router as apikeys_router
+from vpp.audit.router import router as audit_router
 from vpp.bids.router import commitments_router
 from vpp.bids.router import router as bids_router
 from vpp.config import Settings
@@ -105,6 +106,7 @@ def create_app(
     state.activation_bus = activation_bus
     state.job_intervals = lambda: {job.task_name: job.every_seconds for job in periodic_jobs(settings)}
     state.authenticator = ApiKeyAuthenticator(session_factory=session_factory, pepper=settings.secret)
+    state.api_rate_limiter = KeyRateLimiter()
     portfolio_config = PortfolioConfig(market_timezone=settings.market_timezone)
     state.portfolio = PortfolioService(session_factory, clock=clock, config=portfolio_config)
     state.portfolio_view = state.portfolio
@@ -115,6 +117,7 @@ def create_app(
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health_router)
     app.include_router(apikeys_router)
+    app.include_router(audit_router)
     app.include_router(activations_router)
     app.include_router(sessions_router)
     app.include_router(portfolio_router)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from typing import Annotated
 
@@ -9,10 +10,10 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
-from vpp.api.auth import ApiKeyAuthenticator
-from vpp.apikeys.service import Principal
+from vpp.api.auth import ApiKeyAuthenticator, KeyRateLimiter
+from vpp.apikeys.service import Principal, Rejected
 from vpp.config import Settings
-from vpp.domain.errors import Forbidden, Unauthorized
+from vpp.domain.errors import Forbidden, RateLimited, Unauthorized
 from vpp.domain.roles import Role
 
 
@@ -50,11 +51,28 @@ def get_principal(
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
     authenticator: ApiKeyAuthenticator = request.app.state.authenticator
-    principal = authenticator.authenticate(credentials.credentials)
-    if principal is None:
-        raise Unauthorized("unknown or revoked API key")
-    request.state.principal = principal
-    return principal
+    verdict = authenticator.check(credentials.credentials)
+    if isinstance(verdict, Rejected):
+        raise Unauthorized(verdict.reason)
+    _rate_limit(request, verdict)
+    request.state.principal = verdict
+    return verdict
+
+
+def rate_limit_of(settings: Settings, principal: Principal) -> int:
+    """Requests a minute this key may make: its own limit, else its role's, else the default."""
+    if principal.rate_limit_per_minute is not None:
+        return principal.rate_limit_per_minute
+    return settings.api_rate_limit_per_role.get(principal.role.value, settings.api_rate_limit_per_minute)
+
+
+def _rate_limit(request: Request, principal: Principal) -> None:
+    limiter: KeyRateLimiter = request.app.state.api_rate_limiter
+    per_minute = rate_limit_of(request.app.state.settings, principal)
+    wait = limiter.acquire(principal.key_id, per_minute)
+    if wait is not None:
+        raise RateLimited(f"too many requests: this key may make {per_minute} a minute",
+                          retry_after_s=max(1, math.ceil(wait)))
 
 
 def require_roles(*roles: Role) -> Callable[..., Principal]:

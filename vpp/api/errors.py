@@ -22,6 +22,7 @@ STATUS_BY_ERROR: dict[type[errors.DomainError], int] = {
     errors.Forbidden: 403,
     errors.Unauthorized: 401,
     errors.ServiceUnavailable: 503,
+    errors.RateLimited: 429,
 }
 
 
@@ -61,6 +62,8 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, errors.DomainError)
         status = status_for(exc)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        if isinstance(exc, errors.RateLimited):
+            headers = {"Retry-After": str(exc.retry_after_s)}
         return JSONResponse(error_body(exc.code, exc.message, exc.details), status_code=status, headers=headers)
 
     async def on_validation_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from vpp.domain.roles import Role
 
@@ -16,6 +16,10 @@ class ApiKeyCreate(BaseModel):
 
     name: str = Field(min_length=1, max_length=200)
     role: Role
+    expires_at: AwareDatetime | None = Field(
+        None, description="when the key stops working (401 'expired' afterwards); must be in the future")
+    rate_limit_per_minute: int | None = Field(
+        None, ge=1, le=10_000_000, description="this key's request limit per minute (default: per role, then global)")
 
 
 class ApiKeyRead(BaseModel):
@@ -30,6 +34,8 @@ class ApiKeyRead(BaseModel):
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    expires_at: datetime | None
+    rate_limit_per_minute: int | None
 
 
 class ApiKeyCreated(ApiKeyRead):

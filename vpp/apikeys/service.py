@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -25,6 +26,19 @@ class Principal:
     key_id: str
     name: str
     role: Role
+    expires_at: datetime | None = None
+    rate_limit_per_minute: int | None = None
+
+    def expired(self, now: datetime) -> bool:
+        """Whether the key has expired at ``now``."""
+        return self.expires_at is not None and now >= self.expires_at
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """Why a key was refused (said in the 401 answer; never contains the key)."""
+
+    reason: str
 
 
 def hash_secret(secret: str, pepper: str) -> str:
@@ -40,34 +54,60 @@ def split_key(key: str) -> tuple[str, str] | None:
     return parts[1], parts[2]
 
 
-def create(session: Session, *, name: str, role: Role | str, pepper: str) -> tuple[ApiKey, str]:
-    """Create a key; returns the row and the full key, which is never stored."""
+def create(
+    session: Session,
+    *,
+    name: str,
+    role: Role | str,
+    pepper: str,
+    expires_at: datetime | None = None,
+    rate_limit_per_minute: int | None = None,
+) -> tuple[ApiKey, str]:
+    """Create a key (optionally expiring, optionally with its own rate limit); returns the row and the full key,
+    which is never stored."""
     try:
         role = Role(role)
     except ValueError as exc:
         raise InvalidInput(f"unknown role {role!r}; one of {[r.value for r in Role]}") from exc
     if not name.strip():
         raise InvalidInput("name must not be empty")
+    if expires_at is not None:
+        if expires_at.tzinfo is None:
+            raise InvalidInput("expires_at needs a time zone")
+        if expires_at <= utcnow():
+            raise InvalidInput("expires_at must be in the future")
+    if rate_limit_per_minute is not None and rate_limit_per_minute < 1:
+        raise InvalidInput("rate_limit_per_minute must be at least 1")
     prefix = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
-    row = ApiKey(prefix=prefix, name=name.strip(), role=role.value, secret_hash=hash_secret(secret, pepper))
+    row = ApiKey(prefix=prefix, name=name.strip(), role=role.value, secret_hash=hash_secret(secret, pepper),
+                 expires_at=expires_at, rate_limit_per_minute=rate_limit_per_minute)
     session.add(row)
     session.flush()
     return row, f"{KEY_PREFIX}_{prefix}_{secret}"
 
 
-def verify(session: Session, key: str, *, pepper: str) -> Principal | None:
-    """The principal of a valid, unrevoked key, else None."""
+def check(session: Session, key: str, *, pepper: str) -> Principal | Rejected:
+    """The principal of a known, unrevoked key (expiry is the caller's to check against its clock), or why not."""
     parts = split_key(key)
     if parts is None:
-        return None
+        return Rejected("malformed API key: expected vpp_<prefix>_<secret>")
     prefix, secret = parts
     row = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
-    if row is None or row.revoked_at is not None:
+    if row is None or not hmac.compare_digest(row.secret_hash, hash_secret(secret, pepper)):
+        return Rejected("unknown API key")
+    if row.revoked_at is not None:
+        return Rejected("revoked API key")
+    return Principal(key_id=row.id, name=row.name, role=Role(row.role), expires_at=row.expires_at,
+                     rate_limit_per_minute=row.rate_limit_per_minute)
+
+
+def verify(session: Session, key: str, *, pepper: str) -> Principal | None:
+    """The principal of a valid, unrevoked, unexpired key, else None."""
+    verdict = check(session, key, pepper=pepper)
+    if isinstance(verdict, Rejected) or verdict.expired(utcnow()):
         return None
-    if not hmac.compare_digest(row.secret_hash, hash_secret(secret, pepper)):
-        return None
-    return Principal(key_id=row.id, name=row.name, role=Role(row.role))
+    return verdict
 
 
 def touch(session: Session, key_id: str) -> None:

@@ -58,16 +58,18 @@ def _free_port() -> int:
 def _register(database_url: str, secret: str) -> tuple[str, str]:
     from vpp import migrate
     from vpp.db import create_db_engine, create_session_factory, unit_of_work
+    from vpp.keyring import Keyring, derive_key
     from vpp.ocpi import service
     from vpp.ocpi.schemas import ConnectionFlags, EndpointRef, PartyRole
 
     engine = create_db_engine(database_url, pool_size=1)
-    migrate.upgrade(engine)
+    keyring = Keyring.of(derive_key(secret))
+    migrate.upgrade(engine, token_keyring=keyring)
     flags = ConnectionFlags(rate_limit_per_s=1e6, rate_limit_burst=1e6)
     with unit_of_work(create_session_factory(engine)) as session:
         row, _token_a = service.invite(session, name=f"bench-{secrets.token_hex(3)}", pepper=secret, flags=flags)
         _row, token = service.accept_registration(
-            session, row.id, pepper=secret, outgoing_token="unused",  # noqa: S106
+            session, row.id, pepper=secret, outgoing_token="unused", keyring=keyring,  # noqa: S106
             versions_url="http://bench.invalid/versions",
             version="2.2.1", endpoints=[EndpointRef("chargingprofiles", "RECEIVER", "http://bench.invalid/cp")],
             roles=[PartyRole("CPO", "NL", "BEN")],

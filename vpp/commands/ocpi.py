@@ -43,7 +43,7 @@ def _open() -> tuple[Any, Any, Any]:
     settings = load_settings()
     engine, factory = open_database(settings)
     if settings.embedded:
-        migrate.upgrade(engine)
+        migrate.upgrade(engine, token_keyring=settings.token_keyring)
     return settings, engine, factory
 
 
@@ -52,7 +52,7 @@ def _context(settings: Any, factory: Any) -> Any:
     from vpp.ocpi.settings import OcpiSettings
 
     return OcpiContext(session_factory=factory, public_url=settings.public_url, pepper=settings.secret,
-                       settings=OcpiSettings())
+                       settings=OcpiSettings(), keyring=settings.token_keyring)
 
 
 def invite(args: argparse.Namespace) -> int:
@@ -65,6 +65,7 @@ def invite(args: argparse.Namespace) -> int:
     with unit_of_work(factory) as session:
         row, token_a = service.invite(session, name=args.name, pepper=settings.secret)
         connection_id = row.id
+        _audit(session, "ocpi.invite", connection_id, {"name": row.name})
     engine.dispose()
     url = versions_url(settings.public_url)
     if args.json:
@@ -115,6 +116,19 @@ def list_connections(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit(session: Any, action: str, target: str, detail: dict[str, Any] | None = None) -> None:
+    from vpp.audit import service as audit
+
+    audit.record(session, None, action, target=target, detail=detail)
+
+
+def _record(factory: Any, action: str, target: str) -> None:
+    from vpp.db import unit_of_work
+
+    with unit_of_work(factory) as session:
+        _audit(session, action, target)
+
+
 def _connection_id(factory: Any, ref: str) -> str:
     from vpp.db import unit_of_work
     from vpp.ocpi import service
@@ -145,6 +159,7 @@ def rotate(args: argparse.Namespace) -> int:
     try:
         connection_id = _connection_id(factory, args.connection)
         asyncio.run(registration.update_with(_context(settings, factory), connection_id))
+        _record(factory, "ocpi.rotate_credentials", connection_id)
     finally:
         engine.dispose()
     print_json({"connection_id": connection_id, "rotated": True})
@@ -159,6 +174,7 @@ def unregister(args: argparse.Namespace) -> int:
     try:
         connection_id = _connection_id(factory, args.connection)
         asyncio.run(registration.unregister_with(_context(settings, factory), connection_id))
+        _record(factory, "ocpi.unregister", connection_id)
     finally:
         engine.dispose()
     print_json({"connection_id": connection_id, "status": "unregistered"})

@@ -110,9 +110,9 @@ def _migrate(settings: Any, revision: str, *, downgrade: bool) -> str | None:
     engine, _ = open_database(settings)
     try:
         if downgrade:
-            migrations.downgrade(engine, revision)
+            migrations.downgrade(engine, revision, token_keyring=settings.token_keyring)
         else:
-            migrations.upgrade(engine, revision)
+            migrations.upgrade(engine, revision, token_keyring=settings.token_keyring)
         return migrations.current_revision(engine)
     finally:
         engine.dispose()

@@ -48,3 +48,13 @@ class ServiceUnavailable(DomainError):
     """A dependency (database, broker, peer) is down."""
 
     code = "service_unavailable"
+
+
+class RateLimited(DomainError):
+    """The caller sent more requests than its limit allows; it may retry after ``retry_after_s``."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message, details={"retry_after_s": retry_after_s})
+        self.retry_after_s = retry_after_s

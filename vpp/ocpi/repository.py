@@ -33,3 +33,9 @@ def by_name_or_id(session: Session, ref: str) -> OcpiConnection | None:
     return session.get(OcpiConnection, ref) or session.scalars(
         select(OcpiConnection).where(OcpiConnection.name == ref).order_by(OcpiConnection.created_at.desc())
     ).first()
+
+
+def with_outgoing_token(session: Session) -> list[OcpiConnection]:
+    """Connections holding a token to call their peer with."""
+    stmt = select(OcpiConnection).where(OcpiConnection.outgoing_token_sealed.is_not(None)).order_by(OcpiConnection.id)
+    return list(session.scalars(stmt))

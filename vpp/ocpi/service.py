@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from vpp.apikeys.service import hash_secret
 from vpp.db import utcnow
 from vpp.domain.errors import Conflict, InvalidInput, NotFound
+from vpp.keyring import Keyring
 from vpp.ocpi import repository
 from vpp.ocpi.schemas import ConnectionAuth, ConnectionFlags, EndpointRef, PartyRole
 from vpp.ocpi.tables import OcpiConnection
@@ -48,6 +49,31 @@ class PeerAccess:
 def new_token() -> str:
     """A fresh credentials token: 256 random bits, printable ASCII, 43 characters."""
     return secrets.token_urlsafe(32)
+
+
+def outgoing_token_of(row: OcpiConnection, keyring: Keyring) -> str | None:
+    """The token we present to the peer, unsealed (None when there is none)."""
+    return None if row.outgoing_token_sealed is None else keyring.open(row.outgoing_token_sealed)
+
+
+def set_outgoing_token(row: OcpiConnection, token: str | None, keyring: Keyring) -> None:
+    """Store the token we present to the peer, sealed with the current key."""
+    row.outgoing_token_sealed = None if token is None else keyring.seal(token)
+
+
+def reseal_outgoing_tokens(session: Session, keyring: Keyring) -> tuple[int, int]:
+    """Re-encrypt every stored outgoing token with the current key; (re-sealed, already current)."""
+    resealed = current = 0
+    for row in repository.with_outgoing_token(session):
+        sealed = row.outgoing_token_sealed
+        assert sealed is not None
+        if keyring.is_current(sealed):
+            current += 1
+            continue
+        row.outgoing_token_sealed = keyring.seal(keyring.open(sealed))
+        resealed += 1
+    session.flush()
+    return resealed, current
 
 
 def flags_of(row: OcpiConnection) -> ConnectionFlags:
@@ -111,6 +137,7 @@ def start_outbound(
     versions_url: str,
     token_a: str,
     pepper: str,
+    keyring: Keyring,
     flags: ConnectionFlags | None = None,
 ) -> tuple[OcpiConnection, str]:
     """Begin registering with a CPO that gave us token A; returns the row and our token B for it.
@@ -125,7 +152,7 @@ def start_outbound(
         status="registering",
         initiated_by="us",
         incoming_token_hash=hash_secret(token_b, pepper),
-        outgoing_token=token_a,
+        outgoing_token_sealed=keyring.seal(token_a),
         versions_url=versions_url,
         flags=(flags or ConnectionFlags()).model_dump(exclude_none=True),
     )
@@ -152,6 +179,7 @@ def record_registration(
     connection_id: str,
     *,
     outgoing_token: str,
+    keyring: Keyring,
     versions_url: str,
     version: str,
     endpoints: Sequence[EndpointRef],
@@ -160,7 +188,7 @@ def record_registration(
     """Store the outcome of a handshake we initiated (their token C, endpoints, roles): now connected."""
     _check_roles(roles)
     row = get_or_raise(session, connection_id)
-    row.outgoing_token = outgoing_token
+    set_outgoing_token(row, outgoing_token, keyring)
     row.versions_url = versions_url
     row.version = version
     row.endpoints = _endpoints_json(endpoints)
@@ -178,6 +206,7 @@ def accept_registration(
     *,
     pepper: str,
     outgoing_token: str,
+    keyring: Keyring,
     versions_url: str,
     version: str,
     endpoints: Sequence[EndpointRef],
@@ -192,7 +221,7 @@ def accept_registration(
     token_c = new_token()
     row.incoming_token_hash = hash_secret(token_c, pepper)
     row.token_a_hash = None
-    row.outgoing_token = outgoing_token
+    set_outgoing_token(row, outgoing_token, keyring)
     row.versions_url = versions_url
     row.version = version
     row.endpoints = _endpoints_json(endpoints)
@@ -223,7 +252,7 @@ def unregister(session: Session, connection_id: str) -> OcpiConnection:
     row.status = "unregistered"
     row.incoming_token_hash = None
     row.token_a_hash = None
-    row.outgoing_token = None
+    row.outgoing_token_sealed = None
     session.flush()
     return row
 
@@ -234,7 +263,7 @@ def mark_failed(session: Session, connection_id: str) -> None:
     if row is not None:
         row.status = "failed"
         row.incoming_token_hash = None
-        row.outgoing_token = None
+        row.outgoing_token_sealed = None
         session.flush()
 
 
@@ -276,16 +305,17 @@ def authenticate(
     return auth, matched
 
 
-def peer_access(session: Session, connection_id: str) -> PeerAccess:
-    """Everything an outbound call needs, detached from the session."""
+def peer_access(session: Session, connection_id: str, keyring: Keyring) -> PeerAccess:
+    """Everything an outbound call needs (the token unsealed), detached from the session."""
     row = get_or_raise(session, connection_id)
-    if row.outgoing_token is None:
+    token = outgoing_token_of(row, keyring)
+    if token is None:
         raise Conflict(f"connection {row.name!r} has no token to call the peer with (status {row.status})")
     return PeerAccess(
         connection_id=row.id,
         name=row.name,
         status=row.status,
-        outgoing_token=row.outgoing_token,
+        outgoing_token=token,
         versions_url=row.versions_url,
         version=row.version,
         endpoints=endpoints_of(row),

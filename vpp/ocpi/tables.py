@@ -17,7 +17,7 @@ class OcpiConnection(Base):
     Whoever initiated the handshake, ``outgoing_token`` is what we present to them (token B when they
     registered with us, token C when we registered with them) and ``incoming_token_hash`` verifies what
     they present to us. Tokens we only verify are kept as peppered hashes; the outgoing token must stay
-    usable, so it is kept as is.
+    usable, so it is kept sealed (``vpp.keyring``: SecretBox with ``VPP_TOKEN_KEY``), never in plaintext.
     """
 
     __tablename__ = "ocpi_connections"
@@ -28,7 +28,7 @@ class OcpiConnection(Base):
     initiated_by: Mapped[str] = mapped_column(String(8), default="peer")
     token_a_hash: Mapped[str | None] = mapped_column(String(64), unique=True, default=None)
     incoming_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True, default=None)
-    outgoing_token: Mapped[str | None] = mapped_column(String(64), default=None)
+    outgoing_token_sealed: Mapped[str | None] = mapped_column(String(255), default=None)
     versions_url: Mapped[str | None] = mapped_column(String(255), default=None)
     version: Mapped[str | None] = mapped_column(String(16), default=None)
     endpoints: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)

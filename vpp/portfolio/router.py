@@ -13,6 +13,7 @@ from fastapi.responses import Response
 
 from vpp.api.deps import AdminDep, PartnerDep, SessionDep, TraderDep
 from vpp.api.errors import error_responses
+from vpp.audit import service as audit
 from vpp.domain.errors import InvalidInput
 from vpp.domain.isp import IspHorizon, floor_to_isp
 from vpp.domain.pools import PoolId
@@ -172,16 +173,18 @@ def get_pool_forecast(
 @router.put("/api/v1/portfolio/congestion-points/{ean}", operation_id="put_congestion_point",
             responses=error_responses(422))
 def put_congestion_point(ean: str, body: CongestionPointWrite, request: Request, db: SessionDep,
-                         _admin: AdminDep) -> dict[str, str]:
+                         admin: AdminDep) -> dict[str, str]:
     """Create or update a congestion point."""
+    audit.record(db, admin, "portfolio.put_congestion_point", target=ean)
     row = topology.upsert_congestion_point(db, ean=ean, dso=body.dso, name=body.name, max_kw=body.max_kw)
     _portfolio(request).invalidate()
     return {"pool": f"congestion_point:{row.ean}"}
 
 
 @router.put("/api/v1/portfolio/sites/{site_id}", operation_id="put_site", responses=error_responses(404, 422))
-def put_site(site_id: str, body: SiteWrite, request: Request, db: SessionDep, _admin: AdminDep) -> dict[str, str]:
+def put_site(site_id: str, body: SiteWrite, request: Request, db: SessionDep, admin: AdminDep) -> dict[str, str]:
     """Create or update a site."""
+    audit.record(db, admin, "portfolio.put_site", target=site_id)
     row = topology.upsert_site(db, site_id=site_id, **body.model_dump())
     _portfolio(request).invalidate()
     return {"pool": f"site:{row.id}"}
@@ -190,8 +193,9 @@ def put_site(site_id: str, body: SiteWrite, request: Request, db: SessionDep, _a
 @router.post("/api/v1/portfolio/sites/{site_id}/locations", operation_id="assign_site_location",
              responses=error_responses(404, 422))
 def assign_site_location(site_id: str, body: SiteLocationWrite, request: Request, db: SessionDep,
-                         _admin: AdminDep) -> dict[str, str]:
+                         admin: AdminDep) -> dict[str, str]:
     """Put a CPO location on a site."""
+    audit.record(db, admin, "portfolio.assign_site_location", target=site_id)
     topology.assign_location(db, site_id=site_id, party=body.party, location_id=body.location_id)
     _portfolio(request).invalidate()
     return {"pool": f"site:{site_id}"}
@@ -199,16 +203,18 @@ def assign_site_location(site_id: str, body: SiteLocationWrite, request: Request
 
 @router.put("/api/v1/portfolio/sites/{site_id}/load", operation_id="put_site_load",
             responses=error_responses(404, 422))
-def put_site_load(site_id: str, body: list[SiteLoadPoint], db: SessionDep, _admin: AdminDep) -> dict[str, int]:
+def put_site_load(site_id: str, body: list[SiteLoadPoint], db: SessionDep, admin: AdminDep) -> dict[str, int]:
     """Replace the site's non-EV load over the span given."""
+    audit.record(db, admin, "portfolio.put_site_load", target=site_id)
     return {"points": topology.put_site_load(db, site_id, [(p.isp_start, p.load_kw) for p in body])}
 
 
 @router.post("/api/v1/portfolio/topology/import", operation_id="import_topology",
              responses=error_responses(422))
-def import_topology(request: Request, db: SessionDep, _admin: AdminDep,
+def import_topology(request: Request, db: SessionDep, admin: AdminDep,
                     body: Annotated[str, Body(media_type="text/csv")]) -> TopologyImportRead:
     """Import ``ean,dso,site_id,site_capacity_kw,party,location_id[,category,bidding_zone,cp_max_kw]`` rows."""
+    audit.record(db, admin, "portfolio.import_topology")
     if not body.strip():
         raise InvalidInput("empty CSV")
     summary = topology.import_topology_csv(db, body)

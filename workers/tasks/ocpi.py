@@ -23,6 +23,7 @@ def _context() -> OcpiContext:
     return OcpiContext(
         session_factory=runtime.session_factory, public_url=runtime.settings.public_url,
         pepper=runtime.settings.secret, settings=OcpiSettings(),
+        keyring=runtime.settings.token_keyring,
     )
 
 
@@ -39,7 +40,7 @@ def pull_sessions(connection_id: str) -> dict[str, Any]:
     started = utcnow()
 
     with unit_of_work(context.session_factory) as session:
-        first = connections.peer_access(session, connection_id).locations_pulled_at is None
+        first = connections.peer_access(session, connection_id, context.token_keyring).locations_pulled_at is None
 
     async def run() -> dict[str, Any]:
         detail: dict[str, Any] = {"connection_id": connection_id}

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.ocpi.v2_2_1.schemas import BusinessDetails, Credentials, CredentialsRole, Role
 from adapters.ocpi.v2_2_1.transport import OCPI_VERSION, PartyRef, join_url
+from vpp.keyring import Keyring, derive_key
 from vpp.ocpi.settings import OcpiSettings
 from vpp.ports import TaskQueue
 
@@ -35,6 +36,13 @@ class OcpiContext:
     settings: OcpiSettings = field(default_factory=OcpiSettings)
     http_factory: HttpFactory | None = None
     task_queue: TaskQueue | None = None
+    keyring: Keyring | None = None
+
+    @property
+    def token_keyring(self) -> Keyring:
+        """The keys sealing the tokens we present to peers (``Settings.token_keyring``; else derived from the pepper,
+        as the settings derive it when VPP_TOKEN_KEY is unset)."""
+        return self.keyring or Keyring.of(derive_key(self.pepper))
 
     def http(self) -> httpx.AsyncClient:
         """A new outbound client (the caller closes it)."""

@@ -152,7 +152,8 @@ class OcpiChargePointNetwork:
                     continue
                 if target.connection_id not in peers:
                     try:
-                        peers[target.connection_id] = connections.peer_access(session, target.connection_id)
+                        peers[target.connection_id] = connections.peer_access(
+                            session, target.connection_id, self._context.token_keyring)
                     except Exception as exc:  # a closed or failed connection: nothing can be sent to it
                         peers[target.connection_id] = str(exc)
                 decided = self._decide(rows, index, limit, kind, target, peers[target.connection_id],

@@ -64,6 +64,7 @@ async def accept(context: OcpiContext, connection_id: str, flags: ConnectionFlag
         with unit_of_work(context.session_factory) as session:
             _row, token = connections.accept_registration(
                 session, connection_id, pepper=context.pepper, outgoing_token=theirs.token,
+                keyring=context.token_keyring,
                 versions_url=theirs.url, version=OCPI_VERSION, endpoints=mapping.endpoints_from_wire(details),
                 roles=mapping.roles_from_wire(theirs.roles),
             )
@@ -98,7 +99,8 @@ async def register_with(
         def start() -> tuple[str, str]:
             with unit_of_work(context.session_factory) as session:
                 row, token_b = connections.start_outbound(
-                    session, name=name, versions_url=versions_url, token_a=token_a, pepper=context.pepper, flags=flags
+                    session, name=name, versions_url=versions_url, token_a=token_a, pepper=context.pepper,
+                    keyring=context.token_keyring, flags=flags
                 )
                 return row.id, token_b
 
@@ -115,7 +117,8 @@ async def register_with(
         def finish() -> None:
             with unit_of_work(context.session_factory) as session:
                 connections.record_registration(
-                    session, connection_id, outgoing_token=theirs.token, versions_url=versions_url,
+                    session, connection_id, outgoing_token=theirs.token, keyring=context.token_keyring,
+                versions_url=versions_url,
                     version=OCPI_VERSION, endpoints=mapping.endpoints_from_wire(details),
                     roles=mapping.roles_from_wire(theirs.roles),
                 )
@@ -138,7 +141,7 @@ async def update_with(context: OcpiContext, connection_id: str, *, http: httpx.A
 
     def rotate() -> tuple[str, str | None, connections.PeerAccess]:
         with unit_of_work(context.session_factory) as session:
-            access = connections.peer_access(session, connection_id)
+            access = connections.peer_access(session, connection_id, context.token_keyring)
             _row, token, previous = connections.rotate_outgoing(session, connection_id, pepper=context.pepper)
             return token, previous, access
 
@@ -163,7 +166,8 @@ async def update_with(context: OcpiContext, connection_id: str, *, http: httpx.A
     def finish() -> None:
         with unit_of_work(context.session_factory) as session:
             connections.record_registration(
-                session, connection_id, outgoing_token=theirs.token, versions_url=access.versions_url or "",
+                session, connection_id, outgoing_token=theirs.token, keyring=context.token_keyring,
+                versions_url=access.versions_url or "",
                 version=access.version or OCPI_VERSION, endpoints=access.endpoints,
                 roles=mapping.roles_from_wire(theirs.roles),
             )
@@ -181,7 +185,7 @@ async def unregister_with(context: OcpiContext, connection_id: str, *, http: htt
 
     def access() -> connections.PeerAccess:
         with unit_of_work(context.session_factory) as session:
-            return connections.peer_access(session, connection_id)
+            return connections.peer_access(session, connection_id, context.token_keyring)
 
     peer = await run_in_threadpool(access)
     own_http = http is None

@@ -30,7 +30,7 @@ PAGE_ATTEMPTS = 3
 
 def _access(context: OcpiContext, connection_id: str) -> PeerAccess:
     with unit_of_work(context.session_factory) as session:
-        return connections.peer_access(session, connection_id)
+        return connections.peer_access(session, connection_id, context.token_keyring)
 
 
 def _client(context: OcpiContext, http: httpx.AsyncClient, peer: PeerAccess) -> OcpiClient:

@@ -6,6 +6,7 @@ from anyio import CapacityLimiter
 from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapters.ocpi.v2_2_1 import registration
 from adapters.ocpi.v2_2_1.context import HttpFactory, OcpiContext
 from adapters.ocpi.v2_2_1.routers import cdrs, chargingprofiles, credentials, locations, sessions, versions
 from adapters.ocpi.v2_2_1.routers.common import (
@@ -19,8 +20,10 @@ from vpp.ocpi.settings import OcpiSettings
 from vpp.ports import TaskQueue
 from vpp.sessions.metrics import active_sessions_collector
 
-ROUTERS = (versions.router, credentials.router, sessions.router, cdrs.router, locations.router,
-           chargingprofiles.router)
+# Sessions first: the router tries its included routers in order on every request, and Session PATCHes are
+# most of what CPOs send.
+ROUTERS = (sessions.router, chargingprofiles.router, locations.router, cdrs.router, credentials.router,
+           versions.router)
 
 
 def create_ocpi_app(
@@ -39,7 +42,7 @@ def create_ocpi_app(
     state.session_factory = session_factory
     state.ocpi = OcpiContext(
         session_factory=session_factory, public_url=settings.public_url, pepper=settings.secret,
-        settings=ocpi_settings, http_factory=http_factory, task_queue=task_queue,
+        settings=ocpi_settings, http_factory=http_factory, task_queue=task_queue, keyring=settings.token_keyring,
     )
     state.ocpi_authenticator = OcpiAuthenticator(session_factory, settings.secret, ocpi_settings.auth_cache_seconds)
     state.ocpi_rate_limiter = RateLimiter()
@@ -59,5 +62,15 @@ def install_ocpi(
     """Mount the OCPI app at ``/ocpi``; it is reachable as ``app.state.ocpi_app`` (tests swap its peers)."""
     ocpi_app = create_ocpi_app(settings, session_factory, task_queue=task_queue)
     app.mount("/ocpi", ocpi_app)
+    # Matched first: OCPI intake is the busiest path, and each API route tried before the mount costs CPU on every
+    # PATCH (the prefixes do not overlap, so the order changes no answer).
+    mount = app.router.routes.pop()
+    app.router.routes.insert(0, mount)
     app.state.ocpi_app = ocpi_app
+
+    async def rotate_credentials(connection_id: str) -> None:
+        await registration.update_with(ocpi_app.state.ocpi, connection_id)
+        ocpi_app.state.ocpi_authenticator.forget()
+
+    app.state.ocpi_credentials_rotation = rotate_credentials
     return ocpi_app

@@ -76,7 +76,7 @@ async def patch_session(
     changes = mapping.session_patch_to_changes(body, received_at=utcnow())
 
     def write(db: DbSession) -> str:
-        return sessions.update(db, caller.connection_id, country_code, party_id, session_id, changes)
+        return sessions.update_alone(db, caller.connection_id, country_code, party_id, session_id, changes)
 
     if await in_transaction(request, write) == "stale":
         return envelope(message="fields ignored: last_updated is older than the stored session")

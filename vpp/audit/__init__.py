@@ -1,0 +1,1 @@
+"""Admin audit: who did what, when, to which object (never a secret)."""
