@@ -46,6 +46,9 @@ class Series:
     device_kw: dict[tuple[str, str], FloatArray] = field(default_factory=dict)
     device_uncontrolled_kw: dict[tuple[str, str], FloatArray] = field(default_factory=dict)
     device_cap_kw: dict[tuple[str, str], FloatArray] = field(default_factory=dict)
+    # The day-ahead commitment per ISP (kW, NaN where none) and the perfect-foresight optimum's pool power (kW).
+    committed_kw: FloatArray = field(default_factory=lambda: np.zeros(0))
+    perfect_foresight_kw: FloatArray = field(default_factory=lambda: np.zeros(0))
 
 
 def _isp_index(result: RunResult) -> list[datetime]:

@@ -41,6 +41,8 @@ ZONE_POOL = "zone:NL"
 AFRR_STEP_S = 4.0
 CPO_CATEGORY = {"home": "private", "public": "public", "workplace": "workplace"}
 V2G_MIN_SOC_PCT = 30.0
+# Cars followed step by step for the report, spread over the CPOs and over the delivery period.
+CAR_SAMPLE_SIZE = 10
 
 
 def site_id(party: str, location_id: str) -> str:
@@ -79,6 +81,25 @@ class StepLog:
 
 
 @dataclass
+class CarTrace:
+    """One sampled car, per step: the limit in force mid-step (kW, None: no limit), the average power it drew
+    (kW) and its state of charge at the end of the step (%)."""
+
+    party: str
+    session_id: str
+    location_id: str
+    evse_max_kw: float
+    start: datetime
+    departure: datetime
+    need_kwh: float
+    at: list[datetime] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    limit_kw: list[float | None] = field(default_factory=list)
+    power_kw: list[float] = field(default_factory=list)
+    soc_pct: list[float] = field(default_factory=list)
+
+
+@dataclass
 class RunResult:
     """Everything the KPIs and the report are computed from."""
 
@@ -99,6 +120,10 @@ class RunResult:
     afrr_offered_mw: float = 0.0
     # §14a curtailments: per device (party, location), its windows and the power it was curtailed to.
     device_caps: dict[tuple[str, str], list[tuple[datetime, datetime, float]]] = field(default_factory=dict)
+    # A few cars followed step by step (the report's per-car view).
+    car_sample: list[CarTrace] = field(default_factory=list)
+    # The day-ahead schedule the service committed to, kW per UTC ISP start (the report's commitment line).
+    dayahead_committed_kw: dict[datetime, float] = field(default_factory=dict)
 
 
 class Progress:
@@ -175,6 +200,9 @@ class Simulation:
         self.new_sessions: dict[str, list[SessionRecord]] = defaultdict(list)
         self.kwh_seen: dict[tuple[str, str], float] = {}
         self._next_lease_check = 0.0
+        self.car_sample: dict[tuple[str, str], CarTrace] = {}
+        self._next_car_pick: dict[str, datetime] = {}
+        self.dayahead_committed_kw: dict[datetime, float] = {}
 
     # ------------------------------------------------------------------------------- set-up
 
@@ -504,6 +532,7 @@ class Simulation:
             self.new_sessions[party] = []
 
     def _record_energy(self, world: World, start: datetime, seconds: float) -> None:
+        self._sample_cars(world, start, seconds)
         total = 0.0
         per_point: dict[str, float] = dict.fromkeys(self.point_members, 0.0)
         per_device: dict[tuple[str, str], float] = dict.fromkeys(self.device_caps, 0.0)
@@ -535,6 +564,52 @@ class Simulation:
             steps.extend([0.0] * (len(self.log.starts) - 1 - len(steps)))  # curtailed since a later step
             steps.append(value)
 
+    def _sample_cars(self, world: World, start: datetime, seconds: float) -> None:
+        """Follow a few cars through the delivery period (before ``kwh_seen`` moves on to this step): per CPO,
+        up to its share of CAR_SAMPLE_SIZE, a newly plugged-in car with energy to charge picked at even intervals."""
+        delivery_start = self.timeline.delivery_start.astimezone(UTC)
+        if start < delivery_start or seconds <= 0:
+            return
+        share = max(1, math.ceil(CAR_SAMPLE_SIZE / max(len(world.cpos), 1)))
+        spacing = (self.timeline.end.astimezone(UTC) - delivery_start) / share
+        for cpo in world.cpos.values():
+            sessions = cpo.simulator.sessions
+            if start >= self._next_car_pick.get(cpo.party, delivery_start):
+                picked = sum(1 for party, _ in self.car_sample if party == cpo.party)
+                new = None if picked >= share else next(
+                    (s for s in sessions.values() if s.status.value == "ACTIVE" and s.car.energy_needed_kwh >= 2.0
+                     and s.start >= start - timedelta(seconds=2 * seconds)
+                     and (cpo.party, s.id) not in self.car_sample), None)
+                if new is not None:
+                    self.car_sample[(cpo.party, new.id)] = CarTrace(
+                        party=cpo.party, session_id=new.id, location_id=new.slot.location_id,
+                        evse_max_kw=new.slot.max_kw, start=new.start, departure=new.departure,
+                        need_kwh=new.car.energy_needed_kwh + new.kwh)
+                    self._next_car_pick[cpo.party] = start + spacing
+            for (party, session_id), trace in self.car_sample.items():
+                session = cpo.simulator.session(session_id) if party == cpo.party else None
+                if session is None or (session.end is not None and session.end <= start):
+                    continue
+                drawn_kwh = session.kwh - self.kwh_seen.get((party, session_id), 0.0)
+                trace.at.append(start)
+                trace.seconds.append(seconds)
+                trace.limit_kw.append(cpo.simulator.effective_limit_kw(session, start + timedelta(seconds=seconds / 2)))
+                trace.power_kw.append(drawn_kwh * 3600.0 / seconds)
+                trace.soc_pct.append(100.0 * session.car.soc)
+
+    async def _dayahead_commitment(self, world: World) -> dict[datetime, float]:
+        """The day-ahead schedule the service stored (kW per UTC ISP start), read once at the end of the run."""
+        from sqlalchemy import func, select
+
+        from vpp.commitments.tables import Commitment
+        from vpp.domain.commitments import CommitmentKind
+
+        with world.engine.connect() as conn:
+            rows = conn.execute(select(Commitment.isp_start, func.sum(Commitment.power_kw)).where(
+                Commitment.pool == ZONE_POOL, Commitment.kind == CommitmentKind.DAY_AHEAD_SCHEDULE.value,
+            ).group_by(Commitment.isp_start)).all()
+        return {(at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC): float(kw) for at, kw in rows}
+
     def _active(self, world: World) -> int:
         return sum(1 for cpo in world.cpos.values() for s in cpo.simulator.sessions.values()
                    if s.status.value == "ACTIVE")
@@ -564,6 +639,7 @@ class Simulation:
         try:
             await self.setup(world)
             activation_check = await self._loop(world)
+            self.dayahead_committed_kw = await self._dayahead_commitment(world)
         finally:
             self.progress.done()
             await world.close()
@@ -576,7 +652,8 @@ class Simulation:
             chargers=chargers, afrr_awarded_mw=self.afrr_awarded_mw,
             afrr_capacity_revenue_eur=self.afrr_capacity_revenue_eur, notes=self.notes,
             wall_seconds=wallclock.monotonic() - started, activation_check=activation_check,
-            afrr_offered_mw=self.afrr_offered_mw, device_caps=dict(self.device_caps))
+            afrr_offered_mw=self.afrr_offered_mw, device_caps=dict(self.device_caps),
+            car_sample=list(self.car_sample.values()), dayahead_committed_kw=self.dayahead_committed_kw)
 
     async def _loop(self, world: World) -> dict[str, Any]:
         import httpx
@@ -729,4 +806,4 @@ async def run_scenario(scenario: Scenario, *, progress: bool = True, data_dir: P
                                 settings_overrides=settings_overrides).run()
 
 
-__all__ = ["RunResult", "SessionRecord", "Simulation", "run_scenario", "uncontrolled_twin"]
+__all__ = ["CarTrace", "RunResult", "SessionRecord", "Simulation", "run_scenario", "uncontrolled_twin"]
