@@ -98,6 +98,17 @@ def _power_unit(*arrays: npt.NDArray[np.float64]) -> tuple[str, float]:
 # ----------------------------------------------------------------------------------------------- money
 
 
+def money_per_isp(series: Series) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Per ISP, the saving (EUR) on the day-ahead market and on imbalance (see ``money_breakdown``)."""
+    prices = np.nan_to_num(series.prices_eur_per_mwh)
+    delivered_kwh = series.controlled_kw / 4.0
+    committed = _column(series, series.committed_kw)
+    committed_kwh = np.where(np.isnan(committed), delivered_kwh, committed / 4.0)
+    dayahead = (series.uncontrolled_kw / 4.0 - committed_kwh) * prices / 1000.0
+    imbalance = -(delivered_kwh - committed_kwh) * prices / 1000.0
+    return dayahead, imbalance
+
+
 def money_breakdown(kpis: dict[str, Any], series: Series) -> list[tuple[str, float]]:
     """Where the saving against uncontrolled charging came from, per market (EUR, positive = saved or earned).
 
@@ -106,14 +117,8 @@ def money_breakdown(kpis: dict[str, Any], series: Series) -> list[tuple[str, flo
     has no imbalance price); ISPs without a commitment count as bought at the day-ahead price. The three sum to
     the KPIs' cost difference plus the aFRR capacity revenue.
     """
-    prices = np.nan_to_num(series.prices_eur_per_mwh)
-    delivered_kwh = series.controlled_kw / 4.0
-    uncontrolled_kwh = series.uncontrolled_kw / 4.0
-    committed = _column(series, series.committed_kw)
-    committed_kwh = np.where(np.isnan(committed), delivered_kwh, committed / 4.0)
-    uncontrolled_eur = float(np.sum(uncontrolled_kwh * prices)) / 1000.0
-    dayahead_eur = uncontrolled_eur - float(np.sum(committed_kwh * prices)) / 1000.0
-    imbalance_eur = -float(np.sum((delivered_kwh - committed_kwh) * prices)) / 1000.0
+    dayahead, imbalance = money_per_isp(series)
+    dayahead_eur, imbalance_eur = float(dayahead.sum()), float(imbalance.sum())
     afrr_eur = float(kpis.get("afrr_capacity_revenue_eur") or 0.0)
     return [("day-ahead energy", dayahead_eur), ("imbalance", imbalance_eur), ("aFRR capacity", afrr_eur),
             ("total", dayahead_eur + imbalance_eur + afrr_eur)]
@@ -298,9 +303,14 @@ def report_data(kpis: dict[str, Any], series: Series, zone: ZoneInfo,
             "power": _finite([*trace.power_kw, trace.power_kw[-1]], 2),
             "soc": _finite([*trace.soc_pct, trace.soc_pct[-1]], 1)})
     money = money_breakdown(kpis, series)
+    dayahead, imbalance = money_per_isp(series)
+    cumulative = {"dayahead": _finite([0.0, *np.cumsum(dayahead)], 2),
+                  "imbalance": _finite([0.0, *np.cumsum(imbalance)], 2),
+                  "energy": _finite([0.0, *np.cumsum(dayahead + imbalance)], 2)}
     return {"zone": str(zone), "isp_t": isp_t, "pool": pool, "price": per_isp(series.prices_eur_per_mwh),
             "points": points, "afrr": afrr, "cars": car_rows,
-            "money": {"labels": [m[0] for m in money], "eur": [round(m[1], 2) for m in money]}}
+            "money": {"labels": [m[0] for m in money], "eur": [round(m[1], 2) for m in money],
+                      "cumulative": cumulative}}
 
 
 def _asset(name: str) -> str:
@@ -363,7 +373,9 @@ reset, click a legend entry to hide its line. Times in {html.escape(str(zone))}.
 <p class="hint">EUR against charging the same sessions uncontrolled; positive = saved or earned. Imbalance is valued
 at the day-ahead price of its ISP (the simulation has no imbalance price).</p>
 <div class="money"><div class="chart" id="chart-money" data-chart="money"></div>
-<table>{money_rows}</table></div>
+<table><tr><th>market</th><th>saving (EUR)</th></tr>{money_rows}</table></div>
+<h3>When it was saved: the energy saving summed over the period</h3>
+<div class="chart" id="chart-money-time" data-chart="money-time"></div>
 <h2>KPIs (controlled vs uncontrolled charging of the same sessions)</h2><table class="kpis">{_kpi_rows(kpis)}</table>
 {'<h2>Pilot reference</h2><table>' + ref_rows + '</table>' if ref_rows else ''}
 {'<h2>Notes</h2><ul>' + notes + '</ul>' if notes else ''}

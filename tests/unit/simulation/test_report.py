@@ -85,6 +85,9 @@ def test_the_description_is_written_from_the_run_not_from_the_yaml_text() -> Non
     assert "1 MW awarded" in text and "from 00:40:04 to 00:40:20" in text
     assert "36.0 kW" in text and "60 % of its expected uncontrolled peak" in text
     assert "150.0 kWh" in text  # the schedule bought: 4 ISPs of 150 kW
+    quiet = " ".join(describe(KPIS, _series(), AMSTERDAM, {**SCENARIO, "afrr": {"enabled": False}, "congestion": [],
+                                                         "dayahead": False}))
+    assert "No aFRR" in quiet and "No congestion" in quiet and "No day-ahead schedule" in quiet
 
 
 def test_the_chart_data_is_json_without_nan_and_the_afrr_band_is_five_percent_around_the_ramped_request() -> None:
@@ -99,6 +102,10 @@ def test_the_chart_data_is_json_without_nan_and_the_afrr_band_is_five_percent_ar
     assert data["afrr"]["low"][1] == pytest.approx(-0.42) and data["afrr"]["high"][1] == pytest.approx(-0.38)
     assert data["afrr"]["supplied"][2] is None
     assert data["cars"][0]["limit"] == [None, 7.5, 7.5] and data["cars"][0]["t"][-1] == (START.timestamp() + 1800)
+    # The energy saving summed ISP by ISP ends where the bars say (the bars add the aFRR capacity revenue).
+    money = dict(money_breakdown(KPIS, _series()))
+    assert data["money"]["cumulative"]["energy"][0] == 0.0
+    assert data["money"]["cumulative"]["energy"][-1] == pytest.approx(money["total"] - 12.5, abs=0.01)
     big = report_data(KPIS, _series(uncontrolled_kw=np.full(8, 2500.0)), AMSTERDAM)
     assert big["pool"]["unit"] == "MW" and big["pool"]["uncontrolled"][0] == 2.5
 

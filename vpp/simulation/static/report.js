@@ -145,6 +145,17 @@
     cursor: { drag: { x: false, y: false } },
   }, [idx, m.eur.map((v) => (v >= 0 ? v : null)), m.eur.map((v) => (v < 0 ? v : null))], false);
 
+  // The same saving summed ISP by ISP (at the end of each ISP), on the 15-minute time axis.
+  const cum = m.cumulative;
+  make("chart-money-time", {
+    height: 220,
+    series: [timeSeries,
+             { label: "day-ahead energy", stroke: "#2ca02c", width: 1.6, scale: "EUR", value: fmt("EUR", 2), points: { show: false } },
+             { label: "imbalance", stroke: "#d62728", width: 1.6, scale: "EUR", value: fmt("EUR", 2), points: { show: false } },
+             { label: "energy, both", stroke: "#1f77b4", width: 2.2, scale: "EUR", value: fmt("EUR", 2), points: { show: false } }],
+    axes: [timeAxis(), valueAxis("EUR")],
+  }, [data.isp_t, cum.dayahead, cum.imbalance, cum.energy], true);
+
   let pending = null;
   window.addEventListener("resize", () => {
     clearTimeout(pending);
