@@ -285,10 +285,18 @@ def report_data(kpis: dict[str, Any], series: Series, zone: ZoneInfo,
     if series.afrr_at:
         ramped = series.afrr_ramped_mw
         band = AFRR_TOLERANCE * np.abs(ramped)
-        afrr = {"t": [t.timestamp() for t in series.afrr_at], "request": _finite(series.afrr_setpoint_mw, 4),
-                "ramped": _finite(ramped, 4), "supplied": _finite(series.afrr_supplied_mw, 4),
-                "low": _finite(ramped - band, 4), "high": _finite(ramped + band, 4),
-                "tolerance_pct": round(100 * AFRR_TOLERANCE)}
+        columns = {"request": series.afrr_setpoint_mw, "ramped": ramped, "supplied": series.afrr_supplied_mw,
+                   "low": ramped - band, "high": ramped + band}
+        afrr = {"t": [], "tolerance_pct": round(100 * AFRR_TOLERANCE), **{key: [] for key in columns}}
+        for k, at in enumerate(series.afrr_at):
+            if k and (at - series.afrr_at[k - 1]).total_seconds() > 8.0:
+                # Between two activation windows: a gap, not a line across the hours without setpoints.
+                afrr["t"].append(series.afrr_at[k - 1].timestamp() + 4.0)
+                for key in columns:
+                    afrr[key].append(None)
+            afrr["t"].append(at.timestamp())
+            for key, values in columns.items():
+                afrr[key].extend(_finite(values[k:k + 1], 4))
     car_rows = []
     for trace in cars:
         if not trace.at:

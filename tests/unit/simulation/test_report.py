@@ -101,6 +101,10 @@ def test_the_chart_data_is_json_without_nan_and_the_afrr_band_is_five_percent_ar
     assert data["points"][0]["limit"][:3] == [None, None, 36.0]
     assert data["afrr"]["low"][1] == pytest.approx(-0.42) and data["afrr"]["high"][1] == pytest.approx(-0.38)
     assert data["afrr"]["supplied"][2] is None
+    # Two activation windows an hour apart are drawn with a gap between them, not a line across the hour.
+    later = [*_series().afrr_at[:3], *(t + timedelta(hours=1) for t in _series().afrr_at[3:])]
+    gapped = report_data(KPIS, _series(afrr_at=later), AMSTERDAM)["afrr"]
+    assert len(gapped["t"]) == 7 and gapped["request"][3] is None and gapped["t"][3] == later[2].timestamp() + 4
     assert data["cars"][0]["limit"] == [None, 7.5, 7.5] and data["cars"][0]["t"][-1] == (START.timestamp() + 1800)
     # The energy saving summed ISP by ISP ends where the bars say (the bars add the aFRR capacity revenue).
     money = dict(money_breakdown(KPIS, _series()))
