@@ -29,7 +29,7 @@ def simulate(args: argparse.Namespace) -> int:
     """Run the scenario, print the KPI table, write the artefacts."""
     from vpp import aio
     from vpp.simulation.kpis import build_series, compute_kpis, kpi_table
-    from vpp.simulation.report import render_report, with_commitment
+    from vpp.simulation.report import render_report
     from vpp.simulation.runner import run_scenario
     from vpp.simulation.scenario import bundled_scenarios, load_scenario
 
@@ -52,9 +52,8 @@ def simulate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "kpis.json").write_text(json.dumps(kpis, indent=2, sort_keys=True) + "\n")
-    (out / "report.html").write_text(render_report(kpis, with_commitment(series, result), result.timeline.zone,
-                                                   scenario.model_dump(mode="json"), cars=result.car_sample),
-                                     encoding="utf-8")
+    (out / "report.html").write_text(render_report(kpis, series, result.timeline.zone, scenario.model_dump(
+        mode="json"), cars=result.car_sample), encoding="utf-8")
     print(kpi_table(kpis))
     print(f"written: {out / 'kpis.json'}, {out / 'report.html'}")
     if data_dir is not None:

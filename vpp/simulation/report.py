@@ -8,7 +8,6 @@ the scenario and the run (what was simulated, what was awarded and asked for), n
 
 from __future__ import annotations
 
-import dataclasses
 import html
 import json
 import math
@@ -22,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vpp.simulation.kpis import AFRR_TOLERANCE, KPI_ROWS, Series
-from vpp.simulation.runner import CarTrace, RunResult
+from vpp.simulation.runner import CarTrace
 
 ISP = timedelta(minutes=15)
 STATIC = "vpp.simulation.static"
@@ -44,14 +43,6 @@ EXTRA_ROWS = [
 CATEGORY_WORDS = {"home": "home", "public": "public", "workplace": "workplace"}
 
 
-def with_commitment(series: Series, result: RunResult) -> Series:
-    """``series`` with the day-ahead commitment the run read from the service, unless it already has one."""
-    if series.committed_kw.size or not result.dayahead_committed_kw:
-        return series
-    committed = np.array([result.dayahead_committed_kw.get(t, np.nan) for t in series.isp_starts])
-    return dataclasses.replace(series, committed_kw=committed)
-
-
 def _finite(values: Sequence[float | None] | npt.NDArray[np.float64], digits: int = 3) -> list[float | None]:
     """JSON-ready values: rounded, NaN and None as null (JSON has no NaN)."""
     out: list[float | None] = []
@@ -64,6 +55,13 @@ def _column(series: Series, values: npt.NDArray[np.float64]) -> npt.NDArray[np.f
     """A per-ISP series of the right length (NaN where the run has none)."""
     n = len(series.isp_starts)
     return values if values.size == n else np.full(n, np.nan)
+
+
+def _window_isps(series: Series) -> int:
+    """How many of the ISPs are the delivery period itself; the rest follow its sessions until they left.
+    (``Series.window_isps`` where the run follows the sessions past the period, else all of them.)"""
+    window = int(getattr(series, "window_isps", 0) or 0)
+    return window if 0 < window <= len(series.isp_starts) else len(series.isp_starts)
 
 
 def _local(at: datetime, zone: ZoneInfo, pattern: str = "%H:%M") -> str:
@@ -149,11 +147,16 @@ def describe(kpis: dict[str, Any], series: Series, zone: ZoneInfo, scenario: dic
            + "; ".join(parts) + ".")
     paragraphs = [who]
 
+    followed = ""
     if series.isp_starts:
-        first, last = series.isp_starts[0], series.isp_starts[-1] + ISP
+        window = _window_isps(series)
+        first, last = series.isp_starts[0], series.isp_starts[window - 1] + ISP
         same_day = last.astimezone(zone).date() == first.astimezone(zone).date()
         until = _local(last, zone, "%H:%M" if same_day else "%A %d %B %H:%M")
         span = f"{_local(first, zone, '%A %d %B %Y %H:%M')} to {until}"
+        if window < len(series.isp_starts):
+            followed = (f" (its sessions followed until they left, to "
+                        f"{_local(series.isp_starts[-1] + ISP, zone, '%A %d %B %H:%M')})")
     else:
         span = str(kpis.get("delivery_start", ""))
     strategy = {"smart": "smart charging", "smart+v2g": "smart charging with V2G (discharging allowed)"}.get(
@@ -163,7 +166,8 @@ def describe(kpis: dict[str, Any], series: Series, zone: ZoneInfo, scenario: dic
     history = float(scenario.get("history_days") or 0)
     learned = f"; the forecast learns from {history:g} days of reported sessions" if history else ""
     paragraphs.append(
-        f"Delivery {html.escape(span)} ({html.escape(str(zone))}): {kpis.get('sessions_in_delivery', 0):,} sessions "
+        f"Delivery {html.escape(span)} ({html.escape(str(zone))}){followed}: "
+        f"{kpis.get('sessions_in_delivery', 0):,} sessions "
         f"plugged in, steered by {strategy} against {price_words}{learned}.")
 
     markets = []
@@ -315,8 +319,10 @@ def report_data(kpis: dict[str, Any], series: Series, zone: ZoneInfo,
     cumulative = {"dayahead": _finite([0.0, *np.cumsum(dayahead)], 2),
                   "imbalance": _finite([0.0, *np.cumsum(imbalance)], 2),
                   "energy": _finite([0.0, *np.cumsum(dayahead + imbalance)], 2)}
-    return {"zone": str(zone), "isp_t": isp_t, "pool": pool, "price": per_isp(series.prices_eur_per_mwh),
-            "points": points, "afrr": afrr, "cars": car_rows,
+    window = _window_isps(series)
+    window_end = isp_t[window] if window < len(series.isp_starts) else None
+    return {"zone": str(zone), "isp_t": isp_t, "window_end": window_end, "pool": pool,
+            "price": per_isp(series.prices_eur_per_mwh), "points": points, "afrr": afrr, "cars": car_rows,
             "money": {"labels": [m[0] for m in money], "eur": [round(m[1], 2) for m in money],
                       "cumulative": cumulative}}
 

@@ -122,8 +122,6 @@ class RunResult:
     device_caps: dict[tuple[str, str], list[tuple[datetime, datetime, float]]] = field(default_factory=dict)
     # A few cars followed step by step (the report's per-car view).
     car_sample: list[CarTrace] = field(default_factory=list)
-    # The day-ahead schedule the service committed to, kW per UTC ISP start (the report's commitment line).
-    dayahead_committed_kw: dict[datetime, float] = field(default_factory=dict)
 
 
 class Progress:
@@ -202,7 +200,6 @@ class Simulation:
         self._next_lease_check = 0.0
         self.car_sample: dict[tuple[str, str], CarTrace] = {}
         self._next_car_pick: dict[str, datetime] = {}
-        self.dayahead_committed_kw: dict[datetime, float] = {}
 
     # ------------------------------------------------------------------------------- set-up
 
@@ -567,14 +564,14 @@ class Simulation:
     def _sample_cars(self, world: World, start: datetime, seconds: float) -> None:
         """Follow a few cars through the delivery period (before ``kwh_seen`` moves on to this step): per CPO,
         up to its share of CAR_SAMPLE_SIZE, a newly plugged-in car with energy to charge picked at even intervals."""
-        delivery_start = self.timeline.delivery_start.astimezone(UTC)
+        delivery_start, end = self.timeline.delivery_start.astimezone(UTC), self.timeline.end.astimezone(UTC)
         if start < delivery_start or seconds <= 0:
             return
         share = max(1, math.ceil(CAR_SAMPLE_SIZE / max(len(world.cpos), 1)))
-        spacing = (self.timeline.end.astimezone(UTC) - delivery_start) / share
+        spacing = (end - delivery_start) / share
         for cpo in world.cpos.values():
             sessions = cpo.simulator.sessions
-            if start >= self._next_car_pick.get(cpo.party, delivery_start):
+            if self._next_car_pick.get(cpo.party, delivery_start) <= start < end:
                 picked = sum(1 for party, _ in self.car_sample if party == cpo.party)
                 new = None if picked >= share else next(
                     (s for s in sessions.values() if s.status.value == "ACTIVE" and s.car.energy_needed_kwh >= 2.0
@@ -596,19 +593,6 @@ class Simulation:
                 trace.limit_kw.append(cpo.simulator.effective_limit_kw(session, start + timedelta(seconds=seconds / 2)))
                 trace.power_kw.append(drawn_kwh * 3600.0 / seconds)
                 trace.soc_pct.append(100.0 * session.car.soc)
-
-    async def _dayahead_commitment(self, world: World) -> dict[datetime, float]:
-        """The day-ahead schedule the service stored (kW per UTC ISP start), read once at the end of the run."""
-        from sqlalchemy import func, select
-
-        from vpp.commitments.tables import Commitment
-        from vpp.domain.commitments import CommitmentKind
-
-        with world.engine.connect() as conn:
-            rows = conn.execute(select(Commitment.isp_start, func.sum(Commitment.power_kw)).where(
-                Commitment.pool == ZONE_POOL, Commitment.kind == CommitmentKind.DAY_AHEAD_SCHEDULE.value,
-            ).group_by(Commitment.isp_start)).all()
-        return {(at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC): float(kw) for at, kw in rows}
 
     def _active(self, world: World) -> int:
         return sum(1 for cpo in world.cpos.values() for s in cpo.simulator.sessions.values()
@@ -639,7 +623,6 @@ class Simulation:
         try:
             await self.setup(world)
             activation_check = await self._loop(world)
-            self.dayahead_committed_kw = await self._dayahead_commitment(world)
         finally:
             self.progress.done()
             await world.close()
@@ -653,7 +636,7 @@ class Simulation:
             afrr_capacity_revenue_eur=self.afrr_capacity_revenue_eur, notes=self.notes,
             wall_seconds=wallclock.monotonic() - started, activation_check=activation_check,
             afrr_offered_mw=self.afrr_offered_mw, device_caps=dict(self.device_caps),
-            car_sample=list(self.car_sample.values()), dayahead_committed_kw=self.dayahead_committed_kw)
+            car_sample=list(self.car_sample.values()))
 
     async def _loop(self, world: World) -> dict[str, Any]:
         import httpx

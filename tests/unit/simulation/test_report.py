@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from datetime import UTC, datetime, timedelta
@@ -88,6 +89,18 @@ def test_the_description_is_written_from_the_run_not_from_the_yaml_text() -> Non
     quiet = " ".join(describe(KPIS, _series(), AMSTERDAM, {**SCENARIO, "afrr": {"enabled": False}, "congestion": [],
                                                          "dayahead": False}))
     assert "No aFRR" in quiet and "No congestion" in quiet and "No day-ahead schedule" in quiet
+
+
+def test_a_run_that_follows_the_sessions_past_the_period_marks_where_the_period_ended() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Followed(Series):
+        window_isps: int = 0
+
+    followed = Followed(**{f.name: getattr(_series(), f.name) for f in dataclasses.fields(Series)}, window_isps=4)
+    text = " ".join(describe(KPIS, followed, AMSTERDAM, SCENARIO))
+    assert "00:00 to 01:00" in text and "followed until they left, to Wednesday 12 June 02:00" in text
+    assert report_data(KPIS, followed, AMSTERDAM)["window_end"] == ISPS[4].timestamp()
+    assert report_data(KPIS, _series(), AMSTERDAM)["window_end"] is None
 
 
 def test_the_chart_data_is_json_without_nan_and_the_afrr_band_is_five_percent_around_the_ramped_request() -> None:

@@ -47,6 +47,26 @@
     ispGroup.forEach((other) => { if (other !== u) other.setScale("x", { min: min, max: max }); });
     syncing = false;
   }
+  // Where the run follows the delivery period's sessions past its end: a dashed line at the period's end.
+  function markWindowEnd(u) {
+    if (data.window_end == null) return;
+    const x = Math.round(u.valToPos(data.window_end, "x", true));
+    if (x < u.bbox.left || x > u.bbox.left + u.bbox.width) return;
+    const ctx = u.ctx;
+    ctx.save();
+    ctx.strokeStyle = "#777";
+    ctx.setLineDash([4, 4]);
+    ctx.beginPath();
+    ctx.moveTo(x, u.bbox.top);
+    ctx.lineTo(x, u.bbox.top + u.bbox.height);
+    ctx.stroke();
+    ctx.fillStyle = "#555";
+    ctx.font = Math.round(11 * devicePixelRatio) + "px sans-serif";
+    ctx.textAlign = "right";
+    ctx.textBaseline = "top";
+    ctx.fillText("end of the delivery period", x - 4 * devicePixelRatio, u.bbox.top + 4 * devicePixelRatio);
+    ctx.restore();
+  }
   function make(id, opts, cols, inGroup) {
     const el = document.getElementById(id);
     if (!el) return null;
@@ -54,7 +74,7 @@
                    cursor: { drag: { x: true, y: false } }, legend: { live: true } };
     if (inGroup) {
       base.cursor.sync = { key: "isp" };
-      base.hooks = { setScale: [(u, key) => { if (key === "x") syncX(u); }] };
+      base.hooks = { setScale: [(u, key) => { if (key === "x") syncX(u); }], draw: [markWindowEnd] };
     }
     const u = new uPlot(Object.assign(base, opts), cols, el);
     if (inGroup) ispGroup.push(u);
