@@ -96,7 +96,10 @@ def test_a_run_that_follows_the_sessions_past_the_period_marks_where_the_period_
     class Followed(Series):
         window_isps: int = 0
 
-    followed = Followed(**{f.name: getattr(_series(), f.name) for f in dataclasses.fields(Series)}, window_isps=4)
+    # Where Series has window_isps (the runs that follow the sessions), the report reads it from there.
+    kind = Series if "window_isps" in {f.name for f in dataclasses.fields(Series)} else Followed
+    fields = {f.name: getattr(_series(), f.name) for f in dataclasses.fields(Series)}
+    followed = kind(**{**fields, "window_isps": 4})
     text = " ".join(describe(KPIS, followed, AMSTERDAM, SCENARIO))
     assert "00:00 to 01:00" in text and "followed until they left, to Wednesday 12 June 02:00" in text
     assert report_data(KPIS, followed, AMSTERDAM)["window_end"] == ISPS[4].timestamp()
