@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -89,8 +90,9 @@ def test_a_small_scenario_meets_needs_respects_the_limit_and_records_every_activ
     assert kpis["follow_end"] > kpis["delivery_start"]
     # The service pulled every CPO's locations before the run (in production mode too: no background work lost).
     assert not [note for note in kpis["notes"] if "pulled" in note], kpis["notes"]
-    html = render_report(kpis, series, result.timeline.zone, scenario.model_dump(mode="json"))
-    assert "<svg" in html and "http://" not in html.replace("http://www.w3.org/2000/svg", "")
+    html = render_report(kpis, series, result.timeline.zone, scenario.model_dump(mode="json"), cars=result.car_sample)
+    # One file: the charts' containers and their data inline, nothing fetched (tests/e2e/test_web_report.py draws it).
+    assert 'id="chart-pool"' in html and 'id="chart-car-0"' in html and not re.search(r"(src|href)=\S*//", html)
     _assert_the_day_is_settled(backend, tmp_path, kpis)
 
 

@@ -53,7 +53,7 @@ def simulate(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "kpis.json").write_text(json.dumps(kpis, indent=2, sort_keys=True) + "\n")
     (out / "report.html").write_text(render_report(kpis, series, result.timeline.zone, scenario.model_dump(
-        mode="json")))
+        mode="json"), cars=result.car_sample), encoding="utf-8")
     print(kpi_table(kpis))
     print(f"written: {out / 'kpis.json'}, {out / 'report.html'}")
     if data_dir is not None:

@@ -41,6 +41,8 @@ ZONE_POOL = "zone:NL"
 AFRR_STEP_S = 4.0
 CPO_CATEGORY = {"home": "private", "public": "public", "workplace": "workplace"}
 V2G_MIN_SOC_PCT = 30.0
+# Cars followed step by step for the report, spread over the CPOs and over the delivery period.
+CAR_SAMPLE_SIZE = 10
 
 
 def site_id(party: str, location_id: str) -> str:
@@ -83,6 +85,25 @@ class StepLog:
 
 
 @dataclass
+class CarTrace:
+    """One sampled car, per step: the limit in force mid-step (kW, None: no limit), the average power it drew
+    (kW) and its state of charge at the end of the step (%)."""
+
+    party: str
+    session_id: str
+    location_id: str
+    evse_max_kw: float
+    start: datetime
+    departure: datetime
+    need_kwh: float
+    at: list[datetime] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    limit_kw: list[float | None] = field(default_factory=list)
+    power_kw: list[float] = field(default_factory=list)
+    soc_pct: list[float] = field(default_factory=list)
+
+
+@dataclass
 class RunResult:
     """Everything the KPIs and the report are computed from."""
 
@@ -109,6 +130,8 @@ class RunResult:
     committed_kw: dict[datetime, float] = field(default_factory=dict)
     # Grid capacity (kW) of each location (site) that has one.
     site_caps: dict[tuple[str, str], float] = field(default_factory=dict)
+    # A few cars followed step by step (the report's per-car view).
+    car_sample: list[CarTrace] = field(default_factory=list)
 
 
 class Progress:
@@ -206,6 +229,8 @@ class Simulation:
         self.follow_end: datetime | None = None
         self.follow = timedelta(hours=scenario.follow_hours)
         self.committed_kw: dict[datetime, float] = {}
+        self.car_sample: dict[tuple[str, str], CarTrace] = {}
+        self._next_car_pick: dict[str, datetime] = {}
 
     # ------------------------------------------------------------------------------- set-up
 
@@ -535,6 +560,7 @@ class Simulation:
             self.new_sessions[party] = []
 
     def _record_energy(self, world: World, start: datetime, seconds: float) -> None:
+        self._sample_cars(world, start, seconds)
         total = 0.0
         per_point: dict[str, float] = dict.fromkeys(self.point_members, 0.0)
         per_device: dict[tuple[str, str], float] = dict.fromkeys(self.device_caps, 0.0)
@@ -565,6 +591,39 @@ class Simulation:
             steps = self.log.device_kwh[device]
             steps.extend([0.0] * (len(self.log.starts) - 1 - len(steps)))  # curtailed since a later step
             steps.append(value)
+
+    def _sample_cars(self, world: World, start: datetime, seconds: float) -> None:
+        """Follow a few cars through the delivery period (before ``kwh_seen`` moves on to this step): per CPO,
+        up to its share of CAR_SAMPLE_SIZE, a newly plugged-in car with energy to charge picked at even intervals."""
+        delivery_start, end = self.timeline.delivery_start.astimezone(UTC), self.timeline.end.astimezone(UTC)
+        if start < delivery_start or seconds <= 0:
+            return
+        share = max(1, math.ceil(CAR_SAMPLE_SIZE / max(len(world.cpos), 1)))
+        spacing = (end - delivery_start) / share
+        for cpo in world.cpos.values():
+            sessions = cpo.simulator.sessions
+            if self._next_car_pick.get(cpo.party, delivery_start) <= start < end:
+                picked = sum(1 for party, _ in self.car_sample if party == cpo.party)
+                new = None if picked >= share else next(
+                    (s for s in sessions.values() if s.status.value == "ACTIVE" and s.car.energy_needed_kwh >= 2.0
+                     and s.start >= start - timedelta(seconds=2 * seconds)
+                     and (cpo.party, s.id) not in self.car_sample), None)
+                if new is not None:
+                    self.car_sample[(cpo.party, new.id)] = CarTrace(
+                        party=cpo.party, session_id=new.id, location_id=new.slot.location_id,
+                        evse_max_kw=new.slot.max_kw, start=new.start, departure=new.departure,
+                        need_kwh=new.car.energy_needed_kwh + new.kwh)
+                    self._next_car_pick[cpo.party] = start + spacing
+            for (party, session_id), trace in self.car_sample.items():
+                session = cpo.simulator.session(session_id) if party == cpo.party else None
+                if session is None or (session.end is not None and session.end <= start):
+                    continue
+                drawn_kwh = session.kwh - self.kwh_seen.get((party, session_id), 0.0)
+                trace.at.append(start)
+                trace.seconds.append(seconds)
+                trace.limit_kw.append(cpo.simulator.effective_limit_kw(session, start + timedelta(seconds=seconds / 2)))
+                trace.power_kw.append(drawn_kwh * 3600.0 / seconds)
+                trace.soc_pct.append(100.0 * session.car.soc)
 
     def _active(self, world: World) -> int:
         return sum(1 for cpo in world.cpos.values() for s in cpo.simulator.sessions.values()
@@ -610,7 +669,8 @@ class Simulation:
             afrr_offered_mw=self.afrr_offered_mw, device_caps=dict(self.device_caps), follow_end=self.follow_end,
             committed_kw=self.committed_kw,
             site_caps={(spec.party, loc): spec.site_max_kw for spec in self.specs if spec.site_max_kw is not None
-                       for loc in location_ids(spec)})
+                       for loc in location_ids(spec)},
+            car_sample=list(self.car_sample.values()))
 
     async def _steps(self, world: World) -> dict[str, Any]:
         tl = self.timeline
@@ -757,4 +817,4 @@ async def run_scenario(scenario: Scenario, *, progress: bool = True, data_dir: P
                                 settings_overrides=settings_overrides).run()
 
 
-__all__ = ["RunResult", "SessionRecord", "Simulation", "run_scenario", "uncontrolled_twin"]
+__all__ = ["CarTrace", "RunResult", "SessionRecord", "Simulation", "run_scenario", "uncontrolled_twin"]
