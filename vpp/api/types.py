@@ -42,6 +42,16 @@ def _iso_date(value: Any) -> Any:
     return value
 
 
+def _json_integer(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("expected a JSON integer")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError("expected a JSON integer")
+        return int(value)
+    return value
+
+
 def _json_number(value: Any) -> Any:
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
         raise ValueError("expected a JSON number")
@@ -62,8 +72,8 @@ IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 """An ISO 8601 calendar date."""
 Number = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 """A finite JSON number (an integer is fine; a boolean or a numeric string is not)."""
-Integer = Annotated[int, Strict()]
-"""A JSON integer (never a boolean, a float or a string)."""
+Integer = Annotated[int, BeforeValidator(_json_integer)]
+"""A JSON integer (``5.0`` is one too; never a boolean, a fraction or a string)."""
 Flag = Annotated[bool, Strict()]
 """A JSON boolean (never 0/1 or "true")."""
 Money = Annotated[Decimal, BeforeValidator(_json_number), Field(allow_inf_nan=False),

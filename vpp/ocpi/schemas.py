@@ -16,7 +16,7 @@ ConnectionStatus = Literal["invited", "registering", "connected", "unregistered"
 class ConnectionFlags(BaseModel):
     """Per-peer compatibility switches; the defaults are the spec's behaviour."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)  # JSON booleans and numbers only
 
     discharge_profiles: bool = Field(
         False, description="opt-in V2G: a negative limit is sent as a discharge setpoint (outside OCPI 2.2.1)"

@@ -6,6 +6,7 @@ import csv
 import io
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
+from urllib.parse import quote
 
 import numpy as np
 from fastapi import APIRouter, Body, Path, Query, Request
@@ -38,7 +39,7 @@ from vpp.portfolio.tables import ChargingNeedRow
 
 router = APIRouter(tags=["portfolio"], responses=error_responses(401, 403))
 PoolPath = Annotated[Pool, Path(description="Pool id `<kind>:<key>`, e.g. `site:depot-1`.")]
-IdPath = Annotated[Name, Path(max_length=200)]
+IdPath = Annotated[Name, Path(max_length=64)]
 Window = "at most a week of ISPs, start and end on the 15-minute ISP grid"
 
 
@@ -140,8 +141,10 @@ def get_pool_flexibility(
         writer.writerow(["isp_start_utc", *columns])
         for k, at in enumerate(read.isp_starts):
             writer.writerow([at.isoformat().replace("+00:00", "Z"), *(getattr(read, c)[k] for c in columns)])
+        # A header carries latin-1 only: the pool's key may be any text, so the name goes RFC 5987-encoded.
+        name = quote(f"{pool}-flexibility.csv", safe="")
         return Response(out.getvalue(), media_type="text/csv",
-                        headers={"Content-Disposition": f'attachment; filename="{pool}-flexibility.csv"'})
+                        headers={"Content-Disposition": f"attachment; filename*=UTF-8''{name}"})
     return Response(read.model_dump_json(), media_type="application/json")
 
 
@@ -176,7 +179,7 @@ def get_pool_forecast(
 
 @router.put("/api/v1/portfolio/congestion-points/{ean}", operation_id="put_congestion_point",
             responses=error_responses(422))
-def put_congestion_point(ean: Annotated[Name, Path(max_length=100)], body: CongestionPointWrite, request: Request,
+def put_congestion_point(ean: Annotated[Name, Path(max_length=64)], body: CongestionPointWrite, request: Request,
                          db: SessionDep, _admin: AdminDep) -> dict[str, str]:
     """Create or update a congestion point."""
     row = topology.upsert_congestion_point(db, ean=ean, dso=body.dso, name=body.name, max_kw=body.max_kw)

@@ -128,8 +128,8 @@ class SiteWrite(BaseModel):
 
     name: Text | None = Field(None, max_length=200)
     capacity_kw: Number | None = Field(None, gt=0, description="Grid capacity shared by chargers and site load.")
-    congestion_point_ean: Text | None = Field(None, max_length=100)
-    bidding_zone: Name = Field("NL", max_length=20)
+    congestion_point_ean: Text | None = Field(None, max_length=64)
+    bidding_zone: Name = Field("NL", max_length=16)
     category: str = Field("public", pattern="^(home|public|workplace)$")
 
 
@@ -140,7 +140,8 @@ class SiteLocationWrite(BaseModel):
 
     party: str = Field(pattern=r"^[A-Za-z]{2}[/-]?[A-Za-z0-9]{3}$",
                        description="Country code and party id, e.g. NL/CPA")
-    location_id: Name = Field(min_length=1, max_length=36)
+    location_id: str = Field(min_length=1, max_length=36, pattern=r"^[!-~][ -~]*$",
+                             description="The CPO's location id (OCPI CiString: printable ASCII).")
 
 
 class SiteLoadPoint(BaseModel):

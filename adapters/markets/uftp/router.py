@@ -59,7 +59,7 @@ def create_uftp_router(
                   "content": {"text/plain": {"schema": {"type": "string"}}}},
         },
         openapi_extra={"requestBody": {"required": True, "description": "A UFTP 3.1.0 SignedMessage",
-                                       "content": {"text/xml": {"schema": {"type": "string"}}}}},
+                                       "content": {"text/xml": {"schema": {"type": "string", "format": "binary"}}}}},
     )
     async def receive_message(request: Request, background: BackgroundTasks) -> Response:
         """Receive one SignedMessage."""
