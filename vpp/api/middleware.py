@@ -90,9 +90,8 @@ def _body_limited(receive: Receive, max_bytes: int) -> Receive:
     return limited
 
 
-def _refusal(scope: Scope, max_body_bytes: int) -> Response | None:
+def _refusal(scope: Scope, length: int | None, max_body_bytes: int) -> Response | None:
     """The answer to a request refused before routing, or None to route it."""
-    length = _content_length(scope)
     if length is not None and length < 0:
         return JSONResponse(error_body("bad_request", "Content-Length is not a number"), status_code=400)
     if length is not None and length > max_body_bytes:
@@ -145,12 +144,13 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            refusal = _refusal(scope, self.max_body_bytes)
+            length = _content_length(scope)
+            refusal = _refusal(scope, length, self.max_body_bytes)
             if refusal is not None:
                 await refusal(scope, receive, send_with_ids)
             else:
-                limited = receive if _content_length(scope) is not None else _body_limited(receive,
-                                                                                          self.max_body_bytes)
+                # With a Content-Length the server delivers exactly that many bytes; without one, count them.
+                limited = receive if length is not None else _body_limited(receive, self.max_body_bytes)
                 await self.app(scope, limited, send_with_ids)
         except Exception:
             if response_started:
