@@ -52,9 +52,14 @@ def _json_integer(value: Any) -> Any:
     return value
 
 
-def _json_number(value: Any) -> Any:
+_DECIMAL = r"^-?[0-9]+(\.[0-9]+)?$"
+
+
+def _amount(value: Any) -> Any:
+    if isinstance(value, str) and re.match(_DECIMAL, value):
+        return value
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
-        raise ValueError("expected a JSON number")
+        raise ValueError("expected a JSON number or a decimal string such as '12.50'")
     return value
 
 
@@ -76,6 +81,6 @@ Integer = Annotated[int, BeforeValidator(_json_integer)]
 """A JSON integer (``5.0`` is one too; never a boolean, a fraction or a string)."""
 Flag = Annotated[bool, Strict()]
 """A JSON boolean (never 0/1 or "true")."""
-Money = Annotated[Decimal, BeforeValidator(_json_number), Field(allow_inf_nan=False),
-                  WithJsonSchema({"type": "number"})]
-"""An amount as a JSON number, kept exact as a Decimal."""
+Money = Annotated[Decimal, BeforeValidator(_amount), Field(allow_inf_nan=False),
+                  WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "string", "pattern": _DECIMAL}]})]
+"""An amount as a JSON number or a decimal string (exact), kept as a Decimal."""
