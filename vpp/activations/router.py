@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -19,6 +18,7 @@ from vpp.activations.schemas import (
 )
 from vpp.api.deps import SessionDep, require_roles
 from vpp.api.errors import error_responses
+from vpp.api.types import Pool, UtcDatetime
 from vpp.apikeys.service import Principal
 from vpp.db import unit_of_work
 from vpp.domain.roles import Role
@@ -95,10 +95,10 @@ def submit_device_curtailment(
 def get_afrr_response(
     session: SessionDep,
     _caller: MarketOrTrader,
-    pool: Annotated[str, Query(min_length=3)],
-    start: Annotated[datetime, Query()],
-    end: Annotated[datetime, Query()],
+    pool: Annotated[Pool, Query()],
+    start: Annotated[UtcDatetime, Query()],
+    end: Annotated[UtcDatetime, Query(description="After start, at most 7 days later.")],
 ) -> list[PoolResponseRead]:
-    """Requested and supplied aFRR of a pool per 4-second step in [start, end)."""
+    """Requested and supplied aFRR of a pool per 4-second step in [start, end) (at most 7 days)."""
     rows = service.list_response(session, pool=pool, start=start, end=end)
     return [PoolResponseRead.model_validate(row) for row in rows]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from vpp.api.types import Integer, Number, Pool, PoolOrKey, UtcDatetime
 
 SIGN = (
     "aFRR sign: positive = upward regulation = LESS consumption by the pool (the pool's charging power goes "
@@ -17,11 +19,13 @@ class SetpointCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    pool: str = Field(min_length=3, max_length=120, description="Pool id `<kind>:<key>`, e.g. `zone:NL`.")
-    seq: int = Field(ge=0, description="Sequence number, increasing per pool; a repeat is acknowledged and ignored.")
-    timestamp: AwareDatetime = Field(description="The time step the setpoint is for (UTC or with offset).")
-    setpoint_mw: float = Field(
-        allow_inf_nan=False, ge=-100_000, le=100_000, description=f"Requested aFRR power in MW. {SIGN}"
+    pool: Pool = Field(description="Pool id `<kind>:<key>`, e.g. `zone:NL`.")
+    seq: Integer = Field(
+        ge=0, description="Sequence number, increasing per pool; a repeat is acknowledged and ignored."
+    )
+    timestamp: UtcDatetime = Field(description="The time step the setpoint is for (UTC or with offset).")
+    setpoint_mw: Number = Field(
+        ge=-100_000, le=100_000, description=f"Requested aFRR power in MW. {SIGN}"
     )
 
 
@@ -48,12 +52,11 @@ class DsoLimitCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    congestion_point: str = Field(min_length=1, max_length=100, description="EAN or `congestion_point:<EAN>`.")
-    start: AwareDatetime
-    end: AwareDatetime
-    max_kw: float | None = Field(None, ge=0, allow_inf_nan=False, description="Consumption cap of the point.")
-    reduction_kw: float | None = Field(None, ge=0, allow_inf_nan=False,
-                                       description="Reduction below the members' baseline.")
+    congestion_point: PoolOrKey = Field(max_length=100, description="EAN or `congestion_point:<EAN>`.")
+    start: UtcDatetime
+    end: UtcDatetime = Field(description="After start, at most 31 days later.")
+    max_kw: Number | None = Field(None, ge=0, description="Consumption cap of the point (give this or reduction_kw).")
+    reduction_kw: Number | None = Field(None, ge=0, description="Reduction below the members' baseline.")
 
 
 class CurtailmentCreate(BaseModel):
@@ -61,13 +64,14 @@ class CurtailmentCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    devices: list[str] | None = Field(
-        None, max_length=10_000, description="Grid connections with a §14a device: site ids or `site:<id>`."
+    devices: list[PoolOrKey] | None = Field(
+        None, max_length=10_000,
+        description="Grid connections with a §14a device: site ids or `site:<id>` (give this or congestion_point).",
     )
-    congestion_point: str | None = Field(None, max_length=100, description="All devices behind this point.")
-    start: AwareDatetime
-    end: AwareDatetime
-    max_kw_per_device: float = Field(ge=4.2, allow_inf_nan=False)
+    congestion_point: PoolOrKey | None = Field(None, max_length=100, description="All devices behind this point.")
+    start: UtcDatetime
+    end: UtcDatetime = Field(description="After start, at most 31 days later.")
+    max_kw_per_device: Number = Field(ge=4.2)
 
 
 class LimitRecorded(BaseModel):

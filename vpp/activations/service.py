@@ -19,6 +19,8 @@ from vpp.domain.pools import PoolId, PoolKind
 
 DSO_SOURCE = "dso"
 CURTAILMENT_FLOOR_KW = 4.2
+# A DSO limit is stored as one commitment per pool and ISP: an unbounded window (year 96 to now) took 20 GB.
+MAX_LIMIT_DAYS = 31
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +61,8 @@ def _window(start: datetime, end: datetime) -> list[datetime]:
     start, end = require_utc(start, "start"), require_utc(end, "end")
     if end <= start:
         raise InvalidInput("end must be after start")
+    if (end - start).total_seconds() > MAX_LIMIT_DAYS * 86400:
+        raise InvalidInput(f"a limit may span at most {MAX_LIMIT_DAYS} days")
     return [moment.to_pydatetime() for moment in isp_range(start, end)]
 
 

@@ -18,6 +18,7 @@ from adapters.ocpi.v2_2_1.routers import install_ocpi
 from vpp import __version__
 from vpp.activations.router import router as activations_router
 from vpp.api.auth import ApiKeyAuthenticator, KeyRateLimiter
+from vpp.api.contract import install_contract
 from vpp.api.errors import install_error_handlers
 from vpp.api.middleware import RequestContextMiddleware
 from vpp.apikeys.router import router as apikeys_router
@@ -129,4 +130,5 @@ def create_app(
     app.include_router(settlement_router)
     app.include_router(build_uftp_router(settings, session_factory, task_queue=lambda: state.task_queue))
     app.include_router(web_router)
+    install_contract(app)
     return app

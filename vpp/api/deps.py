@@ -6,7 +6,7 @@ import math
 from collections.abc import Callable, Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -36,6 +36,12 @@ def get_session(request: Request) -> Iterator[Session]:
     finally:
         session.close()
 
+
+# Every page is bounded: an unbounded offset would reach the database as an integer it cannot hold.
+MAX_PAGE_SIZE = 1000
+MAX_OFFSET = 10_000_000
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size.")]
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Rows to skip (narrow the filters to go deeper).")]
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]

@@ -8,7 +8,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Mount
+from starlette.types import Scope
 
 from vpp.domain import errors
 from vpp.observability import request_id_var
@@ -23,6 +26,36 @@ STATUS_BY_ERROR: dict[type[errors.DomainError], int] = {
     errors.Unauthorized: 401,
     errors.ServiceUnavailable: 503,
     errors.RateLimited: 429,
+}
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong: a stable machine-readable code and a sentence for people."""
+
+    code: str = Field(examples=["validation_error"])
+    message: str
+    details: Any = Field(None, description="Per-field problems of a validation error, when there are any.")
+
+
+class ErrorRead(BaseModel):
+    """The one error shape of the API; ``request_id`` is the id the logs carry (also in ``X-Request-ID``)."""
+
+    error: ErrorDetail
+    request_id: str | None = Field(description="The request id of the logs; set on every answer of the API.")
+
+
+ERROR_DESCRIPTIONS: dict[int, str] = {
+    400: "Malformed request: the body is not valid JSON (or nested too deeply)",
+    401: "Missing, unknown or revoked API key",
+    403: "The key's role may not call this",
+    404: "Not found",
+    405: "Method not allowed (the Allow header lists the allowed ones)",
+    409: "Conflict with stored state",
+    413: "Request body too large",
+    422: "Invalid input: the fields and the reason are in the body",
+    429: "Too many requests",
+    500: "Internal error (quote the request_id)",
+    503: "A dependency is unavailable",
 }
 
 
@@ -45,7 +78,22 @@ def status_for(exc: errors.DomainError) -> int:
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """``responses=`` entries so OpenAPI shows the error shape of a route."""
-    return {code: {"description": "Error", "content": {"application/json": {}}} for code in codes}
+    return {code: {"model": ErrorRead, "description": ERROR_DESCRIPTIONS.get(code, "Error")} for code in codes}
+
+
+_METHODS = ("DELETE", "GET", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(routes: list[Any], scope: Scope) -> list[str]:
+    """Every method some route answers on ``scope``'s path (Starlette's 405 lists only the first route's).
+
+    Empty when no route serves the path, or when a mounted app (OCPI) does: it answers for itself.
+    """
+    candidates = [route for route in routes if route.matches(scope)[0] != Match.NONE]
+    if not candidates or any(isinstance(route, Mount) for route in candidates):
+        return []
+    return [method for method in _METHODS
+            if any(route.matches({**scope, "method": method})[0] == Match.FULL for route in candidates)]
 
 
 def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -76,14 +124,19 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}.get(
-            exc.status_code, "http_error"
-        )
+        code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 401: "unauthorized",
+                403: "forbidden", 413: "content_too_large"}.get(exc.status_code, "http_error")
         message = str(exc.detail)
+        headers = dict(exc.headers or {})
         if exc.status_code in (404, 405) and message in ("Not Found", "Method Not Allowed"):
             verb = "no route" if exc.status_code == 404 else "method not allowed on"
             message = f"{verb} {request.method} {request.url.path}"
-        return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=exc.headers)
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join([*allowed_methods(request.app.router.routes, request.scope), "OPTIONS"])
+        if exc.status_code == 400 and message == "There was an error parsing the body":
+            # json.loads gave up (nesting deeper than the interpreter's recursion limit, an odd encoding, ...).
+            code, message = "malformed_json", "request body could not be parsed as JSON (too deeply nested?)"
+        return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=headers or None)
 
     async def on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)

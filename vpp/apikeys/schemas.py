@@ -6,6 +6,7 @@ from datetime import datetime
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from vpp.api.types import Name
 from vpp.domain.roles import Role
 
 
@@ -14,7 +15,7 @@ class ApiKeyCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
+    name: Name = Field(min_length=1, max_length=200)
     role: Role
     expires_at: AwareDatetime | None = Field(
         None, description="when the key stops working (401 'expired' afterwards); must be in the future")

@@ -19,8 +19,10 @@ router = APIRouter(prefix="/api/v1/audit", tags=["audit"], responses=error_respo
 def list_audit_entries(
     session: SessionDep,
     _admin: AdminDep,
-    action: Annotated[str | None, Query(max_length=64, description="only this action, e.g. apikey.create")] = None,
-    actor_key_id: Annotated[str | None, Query(max_length=36, description="only actions of this API key")] = None,
+    action: Annotated[str | None, Query(max_length=64, pattern=r"^[a-z_]+(\.[a-z_-]+)+$",
+                                        description="only this action, e.g. apikey.create")] = None,
+    actor_key_id: Annotated[str | None, Query(max_length=36, pattern=r"^[0-9a-fA-F-]{1,36}$",
+                                              description="only actions of this API key")] = None,
     since: Annotated[AwareDatetime | None, Query(description="actions from this moment on (with a zone)")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,

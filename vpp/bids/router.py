@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from vpp.api.deps import SessionDep, SettingsDep, TraderDep
+from vpp.api.deps import Limit, SessionDep, SettingsDep, TraderDep
 from vpp.api.errors import error_responses
+from vpp.api.types import Pool, UtcDatetime
 from vpp.apikeys.service import Principal
 from vpp.bids import service
 from vpp.bids.policy import Actor, BidPolicy, BidStatus, Market
@@ -86,8 +86,8 @@ def build_bid(market: Market, body: BidBuild, session: SessionDep, portfolio: Po
 
 
 @router.get("", operation_id="list_bids", responses=error_responses(422))
-def list_bids(session: SessionDep, _trader: TraderDep, market: Market | None = None, pool: str | None = None,
-              status: BidStatus | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+def list_bids(session: SessionDep, _trader: TraderDep, market: Market | None = None,
+              pool: Annotated[Pool | None, Query()] = None, status: BidStatus | None = None, limit: Limit = 100
               ) -> list[BidSummaryRead]:
     """Bids, newest period first, without their content."""
     rows = service.list_bids(session, market=market, pool=pool, status=status, limit=limit)
@@ -144,8 +144,9 @@ def get_audit(bid_id: str, session: SessionDep, _trader: TraderDep) -> list[BidA
 
 
 @commitments_router.get("", operation_id="list_commitments")
-def list_commitments(session: SessionDep, _trader: TraderDep, pool: str, start: datetime,
-                     end: datetime) -> list[CommitmentRead]:
+def list_commitments(session: SessionDep, _trader: TraderDep, pool: Annotated[Pool, Query()],
+                     start: Annotated[UtcDatetime, Query()],
+                     end: Annotated[UtcDatetime, Query(description="After start.")]) -> list[CommitmentRead]:
     """The commitments of a pool for ISPs starting in [start, end)."""
     PoolId.parse(pool)
     if start.tzinfo is None or end.tzinfo is None:

@@ -7,17 +7,21 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from vpp.api.types import Integer, IsoDate, Number, Pool, Text, UtcDatetime
+
 
 class BidBuild(BaseModel):
     """A request to build a draft for a pool and period (a delivery day, or start and end)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    pool: str = Field(min_length=3, max_length=120, examples=["zone:NL"])
-    delivery_day: date | None = Field(None, description="Local delivery day (required for day-ahead).")
-    start: datetime | None = Field(None, description="Period start (aFRR, congestion), UTC quarter-hour.")
-    end: datetime | None = Field(None, description="Period end (exclusive).")
-    prices_eur_per_mwh: list[float] | None = Field(
+    pool: Pool = Field(examples=["zone:NL"])
+    delivery_day: IsoDate | None = Field(None, description="Local delivery day (day-ahead: give this, not start/end).")
+    start: UtcDatetime | None = Field(
+        None, description="Period start (aFRR, congestion: give start and end, not delivery_day), UTC quarter-hour."
+    )
+    end: UtcDatetime | None = Field(None, description="Period end (exclusive), after start, at most 7 days later.")
+    prices_eur_per_mwh: list[Number] | None = Field(
         None, description="Price forecast, one per MTU of the period; default: same-weekday forecast from history."
     )
     method: Literal["auto", "flow", "parametric", "resolve"] = Field(
@@ -25,10 +29,11 @@ class BidBuild(BaseModel):
         description="Day-ahead curve method: auto = exact and fast (parametric without a pool cap, flow with one); "
         "parametric ignores the pool cap; resolve re-solves every point (exact, slow).",
     )
-    products: list[Literal["capacity", "energy"]] = Field(["capacity", "energy"], description="aFRR products.")
-    margin_eur_per_mwh: float | None = Field(None, description="aFRR energy margin over opportunity cost.")
-    capacity_margin_eur_per_mw_per_h: float | None = Field(None, description="aFRR capacity price margin.")
-    price_eur_per_mwh: float | None = Field(None, description="Congestion offer price.")
+    products: list[Literal["capacity", "energy"]] = Field(["capacity", "energy"], min_length=1, max_length=2,
+                                                          description="aFRR products.")
+    margin_eur_per_mwh: Number | None = Field(None, description="aFRR energy margin over opportunity cost.")
+    capacity_margin_eur_per_mw_per_h: Number | None = Field(None, description="aFRR capacity price margin.")
+    price_eur_per_mwh: Number | None = Field(None, description="Congestion offer price.")
 
 
 class CurvePointIn(BaseModel):
@@ -36,8 +41,8 @@ class CurvePointIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    price_eur_per_mwh: float
-    demand_kw: float
+    price_eur_per_mwh: Number
+    demand_kw: Number
 
 
 class MtuCurveIn(BaseModel):
@@ -45,7 +50,7 @@ class MtuCurveIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    mtu_start: datetime
+    mtu_start: UtcDatetime
     points: list[CurvePointIn] = Field(min_length=1)
 
 
@@ -54,10 +59,10 @@ class AfrrCapacityChange(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    bid_id: str
-    capacity_kw: float | None = None
-    capacity_price_eur_per_mw_per_h: float | None = None
-    energy_price_eur_per_mwh: float | None = None
+    bid_id: Text
+    capacity_kw: Number | None = None
+    capacity_price_eur_per_mw_per_h: Number | None = None
+    energy_price_eur_per_mwh: Number | None = None
 
 
 class AfrrEnergyChange(BaseModel):
@@ -65,9 +70,9 @@ class AfrrEnergyChange(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    bid_id: str
-    volume_kw: float | None = None
-    price_eur_per_mwh: float | None = None
+    bid_id: Text
+    volume_kw: Number | None = None
+    price_eur_per_mwh: Number | None = None
 
 
 class IspReductionChange(BaseModel):
@@ -75,8 +80,8 @@ class IspReductionChange(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    isp_start: datetime
-    reduction_kw: float
+    isp_start: UtcDatetime
+    reduction_kw: Number
 
 
 class BidUpdate(BaseModel):
@@ -84,12 +89,12 @@ class BidUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    expected_version: int | None = Field(None, description="Refuse the change if the draft has moved on.")
+    expected_version: Integer | None = Field(None, description="Refuse the change if the draft has moved on.")
     mtus: list[MtuCurveIn] | None = None
     capacity: list[AfrrCapacityChange] | None = None
     energy: list[AfrrEnergyChange] | None = None
     isps: list[IspReductionChange] | None = None
-    price_eur_per_mwh: float | None = None
+    price_eur_per_mwh: Number | None = None
 
 
 class BidSummaryRead(BaseModel):
@@ -128,7 +133,7 @@ class AwardImport(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     format: Literal["json", "csv"] = "json"
-    content: str = Field(min_length=1)
+    content: Text = Field(min_length=1)
 
 
 class AwardImported(BaseModel):

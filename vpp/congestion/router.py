@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from vpp.api.deps import SessionDep, TraderDep
+from vpp.api.deps import Limit, SessionDep, TraderDep
 from vpp.api.errors import error_responses
+from vpp.api.types import IsoDate, Text, UtcDatetime
 from vpp.congestion import outbox, service
 from vpp.congestion.schemas import CongestionOrderRead, UftpMessageRead
 
@@ -20,14 +20,14 @@ def list_messages(
     session: SessionDep,
     _trader: TraderDep,
     direction: Literal["in", "out"] | None = None,
-    message_type: Annotated[str | None, Query(description="e.g. FlexRequest, FlexOffer")] = None,
-    conversation_id: str | None = None,
-    peer_domain: Annotated[str | None, Query(description="sender or recipient domain")] = None,
-    status: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    message_type: Annotated[Text | None, Query(description="e.g. FlexRequest, FlexOffer")] = None,
+    conversation_id: Annotated[Text | None, Query()] = None,
+    peer_domain: Annotated[Text | None, Query(description="sender or recipient domain")] = None,
+    status: Annotated[Text | None, Query(description="e.g. received, queued, delivered, failed")] = None,
+    since: Annotated[UtcDatetime | None, Query()] = None,
+    until: Annotated[UtcDatetime | None, Query()] = None,
     include_xml: bool = False,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Limit = 100,
 ) -> list[UftpMessageRead]:
     """UFTP messages in and out, newest first."""
     rows = outbox.list_messages(
@@ -50,12 +50,12 @@ def list_messages(
 def list_orders(
     session: SessionDep,
     _trader: TraderDep,
-    congestion_point: str | None = None,
-    dso_domain: str | None = None,
-    period_from: date | None = None,
-    period_to: date | None = None,
+    congestion_point: Annotated[Text | None, Query()] = None,
+    dso_domain: Annotated[Text | None, Query()] = None,
+    period_from: Annotated[IsoDate | None, Query()] = None,
+    period_to: Annotated[IsoDate | None, Query()] = None,
     settlement_status: Literal["open", "accepted", "disputed"] | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Limit = 100,
 ) -> list[CongestionOrderRead]:
     """Accepted FlexOrders with their settlement state, newest period first."""
     rows = service.list_orders(

@@ -8,13 +8,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from vpp.api.types import Name
+
 ConnectionStatus = Literal["invited", "registering", "connected", "unregistered", "failed"]
 
 
 class ConnectionFlags(BaseModel):
     """Per-peer compatibility switches; the defaults are the spec's behaviour."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)  # JSON booleans and numbers only
 
     discharge_profiles: bool = Field(
         False, description="opt-in V2G: a negative limit is sent as a discharge setpoint (outside OCPI 2.2.1)"
@@ -88,7 +90,7 @@ class InviteCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
+    name: Name = Field(min_length=1, max_length=200)
     flags: ConnectionFlags = Field(default_factory=ConnectionFlags)
 
 
@@ -133,5 +135,5 @@ class ConnectionUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(None, min_length=1, max_length=200)
+    name: Name | None = Field(None, min_length=1, max_length=200)
     flags: ConnectionFlags | None = None

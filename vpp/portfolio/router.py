@@ -6,13 +6,15 @@ import csv
 import io
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
+from urllib.parse import quote
 
 import numpy as np
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import Response
 
 from vpp.api.deps import AdminDep, PartnerDep, SessionDep, TraderDep
 from vpp.api.errors import error_responses
+from vpp.api.types import VISIBLE, Name, Pool, UtcDatetime
 from vpp.audit import service as audit
 from vpp.domain.errors import InvalidInput
 from vpp.domain.isp import IspHorizon, floor_to_isp
@@ -37,6 +39,9 @@ from vpp.portfolio.service import PortfolioService, horizon_of, pool_forecast
 from vpp.portfolio.tables import ChargingNeedRow
 
 router = APIRouter(tags=["portfolio"], responses=error_responses(401, 403))
+PoolPath = Annotated[Pool, Path(description="Pool id `<kind>:<key>`, e.g. `site:depot-1`.")]
+IdPath = Annotated[Name, Path(max_length=64)]
+Window = "at most a week of ISPs, start and end on the 15-minute ISP grid"
 
 
 def _portfolio(request: Request) -> PortfolioService:
@@ -57,7 +62,7 @@ def _need_read(assessment: needs_service.NeedAssessment | None, row: ChargingNee
 
 @router.put("/api/v1/sessions/{session_id}/charging-need", operation_id="put_charging_need",
             responses=error_responses(404, 422))
-def put_charging_need(session_id: str, body: ChargingNeedWrite, request: Request, db: SessionDep,
+def put_charging_need(session_id: IdPath, body: ChargingNeedWrite, request: Request, db: SessionDep,
                       _caller: PartnerDep) -> ChargingNeedRead:
     """State a session's need; one that cannot be met is stored and flagged with the most that can be delivered."""
     assessment = needs_service.put_need(db, session_id, needs_service.NeedInput(**body.model_dump()),
@@ -68,13 +73,13 @@ def put_charging_need(session_id: str, body: ChargingNeedWrite, request: Request
 
 @router.get("/api/v1/sessions/{session_id}/charging-need", operation_id="get_charging_need",
             responses=error_responses(404))
-def get_charging_need(session_id: str, db: SessionDep, _caller: PartnerDep) -> ChargingNeedRead:
+def get_charging_need(session_id: IdPath, db: SessionDep, _caller: PartnerDep) -> ChargingNeedRead:
     """A session's explicit need."""
     return _need_read(None, needs_service.get_need(db, session_id))
 
 
 @router.put("/api/v1/bookings/{booking_id}", operation_id="put_booking", responses=error_responses(422))
-def put_booking(booking_id: str, body: BookingWrite, request: Request, db: SessionDep,
+def put_booking(booking_id: IdPath, body: BookingWrite, request: Request, db: SessionDep,
                 _caller: PartnerDep) -> BookingRead:
     """Create or replace a car-sharing booking."""
     row = needs_service.put_booking(db, booking_id, needs_service.BookingInput(**body.model_dump()))
@@ -115,9 +120,9 @@ def _list(values: np.ndarray) -> list[float]:
 @router.get("/api/v1/portfolio/pools/{pool}/flexibility", operation_id="get_pool_flexibility",
             responses={**error_responses(404, 422), 200: {"content": {"application/json": {}, "text/csv": {}}}})
 def get_pool_flexibility(
-    pool: str, request: Request, db: SessionDep, _trader: TraderDep,
-    start: Annotated[datetime | None, Query(description="First ISP (UTC, on the grid); default: now")] = None,
-    end: Annotated[datetime | None, Query(description="End (exclusive); default: start + 48 h")] = None,
+    pool: PoolPath, request: Request, db: SessionDep, _trader: TraderDep,
+    start: Annotated[UtcDatetime | None, Query(description=f"First ISP; default: now ({Window})")] = None,
+    end: Annotated[UtcDatetime | None, Query(description="End (exclusive); default: start + 48 h")] = None,
     format: Annotated[Literal["json", "csv"], Query()] = "json",
 ) -> Response:
     """Baseline, power band, energy bounds and forecast availability of a pool per ISP (JSON or CSV)."""
@@ -137,16 +142,19 @@ def get_pool_flexibility(
         writer.writerow(["isp_start_utc", *columns])
         for k, at in enumerate(read.isp_starts):
             writer.writerow([at.isoformat().replace("+00:00", "Z"), *(getattr(read, c)[k] for c in columns)])
+        # A header carries latin-1 only: the pool's key may be any text, so the name goes RFC 5987-encoded.
+        name = quote(f"{pool}-flexibility.csv", safe="")
         return Response(out.getvalue(), media_type="text/csv",
-                        headers={"Content-Disposition": f'attachment; filename="{pool}-flexibility.csv"'})
+                        headers={"Content-Disposition": f"attachment; filename*=UTF-8''{name}"})
     return Response(read.model_dump_json(), media_type="application/json")
 
 
 @router.get("/api/v1/portfolio/pools/{pool}/forecast", operation_id="get_pool_forecast",
             responses=error_responses(404, 422))
 def get_pool_forecast(
-    pool: str, request: Request, db: SessionDep, _trader: TraderDep,
-    start: Annotated[datetime | None, Query()] = None, end: Annotated[datetime | None, Query()] = None,
+    pool: PoolPath, request: Request, db: SessionDep, _trader: TraderDep,
+    start: Annotated[UtcDatetime | None, Query(description=f"First ISP; default: now ({Window})")] = None,
+    end: Annotated[UtcDatetime | None, Query(description="End (exclusive); default: start + 48 h")] = None,
 ) -> PoolForecastRead:
     """Arrivals and plugged-in cars of a pool per ISP as P10/P50/P90, learned from its history."""
     service = _portfolio(request)
@@ -172,8 +180,8 @@ def get_pool_forecast(
 
 @router.put("/api/v1/portfolio/congestion-points/{ean}", operation_id="put_congestion_point",
             responses=error_responses(422))
-def put_congestion_point(ean: str, body: CongestionPointWrite, request: Request, db: SessionDep,
-                         admin: AdminDep) -> dict[str, str]:
+def put_congestion_point(ean: Annotated[Name, Path(max_length=64)], body: CongestionPointWrite, request: Request,
+                         db: SessionDep, admin: AdminDep) -> dict[str, str]:
     """Create or update a congestion point."""
     audit.record(db, admin, "portfolio.put_congestion_point", target=ean)
     row = topology.upsert_congestion_point(db, ean=ean, dso=body.dso, name=body.name, max_kw=body.max_kw)
@@ -182,7 +190,7 @@ def put_congestion_point(ean: str, body: CongestionPointWrite, request: Request,
 
 
 @router.put("/api/v1/portfolio/sites/{site_id}", operation_id="put_site", responses=error_responses(404, 422))
-def put_site(site_id: str, body: SiteWrite, request: Request, db: SessionDep, admin: AdminDep) -> dict[str, str]:
+def put_site(site_id: IdPath, body: SiteWrite, request: Request, db: SessionDep, admin: AdminDep) -> dict[str, str]:
     """Create or update a site."""
     audit.record(db, admin, "portfolio.put_site", target=site_id)
     row = topology.upsert_site(db, site_id=site_id, **body.model_dump())
@@ -192,7 +200,7 @@ def put_site(site_id: str, body: SiteWrite, request: Request, db: SessionDep, ad
 
 @router.post("/api/v1/portfolio/sites/{site_id}/locations", operation_id="assign_site_location",
              responses=error_responses(404, 422))
-def assign_site_location(site_id: str, body: SiteLocationWrite, request: Request, db: SessionDep,
+def assign_site_location(site_id: IdPath, body: SiteLocationWrite, request: Request, db: SessionDep,
                          admin: AdminDep) -> dict[str, str]:
     """Put a CPO location on a site."""
     audit.record(db, admin, "portfolio.assign_site_location", target=site_id)
@@ -203,7 +211,8 @@ def assign_site_location(site_id: str, body: SiteLocationWrite, request: Request
 
 @router.put("/api/v1/portfolio/sites/{site_id}/load", operation_id="put_site_load",
             responses=error_responses(404, 422))
-def put_site_load(site_id: str, body: list[SiteLoadPoint], db: SessionDep, admin: AdminDep) -> dict[str, int]:
+def put_site_load(site_id: IdPath, body: Annotated[list[SiteLoadPoint], Body(min_length=1, max_length=40_000)],
+                  db: SessionDep, admin: AdminDep) -> dict[str, int]:
     """Replace the site's non-EV load over the span given."""
     audit.record(db, admin, "portfolio.put_site_load", target=site_id)
     return {"points": topology.put_site_load(db, site_id, [(p.isp_start, p.load_kw) for p in body])}
@@ -212,7 +221,7 @@ def put_site_load(site_id: str, body: list[SiteLoadPoint], db: SessionDep, admin
 @router.post("/api/v1/portfolio/topology/import", operation_id="import_topology",
              responses=error_responses(422))
 def import_topology(request: Request, db: SessionDep, admin: AdminDep,
-                    body: Annotated[str, Body(media_type="text/csv")]) -> TopologyImportRead:
+                    body: Annotated[str, Body(media_type="text/csv", pattern=VISIBLE)]) -> TopologyImportRead:
     """Import ``ean,dso,site_id,site_capacity_kw,party,location_id[,category,bidding_zone,cp_max_kw]`` rows."""
     audit.record(db, admin, "portfolio.import_topology")
     if not body.strip():

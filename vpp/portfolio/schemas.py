@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from vpp.api.types import Flag, Name, Number, Text, UtcDatetime
 
 
 class ChargingNeedWrite(BaseModel):
@@ -12,12 +14,16 @@ class ChargingNeedWrite(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    departure: AwareDatetime = Field(description="When the car leaves (with a time zone).")
-    energy_kwh: float | None = Field(None, ge=0, description="Energy the session must have delivered by departure.")
-    target_soc_pct: float | None = Field(None, ge=0, le=100, description="Alternatively, the state of charge wanted.")
-    battery_kwh: float | None = Field(None, gt=0)
-    discharge_allowed: bool = Field(False, description="V2G consent for this session.")
-    min_soc_pct: float | None = Field(None, ge=0, le=100, description="State of charge never to discharge below.")
+    departure: UtcDatetime = Field(description="When the car leaves (with a time zone); in the future.")
+    energy_kwh: Number | None = Field(None, ge=0, description="Energy the session must have delivered by departure.")
+    target_soc_pct: Number | None = Field(
+        None, ge=0, le=100, description="Alternatively, the state of charge wanted (needs battery_kwh)."
+    )
+    battery_kwh: Number | None = Field(None, gt=0)
+    discharge_allowed: Flag = Field(False, description="V2G consent (needs battery_kwh and min_soc_pct).")
+    min_soc_pct: Number | None = Field(
+        None, ge=0, le=100, description="State of charge never to discharge below (at most target_soc_pct)."
+    )
 
 
 class ChargingNeedRead(BaseModel):
@@ -42,12 +48,12 @@ class BookingWrite(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    vehicle_id: str = Field(min_length=1, max_length=64)
-    vehicle_token_uid: str = Field(min_length=1, max_length=64, description="The uid of the car's charging token.")
-    start: AwareDatetime
-    end: AwareDatetime
-    energy_kwh: float | None = Field(None, ge=0, description="Energy the booking needs, when known.")
-    cancelled: bool = False
+    vehicle_id: Name = Field(min_length=1, max_length=64)
+    vehicle_token_uid: Name = Field(min_length=1, max_length=64, description="The uid of the car's charging token.")
+    start: UtcDatetime
+    end: UtcDatetime = Field(description="After start.")
+    energy_kwh: Number | None = Field(None, ge=0, description="Energy the booking needs, when known.")
+    cancelled: Flag = False
 
 
 class BookingRead(BaseModel):
@@ -110,9 +116,9 @@ class CongestionPointWrite(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    dso: str = Field(min_length=1, max_length=120)
-    name: str | None = None
-    max_kw: float | None = Field(None, gt=0)
+    dso: Name = Field(min_length=1, max_length=120)
+    name: Text | None = Field(None, max_length=200)
+    max_kw: Number | None = Field(None, gt=0)
 
 
 class SiteWrite(BaseModel):
@@ -120,10 +126,10 @@ class SiteWrite(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = None
-    capacity_kw: float | None = Field(None, gt=0, description="Grid capacity shared by chargers and site load.")
-    congestion_point_ean: str | None = None
-    bidding_zone: str = "NL"
+    name: Text | None = Field(None, max_length=200)
+    capacity_kw: Number | None = Field(None, gt=0, description="Grid capacity shared by chargers and site load.")
+    congestion_point_ean: Text | None = Field(None, max_length=64)
+    bidding_zone: Name = Field("NL", max_length=16)
     category: str = Field("public", pattern="^(home|public|workplace)$")
 
 
@@ -132,8 +138,10 @@ class SiteLocationWrite(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    party: str = Field(description="Country code and party id, e.g. NL/CPA")
-    location_id: str = Field(min_length=1, max_length=36)
+    party: str = Field(pattern=r"^[A-Za-z]{2}[/-]?[A-Za-z0-9]{3}$",
+                       description="Country code and party id, e.g. NL/CPA")
+    location_id: str = Field(min_length=1, max_length=36, pattern=r"^[!-~][ -~]*$",
+                             description="The CPO's location id (OCPI CiString: printable ASCII).")
 
 
 class SiteLoadPoint(BaseModel):
@@ -141,8 +149,8 @@ class SiteLoadPoint(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    isp_start: AwareDatetime
-    load_kw: float
+    isp_start: UtcDatetime
+    load_kw: Number
 
 
 class TopologyImportRead(BaseModel):

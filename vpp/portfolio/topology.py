@@ -18,6 +18,7 @@ from vpp.portfolio.tables import CongestionPoint, Site, SiteLoad, SiteLocation
 
 CATEGORIES = ("home", "public", "workplace")
 IMPORT_COLUMNS = ("ean", "dso", "site_id", "site_capacity_kw", "party", "location_id")
+IMPORT_LENGTHS = {"ean": 64, "dso": 120, "site_id": 64, "location_id": 36, "bidding_zone": 16}  # the columns
 
 
 def party_key(party: str) -> str:
@@ -103,10 +104,13 @@ def import_topology_csv(session: Session, text: str) -> ImportSummary:
     All rows are checked before anything is written; an error names the line and the field.
     """
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
-    missing = [c for c in IMPORT_COLUMNS if c not in (reader.fieldnames or [])]
-    if missing:
-        raise InvalidInput(f"CSV header lacks column(s) {missing}; expected at least {list(IMPORT_COLUMNS)}")
-    rows = list(reader)
+    try:
+        missing = [c for c in IMPORT_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise InvalidInput(f"CSV header lacks column(s) {missing}; expected at least {list(IMPORT_COLUMNS)}")
+        rows = list(reader)
+    except csv.Error as exc:
+        raise InvalidInput(f"not a readable CSV: {exc}") from exc
     if not rows:
         raise InvalidInput("CSV has no data rows")
     parsed = []
@@ -119,6 +123,9 @@ def import_topology_csv(session: Session, text: str) -> ImportSummary:
         for field in ("ean", "dso", "site_id", "party", "location_id"):
             if not (row.get(field) or "").strip():
                 raise InvalidInput(f"line {line}: {field} is empty")
+        for field, longest in IMPORT_LENGTHS.items():
+            if len((row.get(field) or "").strip()) > longest:
+                raise InvalidInput(f"line {line}: {field} is longer than {longest} characters")
         category = (row.get("category") or "public").strip() or "public"
         if category not in CATEGORIES:
             raise InvalidInput(f"line {line}: category {category!r} is unknown; one of {list(CATEGORIES)}")
@@ -159,6 +166,8 @@ def put_site_load(session: Session, site_id: str, points: Sequence[tuple[datetim
         if not math.isfinite(load_kw):
             raise InvalidInput(f"load at {at.isoformat()} is not a number")
     starts = [p[0] for p in points]
+    if len(set(starts)) < len(starts):
+        raise InvalidInput("an ISP is given more than once")
     session.execute(delete(SiteLoad).where(SiteLoad.site_id == site_id, SiteLoad.isp_start >= min(starts),
                                            SiteLoad.isp_start <= max(starts)))
     session.add_all(SiteLoad(site_id=site_id, isp_start=at, load_kw=kw) for at, kw in points)

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from vpp.api.deps import SessionDep, TraderDep
+from vpp.api.deps import Limit, Offset, SessionDep, TraderDep
 from vpp.api.errors import error_responses
+from vpp.api.types import Text, UtcDatetime
 from vpp.locations import service as locations
 from vpp.sessions import limits, service
 from vpp.sessions.schemas import LimitRequestRead, ReadingRead, SessionDetail, SessionPage, SessionRead
+
+SessionStatus = Literal["active", "completed", "invalid", "pending", "reservation"]  # vpp.sessions.values
 
 router = APIRouter(prefix="/api/v1/sessions", tags=["sessions"], responses=error_responses(401, 403))
 
@@ -20,11 +22,11 @@ router = APIRouter(prefix="/api/v1/sessions", tags=["sessions"], responses=error
 def list_sessions(
     session: SessionDep,
     _trader: TraderDep,
-    cpo: Annotated[str | None, Query(description="connection id or name, or a CPO party as CC/PID")] = None,
-    status: Annotated[str | None, Query(description="active, completed, invalid, pending, reservation")] = None,
-    location: Annotated[str | None, Query(description="the CPO's location id (case-insensitive)")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    cpo: Annotated[Text | None, Query(description="connection id or name, or a CPO party as CC/PID")] = None,
+    status: Annotated[SessionStatus | None, Query(description="the OCPI session status")] = None,
+    location: Annotated[Text | None, Query(description="the CPO's location id (case-insensitive)")] = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> SessionPage:
     """Sessions, newest first, with the total matching the filters."""
     rows, total = service.list_sessions(session, cpo=cpo, status=status, location=location, limit=limit, offset=offset)
@@ -37,8 +39,8 @@ def get_session(
     session_id: str,
     session: SessionDep,
     _trader: TraderDep,
-    start: Annotated[datetime | None, Query(description="readings from (inclusive)")] = None,
-    end: Annotated[datetime | None, Query(description="readings until (exclusive)")] = None,
+    start: Annotated[UtcDatetime | None, Query(description="readings from (inclusive)")] = None,
+    end: Annotated[UtcDatetime | None, Query(description="readings until (exclusive)")] = None,
 ) -> SessionDetail:
     """A session with its readings, connector, limit in force and limit requests."""
     row = service.get_or_raise(session, session_id)

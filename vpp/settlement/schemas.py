@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date
-from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from vpp.api.types import Integer, IsoDate, Money, Number, Pool, Text
 
 
 class SettlementSummaryRead(BaseModel):
@@ -24,34 +24,40 @@ class SettlementSummaryRead(BaseModel):
 class SettlementRunWrite(BaseModel):
     """Prices of a (re)computation; absent values take the defaults."""
 
-    pool: str | None = None
-    afrr_energy_price_eur_per_mwh: float = 100.0
-    afrr_penalty_eur_per_mwh: float = 200.0
-    imbalance_price_eur_per_mwh: float | list[float] = 100.0
-    flex_penalty_eur_per_mw: float = 0.0
+    model_config = ConfigDict(extra="forbid")
+
+    pool: Pool | None = None
+    afrr_energy_price_eur_per_mwh: Number = 100.0
+    afrr_penalty_eur_per_mwh: Number = 200.0
+    imbalance_price_eur_per_mwh: Number | list[Number] = 100.0
+    flex_penalty_eur_per_mw: Number = 0.0
 
 
 class CounterpartyIspWrite(BaseModel):
     """The DSO's settled figures of one ISP (kW)."""
 
-    isp: int = Field(ge=1, le=100)
-    baseline_kw: float
-    ordered_kw: float
-    actual_kw: float
-    delivered_kw: float
-    deficiency_kw: float
+    model_config = ConfigDict(extra="forbid")
+
+    isp: Integer = Field(ge=1, le=100)
+    baseline_kw: Number
+    ordered_kw: Number
+    actual_kw: Number
+    delivered_kw: Number
+    deficiency_kw: Number
 
 
 class CounterpartySettlementWrite(BaseModel):
     """A DSO's FlexSettlement of one of our orders."""
 
-    dso_domain: str
-    congestion_point: str
-    period: date
-    price_eur: Decimal
-    penalty_eur: Decimal
-    net_eur: Decimal
-    isps: list[CounterpartyIspWrite]
+    model_config = ConfigDict(extra="forbid")
+
+    dso_domain: Text
+    congestion_point: Text
+    period: IsoDate
+    price_eur: Money
+    penalty_eur: Money
+    net_eur: Money
+    isps: list[CounterpartyIspWrite] = Field(max_length=100)
 
 
 class CounterpartyVerdictRead(BaseModel):

@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
 
-from vpp.api.deps import AdminDep, SessionDep, SettingsDep, get_principal, require_roles
+from vpp.api.deps import AdminDep, Limit, Offset, SessionDep, SettingsDep, get_principal, require_roles
 from vpp.api.errors import error_responses
+from vpp.api.types import Pool, Text
 from vpp.apikeys.service import Principal
 from vpp.db import unit_of_work
 from vpp.domain.errors import NotFound
@@ -68,13 +70,13 @@ def me(principal: AnyCaller, settings: SettingsDep) -> PrincipalRead:
 @router.get("/api/v1/ui/pools/{pool}/sessions", operation_id="list_ui_pool_sessions",
             responses=error_responses(422))
 def pool_sessions(
-    pool: str, request: Request, db: SessionDep, _trader: TraderDep,
-    cpo: Annotated[str | None, Query(description="CPO connection name (substring) or CPO pool `cpo:CC-PID`")] = None,
-    location: Annotated[str | None, Query(description="location id (substring, case-insensitive)")] = None,
+    pool: Annotated[Pool, PathParam()], request: Request, db: SessionDep, _trader: TraderDep,
+    cpo: Annotated[Text | None, Query(description="CPO connection name (substring) or CPO pool `cpo:CC-PID`")] = None,
+    location: Annotated[Text | None, Query(description="location id (substring, case-insensitive)")] = None,
     v2g: Annotated[bool | None, Query(description="only sessions that may (true) or may not (false) discharge")] = None,
     sort: SortKey = "departure",
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> PoolSessionPage:
     """The plugged-in sessions behind a pool now, with their resolved need and current power."""
     fleet = _portfolio(request).fleet(db)
@@ -102,7 +104,7 @@ def _fleet(factory: sessionmaker[Session], portfolio: PortfolioService) -> Fleet
 @router.get("/api/v1/live/activations/snapshot", operation_id="get_live_activations",
             responses=error_responses(422))
 def live_snapshot(request: Request, db: SessionDep, _caller: LiveDep,
-                  pool: Annotated[str, Query(min_length=3)]) -> LiveActivations:
+                  pool: Annotated[Pool, Query()]) -> LiveActivations:
     """What the live stream sends for ``pool`` right now, as one JSON document."""
     portfolio = _portfolio(request)
     return service.live_activations(db, pool, portfolio.now(), portfolio.fleet(db))
@@ -113,7 +115,7 @@ def live_snapshot(request: Request, db: SessionDep, _caller: LiveDep,
                                                       "description": "`event: activations` with LiveActivations"}})
 async def live_stream(
     request: Request, _caller: LiveDep,
-    pool: Annotated[str, Query(min_length=3)],
+    pool: Annotated[Pool, Query()],
     interval_s: Annotated[float, Query(ge=0.5, le=4.0, description="Seconds between events")] = 2.0,
 ) -> StreamingResponse:
     """Server-sent events: the pool's aFRR response, congestion limits and profile outcomes every ``interval_s``."""

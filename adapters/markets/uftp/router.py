@@ -54,9 +54,12 @@ def create_uftp_router(
         operation_id="uftp_receive_message",
         response_class=Response,
         responses={
-            400: {"description": "Not UFTP 3.1.0 XML"},
-            401: {"description": "Unsigned or bad signature"},
+            400: {"description": "Not UFTP 3.1.0 XML", "content": {"text/plain": {"schema": {"type": "string"}}}},
+            401: {"description": "Unsigned or bad signature",
+                  "content": {"text/plain": {"schema": {"type": "string"}}}},
         },
+        openapi_extra={"requestBody": {"required": True, "description": "A UFTP 3.1.0 SignedMessage",
+                                       "content": {"text/xml": {"schema": {"type": "string", "format": "binary"}}}}},
     )
     async def receive_message(request: Request, background: BackgroundTasks) -> Response:
         """Receive one SignedMessage."""
