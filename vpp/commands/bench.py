@@ -74,6 +74,22 @@ def _dayahead_run(args: argparse.Namespace) -> dict[str, Any]:
 bench.register("dayahead", "portfolio scheduling: fast solver vs the exact LP", _dayahead_args, _dayahead_run)
 
 
+def _replan_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sessions", type=int, default=10_000, help="sessions plugged in (forecast arrivals come on top)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--repeat", type=int, default=3, help="runs; seconds is their median")
+
+
+def _replan_run(args: argparse.Namespace) -> dict[str, Any]:
+    from vpp.benchmarks.replan import run_replan_bench
+
+    return run_replan_bench(args.sessions, seed=args.seed, repeat=args.repeat)
+
+
+bench.register("replan", "re-planning a pool's per-car plans (present sessions and forecast arrivals)",
+               _replan_args, _replan_run)
+
+
 def _dayahead_curve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sessions", type=int, default=10_000)
     p.add_argument("--uncapped", action="store_true", help="no pool cap (the parametric curve is then exact)")

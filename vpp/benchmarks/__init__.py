@@ -1,0 +1,1 @@
+"""Benchmarks behind ``vpp bench``: each module times one part of the service."""
