@@ -6,19 +6,23 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.integration.portfolio_support import add_cpo, add_location, add_session
 from vpp.algorithms.dispatch import PoolLimits, pool_baseline_kw
 from vpp.commitments import service as commitments
+from vpp.config import Settings
 from vpp.db import unit_of_work
 from vpp.domain.commitments import CommitmentKind, CommitmentValue
 from vpp.domain.isp import ISP, floor_to_isp
+from vpp.jobs.tables import JobRun
 from vpp.portfolio import needs, topology
 from vpp.portfolio.needs import NeedInput
 from vpp.portfolio.planning import BackgroundReplanner, PlanSettings, replan
 from vpp.portfolio.service import DispatchPools, PortfolioService
 from vpp.portfolio.tables import PoolPlan
+from workers.runtime import Runtime, set_runtime
 
 NOW = floor_to_isp(datetime.now(UTC))
 POOL = "zone:NL"
@@ -113,3 +117,23 @@ def test_a_new_commitment_or_an_arrival_makes_the_plan_stale_and_the_dispatcher_
         assert int(np.isnan(snapshot.planned_kw).sum()) == 1
     finally:
         source.close()
+
+
+def test_the_beat_task_plans_every_zone_pool_each_isp_and_records_its_run(
+    session_factory: sessionmaker[Session], settings: Settings,
+) -> None:
+    from workers.schedule import periodic_jobs
+    from workers.tasks import planning as plan_tasks
+
+    assert {job.task_name: job.every_seconds for job in periodic_jobs(settings)}["plan.replan_pools"] == 900.0
+    ids = _fleet(session_factory, cars=2)
+    set_runtime(Runtime(settings=settings, session_factory=session_factory))
+    result = plan_tasks.replan_pools.apply(kwargs={"at": NOW.isoformat()}).get()
+    assert result["status"] == "ok" and list(result["planned"]) == [POOL], result
+    assert result["planned"][POOL]["sessions"] == 2
+    one = plan_tasks.replan_pool.apply(kwargs={"pool": POOL, "at": NOW.isoformat()}).get()
+    assert one["status"] == "ok" and one["sessions"] == 2
+    with session_factory() as db:
+        stored = db.get(PoolPlan, POOL)
+        assert stored is not None and sorted(stored.session_ids) == sorted(ids)
+        assert [r.name for r in db.scalars(select(JobRun))] == ["plan.replan_pools"]
