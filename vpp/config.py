@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     uftp_retry_max_delay_seconds: float = 900.0
     uftp_retry_give_up_seconds: float = Field(3600.0, description="Retry a message at least this long.")
     uftp_d_prognosis_interval_seconds: float = 3600.0
+    plan_imbalance_eur_per_mwh: float = Field(
+        50.0, ge=0.0, description="Planner's price of every MWh off the committed day-ahead position (either way).")
     dispatch_interval_seconds: float = Field(4.0, description="Dispatcher cycle period per pool (aFRR step).")
     dispatch_deadband_kw: float = Field(0.5, description="A session limit is resent only beyond this change ...")
     dispatch_deadband_pct: float = Field(5.0, description="... and beyond this share of the previous limit.")

@@ -8,7 +8,7 @@ from vpp.config import Settings
 from workers.schedule import periodic_jobs
 
 TASK_MODULES = ["workers.tasks.housekeeping", "workers.tasks.bids", "workers.tasks.ocpi", "workers.tasks.uftp",
-                "workers.tasks.settlement"]
+                "workers.tasks.settlement", "workers.tasks.planning"]
 
 _apps: dict[str, Celery] = {}
 

@@ -320,6 +320,11 @@ class Dispatcher:
         if close is not None:
             with contextlib.suppress(Exception):
                 await close()
+        # The snapshot source's background re-planning stops with the dispatcher.
+        close_source = getattr(self.source, "close", None)
+        if close_source is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(close_source)
 
 
 def _collect_less_often() -> None:
@@ -369,14 +374,16 @@ def default_components(
     from adapters.ocpi.v2_2_1.context import OcpiContext
     from adapters.ocpi.v2_2_1.network import OcpiChargePointNetwork
     from vpp.ocpi.settings import OcpiSettings
+    from vpp.portfolio.planning import BackgroundReplanner, PlanSettings
     from vpp.portfolio.service import DispatchPools, PortfolioConfig, PortfolioService
 
     portfolio = PortfolioService(session_factory, clock=clock,
                                  config=PortfolioConfig(market_timezone=settings.market_timezone))
+    planner = BackgroundReplanner(session_factory, portfolio, PlanSettings.from_settings(settings))
     context = OcpiContext(session_factory=session_factory, public_url=settings.public_url, pepper=settings.secret,
                           settings=OcpiSettings(), keyring=settings.token_keyring)
     pools = DispatchPools(portfolio, max_age_s=settings.dispatch_snapshot_max_age_seconds,
-                          refresh_after_s=settings.dispatch_interval_seconds)
+                          refresh_after_s=settings.dispatch_interval_seconds, planner=planner)
     return pools, OcpiChargePointNetwork(context, clock=clock)
 
 

@@ -29,6 +29,8 @@ def periodic_jobs(settings: Settings) -> list[PeriodicJob]:
         PeriodicJob("uftp.send_d_prognoses", settings.uftp_d_prognosis_interval_seconds),
         PeriodicJob("bids.build_day_ahead", settings.bids_build_interval_seconds),
         PeriodicJob("bids.build_afrr_energy", settings.bids_build_interval_seconds),
+        # Every ISP: each pool's per-car plan (the dispatcher also re-plans a pool on events).
+        PeriodicJob("plan.replan_pools", 900.0),
         # Hourly, guarded on stored runs: the previous local day is settled once, after 02:00 local.
         PeriodicJob("settlement.settle_day", 3600.0),
     ]

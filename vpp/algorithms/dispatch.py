@@ -40,7 +40,11 @@ class PoolLimits:
 
 
 def pool_baseline_kw(snapshot: DispatchSnapshot, limits: PoolLimits) -> float:
-    """What the pool would consume without activation: its committed schedule, else its sessions' baseline."""
+    """What the pool would consume without activation: its plan (a session without one at its baseline), else its
+    committed schedule, else its sessions' baseline."""
+    planned = snapshot.planned_kw
+    if planned is not None and np.isfinite(planned).any():
+        return float(np.sum(np.where(np.isfinite(planned), planned, snapshot.baseline_kw)))
     if not math.isnan(snapshot.schedule_kw):
         return float(snapshot.schedule_kw)
     if limits.schedule_kw is not None:

@@ -30,6 +30,7 @@ from vpp.congestion.router import router as congestion_router
 from vpp.db import create_db_engine, create_session_factory
 from vpp.health.router import router as health_router
 from vpp.ocpi.router import router as ocpi_connections_router
+from vpp.portfolio.planning import BackgroundReplanner, PlanSettings
 from vpp.portfolio.router import router as portfolio_router
 from vpp.portfolio.service import DispatchPools, PortfolioConfig, PortfolioService, install_congestion_source
 from vpp.ports import Clock, SystemClock, TaskQueue
@@ -78,7 +79,9 @@ def create_app(
 
             dispatcher = EmbeddedDispatcher(
                 build_dispatcher(settings, session_factory, bus=activation_bus,
-                                 source=DispatchPools(state.portfolio), clock=clock)
+                                 source=DispatchPools(state.portfolio, planner=BackgroundReplanner(
+                                     session_factory, state.portfolio, PlanSettings.from_settings(settings))),
+                                 clock=clock)
             ).start()
         try:
             yield

@@ -29,6 +29,8 @@ class DispatchSnapshot:
     ``min_kw`` is negative only where discharge is allowed (EVSE capable, connection flag, driver consent,
     state of charge above the floor). ``baseline_kw`` is each session's uncontrolled power now.
     ``schedule_kw`` is the pool's committed schedule for the current ISP (NaN when none).
+    ``planned_kw`` is each session's planned power now, what it does when nothing is activated (NaN where a
+    session has no plan; None without a plan for the pool).
     """
 
     pool: str
@@ -43,3 +45,4 @@ class DispatchSnapshot:
     groups: GroupCaps
     schedule_kw: float
     needs_outrank_target: bool = True
+    planned_kw: FloatArray | None = None

@@ -11,7 +11,7 @@ import math
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,6 +31,13 @@ from vpp.domain.isp import ISP, IspHorizon, floor_to_isp, is_isp_aligned
 from vpp.domain.pool_view import PoolFlexibility
 from vpp.domain.pools import PoolId, PoolKind
 from vpp.portfolio.fleet import Fleet, completed_history, load_fleet, site_frame
+from vpp.portfolio.planning import (
+    BackgroundReplanner,
+    StoredPlan,
+    commitments_changed_at,
+    plan_recorded_at,
+    stored_plan_row,
+)
 from vpp.portfolio.tables import SiteLoad
 from vpp.ports import Clock, CongestionFlexibility, SystemClock
 from vpp.sessions.tables import ChargingSession, SessionReading
@@ -317,11 +324,6 @@ def _stay(forecast: ForecastFlex, isp: int, drawn: int) -> tuple[float, float]:
     return float(hours[k]), float(kwh[k])
 
 
-def _pace_kw(energy_kwh: float, isps: int, max_kw: float) -> float:
-    """The even pace of a stay: its energy over its ISPs, at most its maximum power."""
-    return min(energy_kwh / (max(isps, 1) * ISP.total_seconds() / 3600.0), max_kw)
-
-
 def dayahead_instance(fleet: Fleet, pool: str, horizon: IspHorizon, forecast: ForecastFlex | None,
                       prices_eur_per_mwh: Sequence[float], reliability: float) -> dict[str, Any]:
     """The pool as a ``vpp solve dayahead`` instance: present sessions plus forecast arrivals at a quantile.
@@ -330,10 +332,11 @@ def dayahead_instance(fleet: Fleet, pool: str, horizon: IspHorizon, forecast: Fo
     spread evenly over its stay): the rest is charged on the next day and bought there. Forcing it into the
     horizon made the schedule buy the whole night's charging of late arrivals before midnight.
 
-    Every charge-only session draws at least its even pace (``min_kw`` = energy over its stay): the dispatcher
-    lets no car fall behind it (needs outrank the pool target), so a schedule below it is one the pool cannot
-    follow. Forecast arrivals are counted by the running total of the quantile, so ISPs with less than one
-    arrival each still add up to the cars that come.
+    A charge-only session may draw anything from 0 to its maximum (``min_kw`` 0): the schedule keeps its price
+    response. Even-pace floors were given here while the dispatcher held every car at its pace; with per-car
+    plans (vpp.algorithms.planning) and floors that only keep each need feasible, a schedule below the pace
+    is one the pool can follow. Forecast arrivals are counted by the running total of the quantile, so ISPs
+    with less than one arrival each still add up to the cars that come.
     """
     if len(prices_eur_per_mwh) != horizon.count:
         raise InvalidInput(f"prices: expected {horizon.count} values (one per ISP), got {len(prices_eur_per_mwh)}")
@@ -359,8 +362,7 @@ def dayahead_instance(fleet: Fleet, pool: str, horizon: IspHorizon, forecast: Fo
         energy = float(fleet.energy_needed_kwh[i] * share[k])
         item: dict[str, Any] = {"id": fleet.session_ids[i], "arrival": int(arrival[k]),
                                 "departure": int(departure[k]), "energy_kwh": energy, "max_kw": float(fleet.max_kw[i]),
-                                "min_kw": -float(fleet.discharge_kw[i]) if fleet.discharge_kw[i] > 0
-                                else _pace_kw(energy, int(departure[k] - arrival[k]), float(fleet.max_kw[i]))}
+                                "min_kw": -float(fleet.discharge_kw[i]) if fleet.discharge_kw[i] > 0 else 0.0}
         if fleet.discharge_kw[i] > 0:
             item.update(battery_kwh=float(fleet.battery_kwh[i]), soc_kwh=float(fleet.soc_kwh[i]),
                         min_soc_kwh=float(min(fleet.min_soc_kwh[i], fleet.soc_kwh[i])))
@@ -380,8 +382,7 @@ def dayahead_instance(fleet: Fleet, pool: str, horizon: IspHorizon, forecast: Fo
                 leaves = min(int(t) + dwell, horizon.count)
                 energy = min(kwh, 11.0 * dwell / 4) * (leaves - int(t)) / dwell
                 sessions.append({"id": f"forecast-{int(t)}-{j}", "arrival": int(t), "departure": leaves,
-                                 "energy_kwh": float(energy), "max_kw": 11.0,
-                                 "min_kw": _pace_kw(energy, leaves - int(t), 11.0)})
+                                 "energy_kwh": float(energy), "max_kw": 11.0, "min_kw": 0.0})
     return {"start": horizon.start.isoformat().replace("+00:00", "Z"), "isp_minutes": 15,
             "prices_eur_per_mwh": [float(p) for p in prices_eur_per_mwh], "pool_max_kw": None,
             "pool_min_kw": None, "sessions": sessions}
@@ -432,6 +433,7 @@ class PortfolioService:
         self._clock = clock or SystemClock()
         self.config = config or PortfolioConfig()
         self._cached: tuple[Fleet, float] | None = None
+        self._plans: dict[str, StoredPlan] = {}
         self._lock = threading.Lock()
 
     def now(self) -> datetime:
@@ -523,11 +525,40 @@ class PortfolioService:
 
     def snapshot(self, pool: str, at: datetime, *, max_age_s: float | None = None) -> DispatchSnapshot | None:
         """What the dispatcher controls in ``pool`` now (PoolSnapshotSource); None for a pool without sessions."""
+        return self.planned_snapshot(pool, at, max_age_s=max_age_s)[0]
+
+    def planned_snapshot(self, pool: str, at: datetime, *, max_age_s: float | None = None,
+                         event_min_seconds: float = 60.0) -> tuple[DispatchSnapshot | None, str | None]:
+        """The snapshot with each session's planned power now, and why the stored plan is stale (None: it is not)."""
         with unit_of_work(self._factory) as db:
             fleet = self.fleet(db, at, max_age_s=max_age_s)
             if pool not in fleet.pools():
-                return None
-            return dispatch_snapshot(fleet, pool, at, site_loads_kw(db, at))
+                return None, None
+            snapshot = dispatch_snapshot(fleet, pool, at, site_loads_kw(db, at))
+            plan = self._stored_plan(db, pool)
+            if plan is None:
+                return snapshot, "no plan"
+            planned = plan.power_at(snapshot.session_ids, at)
+            snapshot = replace(snapshot, planned_kw=planned if np.isfinite(planned).any() else None)
+            reason = plan.stale_reason(fleet, fleet.members(pool), at, commitments_changed_at(db), event_min_seconds)
+            return snapshot, reason
+
+    def _stored_plan(self, db: Session, pool: str) -> StoredPlan | None:
+        """The pool's stored plan, decoded again only when a newer one was stored."""
+        recorded = plan_recorded_at(db, pool)
+        if recorded is None:
+            return None
+        with self._lock:
+            cached = self._plans.get(pool)
+        if cached is not None and cached.recorded_at == recorded:
+            return cached
+        row = stored_plan_row(db, pool)
+        if row is None:
+            return None
+        plan = StoredPlan.of(row)
+        with self._lock:
+            self._plans[pool] = plan
+        return plan
 
 
 class DispatchPools:
@@ -539,8 +570,11 @@ class DispatchPools:
     """
 
     def __init__(self, portfolio: PortfolioService, *, max_age_s: float | None = None,
-                 refresh_after_s: float = 1.0) -> None:
+                 refresh_after_s: float = 1.0, planner: BackgroundReplanner | None = None) -> None:
         self._portfolio = portfolio
+        # Re-plans a pool whose stored plan is stale (a new ISP, an arrival, a departure, a changed need or
+        # commitment); without one the snapshot still carries whatever plan is stored (Celery beat re-plans).
+        self.planner = planner
         # The fleet (every session's state, telemetry in 5-15 minute periods) may be this old when a cycle plans;
         # the dispatcher reads it again between cycles (``prefetch``) so that a setpoint never waits for the read.
         self.max_age_s = max_age_s
@@ -551,8 +585,19 @@ class DispatchPools:
         return [p for p in self._portfolio.pools() if PoolId.parse(p).kind == PoolKind.ZONE]
 
     def snapshot(self, pool: str, at: datetime) -> DispatchSnapshot | None:
-        """The zone pool's snapshot."""
-        return self._portfolio.snapshot(pool, at, max_age_s=self.max_age_s)
+        """The zone pool's snapshot, with its plan; a stale plan is re-made in the background."""
+        if self.planner is None:
+            return self._portfolio.snapshot(pool, at, max_age_s=self.max_age_s)
+        snapshot, stale = self._portfolio.planned_snapshot(
+            pool, at, max_age_s=self.max_age_s, event_min_seconds=self.planner.settings.event_min_seconds)
+        if snapshot is not None and stale is not None:
+            self.planner.request(pool, at, stale)
+        return snapshot
+
+    def close(self) -> None:
+        """Stop the background re-planning (after the running re-plan)."""
+        if self.planner is not None:
+            self.planner.shutdown()
 
     def prefetch(self, at: datetime) -> bool:
         """Read the fleet again ahead of the next cycle when it is older than ``refresh_after_s``."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, Float, ForeignKey, Index, String
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from vpp.db import Base, utcnow
@@ -90,3 +90,30 @@ class Booking(Base):
     energy_kwh: Mapped[float | None] = mapped_column(Float, default=None)
     cancelled: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PoolPlan(Base):
+    """A pool's latest per-car plan (one row per pool, replaced by every re-plan), read by the dispatcher.
+
+    ``power_kw`` holds the present sessions' planned power for the first ``isps`` ISPs from ``start``
+    (float32, sessions x ISPs, row-major, in the order of ``session_ids``); ``departure_s`` and ``target_kwh``
+    (float64 per session: departure epoch seconds, energy delivered plus needed) are what the plan assumed, so
+    a changed need is seen as one. ``pool_kw`` is the pool's planned profile over the whole horizon, forecast
+    arrivals included.
+    """
+
+    __tablename__ = "pool_plans"
+
+    pool: Mapped[str] = mapped_column(String(120), primary_key=True)
+    planned_at: Mapped[datetime]
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+    start: Mapped[datetime]
+    isps: Mapped[int] = mapped_column(Integer)
+    session_ids: Mapped[list[str]] = mapped_column(JSON)
+    power_kw: Mapped[bytes] = mapped_column(LargeBinary)
+    departure_s: Mapped[bytes] = mapped_column(LargeBinary)
+    target_kwh: Mapped[bytes] = mapped_column(LargeBinary)
+    pool_kw: Mapped[list[float]] = mapped_column(JSON)
+    method: Mapped[str] = mapped_column(String(80))
+    status: Mapped[str] = mapped_column(String(32))
+    seconds: Mapped[float] = mapped_column(Float)

@@ -48,6 +48,16 @@ def test_without_a_schedule_the_sessions_baseline_is_the_pool_baseline() -> None
     assert pool_baseline_kw(snapshot, PoolLimits(schedule_kw=42.0)) == 42.0
 
 
+def test_with_a_plan_the_pool_baseline_is_the_planned_power_and_a_car_without_one_counts_its_baseline() -> None:
+    snapshot = _fleet(4, schedule_share=None).snapshot(AT)
+    planned = np.array([2.0, 0.0, 5.5, np.nan])
+    with_plan = replace(snapshot, planned_kw=planned)
+    expected = 7.5 + float(snapshot.baseline_kw[3])
+    assert pool_baseline_kw(with_plan, PoolLimits(schedule_kw=42.0)) == pytest.approx(expected)
+    # A plan with no planned session falls back to the schedule.
+    assert pool_baseline_kw(replace(snapshot, planned_kw=np.full(4, np.nan)), PoolLimits(schedule_kw=42.0)) == 42.0
+
+
 def test_deadband_sends_only_new_or_clearly_moved_limits() -> None:
     new = np.array([5.0, 5.3, 11.0, 2.0])
     last = np.array([math.nan, 5.0, 10.0, 0.0])

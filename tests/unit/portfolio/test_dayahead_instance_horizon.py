@@ -107,10 +107,19 @@ def test_the_forecast_counts_cars_still_plugged_in_when_it_was_made_and_not_the_
     assert forecast.energy_per_arrival_kwh == pytest.approx(5.0)
 
 
-def test_every_charge_only_session_draws_at_least_its_even_pace_as_the_dispatcher_holds_it() -> None:
+def test_charge_only_sessions_have_no_pace_floor_so_the_schedule_keeps_its_price_response() -> None:
     stays = [(DAY.start + timedelta(hours=1), DAY.start + timedelta(hours=5), 22.0)]
     sessions = _sessions(_fleet(stays), _forecast({40: 1}, dwell_hours=4.0, energy_kwh=8.0))
-    assert [s["min_kw"] for s in sessions] == pytest.approx([22.0 / 4, 8.0 / 4])
+    assert [s["min_kw"] for s in sessions] == [0.0, 0.0]
+    # The present car's 22 kWh over four hours start in its cheap hour at full power, not at 5.5 kW throughout.
+    from vpp.algorithms.scheduling import solve_schedule
+
+    prices = [100.0] * DAY.count
+    prices[6:10] = [20.0] * 4
+    instance = dayahead_instance(_fleet(stays), POOL, DAY, None, prices, 0.5)
+    result = solve_schedule(problem_from_instance(instance))
+    assert result.schedule_kw[0, 6:8] == pytest.approx([11.0, 11.0])
+    assert result.schedule_kw[0].sum() * 0.25 == pytest.approx(22.0)
 
 
 def test_forecast_arrivals_below_one_per_isp_add_up_to_the_cars_that_come() -> None:

@@ -36,8 +36,9 @@ def solve_exact_lp(problem: SchedulingProblem, *, solver: str = "ipm") -> Schedu
 
 def clip_to_bounds(problem: SchedulingProblem, schedule: FloatArray) -> FloatArray:
     """Remove solver round-off outside the per-session power bounds."""
-    lower = np.minimum(problem.min_kw, 0.0)[:, None]
-    return np.clip(schedule, lower, np.maximum(problem.max_kw, 0.0)[:, None])
+    upper = np.maximum(problem.max_kw_by_isp(), 0.0)
+    lower = np.minimum(np.minimum(problem.min_kw, 0.0)[:, None], upper)
+    return np.clip(schedule, lower, upper)
 
 
 def lp_schedule(problem: SchedulingProblem, solver: str) -> FloatArray:
@@ -101,7 +102,11 @@ def _build_lp(problem: SchedulingProblem) -> tuple[highspy.HighsLp, IntArray, In
     z_col = n_x + n_s + np.arange(n_z)
     over_col = n_x + n_s + n_z + np.arange(n_isps)
     under_col = over_col + n_isps
-    n_cols = n_x + n_s + n_z + 2 * n_isps
+    # Leaving the committed position: above (short of) it by dev_above (dev_below), at the imbalance price.
+    position = problem.position_kw if problem.has_position else None
+    dev_above_col = under_col + n_isps
+    dev_below_col = dev_above_col + n_isps
+    n_cols = n_x + n_s + n_z + 2 * n_isps + (2 * n_isps if position is not None else 0)
 
     penalty = shortfall_penalty_eur_per_kwh(problem)
     cost = np.zeros(n_cols)
@@ -111,8 +116,8 @@ def _build_lp(problem: SchedulingProblem) -> tuple[highspy.HighsLp, IntArray, In
     cost[under_col] = 100.0 * penalty * h
     col_lower = np.zeros(n_cols)
     col_upper = np.full(n_cols, np.inf)
-    col_lower[:n_x] = problem.min_kw[owner]
-    col_upper[:n_x] = problem.max_kw[owner]
+    col_upper[:n_x] = problem.max_kw_by_isp()[owner, isp]
+    col_lower[:n_x] = np.minimum(problem.min_kw[owner], col_upper[:n_x])
     soc_owner = owner[x_with_soc]
     col_lower[s_col] = problem.min_soc_kwh[soc_owner]
     col_upper[s_col] = problem.battery_kwh[soc_owner]
@@ -120,6 +125,12 @@ def _build_lp(problem: SchedulingProblem) -> tuple[highspy.HighsLp, IntArray, In
     has_lower = np.isfinite(problem.pool_min_kw)
     col_upper[over_col[~has_upper]] = 0.0
     col_upper[under_col[~has_lower]] = 0.0
+    if position is not None:
+        cost[dev_above_col] = problem.imbalance_eur_per_mwh * h / 1000.0
+        cost[dev_below_col] = problem.imbalance_eur_per_mwh * h / 1000.0
+        uncommitted = ~np.isfinite(position)
+        col_upper[dev_above_col[uncommitted]] = 0.0
+        col_upper[dev_below_col[uncommitted]] = 0.0
 
     # Rows: pool (n_isps), energy (n), SoC dynamics (n_s).
     rows: list[IntArray] = []
@@ -150,6 +161,13 @@ def _build_lp(problem: SchedulingProblem) -> tuple[highspy.HighsLp, IntArray, In
     not_first = step[x_with_soc] > 0
     add(dyn_row[not_first], s_col[np.flatnonzero(not_first) - 1], -1.0)
     n_rows = n_isps + n + n_s
+    if position is not None:
+        # Rows after the others, so the pool rows stay the first n_isps (PoolLp.set_pool_bounds).
+        position_row = n_rows + np.arange(n_isps)
+        add(position_row[isp], x_cols, 1.0)
+        add(position_row, dev_above_col, -1.0)
+        add(position_row, dev_below_col, 1.0)
+        n_rows += n_isps
 
     row_lower = np.zeros(n_rows)
     row_upper = np.zeros(n_rows)
@@ -160,6 +178,10 @@ def _build_lp(problem: SchedulingProblem) -> tuple[highspy.HighsLp, IntArray, In
     row_upper[energy_row] = np.where(charge_sessions, energy_upper_kwh(problem), np.inf)
     row_lower[dyn_row] = np.where(not_first, 0.0, problem.soc_kwh[soc_owner])
     row_upper[dyn_row] = row_lower[dyn_row]
+    if position is not None:
+        committed = np.where(np.isfinite(position), position, 0.0)
+        row_lower[position_row] = np.where(np.isfinite(position), committed, -np.inf)
+        row_upper[position_row] = np.where(np.isfinite(position), committed, np.inf)
 
     matrix = sparse.csc_matrix(
         (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n_rows, n_cols)

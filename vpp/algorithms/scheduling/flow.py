@@ -77,9 +77,7 @@ class _PriceOrderFlow:
 
     def _inflow(self, movers: IntArray, room_kw: FloatArray, done_cols: IntArray) -> FloatArray:
         """Power each served ISP could hand to the ``movers`` (sessions with ``room_kw`` at the ISP being reached)."""
-        inflow = np.zeros(done_cols.size)
-        for k, col in enumerate(done_cols):
-            inflow[k] = np.minimum(self.x[movers, col], room_kw).sum()
+        inflow: FloatArray = np.minimum(self.x[np.ix_(movers, done_cols)], room_kw[:, None]).sum(axis=0)
         return inflow
 
     def _augment(self, t: int) -> bool:
@@ -151,4 +149,44 @@ def price_order_flow(
     flow = _PriceOrderFlow(cap_kw, need_kw_isps, pool_cap_kw)
     for t in order:
         flow.serve(int(t))
+    return np.ascontiguousarray(flow.x)
+
+
+class _SegmentFlow(_PriceOrderFlow):
+    """The price-order flow over ISP segments: a segment opens more of its ISP's pool power at its own price.
+
+    An ISP whose cost is convex and piecewise linear in the pool's power (a floor served first, a committed
+    position below which power is cheaper than above) is split into segments of pool power, each an element
+    of the polymatroid with its own cost. Segments are served in cost order; a segment's room replaces what
+    the ISP's previous segment left unused (that room found no flow then, and the greedy never revisits an
+    element), so each ISP draws at most the sum of its segments.
+    """
+
+    def __init__(self, cap_kw: FloatArray, need_kw_isps: FloatArray) -> None:
+        super().__init__(cap_kw, need_kw_isps, np.zeros(cap_kw.shape[1]))
+
+    def serve_segment(self, t: int, room_kw: float) -> None:
+        if not self.done[t]:
+            self.future_kw_isps -= self.cap[:, t]
+        self.pool_left[t] = room_kw
+        self._fill_directly(t)
+        while self.pool_left[t] > _EPS_KW and self._augment(t):
+            pass
+        self.done[t] = True
+        self.blocked |= (self.need > _EPS_KW) & (self.cap[:, t] - self.x[:, t] > _EPS_KW)
+
+
+def segment_order_flow(
+    cap_kw: FloatArray, need_kw_isps: FloatArray, segment_isp: IntArray, segment_kw: FloatArray, order: IntArray
+) -> FloatArray:
+    """Cheapest charge-only schedule when ISPs are split into pool-power segments served in ``order`` (exact).
+
+    Segment k opens ``segment_kw[k]`` more pool power at ISP ``segment_isp[k]``; ``order`` lists segment indices
+    from cheapest to dearest, an ISP's segments in increasing marginal cost (convex), so each is served after
+    the ISP's cheaper ones.
+    """
+    flow = _SegmentFlow(cap_kw, need_kw_isps)
+    for k in order:
+        if segment_kw[k] > _EPS_KW:
+            flow.serve_segment(int(segment_isp[k]), float(segment_kw[k]))
     return np.ascontiguousarray(flow.x)

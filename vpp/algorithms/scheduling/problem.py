@@ -25,6 +25,10 @@ class SchedulingProblem:
     """One scheduling instance; per-ISP arrays have length ``n_isps``, per-session arrays ``n_sessions``.
 
     Missing pool bounds are +inf (max) and -inf (min); battery fields are NaN for charge-only sessions.
+
+    Optional, for planning against a committed position: ``position_kw`` per ISP (NaN where the pool holds
+    none) is what the pool bought; leaving it costs ``imbalance_eur_per_mwh`` per MWh either way, on top of
+    the price. ``session_max_kw`` (sessions x ISPs) caps a session's power per ISP below its ``max_kw``.
     """
 
     start: datetime | None
@@ -41,6 +45,9 @@ class SchedulingProblem:
     battery_kwh: FloatArray
     soc_kwh: FloatArray
     min_soc_kwh: FloatArray
+    position_kw: FloatArray | None = None
+    imbalance_eur_per_mwh: float = 0.0
+    session_max_kw: FloatArray | None = None
 
     @property
     def n_isps(self) -> int:
@@ -58,6 +65,19 @@ class SchedulingProblem:
     @property
     def has_pool_limits(self) -> bool:
         return bool(np.isfinite(self.pool_max_kw).any() or np.isfinite(self.pool_min_kw).any())
+
+    @property
+    def has_position(self) -> bool:
+        """A committed position with a price for leaving it."""
+        return bool(self.position_kw is not None and self.imbalance_eur_per_mwh > 0.0
+                    and np.isfinite(self.position_kw).any())
+
+    def max_kw_by_isp(self) -> FloatArray:
+        """Sessions x ISPs: each session's upper power bound per ISP (``max_kw`` unless capped per ISP)."""
+        upper = np.broadcast_to(self.max_kw[:, None], (self.n_sessions, self.n_isps))
+        if self.session_max_kw is None:
+            return np.array(upper)
+        return np.minimum(upper, self.session_max_kw)
 
 
 @dataclass(frozen=True, eq=False)
@@ -173,7 +193,12 @@ def problem_from_instance(instance: Mapping[str, object]) -> SchedulingProblem:
         session_ids=tuple(ids),
         arrival=arrival,
         departure=departure,
-        **columns,
+        energy_kwh=columns["energy_kwh"],
+        max_kw=columns["max_kw"],
+        min_kw=columns["min_kw"],
+        battery_kwh=columns["battery_kwh"],
+        soc_kwh=columns["soc_kwh"],
+        min_soc_kwh=columns["min_soc_kwh"],
     )
 
 

@@ -1,0 +1,139 @@
+"""Re-planning a pool on a real database: the stored plan, the snapshot's planned power and the re-plan events."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.integration.portfolio_support import add_cpo, add_location, add_session
+from vpp.algorithms.dispatch import PoolLimits, pool_baseline_kw
+from vpp.commitments import service as commitments
+from vpp.config import Settings
+from vpp.db import unit_of_work
+from vpp.domain.commitments import CommitmentKind, CommitmentValue
+from vpp.domain.isp import ISP, floor_to_isp
+from vpp.jobs.tables import JobRun
+from vpp.portfolio import needs, topology
+from vpp.portfolio.needs import NeedInput
+from vpp.portfolio.planning import BackgroundReplanner, PlanSettings, replan
+from vpp.portfolio.service import DispatchPools, PortfolioService
+from vpp.portfolio.tables import PoolPlan
+from workers.runtime import Runtime, set_runtime
+
+NOW = floor_to_isp(datetime.now(UTC))
+POOL = "zone:NL"
+TOPOLOGY = """ean,dso,site_id,site_capacity_kw,party,location_id,category
+871000000000000001,Stedin,depot,,NL/CPA,LOC1,workplace
+"""
+
+
+def _flat_prices(isps: list[datetime]) -> np.ndarray:
+    return np.full(len(isps), 80.0)
+
+
+def _fleet(factory: sessionmaker[Session], cars: int = 3) -> list[str]:
+    cid = add_cpo(factory)
+    add_location(factory, cid, location_id="LOC1", evses=cars, at=NOW - timedelta(days=1))
+    ids = [add_session(factory, cid, session_id=f"S{k}", location_id="LOC1", evse=k, start=NOW - timedelta(hours=1),
+                       delivered_kwh=2.0, power_kw=11.0, token_uid=f"CAR{k}") for k in range(cars)]
+    with unit_of_work(factory) as db:
+        topology.import_topology_csv(db, TOPOLOGY)
+        # Each car needs one more hour at full power (11.04 kW) and leaves in three.
+        for sid in ids:
+            needs.put_need(db, sid, NeedInput(departure=NOW + timedelta(hours=3), energy_kwh=2.0 + 11.04), now=NOW)
+    return ids
+
+
+def _commit(factory: sessionmaker[Session], kind: CommitmentKind, kw: float, isps: range,
+            price: float | None = None) -> None:
+    with unit_of_work(factory) as db:
+        commitments.record(db, [CommitmentValue(pool=POOL, isp_start=NOW + k * ISP, kind=kind, power_kw=kw,
+                                                source="test", reference="t", price_eur_per_mwh=price)
+                                for k in isps])
+
+
+def test_a_replan_stores_per_car_plans_that_meet_the_needs_and_the_snapshot_carries_them(
+    session_factory: sessionmaker[Session],
+) -> None:
+    ids = _fleet(session_factory)
+    # Cleared prices: dear now, cheap in the second hour; the pool bought nothing in the first hour.
+    _commit(session_factory, CommitmentKind.DAY_AHEAD_SCHEDULE, 0.0, range(4), price=300.0)
+    _commit(session_factory, CommitmentKind.DAY_AHEAD_SCHEDULE, 33.12, range(4, 8), price=20.0)
+    portfolio = PortfolioService(session_factory)
+    settings = PlanSettings(imbalance_eur_per_mwh=50.0)
+    with unit_of_work(session_factory) as db:
+        row = replan(db, portfolio, POOL, NOW, settings, price_forecast=_flat_prices)
+        assert row is not None
+        assert sorted(row.session_ids) == sorted(ids)
+        assert row.isps == settings.stored_isps
+    with session_factory() as db:
+        stored = db.get(PoolPlan, POOL)
+        assert stored is not None and stored.status in ("optimal", "feasible", "optimal-aggregate")
+        # Nothing in the dear committed hour, the committed 33.12 kW in the cheap one.
+        assert stored.pool_kw[:4] == pytest.approx([0.0] * 4, abs=1e-6)
+        assert stored.pool_kw[4:8] == pytest.approx([33.12] * 4, abs=1e-3)
+    snapshot, stale = portfolio.planned_snapshot(POOL, NOW + timedelta(hours=1, minutes=1))
+    assert snapshot is not None and snapshot.planned_kw is not None
+    assert snapshot.planned_kw == pytest.approx([11.04, 11.04, 11.04], abs=1e-3)
+    assert stale == "isp"
+    assert pool_baseline_kw(snapshot, PoolLimits(schedule_kw=5.0)) == pytest.approx(33.12, abs=1e-3)
+
+
+def test_a_new_commitment_or_an_arrival_makes_the_plan_stale_and_the_dispatcher_source_replans(
+    session_factory: sessionmaker[Session],
+) -> None:
+    _fleet(session_factory, cars=2)
+    portfolio = PortfolioService(session_factory)
+    settings = PlanSettings(event_min_seconds=0.0)
+    planner = BackgroundReplanner(session_factory, portfolio, settings)
+    source = DispatchPools(portfolio, planner=planner)
+    try:
+        assert source.snapshot(POOL, NOW) is not None
+        planner.wait()
+        assert planner.runs == 1
+        snapshot, stale = portfolio.planned_snapshot(POOL, NOW, event_min_seconds=0.0)
+        assert snapshot is not None and snapshot.planned_kw is not None and stale is None
+        _commit(session_factory, CommitmentKind.AFRR_CAPACITY_UP, 11.0, range(8))
+        assert portfolio.planned_snapshot(POOL, NOW, event_min_seconds=0.0)[1] == "commitment"
+        source.snapshot(POOL, NOW)
+        planner.wait()
+        snapshot, stale = portfolio.planned_snapshot(POOL, NOW, event_min_seconds=0.0)
+        assert stale is None and snapshot is not None and snapshot.planned_kw is not None
+        # 11 kW of up capacity kept: the pool plans to draw at least that much now.
+        assert float(np.sum(snapshot.planned_kw)) >= 11.0 - 1e-3
+        cid = add_cpo(session_factory, name="cpo-b")
+        add_location(session_factory, cid, location_id="LOC9", evses=1, party="NL/CPB", at=NOW - timedelta(days=1))
+        add_session(session_factory, cid, session_id="N1", location_id="LOC9", evse=0, party="NL/CPB",
+                    start=NOW, token_uid="NEW")
+        portfolio.invalidate()
+        snapshot, stale = portfolio.planned_snapshot(POOL, NOW, event_min_seconds=0.0)
+        assert stale == "arrival or departure"
+        assert snapshot is not None and snapshot.planned_kw is not None
+        # The new car has no plan yet.
+        assert int(np.isnan(snapshot.planned_kw).sum()) == 1
+    finally:
+        source.close()
+
+
+def test_the_beat_task_plans_every_zone_pool_each_isp_and_records_its_run(
+    session_factory: sessionmaker[Session], settings: Settings,
+) -> None:
+    from workers.schedule import periodic_jobs
+    from workers.tasks import planning as plan_tasks
+
+    assert {job.task_name: job.every_seconds for job in periodic_jobs(settings)}["plan.replan_pools"] == 900.0
+    ids = _fleet(session_factory, cars=2)
+    set_runtime(Runtime(settings=settings, session_factory=session_factory))
+    result = plan_tasks.replan_pools.apply(kwargs={"at": NOW.isoformat()}).get()
+    assert result["status"] == "ok" and list(result["planned"]) == [POOL], result
+    assert result["planned"][POOL]["sessions"] == 2
+    one = plan_tasks.replan_pool.apply(kwargs={"pool": POOL, "at": NOW.isoformat()}).get()
+    assert one["status"] == "ok" and one["sessions"] == 2
+    with session_factory() as db:
+        stored = db.get(PoolPlan, POOL)
+        assert stored is not None and sorted(stored.session_ids) == sorted(ids)
+        assert [r.name for r in db.scalars(select(JobRun))] == ["plan.replan_pools"]

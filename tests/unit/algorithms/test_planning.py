@@ -1,0 +1,169 @@
+"""Per-car plans: hand-computed cases for position, headroom, caps and SoC floors; the fast paths against the LP."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vpp.algorithms import planning
+from vpp.algorithms.planning import PlanProblem, plan_pool
+from vpp.algorithms.scheduling import SchedulingProblem, solve_exact_lp, solve_schedule
+from vpp.domain.errors import InvalidInput
+
+# One ISP at 11 kW is 2.75 kWh.
+FULL_ISP_KWH = 2.75
+
+
+def _sessions(prices: list[float], *, energy: list[float], max_kw: float = 11.0, arrival: list[int] | None = None,
+              departure: list[int] | None = None, position: list[float] | None = None, imbalance: float = 0.0,
+              session_max: np.ndarray | None = None, min_kw: list[float] | None = None,
+              battery: list[float] | None = None, soc: list[float] | None = None,
+              min_soc: list[float] | None = None) -> SchedulingProblem:
+    n, t = len(energy), len(prices)
+    nan = np.full(n, np.nan)
+    return SchedulingProblem(
+        start=None, isp_hours=0.25, prices_eur_per_mwh=np.array(prices, dtype=np.float64),
+        pool_max_kw=np.full(t, np.inf), pool_min_kw=np.full(t, -np.inf),
+        session_ids=tuple(f"car{k}" for k in range(n)),
+        arrival=np.array(arrival or [0] * n, dtype=np.int64), departure=np.array(departure or [t] * n, dtype=np.int64),
+        energy_kwh=np.array(energy, dtype=np.float64), max_kw=np.full(n, max_kw),
+        min_kw=np.array(min_kw or [0.0] * n, dtype=np.float64),
+        battery_kwh=nan if battery is None else np.array(battery, dtype=np.float64),
+        soc_kwh=nan if soc is None else np.array(soc, dtype=np.float64),
+        min_soc_kwh=nan if min_soc is None else np.array(min_soc, dtype=np.float64),
+        position_kw=None if position is None else np.array(position, dtype=np.float64),
+        imbalance_eur_per_mwh=imbalance, session_max_kw=session_max)
+
+
+def _problem(sessions: SchedulingProblem, *, up: list[float] | None = None, down: list[float] | None = None,
+             group: list[int] | None = None, group_max: list[list[float]] | None = None,
+             present: list[bool] | None = None) -> PlanProblem:
+    t, n = sessions.n_isps, sessions.n_sessions
+    return PlanProblem(
+        sessions=sessions, present=np.array(present or [True] * n),
+        up_headroom_kw=np.array(up or [0.0] * t, dtype=np.float64),
+        down_headroom_kw=np.array(down or [0.0] * t, dtype=np.float64),
+        session_group=np.array(group or [-1] * n, dtype=np.int64),
+        group_max_kw=np.array(group_max if group_max is not None else np.zeros((0, t)), dtype=np.float64))
+
+
+@pytest.mark.parametrize(("imbalance", "charged_at"), [(0.0, 1), (20.0, 1), (30.0, 0)])
+def test_a_car_leaves_the_committed_position_only_when_the_price_gap_pays_twice_the_imbalance(
+    imbalance: float, charged_at: int
+) -> None:
+    # 100 vs 50 EUR/MWh; the pool bought 11 kW at the dear ISP. Moving 2.75 kWh saves 2.75 * 50 / 1000 = 0.1375 EUR
+    # and costs 2 * 2.75 * imbalance / 1000 (short at ISP 0, long at ISP 1): worth it below 25 EUR/MWh.
+    plan = plan_pool(_problem(_sessions([100.0, 50.0], energy=[FULL_ISP_KWH], position=[11.0, 0.0],
+                                        imbalance=imbalance)))
+    expected = np.zeros(2)
+    expected[charged_at] = 11.0
+    assert plan.schedule_kw[0] == pytest.approx(expected)
+    assert plan.imbalance_kwh == pytest.approx(0.0 if charged_at == 0 else 2 * FULL_ISP_KWH)
+
+
+def test_awarded_down_capacity_is_kept_free_so_the_car_charges_where_it_is_dearer() -> None:
+    # 11 kW down at ISP 0: the car's whole power must stay free there.
+    plan = plan_pool(_problem(_sessions([50.0, 100.0], energy=[FULL_ISP_KWH]), down=[11.0, 0.0]))
+    assert plan.schedule_kw[0] == pytest.approx([0.0, 11.0])
+
+
+def test_awarded_up_capacity_keeps_the_pool_drawing_at_least_that_much() -> None:
+    # 5 kW up at the dear ISP 1: the car draws 5 kW there (1.25 kWh) and the other 1.5 kWh (6 kW) at ISP 0.
+    plan = plan_pool(_problem(_sessions([50.0, 100.0], energy=[FULL_ISP_KWH]), up=[0.0, 5.0]))
+    assert plan.schedule_kw[0] == pytest.approx([6.0, 5.0])
+
+
+def test_a_congestion_cap_on_a_group_moves_its_second_car_to_the_dearer_isp() -> None:
+    sessions = _sessions([50.0, 100.0], energy=[FULL_ISP_KWH, FULL_ISP_KWH, FULL_ISP_KWH])
+    plan = plan_pool(_problem(sessions, group=[0, 0, -1], group_max=[[11.0, np.inf]]))
+    assert plan.schedule_kw[:2, 0].sum() == pytest.approx(11.0)
+    assert plan.schedule_kw[:2, 1].sum() == pytest.approx(11.0)
+    # The car outside the group still charges at the cheap ISP.
+    assert plan.schedule_kw[2] == pytest.approx([11.0, 0.0])
+    assert plan.unmet_kwh == pytest.approx([0.0, 0.0, 0.0])
+
+
+def test_a_curtailed_device_is_planned_within_its_cap_and_gets_the_rest_later() -> None:
+    cap = np.array([[4.2, np.inf]])
+    plan = plan_pool(_problem(_sessions([50.0, 100.0], energy=[FULL_ISP_KWH], session_max=cap)))
+    assert plan.schedule_kw[0] == pytest.approx([4.2, 11.0 - 4.2])
+
+
+def test_a_v2g_car_discharges_into_the_dear_isp_only_down_to_its_soc_floor() -> None:
+    # 1 kWh above the floor: 4 kW out at 200 EUR/MWh, 4 kW back at 50; it leaves with the state it came with.
+    plan = plan_pool(_problem(_sessions([200.0, 50.0], energy=[0.0], min_kw=[-11.0], battery=[50.0], soc=[16.0],
+                                        min_soc=[15.0])))
+    assert plan.schedule_kw[0] == pytest.approx([-4.0, 4.0], abs=1e-6)
+
+
+def test_forecast_arrivals_shape_the_plan_but_only_present_cars_get_rows() -> None:
+    # The forecast car arrives at ISP 1 and must charge there; under a pool cap of 11 kW the present car,
+    # which could charge at either, takes ISP 0 although ISP 1 is cheaper.
+    sessions = _sessions([60.0, 50.0], energy=[FULL_ISP_KWH, FULL_ISP_KWH], arrival=[0, 1], departure=[2, 2])
+    sessions = SchedulingProblem(**{**{f: getattr(sessions, f) for f in sessions.__dataclass_fields__},
+                                    "pool_max_kw": np.array([11.0, 11.0])})
+    plan = plan_pool(_problem(sessions, present=[True, False]))
+    assert plan.session_ids == ("car0",)
+    assert plan.schedule_kw == pytest.approx(np.array([[11.0, 0.0]]))
+    assert plan.forecast_kw == pytest.approx([0.0, 11.0])
+
+
+def test_bad_plan_problems_are_refused() -> None:
+    sessions = _sessions([50.0, 100.0], energy=[1.0])
+    with pytest.raises(InvalidInput):
+        plan_pool(_problem(sessions, up=[-1.0, 0.0]))
+    with pytest.raises(InvalidInput):
+        plan_pool(_problem(sessions, group=[3]))
+
+
+def _random(rng: np.random.Generator, n: int, t: int) -> SchedulingProblem:
+    arrival = rng.integers(0, t - 2, n)
+    departure = np.minimum(arrival + rng.integers(2, 12, n), t)
+    max_kw = rng.choice([3.7, 7.4, 11.0], n)
+    energy = rng.uniform(0.1, 1.0, n) * max_kw * (departure - arrival) * 0.25 * 0.8
+    nan = np.full(n, np.nan)
+    pool_max = np.full(t, np.inf)
+    pool_max[5:9] = 15.0
+    pool_min = np.full(t, -np.inf)
+    pool_min[12:14] = 5.0
+    session_max = np.where(rng.random((n, t)) < 0.1, 4.2, np.inf)
+    return SchedulingProblem(
+        start=None, isp_hours=0.25, prices_eur_per_mwh=rng.uniform(20, 150, t), pool_max_kw=pool_max,
+        pool_min_kw=pool_min, session_ids=tuple(f"s{k}" for k in range(n)), arrival=arrival, departure=departure,
+        energy_kwh=energy, max_kw=max_kw, min_kw=np.zeros(n), battery_kwh=nan, soc_kwh=nan, min_soc_kwh=nan,
+        position_kw=np.where(np.arange(t) < 16, rng.uniform(0, 40, t), np.nan), imbalance_eur_per_mwh=30.0,
+        session_max_kw=session_max)
+
+
+def _objective(problem: SchedulingProblem, schedule: np.ndarray) -> float:
+    pool = schedule.sum(axis=0)
+    assert problem.position_kw is not None
+    committed = np.isfinite(problem.position_kw)
+    off = np.abs(pool - np.where(committed, problem.position_kw, 0.0))[committed].sum()
+    return float(problem.prices_eur_per_mwh @ pool + problem.imbalance_eur_per_mwh * off) * 0.25 / 1000.0
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_segment_flow_matches_the_exact_lp_with_position_floors_and_caps(seed: int) -> None:
+    problem = _random(np.random.default_rng(seed), 30, 24)
+    fast = solve_schedule(problem)
+    exact = solve_exact_lp(problem, solver="simplex")
+    assert fast.method == "charge-segment-order-flow"
+    assert fast.unmet_kwh.sum() == pytest.approx(exact.unmet_kwh.sum(), abs=1e-6)
+    assert _objective(problem, fast.schedule_kw) == pytest.approx(_objective(problem, exact.schedule_kw), abs=1e-6)
+    assert (fast.schedule_kw <= problem.max_kw_by_isp() + 1e-9).all()
+
+
+def test_a_large_pool_goes_by_aggregate_and_least_laxity_and_stays_close_to_the_exact_plan(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    problem = _random(np.random.default_rng(11), 120, 32)
+    exact = plan_pool(_problem(problem))
+    monkeypatch.setattr(planning, "EXACT_MAX_CELLS", 0)
+    fast = plan_pool(_problem(problem))
+    assert "aggregate-lp" in fast.method and "aggregate-lp" not in exact.method
+    # Every need the exact plan meets is met, within each car's caps and windows.
+    assert fast.unmet_kwh.sum() <= exact.unmet_kwh.sum() + 1e-6
+    assert (fast.schedule_kw <= problem.max_kw_by_isp() + 1e-9).all()
+    assert (fast.schedule_kw[~planning.window_mask(problem)] == 0.0).all()
+    assert _objective(problem, fast.schedule_kw) <= 1.15 * _objective(problem, exact.schedule_kw)

@@ -1,0 +1,317 @@
+"""Per-car plans on a rolling horizon (model-predictive), pure: what each car does when nothing is activated.
+
+A pool's present sessions and its forecast arrivals are scheduled from now to the last departure (the caller
+makes the horizon reach at least the end of the next delivery day) with the exact fast scheduler
+(``solve_schedule``), against:
+
+* the price of energy: cleared day-ahead prices where known, a forecast beyond them;
+* the committed day-ahead position: every kWh away from it, either way, costs ``imbalance_eur_per_mwh``;
+* awarded aFRR capacity, kept free in every ISP of its product: the pool plans at least ``up_headroom_kw`` above
+  what its cars must draw at the least (so it can reduce by that much) and at most its cars' maximum minus
+  ``down_headroom_kw`` (so it can add that much);
+* caps: the pool's own (congestion limits), groups' (sites, congestion points) and per session and ISP (§14a);
+  a V2G session's state of charge stays within its floor and battery (the scheduler's LP).
+
+A capped group is planned first, on its own under its cap and against prices; the rest of the pool is then
+planned against what is left of the position and the pool bounds. Each group is scheduled exactly; the split is
+not (the group does not see the position), which costs imbalance only where a group's cap binds. A session in
+two capped groups is planned under the first group's cap only (the dispatcher still holds every cap).
+
+Large coupled pools. ``solve_schedule`` is exact (the segment flow honours position, floors and caps), but its
+augmenting paths grow faster than linearly with the sessions (a 10,000-session pool with a position took tens
+of seconds). Above ``EXACT_MAX_CELLS`` session-ISPs a charge-only pool is planned in two steps instead: the pool
+profile by a small LP over its aggregate bounds (per ISP the most its cars can draw, cumulative energy between
+what the needs force by then and what the cars can have taken), then split over the cars in time order, least
+laxity first, each car drawing at least what keeps its need feasible. The aggregate bounds are an outer
+approximation (prefix sets of ISPs only), so the split can leave the profile where no car can follow it; the
+needs come first there. ``Plan.method`` says which way a pool went.
+
+Only the present sessions' rows are the plan; forecast arrivals shape it (they need energy and room later) and
+are reported as one pool profile.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, fields
+
+import highspy
+import numpy as np
+from numpy.typing import NDArray
+from scipy import sparse
+
+from vpp.algorithms.scheduling import SchedulingProblem, solve_schedule
+from vpp.algorithms.scheduling.model import INFEASIBLE, OPTIMAL, window_mask
+from vpp.domain.errors import InvalidInput
+
+# Above this many session-ISPs a coupled charge-only pool is planned by aggregate LP and least-laxity split.
+EXACT_MAX_CELLS = 150_000
+_SOFT_EUR_PER_KWH = 1.0e3
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+BoolArray = NDArray[np.bool_]
+
+
+@dataclass(frozen=True, eq=False)
+class PlanProblem:
+    """One pool to plan.
+
+    ``sessions`` carries the horizon, prices, the pool's own bounds, the committed position and imbalance price,
+    and every session (present and forecast) with its per-ISP caps. ``present`` marks the sessions plugged in
+    now. ``session_group`` names each session's capped group (-1: none), ``group_max_kw`` is groups x ISPs
+    (+inf where a group has no cap). Headroom is kW per ISP (>= 0).
+    """
+
+    sessions: SchedulingProblem
+    present: BoolArray
+    up_headroom_kw: FloatArray
+    down_headroom_kw: FloatArray
+    session_group: IntArray
+    group_max_kw: FloatArray
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """Planned power of the present sessions (rows of ``schedule_kw``), and the pool with forecast arrivals."""
+
+    session_ids: tuple[str, ...]
+    schedule_kw: FloatArray
+    pool_kw: FloatArray
+    forecast_kw: FloatArray
+    unmet_kwh: FloatArray
+    energy_cost_eur: float
+    imbalance_kwh: float
+    status: str
+    method: str
+    seconds: float
+
+
+def _check(problem: PlanProblem) -> None:
+    s = problem.sessions
+    n, t = s.n_sessions, s.n_isps
+    if problem.present.shape != (n,) or problem.session_group.shape != (n,):
+        raise InvalidInput("present and session_group must have one entry per session")
+    if problem.up_headroom_kw.shape != (t,) or problem.down_headroom_kw.shape != (t,):
+        raise InvalidInput("headroom must have one value per ISP")
+    if (problem.up_headroom_kw < 0).any() or (problem.down_headroom_kw < 0).any():
+        raise InvalidInput("headroom is a magnitude and cannot be negative")
+    groups = problem.group_max_kw.shape[0] if problem.group_max_kw.ndim == 2 else -1
+    if problem.group_max_kw.ndim != 2 or problem.group_max_kw.shape[1] != t:
+        raise InvalidInput("group_max_kw must be groups x ISPs")
+    if (problem.session_group >= groups).any():
+        raise InvalidInput("session_group names a group that group_max_kw does not have")
+
+
+def subproblem(problem: SchedulingProblem, rows: IntArray, **changes: object) -> SchedulingProblem:
+    """The sessions ``rows`` of ``problem`` (same horizon and prices), with ``changes`` to pool-level fields."""
+    per_session = {"session_ids", "arrival", "departure", "energy_kwh", "max_kw", "min_kw", "battery_kwh",
+                   "soc_kwh", "min_soc_kwh", "session_max_kw"}
+    values: dict[str, object] = {}
+    for f in fields(problem):
+        value = getattr(problem, f.name)
+        if f.name == "session_ids":
+            value = tuple(problem.session_ids[int(k)] for k in rows)
+        elif f.name in per_session and value is not None:
+            value = value[rows]
+        values[f.name] = value
+    values.update(changes)
+    return SchedulingProblem(**values)  # type: ignore[arg-type]
+
+
+def headroom_bounds(problem: PlanProblem, cap_kw: FloatArray | None = None) -> tuple[FloatArray, FloatArray]:
+    """The pool's bounds with the awarded aFRR headroom reserved: (min_kw, max_kw) per ISP.
+
+    ``cap_kw`` is the sessions' power caps inside their windows (``session_caps``), when already at hand.
+    """
+    s = problem.sessions
+    cap = session_caps(s) if cap_kw is None else cap_kw
+    most = cap.sum(axis=0)
+    least = (np.minimum(s.min_kw, 0.0)[:, None] * (cap > 0.0)).sum(axis=0)
+    up, down = problem.up_headroom_kw, problem.down_headroom_kw
+    pool_max = np.where(down > 0, np.minimum(s.pool_max_kw, most - down), s.pool_max_kw)
+    pool_min = np.where(up > 0, np.maximum(s.pool_min_kw, least + up), s.pool_min_kw)
+    # Headroom the cars cannot give is not planned against: the pool stays within what its cars can draw.
+    pool_max = np.maximum(pool_max, np.minimum(least, s.pool_max_kw))
+    pool_min = np.minimum(pool_min, pool_max)
+    return pool_min, pool_max
+
+
+def plan_pool(problem: PlanProblem) -> Plan:
+    """Per-session plans of the pool (see the module docstring)."""
+    started = time.perf_counter()
+    _check(problem)
+    s = problem.sessions
+    cap = session_caps(s)
+    pool_min, pool_max = headroom_bounds(problem, cap)
+    schedule = np.zeros((s.n_sessions, s.n_isps))
+    methods: list[str] = []
+    statuses: list[str] = []
+    capped = np.isfinite(problem.group_max_kw).any(axis=1) if problem.group_max_kw.size else np.zeros(0, bool)
+    planned = np.zeros(s.n_isps)
+    for g in np.flatnonzero(capped):
+        rows = np.flatnonzero(problem.session_group == g).astype(np.int64)
+        if rows.size == 0:
+            continue
+        group = subproblem(s, rows, pool_max_kw=problem.group_max_kw[g].astype(np.float64),
+                           pool_min_kw=np.full(s.n_isps, -np.inf), position_kw=None, imbalance_eur_per_mwh=0.0)
+        result = solve_schedule(group)
+        schedule[rows] = result.schedule_kw
+        planned += result.pool_kw
+        methods.append(result.method)
+        statuses.append(result.status)
+    rest = np.flatnonzero(~np.isin(problem.session_group, np.flatnonzero(capped))).astype(np.int64)
+    position = None if s.position_kw is None else s.position_kw - planned
+    remaining = subproblem(s, rest, pool_max_kw=pool_max - planned, pool_min_kw=pool_min - planned,
+                           position_kw=position)
+    if rest.size:
+        coupled = remaining.has_position or remaining.has_pool_limits
+        large = remaining.n_sessions * remaining.n_isps > EXACT_MAX_CELLS
+        if coupled and large and not remaining.is_v2g.any():
+            schedule[rest] = aggregate_then_split(remaining, cap[rest])
+            methods.append("aggregate-lp+least-laxity-split")
+            met = float(np.max(remaining.energy_kwh - schedule[rest].sum(axis=1) * s.isp_hours, initial=0.0))
+            statuses.append("feasible" if met > 1e-3 else "optimal-aggregate")
+        else:
+            result = solve_schedule(remaining)
+            schedule[rest] = result.schedule_kw
+            methods.append(result.method)
+            statuses.append(result.status)
+    pool_kw = schedule.sum(axis=0)
+    present = problem.present
+    unmet = np.maximum(s.energy_kwh - schedule.sum(axis=1) * s.isp_hours, 0.0)
+    imbalance = 0.0
+    if s.position_kw is not None:
+        committed = np.isfinite(s.position_kw)
+        imbalance = float(np.abs(pool_kw - np.where(committed, s.position_kw, 0.0))[committed].sum() * s.isp_hours)
+    if INFEASIBLE in statuses:
+        status = INFEASIBLE
+    elif any(x not in (OPTIMAL, "optimal-aggregate") for x in statuses):
+        status = "feasible"
+    elif "optimal-aggregate" in statuses:
+        status = "optimal-aggregate"
+    else:
+        # Each part is exact; the split between capped groups and the rest is not proven optimal.
+        status = OPTIMAL if len(statuses) <= 1 else "feasible"
+    return Plan(
+        session_ids=tuple(s.session_ids[int(k)] for k in np.flatnonzero(present)),
+        schedule_kw=schedule[present],
+        pool_kw=pool_kw,
+        forecast_kw=schedule[~present].sum(axis=0),
+        unmet_kwh=unmet[present],
+        energy_cost_eur=float(s.prices_eur_per_mwh @ pool_kw) * s.isp_hours / 1000.0,
+        imbalance_kwh=imbalance,
+        status=status,
+        method="+".join(dict.fromkeys(methods)) or "empty",
+        seconds=time.perf_counter() - started,
+    )
+
+
+
+def session_caps(problem: SchedulingProblem) -> FloatArray:
+    """Sessions x ISPs: each session's charging power cap inside its window, 0 outside."""
+    mask = window_mask(problem)
+    upper = problem.max_kw[:, None] if problem.session_max_kw is None else problem.max_kw_by_isp()
+    cap: FloatArray = np.where(mask, np.maximum(upper, 0.0), 0.0)
+    return cap
+
+
+def _needs(problem: SchedulingProblem, cap_kw: FloatArray) -> FloatArray:
+    """Each need within what its window allows."""
+    need: FloatArray = np.minimum(np.maximum(problem.energy_kwh, 0.0), cap_kw.sum(axis=1) * problem.isp_hours)
+    return need
+
+
+def aggregate_profile(problem: SchedulingProblem, cap: FloatArray) -> FloatArray:
+    """The pool profile of least cost (price, imbalance) within the pool's aggregate bounds (charge-only)."""
+    h, t_count = problem.isp_hours, problem.n_isps
+    need = _needs(problem, cap)
+    done_by = np.cumsum(cap, axis=1) * h
+    upper_energy = np.minimum(need[:, None], done_by).sum(axis=0)
+    # A need minus what the rest of the window can still take: E_t >= sum of max(need - (total - done_by_t), 0).
+    lower_energy = np.maximum(done_by - (cap.sum(axis=1) * h - need)[:, None], 0.0).sum(axis=0)
+    most_kw = np.minimum(cap, need[:, None] / h).sum(axis=0)
+    position = problem.position_kw if problem.has_position else None
+    # Columns: P (pool power), E (cumulative energy), over/under the pool bounds, above/below the position.
+    p = np.arange(t_count)
+    e, over, under, above, below = (p + k * t_count for k in range(1, 6))
+    n_cols = 6 * t_count
+    cost = np.zeros(n_cols)
+    cost[p] = problem.prices_eur_per_mwh * h / 1000.0
+    cost[over] = cost[under] = _SOFT_EUR_PER_KWH * h
+    lower = np.zeros(n_cols)
+    upper = np.full(n_cols, np.inf)
+    upper[p] = most_kw
+    lower[e] = lower_energy
+    upper[e] = np.maximum(upper_energy, lower_energy)
+    upper[over[~np.isfinite(problem.pool_max_kw)]] = 0.0
+    upper[under[~np.isfinite(problem.pool_min_kw)]] = 0.0
+    committed = np.zeros(t_count, dtype=bool) if position is None else np.isfinite(position)
+    cost[above] = cost[below] = problem.imbalance_eur_per_mwh * h / 1000.0
+    upper[above[~committed]] = upper[below[~committed]] = 0.0
+    # Rows: energy balance E_t - E_(t-1) - h P_t = 0; pool bounds P - over + under; position P - above + below.
+    rows = [p, p, p[1:], p + t_count, p + t_count, p + t_count, p + 2 * t_count, p + 2 * t_count,
+            p + 2 * t_count]
+    cols = [e, p, e[:-1], p, over, under, p, above, below]
+    vals = [np.ones(t_count), np.full(t_count, -h), -np.ones(t_count - 1), np.ones(t_count), -np.ones(t_count),
+            np.ones(t_count), np.ones(t_count), -np.ones(t_count), np.ones(t_count)]
+    matrix = sparse.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                               shape=(3 * t_count, n_cols))
+    row_lower = np.concatenate([np.zeros(t_count), np.where(np.isfinite(problem.pool_min_kw), problem.pool_min_kw,
+                                                            -np.inf),
+                                np.where(committed, np.nan_to_num(position) if position is not None else 0.0,
+                                         -np.inf)])
+    row_upper = np.concatenate([np.zeros(t_count), np.where(np.isfinite(problem.pool_max_kw), problem.pool_max_kw,
+                                                            np.inf),
+                                np.where(committed, np.nan_to_num(position) if position is not None else 0.0,
+                                         np.inf)])
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = n_cols, 3 * t_count
+    lp.col_cost_, lp.col_lower_, lp.col_upper_ = cost, lower, upper
+    lp.row_lower_, lp.row_upper_ = row_lower, row_upper
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = matrix.indptr, matrix.indices, matrix.data
+    solver = highspy.Highs()  # type: ignore[no-untyped-call]
+    solver.setOptionValue("output_flag", False)
+    solver.setOptionValue("threads", 1)
+    solver.passModel(lp)
+    solver.run()
+    values: FloatArray = np.asarray(solver.getSolution().col_value, dtype=np.float64)
+    if values.size != n_cols:
+        return np.zeros(t_count)
+    profile: FloatArray = np.clip(values[p], 0.0, most_kw)
+    return profile
+
+
+def least_laxity_split(problem: SchedulingProblem, profile_kw: FloatArray, cap: FloatArray) -> FloatArray:
+    """Sessions x ISPs: the profile shared out ISP by ISP, least laxity first, needs before the profile."""
+    h = problem.isp_hours
+    need = _needs(problem, cap)
+    remaining = need.copy()
+    future = cap.sum(axis=1) * h
+    schedule = np.zeros_like(cap)
+    for t in range(problem.n_isps):
+        future -= cap[:, t] * h
+        rows = np.flatnonzero((cap[:, t] > 0.0) & (remaining > 1e-9))
+        if rows.size == 0:
+            continue
+        room = np.minimum(cap[rows, t], remaining[rows] / h)
+        forced = np.clip(remaining[rows] - future[rows], 0.0, None) / h
+        forced = np.minimum(forced, room)
+        wanted = max(float(profile_kw[t]) - float(forced.sum()), 0.0)
+        extra = room - forced
+        laxity = future[rows] - remaining[rows]
+        rank = np.argsort(laxity, kind="stable")
+        before = np.cumsum(extra[rank]) - extra[rank]
+        given = np.empty_like(extra)
+        given[rank] = np.clip(wanted - before, 0.0, extra[rank])
+        power = forced + given
+        schedule[rows, t] = power
+        remaining[rows] -= power * h
+    return schedule
+
+
+def aggregate_then_split(problem: SchedulingProblem, cap_kw: FloatArray | None = None) -> FloatArray:
+    """A large coupled charge-only pool: the aggregate LP's profile split least laxity first (see the docstring)."""
+    cap = session_caps(problem) if cap_kw is None else cap_kw
+    return least_laxity_split(problem, aggregate_profile(problem, cap), cap)
