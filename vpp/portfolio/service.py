@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -384,8 +384,29 @@ def dayahead_instance(fleet: Fleet, pool: str, horizon: IspHorizon, forecast: Fo
                 sessions.append({"id": f"forecast-{int(t)}-{j}", "arrival": int(t), "departure": leaves,
                                  "energy_kwh": float(energy), "max_kw": 11.0, "min_kw": 0.0})
     return {"start": horizon.start.isoformat().replace("+00:00", "Z"), "isp_minutes": 15,
-            "prices_eur_per_mwh": [float(p) for p in prices_eur_per_mwh], "pool_max_kw": None,
-            "pool_min_kw": None, "sessions": sessions}
+            "prices_eur_per_mwh": [float(p) for p in prices_eur_per_mwh],
+            "pool_max_kw": uncontrolled_peak_kw(sessions, horizon.count) or None, "pool_min_kw": None,
+            "sessions": sessions}
+
+
+def uncontrolled_peak_kw(sessions: Sequence[Mapping[str, Any]], isps: int) -> float:
+    """The highest ISP of the instance's sessions charged at full power from arrival until their energy is in.
+
+    The schedule is capped there: without pace floors it would buy each car's whole need in the cheapest ISPs of
+    its stay, and the evening's cars, arriving together, would draw above what they draw uncontrolled.
+    """
+    load = np.zeros(isps + 1)
+    for item in sessions:
+        max_kw = float(item["max_kw"])
+        if max_kw <= 0.0:
+            continue
+        arrival, departure = int(item["arrival"]), int(item["departure"])
+        full_isps = float(item["energy_kwh"]) / (max_kw * ISP.total_seconds() / 3600.0)
+        whole = min(int(full_isps), departure - arrival)
+        load[arrival:arrival + whole] += max_kw
+        if arrival + whole < departure:
+            load[arrival + whole] += max_kw * (full_isps - whole)
+    return float(load[:isps].max()) if isps else 0.0
 
 
 def measured_load_kw(db: Session, fleet_members: Sequence[str], isp_starts: Sequence[datetime]) -> list[float | None]:
