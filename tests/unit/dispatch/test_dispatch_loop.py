@@ -52,7 +52,7 @@ def _run(fleet: TelemetryFleet, state: PoolDispatch, setpoint_mw: list[float], *
     return np.array(supplied), flags
 
 
-def _fleet(n: int = 300, **kwargs: object) -> TelemetryFleet:
+def _fleet(n: int = 150, **kwargs: object) -> TelemetryFleet:
     fleet = TelemetryFleet.build(n, start_s=AT.timestamp(), arrivals_per_h=n / 10.0, **kwargs)  # type: ignore[arg-type]
     fleet.schedule_kw = 0.5 * float(fleet.drawable_kw().sum())
     return fleet
@@ -78,7 +78,8 @@ def test_step_response_lands_within_5_pct_before_the_full_activation_time_and_op
     assert any("loop_correction_kw" in f for f in flags)
     # The same fleet without reading periods (as with 15-minute telemetry): no loop, no learned car limits.
     fleet = _fleet()
-    supplied, flags = _run(fleet, PoolDispatch(pool=fleet.pool, params=PRODUCTION), requested.tolist(), snapshot_periods=False)
+    supplied, flags = _run(fleet, PoolDispatch(pool=fleet.pool, params=PRODUCTION), requested.tolist(),
+                           snapshot_periods=False)
     assert _within(supplied, requested) < 0.5
     assert all(f.get("loop_open") == 1 for f in flags)
 
