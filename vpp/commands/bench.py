@@ -172,12 +172,15 @@ def _afrr_tracking_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sessions", type=int, default=2000)
     p.add_argument("--non-followers", type=float, default=0.05)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--telemetry-seconds", type=float, default=10.0,
+                   help="charging period of the session telemetry (900: the 15-minute periods outside activations)")
 
 
 def _afrr_tracking_run(args: argparse.Namespace) -> dict[str, Any]:
     from vpp.dispatch.bench import run_tracking_bench
 
-    return run_tracking_bench(args.sessions, non_followers=args.non_followers, seed=args.seed)
+    return run_tracking_bench(args.sessions, non_followers=args.non_followers, seed=args.seed,
+                              telemetry_s=args.telemetry_seconds)
 
 
 bench.register("dispatch", "a dispatcher cycle sending limits to simulated CPOs", _dispatch_args, _dispatch_run)

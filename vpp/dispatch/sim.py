@@ -236,6 +236,12 @@ class TelemetryFleet:
             "active": np.ones(k),
             "cpo": rng.integers(0, 4, size=k).astype(np.float64),
         }
+        if self.counter == 0:
+            # The pool was there before: its cars' last period, charging uncontrolled, is already reported.
+            hardware = np.minimum(new["charger_kw"], onboard) * _taper(soc)
+            new["reading_kw"] = hardware
+            new["reading_start_s"] = np.full(k, self.now_s - self.telemetry_s)
+            new["reading_end_s"] = np.full(k, self.now_s)
         for column in self.COLUMNS:
             self.arrays[column] = np.concatenate([self.arrays[column], new[column]])
         for _ in range(k):
