@@ -215,3 +215,14 @@ def test_window_average_weights_the_history_over_each_reading_period() -> None:
     average, covered = window_average_kw(times, values, np.array([2.0, 2.0]), np.array([10.0, 10.0]))
     assert average[0] == pytest.approx((2 * 10 + 4 * 20 + 2 * 30) / 8)
     assert covered.tolist() == pytest.approx([1.0, 0.5])
+
+
+def test_with_per_car_plans_the_pool_baseline_is_the_sum_of_the_plans_where_there_are_plans() -> None:
+    from vpp.algorithms.dispatch import planned_baseline_kw, pool_baseline_kw
+
+    fleet = _fleet(4)
+    snapshot = replace(fleet.snapshot(AT), schedule_kw=100.0)
+    assert pool_baseline_kw(snapshot, PoolLimits()) == 100.0
+    planned = replace(snapshot, planned_kw=np.array([3.0, math.nan, 0.0, -2.0]))
+    assert planned_baseline_kw(planned).tolist() == pytest.approx([3.0, snapshot.baseline_kw[1], 0.0, -2.0])
+    assert pool_baseline_kw(planned, PoolLimits()) == pytest.approx(1.0 + snapshot.baseline_kw[1])
