@@ -110,8 +110,9 @@ class PoolDispatch:
     prepares: int = 0
 
     def resume(self, limits_kw: Mapping[str, float]) -> None:
-        """Start from the limits a predecessor left in force."""
+        """Start from the limits a predecessor left in force (car limits judge later readings against them)."""
         self.last_kw = dict(limits_kw)
+        self.car_limits.resume(dict(limits_kw))
 
     def outcomes_arrived(self, at_s: float, outcomes: Sequence[LimitOutcome], sent_kw: Sequence[float]) -> None:
         """Queue the outcomes of a send (any thread); applied by the next plan."""
