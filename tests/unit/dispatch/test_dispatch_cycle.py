@@ -407,7 +407,7 @@ def test_without_a_cap_a_session_below_its_limit_keeps_the_below_limit_discount(
 
 
 def test_the_tracking_bench_keeps_its_goal() -> None:
-    assert run_tracking_bench(2000)["within_tolerance_pct"] >= 95.0
+    assert run_tracking_bench(2000)["afrr_steps_within_tolerance_pct"] >= 95.0
 
 
 def test_a_car_whose_need_is_met_is_not_planned_to_draw_more() -> None:
