@@ -112,6 +112,7 @@ class Dispatcher:
         self.interval = settings.dispatch_interval_seconds
         self.send_timeout = settings.dispatch_send_timeout_seconds
         self.owned: dict[str, OwnedPool] = {}
+        self._lost: dict[str, OwnedPool] = {}
         self.sends: set[asyncio.Task[None]] = set()
         self._warming: asyncio.Task[None] | None = None
         self._next_lease_check = 0.0
@@ -180,7 +181,9 @@ class Dispatcher:
                 renewed = False
             if not renewed:
                 log.warning("lost the lease of a pool", extra={"pool": pool})
-                self.owned.pop(pool, None)
+                lost = self.owned.pop(pool, None)
+                if lost is not None:
+                    self._lost[pool] = lost
         try:
             pools = await asyncio.to_thread(self.source.pools)
             DISPATCH_POOLS_KNOWN.set(len(pools))
@@ -207,14 +210,24 @@ class Dispatcher:
         DISPATCH_POOLS_OWNED.set(len(self.owned))
 
     async def take_over(self, pool: str, fence: int) -> None:
-        """Start owning ``pool``: resume from the limits its last owner left in force."""
-        state = PoolDispatch(pool=pool, params=self.params)
+        """Start owning ``pool``: resume from the limits its last owner left in force.
 
-        def load() -> dict[str, float]:
+        A pool this dispatcher lost (its lease expired while a cycle ran long) and takes back before anyone else
+        wrote for it keeps its state: the closed loop's history, correction and learned car limits are still true.
+        """
+        lost = self._lost.pop(pool, None)
+
+        def load() -> tuple[dict[str, float], tuple[str, int] | None]:
             with unit_of_work(self.factory) as session:
-                return service.limits_in_force(session, pool)
+                return service.limits_in_force(session, pool), service.last_writer(session, pool)
 
-        state.resume(await asyncio.to_thread(load))
+        limits, writer = await asyncio.to_thread(load)
+        if lost is not None and writer == (self.owner, lost.fence):
+            self.owned[pool] = OwnedPool(state=lost.state, fence=fence, next_due=0.0)
+            log.info("took back a pool it had lost", extra={"pool": pool, "fence": fence, "owner": self.owner})
+            return
+        state = PoolDispatch(pool=pool, params=self.params)
+        state.resume(limits)
         self.owned[pool] = OwnedPool(state=state, fence=fence, next_due=0.0)
         log.info("took over a pool", extra={"pool": pool, "fence": fence, "owner": self.owner})
 

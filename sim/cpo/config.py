@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -30,6 +31,10 @@ class CpoConfig(BaseModel):
     auto_arrivals: bool = Field(default=True, description="cars arrive by the ElaadNL distributions")
     report_soc: Literal["never", "dc", "always"] = "dc"
     period_s: int = Field(default=300, ge=1, description="charging period length and PATCH cadence")
+    fast_period_s: int | None = Field(
+        default=None, ge=1, description="charging period and PATCH cadence inside fast_windows (aFRR telemetry)")
+    fast_windows: list[tuple[datetime, datetime]] = Field(
+        default_factory=list, description="[start, end) when the sessions' pool is under aFRR activation")
     physics_step_s: float = Field(default=60.0, gt=0)
     callback_delay_s: float = Field(default=2.0, ge=0, description="delay of async profile results")
     profile_timeout_s: int = Field(default=30, ge=0, description="timeout announced in sync answers")

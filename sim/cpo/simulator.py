@@ -485,15 +485,25 @@ class CpoSimulator:
         else:
             session.parked_s += seconds
 
+    def period_s(self, at: datetime) -> float:
+        """The charging period length at ``at``: the fast one inside a fast window (aFRR), else ``period_s``."""
+        fast = self.config.fast_period_s
+        if fast is not None and any(a <= at < b for a, b in self.config.fast_windows):
+            return float(fast)
+        return float(self.config.period_s)
+
     def _active(self) -> list[SimSession]:
         return [s for s in self.sessions.values() if s.status == SessionStatus.ACTIVE]
 
     def _next_event(self, after: datetime) -> datetime | None:
         moments: list[datetime] = [cb.due for cb in self._callbacks]
+        # Entering a fast window closes every open period (the first fast push), then one every fast period.
+        moments.extend(a for a, _ in self.config.fast_windows if a > after)
+        period = timedelta(seconds=self.period_s(after))
         for session in self._active():
             moments.append(session.departure)
             if session.period_start is not None:
-                moments.append(session.period_start + timedelta(seconds=self.config.period_s))
+                moments.append(session.period_start + period)
             for profile in session.profiles.values():
                 change = profile_changes_after(profile, after, session.start)
                 if change is not None:
@@ -507,12 +517,11 @@ class CpoSimulator:
         self._callbacks = [cb for cb in self._callbacks if cb.due > at]
         for callback in due:
             self._complete_callback(callback, at)
+        period = timedelta(seconds=self.period_s(at))
         for session in self._active():
             if session.departure <= at:
                 self._end_session(session, at)
-            elif session.period_start is not None and (
-                session.period_start + timedelta(seconds=self.config.period_s) <= at
-            ):
+            elif session.period_start is not None and session.period_start + period <= at:
                 self._patch(session, at, self._close_period(session, at))
         for slot in self.slots.values():
             if slot.next_arrival is not None and slot.next_arrival <= at and slot.session_id is None:

@@ -204,3 +204,34 @@ def test_a_limits_changed_doorbell_recomputes_within_the_new_congestion_cap(
 
     setpoints = asyncio.run(scenario())
     assert sum(setpoints[i] for i in members) <= 20.0 + 1e-6
+
+
+def test_a_pool_lost_to_a_long_cycle_and_taken_back_before_anyone_wrote_keeps_its_loop_state(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    fleet = _fleet()
+    network = FakeNetwork(fleet, latency_s=0.001)
+    table = LeaseTable()
+    dispatcher = _dispatcher(settings, session_factory, fleet, network, InProcessLease(0.3, table=table))
+    other = _dispatcher(settings, session_factory, fleet, network, InProcessLease(0.3, table=table))
+
+    async def scenario() -> None:
+        await dispatcher.manage_leases()
+        await dispatcher.run_cycle(POOL)
+        await dispatcher.drain()
+        state = dispatcher.owned[POOL].state
+        await asyncio.sleep(0.4)  # the lease expires while "a cycle runs long"
+        await dispatcher.manage_leases()
+        assert dispatcher.owned[POOL].state is state
+        # Lost again, and this time another dispatcher writes for the pool before it is taken back.
+        await asyncio.sleep(0.4)
+        await other.manage_leases()
+        await other.run_cycle(POOL)
+        await other.drain()
+        await other.lease.release(POOL)
+        other.owned.clear()
+        await dispatcher.manage_leases()
+        assert dispatcher.owned[POOL].state is not state
+        await dispatcher.shutdown()
+
+    asyncio.run(scenario())

@@ -226,3 +226,33 @@ def test_the_pool_forecast_learns_arrivals_from_completed_sessions(
     assert body["arrivals_p50"][at] == 2.0, body["arrivals_p50"][at - 2:at + 3]
     assert sum(body["arrivals_p50"]) == 2.0
     assert body["plugged_in_p50"][at + 4] == 2.0 and body["plugged_in_p50"][at + 20] == 0.0
+
+
+def test_fast_session_patches_give_the_dispatcher_each_readings_period_and_a_late_older_one_does_not_replace_it(
+    session_factory: sessionmaker[Session],
+) -> None:
+    from vpp.sessions import service as sessions
+    from vpp.sessions.values import Reading, SessionChanges
+
+    cid = add_cpo(session_factory)
+    add_location(session_factory, cid, location_id="LOC1", evses=1, at=NOW - timedelta(days=1))
+    start = NOW - timedelta(minutes=10)
+    add_session(session_factory, cid, session_id="S-FAST", location_id="LOC1", evse=0, start=start,
+                power_kw=11.0)
+    periods = [start + timedelta(minutes=9) + timedelta(seconds=10 * k) for k in range(4)]
+
+    def patch(k: int, power_kw: float) -> None:
+        with unit_of_work(session_factory) as db:
+            sessions.update(db, cid, "NL", "CPA", "S-FAST", SessionChanges(
+                fields={}, last_updated=periods[k] + timedelta(seconds=10),
+                readings=(Reading(start=periods[k], power_kw=power_kw, energy_kwh=None, soc_pct=None),)))
+
+    for k, kw in ((0, 7.0), (1, 7.1), (3, 7.3), (2, 1.0)):  # the period of k=2 arrives late
+        patch(k, kw)
+    with session_factory() as db:
+        fleet = load_fleet(db, NOW)
+    snap = dispatch_snapshot(fleet, fleet.zone_pool[0], NOW, {})
+    assert snap.reading_start_s is not None and snap.reading_end_s is not None
+    assert snap.current_kw[0] == 7.3
+    assert snap.reading_start_s[0] == periods[3].timestamp()
+    assert snap.reading_end_s[0] == (periods[3] + timedelta(seconds=10)).timestamp()

@@ -106,3 +106,27 @@ def test_elaad_sampler_draws_plausible_sessions() -> None:
 def test_v2g_sampler_only_draws_cars_that_can_discharge() -> None:
     sampler = ElaadSampler(random.Random(1), "private", v2g=True)
     assert all(sampler.car().max_ac_discharge_kw > 0 for _ in range(20))
+
+
+def test_inside_a_fast_window_the_cpo_closes_a_charging_period_every_fast_period() -> None:
+    import asyncio
+    from datetime import UTC, datetime, timedelta
+    from itertools import pairwise
+
+    from sim.cpo.clock import ManualClock
+    from sim.cpo.config import CpoConfig
+    from sim.cpo.simulator import CpoSimulator
+
+    begin = datetime(2024, 6, 12, 15, 0, tzinfo=UTC)
+    window = (begin + timedelta(minutes=20), begin + timedelta(minutes=22))
+    sim = CpoSimulator(CpoConfig(evses=1, auto_arrivals=False, period_s=900, fast_period_s=10,
+                                 fast_windows=[window], seed=3), clock=ManualClock(begin))
+    session = sim.plug_in(energy_kwh=30.0, soc=0.3, connection_hours=5.0)
+    asyncio.run(sim.run_until(begin + timedelta(minutes=25)))
+    starts = [p.start_date_time for p in session.periods]
+    # The first slow period ends at 15:15, the window's start closes the next one, then one every 10 s.
+    assert starts[0] == begin and starts[1] == begin + timedelta(minutes=15)
+    fast = [s for s in starts if window[0] <= s < window[1]]
+    # Periods start every 10 s from 15:20:00 to 15:21:40; the one open at the window's end closes on the slow grid.
+    assert len(fast) == 11 and all(b - a == timedelta(seconds=10) for a, b in pairwise(fast))
+    assert sim.period_s(window[1]) == 900.0

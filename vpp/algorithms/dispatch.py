@@ -40,11 +40,10 @@ class PoolLimits:
 
 
 def pool_baseline_kw(snapshot: DispatchSnapshot, limits: PoolLimits) -> float:
-    """What the pool would consume without activation: its plan (a session without one at its baseline), else its
-    committed schedule, else its sessions' baseline."""
-    planned = snapshot.planned_kw
-    if planned is not None and np.isfinite(planned).any():
-        return float(np.sum(np.where(np.isfinite(planned), planned, snapshot.baseline_kw)))
+    """What the pool would consume without activation: its cars' plans (the rolling-horizon planner) where it has
+    them, else its committed schedule, else its sessions' baseline."""
+    if snapshot.planned_kw is not None and np.isfinite(snapshot.planned_kw).any():
+        return float(np.sum(planned_baseline_kw(snapshot)))
     if not math.isnan(snapshot.schedule_kw):
         return float(snapshot.schedule_kw)
     if limits.schedule_kw is not None:
@@ -226,3 +225,52 @@ def off_limit(measured_kw: FloatArray, limit_kw: FloatArray, tolerance_kw: float
         above: BoolArray = measured_kw > limit_kw + tolerance_kw
         below: BoolArray = measured_kw < limit_kw - tolerance_kw
     return above, below
+
+
+def window_average_kw(times_s: FloatArray, values_kw: FloatArray, start_s: FloatArray, end_s: FloatArray
+                      ) -> tuple[FloatArray, FloatArray]:
+    """Each session's average of a piecewise-constant history over its window, and the share of it covered.
+
+    ``values_kw[h]`` holds from ``times_s[h]`` to ``times_s[h + 1]`` (the last one on to the windows' end);
+    NaN where the session had no value then. The average is over the covered part of ``[start_s, end_s)``.
+    """
+    k = times_s.shape[0]
+    n = start_s.shape[0]
+    weighted = np.zeros(n)
+    covered = np.zeros(n)
+    if k == 0 or n == 0:
+        return np.full(n, math.nan), covered
+    bounds = np.append(times_s, math.inf)
+    for h in range(k):
+        overlap = np.minimum(end_s, bounds[h + 1]) - np.maximum(start_s, bounds[h])
+        overlap = np.where(np.isfinite(values_kw[h]), np.maximum(overlap, 0.0), 0.0)
+        weighted += overlap * np.nan_to_num(values_kw[h])
+        covered += overlap
+    length = end_s - start_s
+    with np.errstate(invalid="ignore", divide="ignore"):
+        average = np.where(covered > 0, weighted / covered, math.nan)
+        share = np.where(length > 0, covered / length, 0.0)
+    return average, np.nan_to_num(share)
+
+
+def integral_step(correction_kw: float, error_kw: float, gain: float, low_kw: float, high_kw: float,
+                  saturated: int) -> float:
+    """One step of the pool's integral correction, with anti-windup.
+
+    The correction moves by ``gain`` times the pool error, except further in a direction the allocation could
+    not follow last cycle (``saturated`` +1: the target was clipped at the pool's maximum, -1: at its minimum),
+    and stays within what the pool can do around its target, ``[low_kw, high_kw]``.
+    """
+    if (saturated > 0 and error_kw > 0) or (saturated < 0 and error_kw < 0):
+        error_kw = 0.0
+    moved = correction_kw + gain * error_kw
+    return float(min(max(moved, low_kw), high_kw)) if low_kw <= high_kw else 0.0
+
+
+def planned_baseline_kw(snapshot: DispatchSnapshot) -> FloatArray:
+    """Each session's baseline: its planned power where the planner gave one, else its uncontrolled power."""
+    baseline = np.asarray(snapshot.baseline_kw, dtype=np.float64)
+    if snapshot.planned_kw is None:
+        return baseline
+    planned = np.asarray(snapshot.planned_kw, dtype=np.float64)
+    return np.where(np.isfinite(planned), planned, baseline)

@@ -8,8 +8,12 @@ over it, it is planned at what it draws plus a little headroom, and that (not th
 limit it is sent, so the cap holds whatever the car does. It gets its charger maximum back when it draws
 clearly more, and is probed a step higher every ``probe_s``.
 
-Only capped sessions are judged this way: elsewhere a limit a car cannot use costs nothing but tracking, and
-the dispatcher's below-limit discount (vpp.dispatch.cycle) handles that (see ``vpp bench afrr-tracking``).
+The same holds for any session whose telemetry is fast (a pool under aFRR activation, vpp.dispatch.loop): a
+car whose onboard charger, taper above ~80 % SoC or own target keeps it below its limit is planned at what it
+draws, so the pool's allocation counts on power the cars really take. With 15-minute telemetry only capped
+sessions are judged this way, and elsewhere the dispatcher's below-limit discount (vpp.dispatch.cycle) applies.
+With per-session reading periods (``opened_s``) a session is judged on its latest reading against the limits in
+force over that reading's own period.
 """
 
 from __future__ import annotations
@@ -56,12 +60,15 @@ class CarLimits:
 
     def plan_max_kw(self, ids: Sequence[str], measured_kw: FloatArray, last_kw: FloatArray,
                     pending_kw: FloatArray, capped: BoolArray, charger_max_kw: FloatArray, now_s: float,
-                    cycle: int, *, settle_s: float, settle_cycles: int, tolerance_kw: float) -> FloatArray:
-        """The maximum to plan each capped car-limited session at (what it draws plus headroom); NaN elsewhere.
+                    cycle: int, *, settle_s: float, settle_cycles: int, tolerance_kw: float,
+                    opened_s: FloatArray | None = None, margin_scale: FloatArray | None = None) -> FloatArray:
+        """The maximum to plan each steered (``capped``) car-limited session at (what it draws plus headroom);
+        NaN elsewhere.
 
         A session is judged once its limits cover a whole window of ``settle_s`` and ``settle_cycles`` cycles
-        (period-average telemetry shows a new limit only after a period) and it drew more than
-        ``tolerance_kw`` below the lowest of them.
+        (period-average telemetry shows a new limit only after a period) or, given ``opened_s``, the period its
+        reading averages, and it drew more than ``tolerance_kw`` below the lowest of them. ``margin_scale``
+        widens the headroom of sessions whose reading is old (default 1).
         """
         present = set(ids)
         for table in (self.sent, self.observed_kw, self.probe_at):
@@ -75,8 +82,9 @@ class CarLimits:
         below = np.zeros(len(ids), dtype=bool)
         rows = np.flatnonzero(candidates)
         if rows.size:
-            floor = self._window_floor([ids[int(i)] for i in rows], last_kw[rows], now_s - settle_s,
-                                       cycle - settle_cycles, by_time=settle_s > 0)
+            opened = np.full(rows.size, now_s - settle_s) if opened_s is None else opened_s[rows]
+            floor = self._window_floor([ids[int(i)] for i in rows], last_kw[rows], opened,
+                                       cycle - settle_cycles, by_time=settle_s > 0 or opened_s is not None)
             with np.errstate(invalid="ignore"):
                 below[rows] = measured_kw[rows] < floor - tolerance_kw
         known = np.array([sid in self.observed_kw for sid in ids], dtype=bool) if self.observed_kw else below
@@ -102,7 +110,8 @@ class CarLimits:
                 observed = max(measured, 0.0)
                 self.observed_kw[sid] = observed
             if observed is not None and capped[i]:
-                out[i] = min(observed + self.headroom_kw(observed), float(charger_max_kw[i]))
+                scale = 1.0 if margin_scale is None else float(margin_scale[i])
+                out[i] = min(observed + scale * self.headroom_kw(observed), float(charger_max_kw[i]))
         return out
 
     def record_sent(self, ids: Sequence[str], limits_kw: Sequence[float], now_s: float, cycle: int) -> None:
@@ -114,7 +123,11 @@ class CarLimits:
                 # A window longer than this many changes is not judged (the limit at its start is forgotten).
                 del history[: len(history) - MAX_SENT_KEPT]
 
-    def _window_floor(self, ids: Sequence[str], last_kw: FloatArray, opened_s: float, opened_cycle: int,
+    def expected_kw(self, ids: Sequence[str]) -> FloatArray:
+        """What each car-limited session is known to draw (NaN where it is not known to be car-limited)."""
+        return np.array([self.observed_kw.get(sid, math.nan) for sid in ids], dtype=np.float64)
+
+    def _window_floor(self, ids: Sequence[str], last_kw: FloatArray, opened_s: FloatArray, opened_cycle: int,
                       *, by_time: bool) -> FloatArray:
         """The lowest limit in force over each session's window; NaN while the window is not covered.
 
@@ -127,8 +140,11 @@ class CarLimits:
             history = self.sent.get(sid)
             if not history or math.isnan(last_kw[i]):
                 continue
+            opened = float(opened_s[i])
+            if math.isnan(opened):
+                continue
             before = [k for k, (at_s, sent_cycle, _) in enumerate(history)
-                      if (at_s <= opened_s if by_time else sent_cycle <= opened_cycle)]
+                      if (at_s <= opened if by_time else sent_cycle <= opened_cycle)]
             if not before:
                 continue
             # Keep the limit in force when the window opened and everything after it.

@@ -11,7 +11,7 @@ import math
 import threading
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import numpy as np
@@ -28,6 +28,7 @@ from vpp.algorithms.dispatch import (
     sent_for_caps,
 )
 from vpp.dispatch.car_limits import CarLimits
+from vpp.dispatch.loop import ClosedLoop
 from vpp.domain.dispatch import DispatchSnapshot
 from vpp.ports import LimitOutcome, LimitStatus
 
@@ -100,6 +101,8 @@ class PoolDispatch:
     changed_at: dict[str, float] = field(default_factory=dict)
     cycles: int = 0
     car_limits: CarLimits = field(default_factory=CarLimits)
+    loop: ClosedLoop = field(default_factory=ClosedLoop)
+    fast_at: dict[str, float] = field(default_factory=dict)
     _outcomes: deque[tuple[float, list[LimitOutcome], list[float]]] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _prepared: PreparedPool | None = None
@@ -107,8 +110,9 @@ class PoolDispatch:
     prepares: int = 0
 
     def resume(self, limits_kw: Mapping[str, float]) -> None:
-        """Start from the limits a predecessor left in force."""
+        """Start from the limits a predecessor left in force (car limits judge later readings against them)."""
         self.last_kw = dict(limits_kw)
+        self.car_limits.resume(dict(limits_kw))
 
     def outcomes_arrived(self, at_s: float, outcomes: Sequence[LimitOutcome], sent_kw: Sequence[float]) -> None:
         """Queue the outcomes of a send (any thread); applied by the next plan."""
@@ -165,7 +169,7 @@ class PoolDispatch:
         present = set(ids)
         tables: tuple[dict[str, float] | dict[str, int], ...] = (
             self.last_kw, self.blocked_until, self.off_above, self.off_below, self.discounted_until,
-            self.changed_cycle, self.changed_at,
+            self.changed_cycle, self.changed_at, self.fast_at,
         )
         for table in tables:
             for sid in [s for s in table if s not in present]:
@@ -175,12 +179,31 @@ class PoolDispatch:
         pending = np.array([self.in_flight.get(s, math.nan) for s in ids], dtype=np.float64)
         blocked = np.array([self.blocked_until.get(s, -math.inf) > now_s for s in ids], dtype=bool)
 
+        loop = self.loop.params
+        start_s, end_s = snapshot.reading_start_s, snapshot.reading_end_s
+        windows = start_s is not None and end_s is not None
+        fast = np.zeros(n, dtype=bool)
+        age = np.full(n, math.inf)
+        if start_s is not None and end_s is not None:
+            with np.errstate(invalid="ignore"):
+                age = np.where(np.isfinite(end_s), now_s - end_s, math.inf)
+                fast = (age <= loop.stale_after_s) & (end_s - start_s <= loop.stale_after_s)
+        recent = np.zeros(n, dtype=bool)
+        if windows:
+            self._seen_fast(ids, fast, now_s)
+            # Known to the loop: a fast reading not long ago (a silent car keeps its estimate, with a wider margin).
+            recent = (age <= loop.estimate_max_age_s) & (self._fast_at(ids) >= now_s - loop.estimate_max_age_s)
         above, below = off_limit(measured, last, self.params.follow_tolerance_kw)
-        # A session is judged only once its limit has had time to take effect.
-        settled = np.array(
-            [self.cycles - self.changed_cycle.get(s, -10**9) > self.params.settle_cycles
-             and now_s - self.changed_at.get(s, -math.inf) >= self.params.settle_s for s in ids], dtype=bool
-        )
+        # A session is judged only once its limit has had time to take effect: with fast telemetry, once its
+        # latest reading began after its last change; else after ``settle_s``.
+        changed_at = np.array([self.changed_at.get(s, -math.inf) for s in ids], dtype=np.float64)
+        cycles_since = np.array([self.cycles - self.changed_cycle.get(s, -10**9) for s in ids], dtype=np.int64)
+        settled = (cycles_since > self.params.settle_cycles) & (now_s - changed_at >= self.params.settle_s)
+        if windows and fast.any():
+            assert start_s is not None
+            with np.errstate(invalid="ignore"):
+                after_change = start_s - loop.latency_s >= changed_at
+            settled = np.where(fast, after_change, settled)
         above &= np.isnan(pending) & settled
         below &= np.isnan(pending) & settled
         pinned = np.full(n, math.nan)
@@ -199,12 +222,18 @@ class PoolDispatch:
                     max_override[i] = measured[i]
         # Under a cap, a car drawing below its limits is planned at what it draws and sent that as its limit
         # (vpp.dispatch.car_limits) instead of the below-limit discount, which leaves its old limit in force.
+        # With fast telemetry every car is judged so, on its own reading's period (vpp.dispatch.loop).
         capped = capped_sessions(snapshot, limits)
+        opened = None
+        if windows and recent.any():
+            assert start_s is not None
+            opened = np.where(fast, start_s - loop.latency_s, now_s - self.params.settle_s)
+        margin = np.where(recent, 1.0 + np.clip((age - loop.stale_after_s) / loop.stale_after_s, 0.0, 4.0), 1.0)
         car_kw = self.car_limits.plan_max_kw(
-            ids, measured, last, pending, capped, np.asarray(snapshot.max_kw, dtype=np.float64), now_s, self.cycles,
-            settle_s=self.params.settle_s, settle_cycles=self.params.settle_cycles,
-            tolerance_kw=self.params.follow_tolerance_kw)
-        steered = capped & np.isnan(pinned)
+            ids, measured, last, pending, capped | recent, np.asarray(snapshot.max_kw, dtype=np.float64), now_s,
+            self.cycles, settle_s=self.params.settle_s, settle_cycles=self.params.settle_cycles,
+            tolerance_kw=self.params.follow_tolerance_kw, opened_s=opened, margin_scale=margin)
+        steered = (capped | recent) & np.isnan(pinned)
         discounted &= ~steered
         max_override = np.where(steered, car_kw, max_override)
         pinned = np.where(blocked, measured, pinned)
@@ -215,13 +244,34 @@ class PoolDispatch:
         start = np.where(np.isnan(pending), last, pending)
         cycle = build_problem(snapshot, limits, target, start, pinned, max_override,
                               finish_margin_h=self.params.finish_margin_s / 3600.0)
-        result = allocate_prepared(self._prepared_pool(ids, cycle.problem), cycle.problem)
+        problem = cycle.problem
+        # The closed loop: the target moves by the integral correction, within what the pool can do.
+        low = float(np.sum(problem.min_kw)) - target
+        high = float(np.sum(problem.max_kw)) - target
+        pool_cap = limits.congestion_max_kw.get(snapshot.pool)
+        if pool_cap is not None:
+            high = min(high, pool_cap - target)
+        reading = self.loop.read(ids, measured, start_s, end_s, np.asarray(snapshot.max_kw, dtype=np.float64),
+                                 now_s, low, high)
+        commanded = target + reading.correction_kw
+        if reading.correction_kw:
+            problem = replace(problem, target_kw=commanded)
+        result = allocate_prepared(self._prepared_pool(ids, problem), problem)
         new_kw = result.setpoints_kw
         free = ~blocked & ~discounted & np.isnan(pending)
         send = free & beyond_deadband(new_kw, last, self.params.deadband_kw, self.params.deadband_pct)
         in_force = np.where(send, new_kw, start)
-        send |= sent_for_caps(cycle.problem, new_kw, in_force, free & ~send,
+        send |= sent_for_caps(problem, new_kw, in_force, free & ~send,
                               pool_cap_kw=limits.congestion_max_kw.get(snapshot.pool))
+        # What each session is counted at from now on: its new limit or the one left in force (within its
+        # bounds), at most what it is known to draw; the loop compares the coming readings with it.
+        with np.errstate(invalid="ignore"):
+            kept = np.clip(np.where(np.isnan(start), new_kw, start), problem.min_kw, problem.max_kw)
+            counted = np.where(send | ~free, new_kw, kept)
+            if steered.any():
+                counted = np.where(steered, np.fmin(counted, self.car_limits.expected_kw(ids)), counted)
+        saturated = 1 if commanded > result.total_kw + 1.0 else (-1 if commanded < result.total_kw - 1.0 else 0)
+        self.loop.record(ids, counted, commanded, now_s, saturated)
         send_idx = np.flatnonzero(send)
         send_ids = [ids[i] for i in send_idx]
         send_kw = [float(new_kw[i]) for i in send_idx]
@@ -233,6 +283,9 @@ class PoolDispatch:
         self.car_limits.record_sent(send_ids, send_kw, now_s, self.cycles)
 
         flags = dict(cycle.flags)
+        flags.update(reading.flags)
+        if reading.correction_kw:
+            flags["loop_correction_kw"] = round(reading.correction_kw)
         flags.update({f"outcome_{k}": v for k, v in outcome_counts.items()})
         if blocked.any():
             flags["unavailable"] = int(blocked.sum())
@@ -249,6 +302,14 @@ class PoolDispatch:
             baseline_kw=baseline, measured_kw=float(measured.sum()), session_ids=ids,
             setpoints_kw=[float(v) for v in new_kw], send_ids=send_ids, send_kw=send_kw, flags=flags, full=full,
         )
+
+    def _fast_at(self, ids: Sequence[str]) -> np.ndarray:
+        """When each session last had a fast reading (-inf: never)."""
+        return np.array([self.fast_at.get(s, -math.inf) for s in ids], dtype=np.float64)
+
+    def _seen_fast(self, ids: Sequence[str], fast: np.ndarray, now_s: float) -> None:
+        for i in np.flatnonzero(fast):
+            self.fast_at[ids[int(i)]] = now_s
 
     def _prepared_pool(self, ids: tuple[str, ...], problem: AllocationProblem) -> PreparedPool:
         """The pool's prepared allocation structure, prepared again only when its sessions or groups changed."""

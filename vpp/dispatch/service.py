@@ -81,6 +81,12 @@ def check_fence(session: Session, pool: str, fence: int, owner: str) -> None:
     session.flush()
 
 
+def last_writer(session: Session, pool: str) -> tuple[str, int] | None:
+    """The dispatcher (owner, fence) that last wrote for the pool, if any."""
+    row = session.get(DispatchFence, pool)
+    return None if row is None else (row.owner, row.fence)
+
+
 def record_cycle(
     session: Session, plan: CyclePlan, *, fence: int, owner: str, in_force: dict[str, float] | None = None
 ) -> str:

@@ -44,5 +44,9 @@ class DispatchSnapshot:
     baseline_kw: FloatArray
     groups: GroupCaps
     schedule_kw: float
+    # The period each session's latest reading averages (``current_kw``), in epoch seconds (NaN where none; the
+    # whole arrays None where the source does not know): the closed loop compares it with the limits of then.
+    reading_start_s: FloatArray | None = None
+    reading_end_s: FloatArray | None = None
     needs_outrank_target: bool = True
     planned_kw: FloatArray | None = None

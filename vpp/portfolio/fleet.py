@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -61,6 +61,9 @@ class Fleet:
     need_confidence: FloatArray
     site_capacity_kw: dict[str, float]
     congestion_max_kw: dict[str, float]
+    # The period the latest reading averages (epoch seconds, NaN without one): the dispatcher's closed loop.
+    reading_start_s: FloatArray = field(default_factory=lambda: np.zeros(0))
+    reading_end_s: FloatArray = field(default_factory=lambda: np.zeros(0))
 
     @property
     def n(self) -> int:
@@ -144,11 +147,14 @@ def _latest_readings(db: Session) -> pd.DataFrame:
         .subquery()
     )
     rows = db.execute(
-        select(SessionReading.session_id, SessionReading.power_kw, SessionReading.soc_pct)
+        select(SessionReading.session_id, SessionReading.power_kw, SessionReading.soc_pct, SessionReading.start_at,
+               ChargingSession.last_updated)
         .join(latest, (latest.c.session_id == SessionReading.session_id)
               & (latest.c.start_at == SessionReading.start_at))
+        .join(ChargingSession, ChargingSession.id == SessionReading.session_id)
     ).all()
-    return pd.DataFrame(rows, columns=["id", "current_kw", "soc_pct"])
+    # The latest period ends when the PATCH that carried it was stamped (the session's last_updated).
+    return pd.DataFrame(rows, columns=["id", "current_kw", "soc_pct", "reading_start", "reading_end"])
 
 
 def connector_frame(db: Session, connection_ids: list[str]) -> pd.DataFrame:
@@ -333,4 +339,13 @@ def _resolve(frame: pd.DataFrame, db: Session, now: datetime, defaults: LearnedN
         need_confidence=confidence,
         site_capacity_kw=capacities,
         congestion_max_kw=cp_limits,
+        reading_start_s=_epoch_s(frame["reading_start"]) if n else np.zeros(0),
+        reading_end_s=np.fmax(_epoch_s(frame["reading_end"]), _epoch_s(frame["reading_start"])) if n else np.zeros(0),
     )
+
+
+def _epoch_s(values: pd.Series) -> FloatArray:
+    """Timestamps as epoch seconds (NaN where missing)."""
+    stamps = pd.to_datetime(values, utc=True)
+    seconds = (stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+    return np.asarray(seconds.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)

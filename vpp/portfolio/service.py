@@ -301,6 +301,8 @@ def dispatch_snapshot(fleet: Fleet, pool: str, at: datetime, site_load_kw: dict[
                          member_session=np.concatenate(member_session) if member_session else empty,
                          member_group=np.concatenate(member_group) if member_group else empty),
         schedule_kw=math.nan,
+        reading_start_s=fleet.reading_start_s[idx] if fleet.reading_start_s.size else None,
+        reading_end_s=fleet.reading_end_s[idx] if fleet.reading_end_s.size else None,
     )
 
 

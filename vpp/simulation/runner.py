@@ -259,7 +259,11 @@ class Simulation:
                                v2g=spec.v2g, category=CPO_CATEGORY[spec.category], seed=self.scenario.seed,
                                period_s=int(period), physics_step_s=self.scenario.physics_step_seconds,
                                callback_delay_s=2.0,
-                               profile_timeout_s=30, report_soc="always")
+                               profile_timeout_s=30, report_soc="always",
+                               fast_period_s=int(self.scenario.afrr.telemetry_seconds), fast_windows=[
+                                   (a, b + timedelta(seconds=self.scenario.afrr.tail_seconds))
+                                   for day in self.timeline.delivery_days() for a, b in self._afrr_windows(day)
+                               ] if self.scenario.afrr.enabled else [])
             await world.add_cpo(config, discharge_profiles=v2g_allowed and spec.v2g)
         await self._import_topology(world)
         await self._wait_for_locations(world)

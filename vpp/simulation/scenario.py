@@ -101,6 +101,9 @@ class AfrrSpec(BaseModel):
                             "then between the share and half of it")
     award_mw: float | None = Field(None, gt=0, description="award this (at most the offer); default: all whole MW")
     min_award_mw: float = Field(1.0, gt=0, description="the TSO's minimum bid size")
+    telemetry_seconds: float = Field(
+        10.0, ge=1, le=900, description="the CPOs' charging period (Session PATCH cadence) while the pool is under "
+                                        "activation (the windows and their tail); report_period_seconds elsewhere")
 
 
 class Scenario(BaseModel):

@@ -141,7 +141,9 @@ def test_an_old_setpoint_counts_as_zero() -> None:
 
 def test_tracking_of_a_small_simulated_pool_stays_within_tolerance() -> None:
     result = run_tracking_bench(300, seed=2)
-    assert result["within_tolerance_pct"] >= 90.0
+    assert result["afrr_steps_within_tolerance_pct"] >= 95.0
+    # With the 15-minute telemetry of the past the same pool does not follow (the demo's 0 %).
+    assert run_tracking_bench(300, seed=2, telemetry_s=900.0)["afrr_steps_within_tolerance_pct"] < 50.0
 
 
 def test_in_process_bus_wakes_the_receiver_across_threads() -> None:
@@ -415,7 +417,7 @@ def test_without_a_cap_a_session_below_its_limit_keeps_the_below_limit_discount(
 
 
 def test_the_tracking_bench_keeps_its_goal() -> None:
-    assert run_tracking_bench(2000)["within_tolerance_pct"] >= 95.0
+    assert run_tracking_bench(2000)["afrr_steps_within_tolerance_pct"] >= 95.0
 
 
 def test_a_car_whose_need_is_met_is_not_planned_to_draw_more() -> None:
