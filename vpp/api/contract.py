@@ -118,6 +118,9 @@ def complete_document(doc: dict[str, Any]) -> dict[str, Any]:
                 codes += [400, 413]
             if has_body or op.get("parameters"):
                 codes.append(422)
+            if "401" in responses:
+                # Every key is rate limited (Settings.api_rate_limit_*): 429 with Retry-After.
+                codes.append(429)
             for code in codes:
                 responses.setdefault(str(code), _error(code))
     for source, by_status in LINKS.items():
