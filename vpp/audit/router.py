@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime
 
 from vpp.api.deps import AdminDep, SessionDep
 from vpp.api.errors import error_responses
+from vpp.api.types import UtcDatetime
 from vpp.audit import service
 from vpp.audit.schemas import AuditEntryRead
 
@@ -23,7 +23,7 @@ def list_audit_entries(
                                         description="only this action, e.g. apikey.create")] = None,
     actor_key_id: Annotated[str | None, Query(max_length=36, pattern=r"^[0-9a-fA-F-]{1,36}$",
                                               description="only actions of this API key")] = None,
-    since: Annotated[AwareDatetime | None, Query(description="actions from this moment on (with a zone)")] = None,
+    since: Annotated[UtcDatetime | None, Query(description="actions from this moment on (with a zone)")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> list[AuditEntryRead]:

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
-from vpp.benchmarks.afrr_tracking import scored_steps
 
 from vpp.algorithms.dispatch import PoolLimits, integral_step, window_average_kw
+from vpp.benchmarks.afrr_tracking import scored_steps
 from vpp.dispatch.car_limits import CarLimits
 from vpp.dispatch.cycle import DispatchParams, PoolDispatch, Setpoint
 from vpp.dispatch.loop import ClosedLoop
