@@ -43,3 +43,5 @@ class DispatchSnapshot:
     groups: GroupCaps
     schedule_kw: float
     needs_outrank_target: bool = True
+    # Energy each session may still discharge above its state-of-charge floor (kWh); None: not known.
+    discharge_kwh: FloatArray | None = None

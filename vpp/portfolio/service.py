@@ -294,6 +294,7 @@ def dispatch_snapshot(fleet: Fleet, pool: str, at: datetime, site_load_kw: dict[
                          member_session=np.concatenate(member_session) if member_session else empty,
                          member_group=np.concatenate(member_group) if member_group else empty),
         schedule_kw=math.nan,
+        discharge_kwh=np.where(min_kw < 0, soc_room, 0.0),
     )
 
 
