@@ -11,8 +11,9 @@ the increasing function B(s) = sum of the ramps), so the split is unique and exa
 
 guarantees that any pool trajectory inside the bounds is deliverable. Members that cannot be pooled this
 way (short or tight sessions, unmet needs, sites whose cap would be at risk) are rigid: they follow
-their uncontrolled baseline, which is added to both power bounds. V2G and optional extra energy stay in
-the per-session envelopes but are not offered at pool level (that part is conservative).
+their uncontrolled baseline, which is added to both power bounds. Optional extra energy stays in the
+per-session envelopes. V2G discharge is offered as power (``discharge_kw``): what each car can give back for
+a stated time above its state-of-charge floor while full power afterwards still meets its need.
 """
 
 from __future__ import annotations
@@ -410,3 +411,42 @@ def headroom(pools: PoolFlexibility, schedule_kw: np.ndarray) -> tuple[np.ndarra
     up = np.minimum(schedule - pools.p_min_kw, (cumulative - pools.e_min_kwh) / DT_H)
     down = np.minimum(pools.p_max_kw - schedule, (pools.e_max_kwh - cumulative) / DT_H)
     return np.maximum(up, 0.0), np.maximum(down, 0.0)
+
+
+def discharge_kw(env: SessionEnvelopes, hold_h: float) -> np.ndarray:
+    """Per session and ISP (n, T), the discharge power (kW, >= 0) a car can hold for ``hold_h`` from the ISP's start.
+
+    Bounded by its discharge limit (``-min_kw``), by the energy above its state-of-charge floor spread over
+    ``hold_h`` (none while the SoC is unknown), and by its need: after giving ``p * hold_h`` back, full power
+    must still meet the need (all of it, as if nothing had been charged since the horizon start) by departure.
+    Zero outside the plugged-in window and where fewer than ``hold_h`` hours are left.
+    """
+    if not hold_h > 0:
+        raise InvalidInput(f"hold_h: must be positive, got {hold_h}")
+    t = env.horizon.count
+    v2g = np.flatnonzero(env.min_kw < 0)
+    out = np.zeros((env.n, t))
+    if v2g.size == 0:
+        return out
+    isp_start_h = np.arange(t) * DT_H
+    start_h, departure_h = env.start_h[v2g, None], env.departure_h[v2g, None]
+    left_h = departure_h - np.maximum(isp_start_h[None, :], start_h)
+    soc_kw = np.maximum(-env.floor_kwh[v2g], 0.0) / hold_h
+    bound = np.minimum(-env.min_kw[v2g], soc_kw)[:, None]
+    need_kw = (env.max_kw[v2g, None] * (left_h - hold_h) - env.energy_required_kwh[v2g, None]) / hold_h
+    plugged = (isp_start_h[None, :] >= start_h - 1e-9) & (left_h >= hold_h)
+    out[v2g] = np.where(plugged, np.clip(np.minimum(bound, need_kw), 0.0, None), 0.0)
+    return out
+
+
+def arrival_discharge_kw(discharge_kw_per_car: float, energy_kwh: float, dwell_h: float, max_kw: float,
+                         hold_h: float) -> float:
+    """Discharge power (kW, >= 0) a typical arriving V2G car can hold for ``hold_h`` and still meet its need.
+
+    ``discharge_kw_per_car`` is what the pool's V2G cars can give above their SoC floors; a car that stays
+    ``dwell_h`` and needs ``energy_kwh`` at up to ``max_kw`` must still meet it after giving back ``p * hold_h``.
+    """
+    if not hold_h > 0:
+        raise InvalidInput(f"hold_h: must be positive, got {hold_h}")
+    need_kw = (max_kw * (dwell_h - hold_h) - energy_kwh) / hold_h
+    return float(max(0.0, min(discharge_kw_per_car, need_kw)))

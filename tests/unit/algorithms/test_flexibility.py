@@ -11,7 +11,9 @@ import pytest
 from vpp.algorithms.bench_flexibility import run_flexibility_bench
 from vpp.algorithms.flexibility import (
     aggregate_pools,
+    arrival_discharge_kw,
     build_envelopes,
+    discharge_kw,
     disaggregate,
     envelope_arrays,
     headroom,
@@ -202,3 +204,26 @@ def test_bench_runs_on_a_small_fleet() -> None:
     result = run_flexibility_bench(sessions=2000, hours=24, seed=3)
     assert result["name"] == "flexibility" and result["isps"] == 96 and result["sessions"] == 2000
     assert float(str(result["seconds"])) > 0
+
+
+def test_v2g_discharge_is_held_above_the_soc_floor_and_within_the_need() -> None:
+    # 3 kWh above the floor held for 0.5 h: 6 kW. Need 2 kWh by 2 h at 8 kW: after giving back p * 0.5 h with
+    # `left` hours to go, 8 * (left - 0.5) >= 2 + 0.5 p, so p <= 16 * left - 12: 4 kW at 1 h left, 0 at 0.75 h.
+    sessions = one_session(departure=pd.DatetimeIndex([at(2)]), energy_kwh=np.array([2.0]), min_kw=np.array([-8.0]),
+                           battery_kwh=np.array([50.0]), soc_kwh=np.array([13.0]), min_soc_kwh=np.array([10.0]))
+    env = build_envelopes(sessions, HORIZON)
+    np.testing.assert_allclose(discharge_kw(env, 0.5)[0], [6, 6, 6, 6, 4, 0, 0, 0])
+    # Without a known state of charge nothing is offered; a charge-only car offers nothing either.
+    unknown = build_envelopes(one_session(departure=pd.DatetimeIndex([at(2)]), min_kw=np.array([-8.0])), HORIZON)
+    np.testing.assert_allclose(discharge_kw(unknown, 0.5), 0)
+    np.testing.assert_allclose(discharge_kw(build_envelopes(one_session(), HORIZON), 0.5), 0)
+    with pytest.raises(InvalidInput, match="hold_h"):
+        discharge_kw(env, 0.0)
+
+
+def test_an_arriving_v2g_car_offers_what_its_need_leaves() -> None:
+    # 10 kWh in 4 h at 11 kW after giving back p for 1 h: 11 * 3 >= 10 + p, so up to 23 kW; the car gives 6.
+    assert arrival_discharge_kw(6.0, 10.0, 4.0, 11.0, 1.0) == pytest.approx(6.0)
+    # 30 kWh in 4 h: 33 >= 30 + p leaves 3 kW.
+    assert arrival_discharge_kw(6.0, 30.0, 4.0, 11.0, 1.0) == pytest.approx(3.0)
+    assert arrival_discharge_kw(6.0, 40.0, 4.0, 11.0, 1.0) == 0.0
