@@ -439,14 +439,21 @@ def discharge_kw(env: SessionEnvelopes, hold_h: float) -> np.ndarray:
     return out
 
 
-def arrival_discharge_kw(discharge_kw_per_car: float, energy_kwh: float, dwell_h: float, max_kw: float,
+def plugged_discharge_kw(discharge_kw_per_car: float, stay_hours: np.ndarray, stay_kwh: np.ndarray, max_kw: float,
                          hold_h: float) -> float:
-    """Discharge power (kW, >= 0) a typical arriving V2G car can hold for ``hold_h`` and still meet its need.
+    """Discharge power (kW, >= 0) a plugged-in V2G car still to come can hold for ``hold_h``, on average.
 
-    ``discharge_kw_per_car`` is what the pool's V2G cars can give above their SoC floors; a car that stays
-    ``dwell_h`` and needs ``energy_kwh`` at up to ``max_kw`` must still meet it after giving back ``p * hold_h``.
+    A car met at a random moment is halfway through a stay drawn in proportion to its length (``stay_hours``,
+    ``stay_kwh``: past stays), with half its energy still to charge at up to ``max_kw``; after giving back
+    ``p * hold_h`` full power must still meet that. ``discharge_kw_per_car`` bounds it (what the pool's V2G
+    cars can give above their SoC floors).
     """
     if not hold_h > 0:
         raise InvalidInput(f"hold_h: must be positive, got {hold_h}")
-    need_kw = (max_kw * (dwell_h - hold_h) - energy_kwh) / hold_h
-    return float(max(0.0, min(discharge_kw_per_car, need_kw)))
+    hours = np.maximum(np.asarray(stay_hours, dtype=np.float64), 0.0)
+    kwh = np.maximum(np.asarray(stay_kwh, dtype=np.float64), 0.0)
+    if hours.sum() <= 0:
+        return 0.0
+    need_kw = (max_kw * (hours / 2.0 - hold_h) - kwh / 2.0) / hold_h
+    power = np.clip(np.minimum(discharge_kw_per_car, need_kw), 0.0, None)
+    return float(np.sum(hours * power) / hours.sum())

@@ -23,11 +23,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from vpp.algorithms.flexibility import (
     aggregate_pools,
-    arrival_discharge_kw,
     build_envelopes,
     discharge_kw,
     envelope_arrays,
     plan_lag_model,
+    plugged_discharge_kw,
 )
 from vpp.algorithms.forecast import forecast_sessions
 from vpp.db import unit_of_work
@@ -250,10 +250,15 @@ def combined_flexibility(pool: str, fleet: Fleet, idx: npt.NDArray[np.int64], ho
         future = _not_before(horizon, fleet.at)
         for q in extra:
             extra[q] = np.maximum(forecast.plugged[q] - present.plugged, 0.0) * future
-        # Cars still to come discharge like the pool's V2G cars now (their share, their room above the floor).
-        discharge_per_car_kw = present.v2g_share * arrival_discharge_kw(
-            present.v2g_car_kw, forecast.energy_per_arrival_kwh, forecast.dwell_hours, config.max_kw_per_car,
-            config.v2g_hold_hours)
+        # Cars still to come discharge like the pool's V2G cars now (their share, their room above the floor),
+        # as far as the needs of the pool's past stays leave room.
+        if forecast.stays_by_isp:
+            stay_hours = np.concatenate([h for h, _ in forecast.stays_by_isp])
+            stay_kwh = np.concatenate([e for _, e in forecast.stays_by_isp])
+        else:
+            stay_hours, stay_kwh = np.array([forecast.dwell_hours]), np.array([forecast.energy_per_arrival_kwh])
+        discharge_per_car_kw = present.v2g_share * plugged_discharge_kw(
+            present.v2g_car_kw, stay_hours, stay_kwh, config.max_kw_per_car, config.v2g_hold_hours)
         # Uncontrolled charging of the forecast arrivals: each charges at full power from arrival until full.
         full_isps = max(1, math.ceil(forecast.energy_per_arrival_kwh / (config.max_kw_per_car * 0.25)))
         arriving_kwh = forecast.arrivals["mean"] * future * forecast.energy_per_arrival_kwh

@@ -11,13 +11,13 @@ import pytest
 from vpp.algorithms.bench_flexibility import run_flexibility_bench
 from vpp.algorithms.flexibility import (
     aggregate_pools,
-    arrival_discharge_kw,
     build_envelopes,
     disaggregate,
     discharge_kw,
     envelope_arrays,
     headroom,
     plan_lag_model,
+    plugged_discharge_kw,
 )
 from vpp.domain.errors import InvalidInput
 from vpp.domain.flexibility import SessionFlexInput, discharge_limit_kw
@@ -221,9 +221,10 @@ def test_v2g_discharge_is_held_above_the_soc_floor_and_within_the_need() -> None
         discharge_kw(env, 0.0)
 
 
-def test_an_arriving_v2g_car_offers_what_its_need_leaves() -> None:
-    # 10 kWh in 4 h at 11 kW after giving back p for 1 h: 11 * 3 >= 10 + p, so up to 23 kW; the car gives 6.
-    assert arrival_discharge_kw(6.0, 10.0, 4.0, 11.0, 1.0) == pytest.approx(6.0)
-    # 30 kWh in 4 h: 33 >= 30 + p leaves 3 kW.
-    assert arrival_discharge_kw(6.0, 30.0, 4.0, 11.0, 1.0) == pytest.approx(3.0)
-    assert arrival_discharge_kw(6.0, 40.0, 4.0, 11.0, 1.0) == 0.0
+def test_a_plugged_v2g_car_still_to_come_offers_what_its_need_leaves_on_average() -> None:
+    # Stays of 4 h / 10 kWh and 2 h / 10 kWh, met halfway: 11 * (2 - 1) - 5 = 6 kW, capped at 5 kW by the car;
+    # 11 * (1 - 1) - 5 < 0: nothing. Weighted by stay length: (4 * 5 + 2 * 0) / 6.
+    assert plugged_discharge_kw(5.0, np.array([4.0, 2.0]), np.array([10.0, 10.0]), 11.0, 1.0) == pytest.approx(20 / 6)
+    assert plugged_discharge_kw(5.0, np.array([0.0]), np.array([0.0]), 11.0, 1.0) == 0.0
+    with pytest.raises(InvalidInput, match="hold_h"):
+        plugged_discharge_kw(5.0, np.array([4.0]), np.array([1.0]), 11.0, 0.0)
