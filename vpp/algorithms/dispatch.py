@@ -21,9 +21,6 @@ BoolArray = npt.NDArray[np.bool_]
 # A session is planned at no more than its remaining need lets it draw for five minutes (aFRR's full activation
 # time): a car that has reached its need stops drawing, which the dispatcher sees only a telemetry period later.
 NEED_HORIZON_H = 5.0 / 60.0
-# A car's floor keeps its need feasible at full power after this long: limits stay in force until a later cycle
-# sees their effect, and outside activations cycles (and CPO telemetry) come every 15 minutes.
-FLOOR_STEP_H = 0.25
 
 
 @dataclass(frozen=True)
@@ -92,15 +89,12 @@ def build_problem(
     max_override_kw: FloatArray,
     finish_margin_h: float = 0.0,
     need_horizon_h: float = NEED_HORIZON_H,
-    floor_step_h: float = FLOOR_STEP_H,
 ) -> CycleProblem:
     """The allocation problem: snapshot bounds, pins (NaN = free), overrides of max (NaN = none), DSO groups.
 
-    A session's floor is its laxity floor (see ``vpp.algorithms.allocation``): the lowest power for the next
-    ``floor_step_h`` after which full power still meets its need ``finish_margin_h`` before departure; V2G
-    sessions may discharge while that holds and their state of charge stays above its floor. The margin is
-    there because a limit stays in force until the next cycle, the CPO reports power only every period, and a
-    car tapers near full, so planning to the last minute at full power leaves the need short.
+    Needs are planned to be met ``finish_margin_h`` before departure: a limit stays in force until the next
+    cycle, the CPO reports power only every period, and a car tapers near full, so planning to the last minute
+    at the average rate leaves the need short.
 
     A car stops once its need is met (its charge limit, or full), so no session is planned above what its
     remaining need lets it draw for ``need_horizon_h``. Otherwise a full car could hold the power of an aFRR
@@ -110,10 +104,6 @@ def build_problem(
     pool = snapshot.pool
     max_kw = np.asarray(snapshot.max_kw, dtype=np.float64).copy()
     min_kw = np.minimum(np.asarray(snapshot.min_kw, dtype=np.float64), max_kw)
-    if snapshot.discharge_kwh is not None:
-        # No more discharge until the next cycle than the state of charge has above its floor.
-        room_kwh = np.maximum(np.nan_to_num(np.asarray(snapshot.discharge_kwh, dtype=np.float64)), 0.0)
-        min_kw = np.minimum(np.maximum(min_kw, -room_kwh / floor_step_h), max_kw)
     if need_horizon_h > 0:
         drawable = np.maximum(np.nan_to_num(np.asarray(snapshot.energy_needed_kwh, dtype=np.float64), nan=np.inf),
                               0.0) / need_horizon_h
@@ -178,7 +168,6 @@ def build_problem(
         member_group=member_group,
         group_max_kw=group_max,
         needs_outrank_target=snapshot.needs_outrank_target,
-        step_h=floor_step_h,
     )
     return CycleProblem(problem=problem, flags=flags)
 

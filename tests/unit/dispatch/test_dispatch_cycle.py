@@ -243,16 +243,14 @@ def _one_session(hours: float, need_kwh: float, current_kw: float = 0.0) -> Disp
 
 
 def test_a_need_is_planned_to_be_met_a_margin_before_departure() -> None:
-    # 25 kWh in 1.5 h at up to 22 kW with nothing bought. Done at the last minute, the car could wait a quarter
-    # hour (27.5 kWh at full power in the remaining 1.25 h). But a limit holds for a whole cycle, power is
-    # reported per period and cars taper near full: planned to be done 15 min early, 22 kWh at full power in
-    # the 1 h left after this quarter hour leaves (25 - 22) / 0.25 = 12 kW for it.
-    snapshot = _one_session(1.5, 25.0)
+    # 7 kWh in 1.5 h with nothing bought: the average rate to the last minute is 4.67 kW, but a limit holds
+    # for a whole cycle, power is reported per period and cars taper near full: plan to be done 15 min early.
+    snapshot = _one_session(1.5, 7.0)
     nan = np.full(1, math.nan)
     plain = allocate(build_problem(snapshot, PoolLimits(), 0.0, nan, nan, nan).problem)
     early = allocate(build_problem(snapshot, PoolLimits(), 0.0, nan, nan, nan, finish_margin_h=0.25).problem)
-    assert plain.setpoints_kw[0] == pytest.approx(0.0)
-    assert early.setpoints_kw[0] == pytest.approx(12.0)
+    assert plain.setpoints_kw[0] == pytest.approx(7.0 / 1.5)
+    assert early.setpoints_kw[0] == pytest.approx(7.0 / 1.25)
     # Inside the margin the need is due now: full power.
     due = allocate(build_problem(_one_session(0.2, 3.0), PoolLimits(), 0.0, nan, nan, nan,
                                  finish_margin_h=0.25).problem)

@@ -6,19 +6,13 @@ Priorities, strongest first:
 1. physical bounds ``[min_kw, max_kw]`` (plus the optional guaranteed energy floor folded into ``min_kw``);
 2. group caps (DSO congestion points, sites, devices under curtailment): ``max_kw`` is never exceeded,
    ``min_kw`` is kept when the members can reach it;
-3. departure needs, unless ``needs_outrank_target`` is False: a session's need floor is its laxity floor, the
-   lowest power for the next ``step_h`` after which full power still meets its need by departure
-   (``(energy_needed_kwh - max_kw * (hours_to_departure - step_h)) / step_h``, clipped to the bounds; the
-   caller takes its safety margin off ``hours_to_departure``). A car with time to spare may stop, and a V2G car
-   may discharge down to ``min_kw`` (and its state-of-charge floor, ``discharge_kwh``) while its need stays
-   feasible: the floors are what keeps needs feasible, not an even pace, so the pool's whole range is usable;
+3. departure needs (``energy_needed_kwh / hours_to_departure`` clipped to ``max_kw``), unless
+   ``needs_outrank_target`` is False;
 4. the market target.
 
 The allocation moves from the current plan: when the target is below it, the sessions with the most laxity
 (``hours_to_departure - energy_needed_kwh / max_kw``) give up power first, and power above need floors goes
-before power below them; when the target is above it, the least-laxity sessions get power first. Discharge is
-the last resort in both directions: charging stops before any car discharges, and discharging cars come back
-to zero before any car charges more.
+before power below them; when the target is above it, the least-laxity sessions get power first.
 
 Method: every phase is a greedy move in priority order over a box with group capacities. The groups are split
 once per pool (``prepare``) into levels of pairwise disjoint groups, innermost first (device, site, congestion
@@ -36,7 +30,7 @@ Hot path: the dispatcher calls ``prepare(problem)`` when a pool's sessions or gr
 the same setpoints. Ties in laxity go to the lower session index, so results do not depend on the path taken.
 """
 
-from vpp.algorithms.allocation._solve import PreparedPool, allocate, allocate_prepared, laxity_floor_kw, prepare
+from vpp.algorithms.allocation._solve import PreparedPool, allocate, allocate_prepared, prepare
 from vpp.algorithms.allocation._structure import groups_are_laminar
 from vpp.algorithms.allocation._types import Allocation, AllocationProblem
 from vpp.algorithms.allocation.instance import allocate_instance
@@ -49,6 +43,5 @@ __all__ = [
     "allocate_instance",
     "allocate_prepared",
     "groups_are_laminar",
-    "laxity_floor_kw",
     "prepare",
 ]

@@ -126,33 +126,19 @@ class _Inputs(NamedTuple):
     minimums: list[FloatArray]
 
 
-def laxity_floor_kw(energy_kwh: FloatArray, hours: FloatArray, max_kw: FloatArray, step_h: float) -> FloatArray:
-    """Lowest power for the next ``step_h`` after which full power still meets ``energy_kwh`` by departure.
-
-    Negative (discharge allowed) where the need stays feasible after giving energy back; the even pace over the
-    rest of the stay when it ends within the step; inf when due with energy left.
-    """
-    step = np.minimum(hours, step_h)
+def _need_and_laxity(energy_kwh: FloatArray, hours: FloatArray, max_kw: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Power needed to leave full (inf when already due) and laxity (-inf when the need cannot be charged)."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        floor_kw = hours - step
-        np.multiply(floor_kw, max_kw, out=floor_kw)
-        np.subtract(energy_kwh, floor_kw, out=floor_kw)
-        np.divide(floor_kw, step, out=floor_kw)
-    due = np.flatnonzero(hours == 0)
-    if due.size:
-        floor_kw[due] = np.where(energy_kwh[due] > 0, np.inf, 0.0)
-    return floor_kw
-
-
-def _laxity(energy_kwh: FloatArray, hours: FloatArray, max_kw: FloatArray) -> FloatArray:
-    """Hours a session can wait before it must charge at full power (-inf when its need cannot be charged)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
+        need_kw = energy_kwh / hours
         laxity_h = energy_kwh / max_kw
         np.subtract(hours, laxity_h, out=laxity_h)
+    due = np.flatnonzero(hours == 0)
+    if due.size:
+        need_kw[due] = np.where(energy_kwh[due] > 0, np.inf, 0.0)
     stuck = np.flatnonzero(max_kw <= 0)
     if stuck.size:
         laxity_h[stuck] = np.where(energy_kwh[stuck] > 0, -np.inf, hours[stuck])
-    return laxity_h
+    return need_kw, laxity_h
 
 
 def _validate(problem: AllocationProblem, pool: PreparedPool) -> _Inputs:
@@ -173,23 +159,15 @@ def _validate(problem: AllocationProblem, pool: PreparedPool) -> _Inputs:
     if (energy_kwh < 0).any():
         raise InvalidInput(f"energy_needed_kwh: negative for session index {int(np.argmax(energy_kwh < 0))}")
 
-    step_h = float(problem.step_h)
-    if not (np.isfinite(step_h) and step_h > 0):
-        raise InvalidInput("step_h: must be a positive number of hours")
-
-    laxity_h = _laxity(energy_kwh, hours, max_kw)
+    need_kw, laxity_h = _need_and_laxity(energy_kwh, hours, max_kw)
     lower_kw = min_kw
-    if problem.discharge_kwh is not None:
-        room_kwh = _as_float("discharge_kwh", problem.discharge_kwh, n)
-        # No discharge in this step beyond what is left above the state-of-charge floor.
-        lower_kw = np.minimum(np.maximum(min_kw, -np.maximum(room_kwh, 0.0) / step_h), max_kw)
     if problem.energy_floor_kwh is not None:
         floor_kwh = _as_float("energy_floor_kwh", problem.energy_floor_kwh, n)
         if (floor_kwh < 0).any():
             raise InvalidInput("energy_floor_kwh: negative")
-        floor_kw = laxity_floor_kw(floor_kwh, hours, max_kw, step_h)
-        lower_kw = np.maximum(lower_kw, np.minimum(floor_kw, max_kw))
-    need_kw = laxity_floor_kw(energy_kwh, hours, max_kw, step_h)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            floor_kw = np.where(hours > 0, floor_kwh / hours, np.where(floor_kwh > 0, np.inf, -np.inf))
+        lower_kw = np.maximum(min_kw, np.minimum(floor_kw, max_kw))
     need_floor_kw = np.clip(need_kw, lower_kw, max_kw, out=need_kw)
 
     g = pool.group_count
@@ -301,24 +279,14 @@ def allocate_prepared(pool: PreparedPool, problem: AllocationProblem) -> Allocat
 
     target = float(problem.target_kw)
     delta = target - float(x.sum())
-    # Discharge is the last resort either way: charging stops before a car discharges, and a car stops
-    # discharging before another one charges more (no energy cycled through the pool).
-    discharging = bool((lower_kw < 0).any())
     if delta > tol:
         x = increase(x, np.maximum(x, need_kw), delta)
         delta = target - float(x.sum())
-        if delta > tol and discharging and (x < 0).any():
-            x = increase(x, np.maximum(x, np.minimum(upper_kw, 0.0)), delta)
-            delta = target - float(x.sum())
         if delta > tol:
             x = increase(x, upper_kw, delta)
     elif delta < -tol:
-        if discharging:
-            x = decrease(x, np.minimum(x, np.maximum(need_kw, 0.0)), -delta)
-            delta = target - float(x.sum())
-        if delta < -tol:
-            x = decrease(x, np.minimum(x, need_kw), -delta)
-            delta = target - float(x.sum())
+        x = decrease(x, np.minimum(x, need_kw), -delta)
+        delta = target - float(x.sum())
         if delta < -tol and not problem.needs_outrank_target:
             x = decrease(x, lower_kw, -delta)
 

@@ -41,11 +41,6 @@ class AllocationProblem:
     # Energy the session must receive before departure even when the target outranks needs (hard).
     energy_floor_kwh: FloatArray | None = None
     needs_outrank_target: bool = True
-    # How long these setpoints stay in force before the next allocation can correct them (hours): a session's
-    # need floor is the lowest power for this long that still lets full power afterwards meet its need.
-    step_h: float = 0.25
-    # Energy each session may still discharge before its state-of-charge floor (kWh; None: min_kw alone bounds it).
-    discharge_kwh: FloatArray | None = None
 
 
 @dataclass(frozen=True)

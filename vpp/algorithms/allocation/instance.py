@@ -14,11 +14,7 @@ from vpp.domain.errors import InvalidInput
 
 
 def allocate_instance(instance: Mapping[str, Any]) -> dict[str, Any]:
-    """Allocate an offline JSON-like instance: sessions and groups by id in, setpoints by id out.
-
-    Optional keys: ``step_h`` (how long the setpoints hold, default 0.25 h) and per session ``discharge_kwh``
-    (energy above its state-of-charge floor).
-    """
+    """Allocate an offline JSON-like instance: sessions and groups by id in, setpoints by id out."""
     sessions = instance.get("sessions")
     if not isinstance(sessions, list):
         raise InvalidInput("sessions: must be a list")
@@ -39,16 +35,6 @@ def allocate_instance(instance: Mapping[str, Any]) -> dict[str, Any]:
                 values.append(float(session.get(key, 0.0) if key == "current_kw" else session[key]))
             except (KeyError, TypeError, ValueError) as exc:
                 raise InvalidInput(f"sessions[{index}].{key}: missing or not a number") from exc
-    discharge: list[float] = []
-    for index, session in enumerate(sessions):
-        try:
-            discharge.append(float(session.get("discharge_kwh", np.inf)))
-        except (TypeError, ValueError) as exc:
-            raise InvalidInput(f"sessions[{index}].discharge_kwh: not a number") from exc
-    try:
-        step_h = float(instance.get("step_h", 0.25))
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput("step_h: not a number") from exc
     index_of = {sid: i for i, sid in enumerate(ids)}
     if len(index_of) != len(ids):
         raise InvalidInput("sessions: duplicate session id")
@@ -105,8 +91,6 @@ def allocate_instance(instance: Mapping[str, Any]) -> dict[str, Any]:
         group_max_kw=np.asarray(group_max, dtype=np.float64),
         group_min_kw=np.asarray(group_min, dtype=np.float64),
         needs_outrank_target=bool(instance.get("needs_outrank_target", True)),
-        step_h=step_h,
-        discharge_kwh=np.asarray(discharge, dtype=np.float64) if np.isfinite(discharge).any() else None,
     )
     started = time.perf_counter()
     result = allocate(problem)
