@@ -12,6 +12,7 @@ from vpp.algorithms.dispatch import PoolLimits
 from vpp.dispatch.cycle import DispatchParams, PoolDispatch, Setpoint
 from vpp.dispatch.sim import TelemetryFleet
 from vpp.ports import LimitOutcome, LimitStatus
+from vpp.simulation.runner import setpoint_share
 
 STEP_S = 4.0
 FAT_S = 300.0
@@ -30,18 +31,8 @@ def setpoint_profile(capacity_mw: float, seconds: float) -> float:
 
 
 def demo_setpoint_share(seconds: float) -> float:
-    """The demo's ``setpoint_shape: varying`` (vpp.simulation.runner): a ramp over the full activation time,
-    three minutes at the request, a 60-s ramp to half of it, three minutes there, and back."""
-    if seconds < FAT_S:
-        return seconds / FAT_S
-    t = (seconds - FAT_S) % 480.0
-    if t < 180.0:
-        return 1.0
-    if t < 240.0:
-        return 1.0 - 0.5 * (t - 180.0) / 60.0
-    if t < 420.0:
-        return 0.5
-    return 0.5 + 0.5 * (t - 420.0) / 60.0
+    """The demo's ``setpoint_shape: varying``, as the scenario's TSO asks for it (vpp.simulation.runner)."""
+    return setpoint_share("varying", seconds)
 
 
 def scored_steps(setpoint_mw: np.ndarray, step_s: float = STEP_S) -> np.ndarray:

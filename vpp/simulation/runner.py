@@ -646,7 +646,7 @@ class Simulation:
         spec = self.scenario.afrr
         awarded = self.afrr_awarded_mw or spec.min_award_mw
         sign = -1.0 if spec.direction == "down" else 1.0
-        share = spec.setpoint_share * _shape(spec.setpoint_shape, (at - window[0]).total_seconds())
+        share = spec.setpoint_share * setpoint_share(spec.setpoint_shape, (at - window[0]).total_seconds())
         return round(sign * share * awarded, 3)
 
     async def run(self) -> RunResult:
@@ -776,7 +776,7 @@ class Simulation:
         return {"setpoints_sent": self.afrr_seq, "responses": response.json()}
 
 
-def _shape(shape: str, seconds: float) -> float:
+def setpoint_share(shape: str, seconds: float) -> float:
     """Share of the full request ``seconds`` into an activation: 1 throughout (flat), or (varying) a ramp over
     the 300-s full activation time, then three minutes at 1, a 60-s ramp to 0.5, three minutes there, back."""
     if shape == "flat":

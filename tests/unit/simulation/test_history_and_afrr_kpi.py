@@ -9,7 +9,7 @@ import pytest
 
 from vpp.simulation.kpis import _after_full_activation
 from vpp.simulation.plan import plan_cpo, plan_history, timeline_of
-from vpp.simulation.runner import _shape
+from vpp.simulation.runner import setpoint_share
 from vpp.simulation.scenario import Scenario
 
 BASE = {"name": "t", "start": "2024-06-12", "cpos": [
@@ -34,9 +34,9 @@ def test_the_warm_up_never_begins_after_the_trading_moment() -> None:
 
 
 def test_the_varying_setpoint_ramps_over_the_full_activation_time_then_moves_between_full_and_half() -> None:
-    assert _shape("flat", 10.0) == 1.0
-    assert [_shape("varying", s) for s in (0.0, 150.0, 300.0, 479.0)] == pytest.approx([0.0, 0.5, 1.0, 1.0])
-    assert [_shape("varying", s) for s in (510.0, 540.0, 700.0, 750.0, 780.0)] == pytest.approx(
+    assert setpoint_share("flat", 10.0) == 1.0
+    assert [setpoint_share("varying", s) for s in (0.0, 150.0, 300.0, 479.0)] == pytest.approx([0.0, 0.5, 1.0, 1.0])
+    assert [setpoint_share("varying", s) for s in (510.0, 540.0, 700.0, 750.0, 780.0)] == pytest.approx(
         [0.75, 0.5, 0.5, 0.75, 1.0])
 
 
