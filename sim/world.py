@@ -60,8 +60,11 @@ class Served:
     def __init__(self, app: FastAPI, port: int) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
+        # Idle keep-alive connections stay open for the run: uvicorn's 5-s default closed connections the other
+        # process was about to reuse (a wall-clock pause of a step is often longer), and the request then failed
+        # with a ReadError (`make demo` from a fresh clone stopped at a charging-need PUT).
         config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
-                                access_log=False, log_config=None)
+                                access_log=False, log_config=None, timeout_keep_alive=3600)
         self.server = uvicorn.Server(config)
         self.task: asyncio.Task[None] | None = None
 
