@@ -45,7 +45,7 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 ISP_H = ISP.total_seconds() / 3600.0
 MAX_PLAN_ISPS = 4 * 24 * 7
-FORECAST_MAX_KW = 11.0
+
 
 
 @dataclass(frozen=True)
@@ -181,25 +181,13 @@ def _device_caps(db: Session, fleet: Fleet, idx: IntArray, horizon: IspHorizon) 
 def _forecast_arrivals(forecast: ForecastFlex | None, horizon: IspHorizon,
                        quantile: str) -> list[tuple[int, int, float]]:
     """(arrival ISP, departure ISP, energy) of the forecast cars arriving after now's ISP."""
-    from vpp.portfolio.service import _stay
+    from vpp.portfolio.service import forecast_stays  # the service imports this module
 
     if forecast is None:
         return []
     expected = np.asarray(forecast.arrivals[quantile], dtype=np.float64).copy()
     expected[:1] = 0.0
-    running = np.floor(np.cumsum(expected) + 1e-9)
-    counts = np.diff(running, prepend=0.0).astype(int)
-    out: list[tuple[int, int, float]] = []
-    drawn = 0
-    for t in np.flatnonzero(counts):
-        for _ in range(int(counts[t])):
-            hours, kwh = _stay(forecast, int(t), drawn)
-            drawn += 1
-            dwell = max(1, round(hours * 4))
-            leaves = min(int(t) + dwell, horizon.count)
-            energy = min(kwh, FORECAST_MAX_KW * dwell * ISP_H) * (leaves - int(t)) / dwell
-            out.append((int(t), leaves, float(energy)))
-    return out
+    return forecast_stays(forecast, expected, horizon.count)
 
 
 def plan_problem(db: Session, fleet: Fleet, pool: str, at: datetime, forecast: ForecastFlex | None,
@@ -220,6 +208,8 @@ def plan_problem(db: Session, fleet: Fleet, pool: str, at: datetime, forecast: F
     arrivals = _forecast_arrivals(forecast, horizon, settings.quantile)
     n = n_present + len(arrivals)
     energy = np.concatenate([np.maximum(fleet.energy_needed_kwh[idx], 0.0), [e for _, _, e in arrivals]])
+    from vpp.portfolio.service import FORECAST_MAX_KW
+
     max_kw = np.concatenate([fleet.max_kw[idx], np.full(len(arrivals), FORECAST_MAX_KW)])
     min_kw = np.concatenate([np.where(v2g, -fleet.discharge_kw[idx], 0.0), np.zeros(len(arrivals))])
     nan_tail = np.full(len(arrivals), np.nan)

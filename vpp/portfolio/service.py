@@ -373,22 +373,36 @@ def dayahead_instance(fleet: Fleet, pool: str, horizon: IspHorizon, forecast: Fo
         # Availability at reliability r is the (1 - r) quantile of arrivals: fewer cars, more certain.
         quantile = "p10" if reliability >= 0.75 else ("p90" if reliability <= 0.25 else "p50")
         future = _not_before(horizon, fleet.at)
-        running = np.floor(np.cumsum(forecast.arrivals[quantile] * future) + 1e-9)
-        counts = np.diff(running, prepend=0.0).astype(int)
-        drawn = 0
-        for t in np.flatnonzero(counts):
-            for j in range(int(counts[t])):
-                hours, kwh = _stay(forecast, int(t), drawn)
-                drawn += 1
-                dwell = max(1, round(hours * 4))
-                leaves = min(int(t) + dwell, horizon.count)
-                energy = min(kwh, 11.0 * dwell / 4) * (leaves - int(t)) / dwell
-                sessions.append({"id": f"forecast-{int(t)}-{j}", "arrival": int(t), "departure": leaves,
-                                 "energy_kwh": float(energy), "max_kw": 11.0, "min_kw": 0.0})
+        for j, (t, leaves, energy) in enumerate(forecast_stays(forecast, forecast.arrivals[quantile] * future,
+                                                              horizon.count)):
+            sessions.append({"id": f"forecast-{t}-{j}", "arrival": t, "departure": leaves,
+                             "energy_kwh": energy, "max_kw": FORECAST_MAX_KW, "min_kw": 0.0})
     return {"start": horizon.start.isoformat().replace("+00:00", "Z"), "isp_minutes": 15,
             "prices_eur_per_mwh": [float(p) for p in prices_eur_per_mwh],
             "pool_max_kw": uncontrolled_peak_kw(sessions, horizon.count) or None, "pool_min_kw": None,
             "sessions": sessions}
+
+
+FORECAST_MAX_KW = 11.0
+
+
+def forecast_stays(forecast: ForecastFlex, expected: Any, isps: int) -> list[tuple[int, int, float]]:
+    """(arrival ISP, departure ISP, energy) of the cars the forecast expects: ``expected`` arrivals per ISP counted
+    by their running total (ISPs with less than one arrival each still add up to the cars that come), each taking
+    the stay of past arrivals at its local hour in turn, with only the energy that falls inside the horizon."""
+    running = np.floor(np.cumsum(np.asarray(expected, dtype=np.float64)) + 1e-9)
+    counts = np.diff(running, prepend=0.0).astype(int)
+    out: list[tuple[int, int, float]] = []
+    drawn = 0
+    for t in np.flatnonzero(counts):
+        for _ in range(int(counts[t])):
+            hours, kwh = _stay(forecast, int(t), drawn)
+            drawn += 1
+            dwell = max(1, round(hours * 4))
+            leaves = min(int(t) + dwell, isps)
+            energy = min(kwh, FORECAST_MAX_KW * dwell / 4) * (leaves - int(t)) / dwell
+            out.append((int(t), leaves, float(energy)))
+    return out
 
 
 def uncontrolled_peak_kw(sessions: Sequence[Mapping[str, Any]], isps: int) -> float:
