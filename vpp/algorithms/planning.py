@@ -123,10 +123,13 @@ def headroom_bounds(problem: PlanProblem, cap_kw: FloatArray | None = None) -> t
     """The pool's bounds with the awarded aFRR headroom reserved: (min_kw, max_kw) per ISP.
 
     ``cap_kw`` is the sessions' power caps inside their windows (``session_caps``), when already at hand.
+    Downward headroom (more consumption) counts each session at most at what its remaining need lets it take
+    in one ISP (``absorbable_kw``): a car that has met its need, or nearly, adds nothing to an activation
+    whatever its charger could draw.
     """
     s = problem.sessions
     cap = session_caps(s) if cap_kw is None else cap_kw
-    most = cap.sum(axis=0)
+    most = absorbable_kw(s, cap).sum(axis=0)
     least = (np.minimum(s.min_kw, 0.0)[:, None] * (cap > 0.0)).sum(axis=0)
     up, down = problem.up_headroom_kw, problem.down_headroom_kw
     pool_max = np.where(down > 0, np.minimum(s.pool_max_kw, most - down), s.pool_max_kw)
@@ -206,6 +209,45 @@ def plan_pool(problem: PlanProblem) -> Plan:
         seconds=time.perf_counter() - started,
     )
 
+
+
+def absorbable_kw(problem: SchedulingProblem, cap_kw: FloatArray) -> FloatArray:
+    """Sessions x ISPs: the most each session can draw in an ISP, its cap within what its whole remaining need
+    lets it take in one ISP (exact for the first ISP of the horizon, an upper bound later).
+
+    With the pool planned at most this minus the downward headroom, the cars' own room adds up to the headroom
+    in the first ISP: each car can add ``min(cap, need / h) - planned`` and the plan never exceeds either term.
+    """
+    need = np.maximum(np.nan_to_num(problem.energy_kwh, nan=np.inf), 0.0)
+    # A V2G car can take what its battery has room for (its need is what it must have, not what it can hold).
+    v2g = problem.is_v2g
+    if v2g.any():
+        need = np.where(v2g, np.maximum(need, np.nan_to_num(problem.battery_kwh - problem.soc_kwh)), need)
+    room: FloatArray = np.minimum(cap_kw, (need / problem.isp_hours)[:, None])
+    return room
+
+
+def car_limited_kw(measured_kw: FloatArray, reading_start_s: FloatArray, reading_end_s: FloatArray,
+                   limit_kw: FloatArray, limit_sent_s: FloatArray, charger_max_kw: FloatArray, *,
+                   tolerance_kw: float = 1.0, headroom_kw: float = 0.5, headroom_pct: float = 5.0) -> FloatArray:
+    """What each car is known to draw at most (NaN: not known), from its latest reading, to plan it with.
+
+    A car whose latest reading is clearly (``tolerance_kw``) below everything that bounded it over the reading's
+    period (the limit in force, NaN: none, sent before the period began; its charger's maximum) is held back by
+    itself: an onboard charger, taper near full, a need met by its own target. It is planned at what it drew
+    plus a little headroom, so that the plan, the dispatcher's baseline, counts no power the car will not take,
+    and the aFRR headroom kept free is headroom the cars have. A reading that averages over a limit change says
+    nothing and is not judged.
+    """
+    with np.errstate(invalid="ignore"):
+        bound = np.fmin(limit_kw, charger_max_kw)
+        length = reading_end_s - reading_start_s
+        # The limit in force was sent before the period began (a tenth of the period's grace for the round trip).
+        settled = np.isnan(limit_kw) | (limit_sent_s <= reading_start_s + 0.1 * length)
+        below = np.isfinite(measured_kw) & (length > 0) & settled & (measured_kw < bound - tolerance_kw)
+    drawn = np.maximum(np.nan_to_num(measured_kw), 0.0)
+    known: FloatArray = np.where(below, drawn + np.maximum(headroom_kw, headroom_pct / 100.0 * drawn), np.nan)
+    return known
 
 
 def session_caps(problem: SchedulingProblem) -> FloatArray:

@@ -147,3 +147,14 @@ def limits_in_force(session: Session, pool: str) -> dict[str, float]:
     for row in repository.allocations_since_last_full(session, pool):
         limits.update(zip(row.items.get("s", []), row.items.get("kw", []), strict=True))
     return limits
+
+
+def limits_sent_at(session: Session, pool: str) -> dict[str, tuple[float, datetime]]:
+    """Each session's limit in force and when it was sent (the cycle's time), as the pool's last owner left them."""
+    limits: dict[str, tuple[float, datetime]] = {}
+    for row in repository.allocations_since_last_full(session, pool):
+        for sid, kw in zip(row.items.get("s", []), row.items.get("kw", []), strict=True):
+            old = limits.get(sid)
+            # A full cycle restates the limits in force: keep when a limit was sent, not when it was restated.
+            limits[sid] = (kw, old[1] if row.full and old is not None and old[0] == kw else row.at)
+    return limits

@@ -25,7 +25,7 @@ import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from vpp.algorithms.planning import Plan, PlanProblem, plan_pool
+from vpp.algorithms.planning import Plan, PlanProblem, car_limited_kw, plan_pool
 from vpp.algorithms.scheduling import SchedulingProblem
 from vpp.commitments.tables import Commitment
 from vpp.db import unit_of_work, utcnow
@@ -190,11 +190,33 @@ def _forecast_arrivals(forecast: ForecastFlex | None, horizon: IspHorizon,
     return forecast_stays(forecast, expected, horizon.count)
 
 
+def drawable_kw(db: Session, fleet: Fleet, idx: IntArray, pool: str) -> FloatArray:
+    """What each present session's car is known to draw at most (NaN: its charger's maximum), learned from its
+    latest reading against the limit the dispatcher had in force (``vpp.algorithms.planning.car_limited_kw``)."""
+    from vpp.dispatch.service import limits_sent_at
+
+    n = idx.size
+    if n == 0 or fleet.reading_start_s.size == 0:
+        return np.full(n, np.nan)
+    sent = limits_sent_at(db, pool)
+    limit = np.full(n, np.nan)
+    sent_s = np.full(n, np.nan)
+    for k, i in enumerate(idx):
+        found = sent.get(fleet.session_ids[i])
+        if found is not None:
+            limit[k], sent_s[k] = found[0], found[1].timestamp()
+    return car_limited_kw(fleet.current_kw[idx], fleet.reading_start_s[idx], fleet.reading_end_s[idx], limit,
+                          sent_s, fleet.max_kw[idx])
+
+
 def plan_problem(db: Session, fleet: Fleet, pool: str, at: datetime, forecast: ForecastFlex | None,
                  settings: PlanSettings, *, site_load_kw: dict[str, float] | None = None,
                  price_forecast: Callable[[list[datetime]], FloatArray] | None = None,
-                 ) -> tuple[PlanProblem, IspHorizon]:
-    """The pool's plan problem now: present sessions, forecast arrivals, prices, position, headroom and caps."""
+                 drawable: FloatArray | None = None) -> tuple[PlanProblem, IspHorizon]:
+    """The pool's plan problem now: present sessions, forecast arrivals, prices, position, headroom and caps.
+
+    ``drawable`` caps present sessions at what their cars are known to draw (``drawable_kw``; NaN: no cap).
+    """
     idx = fleet.members(pool)
     horizon = plan_horizon(fleet, idx, at, settings.market_timezone)
     t_count = horizon.count
@@ -210,7 +232,8 @@ def plan_problem(db: Session, fleet: Fleet, pool: str, at: datetime, forecast: F
     energy = np.concatenate([np.maximum(fleet.energy_needed_kwh[idx], 0.0), [e for _, _, e in arrivals]])
     from vpp.portfolio.service import FORECAST_MAX_KW
 
-    max_kw = np.concatenate([fleet.max_kw[idx], np.full(len(arrivals), FORECAST_MAX_KW)])
+    present_max = fleet.max_kw[idx] if drawable is None else np.fmin(fleet.max_kw[idx], drawable)
+    max_kw = np.concatenate([present_max, np.full(len(arrivals), FORECAST_MAX_KW)])
     min_kw = np.concatenate([np.where(v2g, -fleet.discharge_kw[idx], 0.0), np.zeros(len(arrivals))])
     nan_tail = np.full(len(arrivals), np.nan)
     soc_now = np.where(v2g, soc, np.nan)
@@ -284,7 +307,8 @@ def replan(db: Session, portfolio: PortfolioService, pool: str, at: datetime, se
     horizon = plan_horizon(fleet, fleet.members(pool), at, settings.market_timezone)
     forecast = pool_forecast(db, fleet, pool, horizon, portfolio.config)
     problem, horizon = plan_problem(db, fleet, pool, at, forecast, settings, site_load_kw=site_loads_kw(db, at),
-                                    price_forecast=price_forecast)
+                                    price_forecast=price_forecast,
+                                    drawable=drawable_kw(db, fleet, fleet.members(pool), pool))
     plan = plan_pool(problem)
     return store_plan(db, pool, at, horizon, plan, fleet, settings)
 

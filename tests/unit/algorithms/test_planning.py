@@ -73,6 +73,36 @@ def test_awarded_up_capacity_keeps_the_pool_drawing_at_least_that_much() -> None
     assert plan.schedule_kw[0] == pytest.approx([6.0, 5.0])
 
 
+def test_down_headroom_counts_a_car_only_for_what_its_need_lets_it_take() -> None:
+    # Two 11 kW cars, 10 kW down awarded at ISP 0. One has met its need (0 kWh): its charger adds nothing, so
+    # the other car (2.75 kWh, a whole ISP at 11 kW) must keep 10 kW free there and charges 1 kW at ISP 0.
+    sessions = _sessions([50.0, 100.0], energy=[FULL_ISP_KWH, 0.0])
+    _, high = planning.headroom_bounds(_problem(sessions, down=[10.0, 0.0]))
+    assert high[0] == pytest.approx(1.0)
+    plan = plan_pool(_problem(sessions, down=[10.0, 0.0]))
+    assert plan.schedule_kw[:, 0].sum() == pytest.approx(1.0)
+    # Without the reservation the cheap ISP takes the whole need.
+    assert plan_pool(_problem(sessions)).schedule_kw[0] == pytest.approx([11.0, 0.0])
+
+
+def test_a_v2g_car_can_take_what_its_battery_has_room_for_beyond_its_need() -> None:
+    sessions = _sessions([50.0, 100.0], energy=[0.0], min_kw=[-11.0], battery=[60.0], soc=[40.0], min_soc=[10.0])
+    room = planning.absorbable_kw(sessions, planning.session_caps(sessions))
+    assert room[0] == pytest.approx([11.0, 11.0])
+
+
+def test_a_car_clearly_below_the_limit_in_force_over_its_reading_is_planned_at_what_it_draws() -> None:
+    # Readings over [0, 900) s: a 7.4 kW onboard charger under an 11 kW limit; a car at its 3 kW limit; a car
+    # whose limit went up mid-period (not judged); a full car under no limit on a 22 kW charger.
+    known = planning.car_limited_kw(
+        measured_kw=np.array([7.4, 3.0, 5.0, 0.0]), reading_start_s=np.zeros(4), reading_end_s=np.full(4, 900.0),
+        limit_kw=np.array([11.0, 3.0, 11.0, np.nan]), limit_sent_s=np.array([-60.0, -60.0, 450.0, np.nan]),
+        charger_max_kw=np.array([11.0, 11.0, 11.0, 22.0]))
+    assert known[0] == pytest.approx(7.4 + 0.5)
+    assert np.isnan(known[1]) and np.isnan(known[2])
+    assert known[3] == pytest.approx(0.5)
+
+
 def test_a_congestion_cap_on_a_group_moves_its_second_car_to_the_dearer_isp() -> None:
     sessions = _sessions([50.0, 100.0], energy=[FULL_ISP_KWH, FULL_ISP_KWH, FULL_ISP_KWH])
     plan = plan_pool(_problem(sessions, group=[0, 0, -1], group_max=[[11.0, np.inf]]))
