@@ -257,6 +257,26 @@ def capacity_per_product(volume_kw: FloatArray, isps_per_product: int) -> FloatA
     return shaped.min(axis=1) if products else np.zeros(0)
 
 
+def energy_limited_capacity(schedule_kw: FloatArray, energy_min_kwh: FloatArray, energy_max_kwh: FloatArray,
+                            first: int, isps_per_product: int, isp_hours: float = 0.25) -> tuple[float, float]:
+    """Upward and downward capacity (kW, >= 0) the pool's energy can hold for a whole product from ISP ``first``.
+
+    Capacity held through a product may be activated in full for all of it: a downward activation of ``c`` kW
+    adds ``c * h`` kWh by the end of each ISP of the product, which the cars must still have room for
+    (cumulative energy at most ``energy_max_kwh``); an upward one takes it away (at least ``energy_min_kwh``,
+    below which needs or state-of-charge floors break). Energies are cumulative from the horizon's start to each
+    ISP's end, as ``PoolFlexibility`` gives them; the schedule is the committed position.
+    """
+    if isps_per_product <= 0 or not 0 <= first <= schedule_kw.size - isps_per_product:
+        raise InvalidInput("the product must lie inside the schedule")
+    cumulative = np.cumsum(schedule_kw) * isp_hours
+    window = slice(first, first + isps_per_product)
+    elapsed_h = np.arange(1, isps_per_product + 1) * isp_hours
+    down = float(np.min((energy_max_kwh[window] - cumulative[window]) / elapsed_h))
+    up = float(np.min((cumulative[window] - energy_min_kwh[window]) / elapsed_h))
+    return max(up, 0.0), max(down, 0.0)
+
+
 def opportunity_costs(forecast_eur_per_mwh: FloatArray, *, recovery_isps: int) -> tuple[FloatArray, FloatArray]:
     """EUR/MWh an upward and a downward MWh at each ISP costs in day-ahead value, both >= 0.
 

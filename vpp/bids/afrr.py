@@ -14,7 +14,13 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session
 
-from vpp.algorithms.bidding import capacity_per_product, opportunity_costs, round_price, size_afrr
+from vpp.algorithms.bidding import (
+    capacity_per_product,
+    energy_limited_capacity,
+    opportunity_costs,
+    round_price,
+    size_afrr,
+)
 from vpp.bids.dayahead import iso, parse_time
 from vpp.bids.forecast import forecast_for
 from vpp.bids.policy import BidPolicy
@@ -70,8 +76,13 @@ def build_content(session: Session, portfolio: PortfolioView, policy: BidPolicy,
         per_product = int(timedelta(hours=policy.afrr_product_hours) / ISP)
         for first, product_start in _products(isps, policy):
             window = slice(first, first + per_product)
+            # Power alone is not enough: held for the whole product, the capacity's energy must fit the cars.
+            energy_room = dict(zip(DIRECTIONS, energy_limited_capacity(
+                schedule, flex.energy_min_kwh, flex.energy_max_kwh, first, per_product), strict=True))
             for direction, (volume, cost) in by_direction.items():
                 held = float(capacity_per_product(volume[window], per_product)[0])
+                held = float(size_afrr(np.array([min(held, energy_room[direction])]), np.zeros(1),
+                                       step_kw=policy.afrr_step_kw, minimum_kw=policy.afrr_minimum_kw).up_kw[0])
                 if held <= 0:
                     continue
                 energy_price = float(np.mean(cost[window])) + margin_eur_per_mwh

@@ -126,3 +126,22 @@ def test_the_simulated_exchange_accepts_the_interpolated_demand() -> None:
                                          {"price": 150, "volume": 1.0}, {"price": 4000, "volume": 1.0}]}]}
     results = clear_curve_order(order, {datetime(2030, 6, 2, 22, tzinfo=UTC): 100.0})
     assert results["results"][0]["volume"] == 1.5
+
+
+def test_capacity_held_through_a_product_is_bounded_by_the_energy_the_cars_can_take_or_give() -> None:
+    # Four ISPs, schedule 100 kW (25 kWh each); the cars can hold 25 to 100 kWh more than scheduled by the ISPs'
+    # ends, and give back 10 to 50 kWh. Held for the whole product, down
+    # capacity c needs c * 0.25 h * k <= room at ISP k: min(25/0.25, 60/0.5, 90/0.75, 100/1.0) = 100 kW; up:
+    # min(10/0.25, 20/0.5, 40/0.75, 50/1.0) = 40 kW.
+    schedule = np.full(4, 100.0)
+    cumulative = np.cumsum(schedule) * 0.25
+    e_max = cumulative + np.array([25.0, 60.0, 90.0, 100.0])
+    e_min = cumulative - np.array([10.0, 20.0, 40.0, 50.0])
+    up, down = bidding.energy_limited_capacity(schedule, e_min, e_max, 0, 4)
+    assert down == pytest.approx(100.0)
+    assert up == pytest.approx(40.0)
+    # A product starting later counts from its own first ISP.
+    later = bidding.energy_limited_capacity(schedule, e_min, e_max, 2, 2)
+    assert later[1] == pytest.approx(min(90.0 / 0.25, 100.0 / 0.5))
+    with pytest.raises(InvalidInput):
+        bidding.energy_limited_capacity(schedule, e_min, e_max, 3, 2)
