@@ -21,6 +21,9 @@ BoolArray = npt.NDArray[np.bool_]
 # A session is planned at no more than its remaining need lets it draw for five minutes (aFRR's full activation
 # time): a car that has reached its need stops drawing, which the dispatcher sees only a telemetry period later.
 NEED_HORIZON_H = 5.0 / 60.0
+# A V2G car discharges no faster than its energy above its state-of-charge floor lasts this long: limits stay in
+# force until a later cycle sees their effect, and outside activations cycles (and telemetry) come every 15 minutes.
+DISCHARGE_HOLD_H = 0.25
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,9 @@ def build_problem(
     pool = snapshot.pool
     max_kw = np.asarray(snapshot.max_kw, dtype=np.float64).copy()
     min_kw = np.minimum(np.asarray(snapshot.min_kw, dtype=np.float64), max_kw)
+    if snapshot.discharge_kwh is not None:
+        room_kwh = np.maximum(np.nan_to_num(np.asarray(snapshot.discharge_kwh, dtype=np.float64)), 0.0)
+        min_kw = np.minimum(np.maximum(min_kw, -room_kwh / DISCHARGE_HOLD_H), max_kw)
     if need_horizon_h > 0:
         drawable = np.maximum(np.nan_to_num(np.asarray(snapshot.energy_needed_kwh, dtype=np.float64), nan=np.inf),
                               0.0) / need_horizon_h

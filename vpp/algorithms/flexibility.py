@@ -11,8 +11,9 @@ the increasing function B(s) = sum of the ramps), so the split is unique and exa
 
 guarantees that any pool trajectory inside the bounds is deliverable. Members that cannot be pooled this
 way (short or tight sessions, unmet needs, sites whose cap would be at risk) are rigid: they follow
-their uncontrolled baseline, which is added to both power bounds. V2G and optional extra energy stay in
-the per-session envelopes but are not offered at pool level (that part is conservative).
+their uncontrolled baseline, which is added to both power bounds. Optional extra energy stays in the
+per-session envelopes. V2G discharge is offered as power (``discharge_kw``): what each car can give back for
+a stated time above its state-of-charge floor while full power afterwards still meets its need.
 """
 
 from __future__ import annotations
@@ -410,3 +411,49 @@ def headroom(pools: PoolFlexibility, schedule_kw: np.ndarray) -> tuple[np.ndarra
     up = np.minimum(schedule - pools.p_min_kw, (cumulative - pools.e_min_kwh) / DT_H)
     down = np.minimum(pools.p_max_kw - schedule, (pools.e_max_kwh - cumulative) / DT_H)
     return np.maximum(up, 0.0), np.maximum(down, 0.0)
+
+
+def discharge_kw(env: SessionEnvelopes, hold_h: float) -> np.ndarray:
+    """Per session and ISP (n, T), the discharge power (kW, >= 0) a car can hold for ``hold_h`` from the ISP's start.
+
+    Bounded by its discharge limit (``-min_kw``), by the energy above its state-of-charge floor spread over
+    ``hold_h`` (none while the SoC is unknown), and by its need: after giving ``p * hold_h`` back, full power
+    must still meet the need (all of it, as if nothing had been charged since the horizon start) by departure.
+    Zero outside the plugged-in window and where fewer than ``hold_h`` hours are left.
+    """
+    if not hold_h > 0:
+        raise InvalidInput(f"hold_h: must be positive, got {hold_h}")
+    t = env.horizon.count
+    v2g = np.flatnonzero(env.min_kw < 0)
+    out = np.zeros((env.n, t))
+    if v2g.size == 0:
+        return out
+    isp_start_h = np.arange(t) * DT_H
+    start_h, departure_h = env.start_h[v2g, None], env.departure_h[v2g, None]
+    left_h = departure_h - np.maximum(isp_start_h[None, :], start_h)
+    soc_kw = np.maximum(-env.floor_kwh[v2g], 0.0) / hold_h
+    bound = np.minimum(-env.min_kw[v2g], soc_kw)[:, None]
+    need_kw = (env.max_kw[v2g, None] * (left_h - hold_h) - env.energy_required_kwh[v2g, None]) / hold_h
+    plugged = (isp_start_h[None, :] >= start_h - 1e-9) & (left_h >= hold_h)
+    out[v2g] = np.where(plugged, np.clip(np.minimum(bound, need_kw), 0.0, None), 0.0)
+    return out
+
+
+def plugged_discharge_kw(discharge_kw_per_car: float, stay_hours: np.ndarray, stay_kwh: np.ndarray, max_kw: float,
+                         hold_h: float) -> float:
+    """Discharge power (kW, >= 0) a plugged-in V2G car still to come can hold for ``hold_h``, on average.
+
+    A car met at a random moment is halfway through a stay drawn in proportion to its length (``stay_hours``,
+    ``stay_kwh``: past stays), with half its energy still to charge at up to ``max_kw``; after giving back
+    ``p * hold_h`` full power must still meet that. ``discharge_kw_per_car`` bounds it (what the pool's V2G
+    cars can give above their SoC floors).
+    """
+    if not hold_h > 0:
+        raise InvalidInput(f"hold_h: must be positive, got {hold_h}")
+    hours = np.maximum(np.asarray(stay_hours, dtype=np.float64), 0.0)
+    kwh = np.maximum(np.asarray(stay_kwh, dtype=np.float64), 0.0)
+    if hours.sum() <= 0:
+        return 0.0
+    need_kw = (max_kw * (hours / 2.0 - hold_h) - kwh / 2.0) / hold_h
+    power = np.clip(np.minimum(discharge_kw_per_car, need_kw), 0.0, None)
+    return float(np.sum(hours * power) / hours.sum())

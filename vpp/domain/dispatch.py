@@ -50,3 +50,5 @@ class DispatchSnapshot:
     reading_end_s: FloatArray | None = None
     needs_outrank_target: bool = True
     planned_kw: FloatArray | None = None
+    # Energy each session may still discharge above its state-of-charge floor (kWh); None: not known.
+    discharge_kwh: FloatArray | None = None

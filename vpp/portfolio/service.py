@@ -21,7 +21,14 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from vpp.algorithms.flexibility import aggregate_pools, build_envelopes, envelope_arrays, plan_lag_model
+from vpp.algorithms.flexibility import (
+    aggregate_pools,
+    build_envelopes,
+    discharge_kw,
+    envelope_arrays,
+    plan_lag_model,
+    plugged_discharge_kw,
+)
 from vpp.algorithms.forecast import forecast_sessions
 from vpp.db import unit_of_work
 from vpp.domain.dispatch import DispatchSnapshot, GroupCaps
@@ -58,6 +65,8 @@ class PortfolioConfig:
     catch_up: int = 3
     history_days: int = 28
     fleet_cache_seconds: float = 2.0
+    # V2G is offered as the discharge power each car can hold this long above its state-of-charge floor.
+    v2g_hold_hours: float = 1.0
 
 
 def horizon_of(start: datetime, end: datetime) -> IspHorizon:
@@ -101,6 +110,9 @@ class PresentFlex:
     sessions: int
     flexible_sessions: int
     feasible: bool
+    # Share of the sessions that may discharge, and what one of them can hold for the hold time (kW).
+    v2g_share: float = 0.0
+    v2g_car_kw: float = 0.0
 
 
 def present_flexibility(fleet: Fleet, idx: npt.NDArray[np.int64], horizon: IspHorizon,
@@ -120,11 +132,15 @@ def present_flexibility(fleet: Fleet, idx: npt.NDArray[np.int64], horizon: IspHo
                            site_codes=site_code if site_names else None,
                            site_cap_kw=site_cap if site_names else None)
     pooled = aggregate_pools(model, np.zeros(idx.size, dtype=np.int64), 1)
-    # Sessions outside the lag model (V2G, short stays) still bound the pool's power per ISP.
+    # Sessions outside the lag model (V2G, short stays) still bound the pool's power per ISP; V2G cars count with
+    # what they can discharge above their SoC floors and needs.
     plugged = (arrays.p_max_kw > 0).sum(axis=0).astype(np.float64)
+    given_back = discharge_kw(env, config.v2g_hold_hours)
+    v2g = env.min_kw < 0
+    soc_bound = np.minimum(-env.min_kw[v2g], np.maximum(-env.floor_kwh[v2g], 0.0) / config.v2g_hold_hours)
     return PresentFlex(
         baseline_kw=pooled.baseline_kw[0],
-        min_kw=np.minimum(pooled.p_min_kw[0], arrays.p_min_kw.sum(axis=0)),
+        min_kw=np.minimum(pooled.p_min_kw[0], -given_back.sum(axis=0)),
         max_kw=np.maximum(pooled.p_max_kw[0], arrays.baseline_kw.sum(axis=0)),
         energy_min_kwh=pooled.e_min_kwh[0],
         energy_max_kwh=pooled.e_max_kwh[0],
@@ -132,6 +148,8 @@ def present_flexibility(fleet: Fleet, idx: npt.NDArray[np.int64], horizon: IspHo
         sessions=int(idx.size),
         flexible_sessions=int(pooled.flexible_sessions[0]),
         feasible=bool(pooled.feasible[0]),
+        v2g_share=float(v2g.mean()),
+        v2g_car_kw=float(soc_bound.mean()) if soc_bound.size else 0.0,
     )
 
 
@@ -234,10 +252,20 @@ def combined_flexibility(pool: str, fleet: Fleet, idx: npt.NDArray[np.int64], ho
     extra = {q: np.zeros(t) for q in ("p10", "p50", "p90")}
     baseline_extra = np.zeros(t)
     energy_extra = np.zeros(t)
+    discharge_per_car_kw = 0.0
     if forecast is not None:
         future = _not_before(horizon, fleet.at)
         for q in extra:
             extra[q] = np.maximum(forecast.plugged[q] - present.plugged, 0.0) * future
+        # Cars still to come discharge like the pool's V2G cars now (their share, their room above the floor),
+        # as far as the needs of the pool's past stays leave room.
+        if forecast.stays_by_isp:
+            stay_hours = np.concatenate([h for h, _ in forecast.stays_by_isp])
+            stay_kwh = np.concatenate([e for _, e in forecast.stays_by_isp])
+        else:
+            stay_hours, stay_kwh = np.array([forecast.dwell_hours]), np.array([forecast.energy_per_arrival_kwh])
+        discharge_per_car_kw = present.v2g_share * plugged_discharge_kw(
+            present.v2g_car_kw, stay_hours, stay_kwh, config.max_kw_per_car, config.v2g_hold_hours)
         # Uncontrolled charging of the forecast arrivals: each charges at full power from arrival until full.
         full_isps = max(1, math.ceil(forecast.energy_per_arrival_kwh / (config.max_kw_per_car * 0.25)))
         arriving_kwh = forecast.arrivals["mean"] * future * forecast.energy_per_arrival_kwh
@@ -249,12 +277,13 @@ def combined_flexibility(pool: str, fleet: Fleet, idx: npt.NDArray[np.int64], ho
         pool=pool,
         isp_starts=tuple(ts.to_pydatetime() for ts in horizon.index),
         baseline_kw=present.baseline_kw + baseline_extra,
-        min_kw=present.min_kw,
+        min_kw=present.min_kw - extra["p50"] * discharge_per_car_kw,
         max_kw=np.maximum(max_kw, present.baseline_kw + baseline_extra),
         energy_min_kwh=present.energy_min_kwh,
         energy_max_kwh=present.energy_max_kwh + energy_extra,
         max_kw_p10=present.max_kw + extra["p10"] * config.max_kw_per_car,
-        min_kw_p90=present.min_kw,
+        # Reliable discharge comes from the cars that are there with 90 % probability (the p10 count).
+        min_kw_p90=present.min_kw - extra["p10"] * discharge_per_car_kw,
         sessions_now=present.sessions,
         sessions_forecast=float(forecast.arrivals["mean"].sum()) if forecast else 0.0,
     )
@@ -303,6 +332,7 @@ def dispatch_snapshot(fleet: Fleet, pool: str, at: datetime, site_load_kw: dict[
         schedule_kw=math.nan,
         reading_start_s=fleet.reading_start_s[idx] if fleet.reading_start_s.size else None,
         reading_end_s=fleet.reading_end_s[idx] if fleet.reading_end_s.size else None,
+        discharge_kwh=np.where(min_kw < 0, soc_room, 0.0),
     )
 
 

@@ -12,9 +12,11 @@ from vpp.algorithms.flexibility import (
     aggregate_pools,
     build_envelopes,
     disaggregate,
+    discharge_kw,
     envelope_arrays,
     headroom,
     plan_lag_model,
+    plugged_discharge_kw,
 )
 from vpp.benchmarks.flexibility import run_flexibility_bench
 from vpp.domain.errors import InvalidInput
@@ -202,3 +204,27 @@ def test_bench_runs_on_a_small_fleet() -> None:
     result = run_flexibility_bench(sessions=2000, hours=24, seed=3)
     assert result["name"] == "flexibility" and result["isps"] == 96 and result["sessions"] == 2000
     assert float(str(result["seconds"])) > 0
+
+
+def test_v2g_discharge_is_held_above_the_soc_floor_and_within_the_need() -> None:
+    # 3 kWh above the floor held for 0.5 h: 6 kW. Need 2 kWh by 2 h at 8 kW: after giving back p * 0.5 h with
+    # `left` hours to go, 8 * (left - 0.5) >= 2 + 0.5 p, so p <= 16 * left - 12: 4 kW at 1 h left, 0 at 0.75 h.
+    sessions = one_session(departure=pd.DatetimeIndex([at(2)]), energy_kwh=np.array([2.0]), min_kw=np.array([-8.0]),
+                           battery_kwh=np.array([50.0]), soc_kwh=np.array([13.0]), min_soc_kwh=np.array([10.0]))
+    env = build_envelopes(sessions, HORIZON)
+    np.testing.assert_allclose(discharge_kw(env, 0.5)[0], [6, 6, 6, 6, 4, 0, 0, 0])
+    # Without a known state of charge nothing is offered; a charge-only car offers nothing either.
+    unknown = build_envelopes(one_session(departure=pd.DatetimeIndex([at(2)]), min_kw=np.array([-8.0])), HORIZON)
+    np.testing.assert_allclose(discharge_kw(unknown, 0.5), 0)
+    np.testing.assert_allclose(discharge_kw(build_envelopes(one_session(), HORIZON), 0.5), 0)
+    with pytest.raises(InvalidInput, match="hold_h"):
+        discharge_kw(env, 0.0)
+
+
+def test_a_plugged_v2g_car_still_to_come_offers_what_its_need_leaves_on_average() -> None:
+    # Stays of 4 h / 10 kWh and 2 h / 10 kWh, met halfway: 11 * (2 - 1) - 5 = 6 kW, capped at 5 kW by the car;
+    # 11 * (1 - 1) - 5 < 0: nothing. Weighted by stay length: (4 * 5 + 2 * 0) / 6.
+    assert plugged_discharge_kw(5.0, np.array([4.0, 2.0]), np.array([10.0, 10.0]), 11.0, 1.0) == pytest.approx(20 / 6)
+    assert plugged_discharge_kw(5.0, np.array([0.0]), np.array([0.0]), 11.0, 1.0) == 0.0
+    with pytest.raises(InvalidInput, match="hold_h"):
+        plugged_discharge_kw(5.0, np.array([4.0]), np.array([1.0]), 11.0, 0.0)
