@@ -125,11 +125,18 @@ def headroom_bounds(problem: PlanProblem, cap_kw: FloatArray | None = None) -> t
     ``cap_kw`` is the sessions' power caps inside their windows (``session_caps``), when already at hand.
     Downward headroom (more consumption) counts each session at most at what its remaining need lets it take
     in one ISP (``absorbable_kw``): a car that has met its need, or nearly, adds nothing to an activation
-    whatever its charger could draw.
+    whatever its charger could draw; nor does a capped group beyond its cap.
     """
     s = problem.sessions
     cap = session_caps(s) if cap_kw is None else cap_kw
-    most = absorbable_kw(s, cap).sum(axis=0)
+    room = absorbable_kw(s, cap)
+    most = room.sum(axis=0)
+    # A capped group (a congestion point, a site) adds no more than its cap, whatever its members could draw.
+    for g in range(problem.group_max_kw.shape[0]):
+        members = problem.session_group == g
+        if members.any():
+            in_group = room[members].sum(axis=0)
+            most = most - in_group + np.minimum(in_group, problem.group_max_kw[g])
     least = (np.minimum(s.min_kw, 0.0)[:, None] * (cap > 0.0)).sum(axis=0)
     up, down = problem.up_headroom_kw, problem.down_headroom_kw
     pool_max = np.where(down > 0, np.minimum(s.pool_max_kw, most - down), s.pool_max_kw)

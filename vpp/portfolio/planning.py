@@ -190,9 +190,15 @@ def _forecast_arrivals(forecast: ForecastFlex | None, horizon: IspHorizon,
     return forecast_stays(forecast, expected, horizon.count)
 
 
-def drawable_kw(db: Session, fleet: Fleet, idx: IntArray, pool: str) -> FloatArray:
+def drawable_kw(db: Session, fleet: Fleet, idx: IntArray, pool: str,
+                known: dict[str, float] | None = None) -> FloatArray:
     """What each present session's car is known to draw at most (NaN: its charger's maximum), learned from its
-    latest reading against the limit the dispatcher had in force (``vpp.algorithms.planning.car_limited_kw``)."""
+    latest reading against the limit the dispatcher had in force (``vpp.algorithms.planning.car_limited_kw``).
+
+    ``known`` carries what earlier plans learned (updated in place): once the dispatcher has learned a car's draw
+    too, it sends it that as its limit and the readings no longer show the car below its limit, so a car stays
+    known until it draws clearly more than it was known to.
+    """
     from vpp.dispatch.service import limits_sent_at
 
     n = idx.size
@@ -205,8 +211,22 @@ def drawable_kw(db: Session, fleet: Fleet, idx: IntArray, pool: str) -> FloatArr
         found = sent.get(fleet.session_ids[i])
         if found is not None:
             limit[k], sent_s[k] = found[0], found[1].timestamp()
-    return car_limited_kw(fleet.current_kw[idx], fleet.reading_start_s[idx], fleet.reading_end_s[idx], limit,
-                          sent_s, fleet.max_kw[idx])
+    learned = car_limited_kw(fleet.current_kw[idx], fleet.reading_start_s[idx], fleet.reading_end_s[idx], limit,
+                             sent_s, fleet.max_kw[idx])
+    if known is None:
+        return learned
+    ids = [fleet.session_ids[i] for i in idx]
+    for sid in set(known) - set(ids):
+        del known[sid]
+    for k, sid in enumerate(ids):
+        if np.isfinite(learned[k]):
+            known[sid] = float(learned[k])
+        elif sid in known and not fleet.current_kw[idx[k]] <= known[sid]:
+            # Drawing more than it was known to (or not measured): its charger's maximum again.
+            del known[sid]
+        elif sid in known:
+            learned[k] = known[sid]
+    return learned
 
 
 def plan_problem(db: Session, fleet: Fleet, pool: str, at: datetime, forecast: ForecastFlex | None,
@@ -297,8 +317,12 @@ def store_plan(db: Session, pool: str, at: datetime, horizon: IspHorizon, plan: 
 
 
 def replan(db: Session, portfolio: PortfolioService, pool: str, at: datetime, settings: PlanSettings, *,
-           price_forecast: Callable[[list[datetime]], FloatArray] | None = None) -> PoolPlan | None:
-    """Plan ``pool`` at ``at`` and store the plan; None for a pool without sessions now."""
+           price_forecast: Callable[[list[datetime]], FloatArray] | None = None,
+           known_draw_kw: dict[str, float] | None = None) -> PoolPlan | None:
+    """Plan ``pool`` at ``at`` and store the plan; None for a pool without sessions now.
+
+    ``known_draw_kw``: what earlier plans learned of the cars' draw (``drawable_kw``), kept by the caller.
+    """
     from vpp.portfolio.service import pool_forecast, site_loads_kw
 
     fleet = portfolio.fleet(db, at)
@@ -308,7 +332,7 @@ def replan(db: Session, portfolio: PortfolioService, pool: str, at: datetime, se
     forecast = pool_forecast(db, fleet, pool, horizon, portfolio.config)
     problem, horizon = plan_problem(db, fleet, pool, at, forecast, settings, site_load_kw=site_loads_kw(db, at),
                                     price_forecast=price_forecast,
-                                    drawable=drawable_kw(db, fleet, fleet.members(pool), pool))
+                                    drawable=drawable_kw(db, fleet, fleet.members(pool), pool, known_draw_kw))
     plan = plan_pool(problem)
     return store_plan(db, pool, at, horizon, plan, fleet, settings)
 
@@ -396,6 +420,8 @@ class BackgroundReplanner:
         self.settings = settings
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vpp-plan")
         self._pending: set[str] = set()
+        # Per pool, what the cars are known to draw (learned by earlier plans; one re-plan at a time uses it).
+        self._known_draw_kw: dict[str, dict[str, float]] = {}
         self._lock = threading.Lock()
         self.runs = 0
 
@@ -411,7 +437,8 @@ class BackgroundReplanner:
     def _run(self, pool: str, at: datetime, reason: str) -> None:
         try:
             with unit_of_work(self._factory) as db:
-                replan(db, self._portfolio, pool, at, self.settings)
+                replan(db, self._portfolio, pool, at, self.settings,
+                       known_draw_kw=self._known_draw_kw.setdefault(pool, {}))
             self.runs += 1
         except Exception:
             log.exception("re-plan of %s (%s) failed", pool, reason)

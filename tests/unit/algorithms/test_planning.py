@@ -85,6 +85,15 @@ def test_down_headroom_counts_a_car_only_for_what_its_need_lets_it_take() -> Non
     assert plan_pool(_problem(sessions)).schedule_kw[0] == pytest.approx([11.0, 0.0])
 
 
+def test_down_headroom_counts_a_capped_group_only_up_to_its_cap() -> None:
+    # Two cars behind a 12 kW congestion cap and one free car, all needing a whole ISP at 11 kW: 23 kW can be
+    # drawn at ISP 0, so with 10 kW down awarded the pool plans at most 13 kW there.
+    sessions = _sessions([50.0, 100.0], energy=[FULL_ISP_KWH] * 3)
+    problem = _problem(sessions, down=[10.0, 0.0], group=[0, 0, -1], group_max=[[12.0, 12.0]])
+    _, high = planning.headroom_bounds(problem)
+    assert high[0] == pytest.approx(13.0)
+
+
 def test_a_v2g_car_can_take_what_its_battery_has_room_for_beyond_its_need() -> None:
     sessions = _sessions([50.0, 100.0], energy=[0.0], min_kw=[-11.0], battery=[60.0], soc=[40.0], min_soc=[10.0])
     room = planning.absorbable_kw(sessions, planning.session_caps(sessions))
