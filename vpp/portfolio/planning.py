@@ -215,18 +215,27 @@ def drawable_kw(db: Session, fleet: Fleet, idx: IntArray, pool: str,
                              sent_s, fleet.max_kw[idx])
     if known is None:
         return learned
-    ids = [fleet.session_ids[i] for i in idx]
+    return remember_draw(known, [fleet.session_ids[i] for i in idx], learned, fleet.current_kw[idx])
+
+
+def remember_draw(known: dict[str, float], ids: Sequence[str], learned_kw: FloatArray,
+                  current_kw: FloatArray) -> FloatArray:
+    """Merge this plan's learned draws into ``known`` (in place) and return each session's known draw (NaN: none).
+
+    A newly judged session takes its new value; one judged before keeps its value while it draws no more than
+    that, and is forgotten once it draws more (or has no reading) or has left.
+    """
+    out = np.asarray(learned_kw, dtype=np.float64).copy()
     for sid in set(known) - set(ids):
         del known[sid]
     for k, sid in enumerate(ids):
-        if np.isfinite(learned[k]):
-            known[sid] = float(learned[k])
-        elif sid in known and not fleet.current_kw[idx[k]] <= known[sid]:
-            # Drawing more than it was known to (or not measured): its charger's maximum again.
+        if np.isfinite(out[k]):
+            known[sid] = float(out[k])
+        elif sid in known and not current_kw[k] <= known[sid]:
             del known[sid]
         elif sid in known:
-            learned[k] = known[sid]
-    return learned
+            out[k] = known[sid]
+    return out
 
 
 def plan_problem(db: Session, fleet: Fleet, pool: str, at: datetime, forecast: ForecastFlex | None,
