@@ -7,8 +7,9 @@ makes the horizon reach at least the end of the next delivery day) with the exac
 * the price of energy: cleared day-ahead prices where known, a forecast beyond them;
 * the committed day-ahead position: every kWh away from it, either way, costs ``imbalance_eur_per_mwh``;
 * awarded aFRR capacity, kept free in every ISP of its product: the pool plans at least ``up_headroom_kw`` above
-  what its cars must draw at the least (so it can reduce by that much) and at most its cars' maximum minus
-  ``down_headroom_kw`` (so it can add that much);
+  what its cars must draw at the least (so it can reduce by that much) and at most what its cars can take minus
+  ``down_headroom_kw`` (so it can add that much): each car within its remaining need, a capped group within its
+  cap, and the caller caps each car at what telemetry shows it draws;
 * caps: the pool's own (congestion limits), groups' (sites, congestion points) and per session and ISP (§14a);
   a V2G session's state of charge stays within its floor and battery (the scheduler's LP).
 
