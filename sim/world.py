@@ -108,10 +108,11 @@ class World:
     clients: dict[str, httpx.AsyncClient] = field(default_factory=dict)
 
     def client(self, role: str) -> httpx.AsyncClient:
-        """An HTTP client of the service with the key of ``role``."""
+        """An HTTP client of the service with the key of ``role`` (10 minutes per request: on a loaded machine a
+        day-ahead build took over a minute, and the simulated parties wait for the service as the clock does)."""
         if role not in self.clients:
             self.clients[role] = httpx.AsyncClient(
-                base_url=self.service_url, headers={"Authorization": f"Bearer {self.keys[role]}"}, timeout=60.0)
+                base_url=self.service_url, headers={"Authorization": f"Bearer {self.keys[role]}"}, timeout=600.0)
         return self.clients[role]
 
     def control(self) -> httpx.AsyncClient:

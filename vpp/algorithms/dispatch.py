@@ -24,6 +24,13 @@ NEED_HORIZON_H = 5.0 / 60.0
 # A V2G car discharges no faster than its energy above its state-of-charge floor lasts this long: limits stay in
 # force until a later cycle sees their effect, and outside activations cycles (and telemetry) come every 15 minutes.
 DISCHARGE_HOLD_H = 0.25
+# A planned car is held at its plan below its even pace only while a quarter hour there leaves its need feasible
+# at 70 % of what it can draw afterwards (taper near full). On an AC charger (up to 22 kW) a car is taken to draw
+# at most 11 kW (three-phase 16 A, most onboard chargers) until it is seen drawing more.
+PLAN_FLOOR_STEP_H = 0.25
+PLAN_FLOOR_DERATE = 0.7
+AC_CHARGER_MAX_KW = 22.0
+AC_CAR_ASSUMED_KW = 11.0
 
 
 @dataclass(frozen=True)
@@ -161,21 +168,54 @@ def build_problem(
             group_max = np.where(infeasible, fixed, group_max)
             flags["group_caps_exceeded_by_fixed_load"] = int(infeasible.sum())
 
+    hours = np.maximum(np.asarray(snapshot.hours_to_departure, dtype=np.float64) - finish_margin_h, 0.0)
+    need_floor = plan_need_floor_kw(snapshot, hours, max_kw)
+    if need_floor is not None:
+        flags["planned_below_pace"] = int(np.sum(need_floor < np.asarray(snapshot.energy_needed_kwh) / np.where(
+            hours > 0, hours, np.inf) - 1e-6))
     start = np.where(np.isnan(start_kw), snapshot.current_kw, start_kw)
     problem = AllocationProblem(
         min_kw=min_kw,
         max_kw=max_kw,
         energy_needed_kwh=np.asarray(snapshot.energy_needed_kwh, dtype=np.float64),
-        hours_to_departure=np.maximum(np.asarray(snapshot.hours_to_departure, dtype=np.float64) - finish_margin_h,
-                                      0.0),
+        hours_to_departure=hours,
         current_kw=np.clip(np.asarray(start, dtype=np.float64), min_kw, max_kw),
         target_kw=float(target_kw),
         member_session=member_session,
         member_group=member_group,
         group_max_kw=group_max,
         needs_outrank_target=snapshot.needs_outrank_target,
+        need_floor_kw=need_floor,
     )
     return CycleProblem(problem=problem, flags=flags)
+
+
+def plan_need_floor_kw(snapshot: DispatchSnapshot, hours: FloatArray, max_kw: FloatArray, *,
+                       step_h: float = PLAN_FLOOR_STEP_H, derate: float = PLAN_FLOOR_DERATE) -> FloatArray | None:
+    """Each planned session's need floor: its plan, not its even pace, where the plan keeps its need feasible.
+
+    The rolling-horizon planner defers a car to the cheap hours of its stay and re-plans every ISP with what the
+    car really took, so below its even pace the allocator may hold it at its plan; never below its laxity floor,
+    the least power for the next ``step_h`` after which ``derate`` of what it can draw (taper; on an AC charger
+    11 kW unless it draws more) still meets its need by departure (``hours``: the finish margin already taken
+    off). A session without a plan keeps its even pace; the floor is never above the pace.
+    """
+    if snapshot.planned_kw is None:
+        return None
+    planned = np.asarray(snapshot.planned_kw, dtype=np.float64)
+    if not np.isfinite(planned).any():
+        return None
+    need = np.maximum(np.nan_to_num(np.asarray(snapshot.energy_needed_kwh, dtype=np.float64), nan=0.0), 0.0)
+    drawn = np.nan_to_num(np.asarray(snapshot.current_kw, dtype=np.float64), nan=0.0)
+    can_draw = np.maximum(np.where(max_kw <= AC_CHARGER_MAX_KW, np.minimum(max_kw, AC_CAR_ASSUMED_KW), max_kw),
+                          np.minimum(drawn, max_kw))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pace = np.where(hours > 0, need / hours, np.where(need > 0, np.inf, 0.0))
+        step = np.minimum(hours, step_h)
+        laxity = np.where(step > 0, (need - derate * np.maximum(can_draw, 0.0) * (hours - step)) / step, pace)
+    floor = np.minimum(pace, np.maximum(np.where(np.isfinite(planned), planned, pace), laxity))
+    out: FloatArray = np.maximum(floor, 0.0)
+    return out
 
 
 def beyond_deadband(new_kw: FloatArray, last_kw: FloatArray, deadband_kw: float, deadband_pct: float) -> BoolArray:

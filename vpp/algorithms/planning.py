@@ -33,6 +33,7 @@ are reported as one pool profile.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, fields
 
@@ -365,3 +366,86 @@ def aggregate_then_split(problem: SchedulingProblem, cap_kw: FloatArray | None =
     """A large coupled charge-only pool: the aggregate LP's profile split least laxity first (see the docstring)."""
     cap = session_caps(problem) if cap_kw is None else cap_kw
     return least_laxity_split(problem, aggregate_profile(problem, cap), cap)
+
+
+def uncontrolled_load_kw(arrival: IntArray, departure: IntArray, energy_kwh: FloatArray, max_kw: FloatArray,
+                         isp_hours: float) -> FloatArray:
+    """The load of stays charged at full power from arrival until their energy is in (uncontrolled charging).
+
+    ``arrival`` and ``departure`` are ISP indices from the first arrival (0); the result covers 0 to the last
+    departure.
+    """
+    if arrival.size == 0:
+        return np.zeros(0)
+    length = int(max(int(departure.max()), int(arrival.max()) + 1))
+    load = np.zeros(length + 1)
+    power = np.maximum(max_kw, 0.0)
+    isps = np.divide(np.maximum(energy_kwh, 0.0), power * isp_hours, out=np.zeros_like(power), where=power > 0)
+    whole = np.minimum(np.floor(isps).astype(np.int64), np.maximum(departure - arrival, 0))
+    # Full power from arrival for the whole ISPs (a difference array), then the part-ISP after them.
+    np.add.at(load, arrival, power)
+    np.add.at(load, arrival + whole, -power)
+    load = np.cumsum(load)
+    rest = (arrival + whole < departure) & (isps > whole)
+    np.add.at(load, (arrival + whole)[rest], (power * (isps - whole))[rest])
+    out: FloatArray = load[:length]
+    return out
+
+
+def least_peak_kw(problem: SchedulingProblem, cap_kw: FloatArray | None = None) -> float:
+    """The lowest pool peak that the needs allow, over the pool's aggregate bounds (charge-only; a lower bound).
+
+    The aggregate bounds are an outer approximation (see ``aggregate_profile``), so a peak cap at this value can
+    still bind a need by a little: callers keep a margin.
+    """
+    h, t_count = problem.isp_hours, problem.n_isps
+    cap = session_caps(problem) if cap_kw is None else cap_kw
+    need = _needs(problem, cap)
+    if t_count == 0 or not (need > 0).any():
+        return 0.0
+    done_by = np.cumsum(cap, axis=1) * h
+    lower_energy = np.maximum(done_by - (cap.sum(axis=1) * h - need)[:, None], 0.0).sum(axis=0)
+    upper_energy = np.minimum(need[:, None], done_by).sum(axis=0)
+    most_kw = np.minimum(cap, need[:, None] / h).sum(axis=0)
+    # Columns: P_t, E_t (cumulative energy), Z (the peak). Rows: E_t - E_(t-1) - h P_t = 0; P_t - Z <= 0.
+    p = np.arange(t_count)
+    e = p + t_count
+    z = 2 * t_count
+    cost = np.zeros(2 * t_count + 1)
+    cost[z] = 1.0
+    lower = np.concatenate([np.zeros(t_count), lower_energy, [0.0]])
+    upper = np.concatenate([most_kw, np.maximum(upper_energy, lower_energy), [np.inf]])
+    rows = [p, p, p[1:], p + t_count, np.full(t_count, z - t_count, dtype=np.int64) + p]
+    cols = [e, p, e[:-1], p, np.full(t_count, z, dtype=np.int64)]
+    vals = [np.ones(t_count), np.full(t_count, -h), -np.ones(t_count - 1), np.ones(t_count), -np.ones(t_count)]
+    matrix = sparse.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                               shape=(2 * t_count, 2 * t_count + 1))
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = 2 * t_count + 1, 2 * t_count
+    lp.col_cost_, lp.col_lower_, lp.col_upper_ = cost, lower, upper
+    lp.row_lower_ = np.concatenate([np.zeros(t_count), np.full(t_count, -np.inf)])
+    lp.row_upper_ = np.zeros(2 * t_count)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = matrix.indptr, matrix.indices, matrix.data
+    solver = highspy.Highs()  # type: ignore[no-untyped-call]
+    solver.setOptionValue("output_flag", False)
+    solver.setOptionValue("threads", 1)
+    solver.passModel(lp)
+    solver.run()
+    values = np.asarray(solver.getSolution().col_value, dtype=np.float64)
+    if values.size != 2 * t_count + 1:
+        return float(most_kw.max(initial=0.0))
+    return float(values[z])
+
+
+def peak_guard_kw(problem: SchedulingProblem, uncontrolled_peak_kw: float, *, margin: float = 0.05,
+                  cap_kw: FloatArray | None = None) -> float:
+    """The pool's peak cap: the uncontrolled peak of its cars, raised to what the needs force (with a margin).
+
+    Without it a price-only plan buys a whole night's charging in the one or two cheapest ISPs and draws above
+    what the same cars draw uncontrolled; with it, they spread over the cheap hours at next to no cost.
+    """
+    if problem.is_v2g.any():
+        return math.inf
+    least = least_peak_kw(problem, cap_kw)
+    return max(uncontrolled_peak_kw, least * (1.0 + margin) + 1.0)

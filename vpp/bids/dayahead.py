@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -17,6 +17,10 @@ from vpp.domain.errors import InvalidInput
 from vpp.domain.isp import delivery_day_isps
 from vpp.domain.market_orders import ClearingResult, CurveOrder, CurvePoint, MtuCurve, PriceLimits
 from vpp.ports import DayAheadDocuments, PortfolioView
+
+# The day-ahead schedule is an energy position: the median forecast of arrivals leaves the least imbalance either way
+# (the reliable low quantile of ``BidPolicy.reliability`` is for capacity, which must be there when called).
+DAYAHEAD_RELIABILITY = 0.5
 
 
 def iso(moment: datetime) -> str:
@@ -49,14 +53,20 @@ def build_content(portfolio: PortfolioView, policy: BidPolicy, *, pool: str, day
     """The curve content of a day-ahead draft for ``pool`` and delivery day ``day``."""
     isps = [t.to_pydatetime() for t in delivery_day_isps(day, policy.market_timezone)]
     forecast = forecast_for(isps, policy, prices)
-    instance = portfolio.dayahead_instance(pool, isps[0], isps[-1] + (isps[1] - isps[0]),
-                                           reliability=policy.reliability, prices_eur_per_mwh=list(forecast))
-    problem = problem_from_instance(instance)
-    if problem.n_isps != len(isps):
-        raise InvalidInput(f"the portfolio returned {problem.n_isps} ISPs for a day of {len(isps)} MTUs")
+    # The schedule looks one day past the delivery day (at the history's forecast): a car plugged in tonight and
+    # leaving tomorrow morning is bought where its whole stay is cheapest, not forced into tonight's ISPs.
+    after = [t.to_pydatetime() for t in delivery_day_isps(day + timedelta(days=1), policy.market_timezone)]
+    beyond = forecast_for(after, policy, None)
+    step = isps[1] - isps[0]
+    instance = portfolio.dayahead_instance(pool, isps[0], after[-1] + step, reliability=DAYAHEAD_RELIABILITY,
+                                           prices_eur_per_mwh=[*map(float, forecast), *map(float, beyond)])
+    if len(instance["prices_eur_per_mwh"]) != len(isps) + len(after):
+        raise InvalidInput(f"the portfolio returned {len(instance['prices_eur_per_mwh'])} ISPs for two days of "
+                           f"{len(isps) + len(after)} MTUs")
+    problem = problem_from_instance(within_reach(instance, len(isps)))
     levels = price_ladder(forecast, min_price=policy.dayahead_min_price_eur_per_mwh,
                           max_price=policy.dayahead_max_price_eur_per_mwh, max_levels=policy.dayahead_max_levels)
-    curves = build_demand_curves(problem, levels, method=method)
+    curves = build_demand_curves(problem, levels, method=method, mtus=np.arange(len(isps), dtype=np.int64))
     return {
         "delivery_day": day.isoformat(),
         "area_code": policy.dayahead_area_code,
@@ -66,10 +76,22 @@ def build_content(portfolio: PortfolioView, policy: BidPolicy, *, pool: str, day
         "sessions": problem.n_sessions,
         "levels": len(levels),
         "forecast_eur_per_mwh": [round(float(p), 2) for p in forecast],
-        "forecast_pool_kw": [round(float(p), 3) for p in curves.forecast_pool_kw],
+        "forecast_pool_kw": [round(float(p), 3) for p in curves.forecast_pool_kw[: len(isps)]],
         "mtus": [{"mtu_start": iso(isps[int(t)]), "points": _thin(levels, row)}
                  for t, row in zip(curves.mtus, curves.demand_kw, strict=True)],
     }
+
+
+def within_reach(instance: dict[str, Any], mtus: int) -> dict[str, Any]:
+    """The instance cut to what the first ``mtus`` ISPs depend on: the sessions that arrive in them, up to the
+    last departure among them (the next day's arrivals shape only the next day, bought tomorrow)."""
+    sessions = [s for s in instance["sessions"] if int(s["arrival"]) < mtus]
+    end = max([mtus, *(int(s["departure"]) for s in sessions)])
+    cut = {**instance, "sessions": sessions, "prices_eur_per_mwh": list(instance["prices_eur_per_mwh"])[:end]}
+    for key in ("pool_max_kw", "pool_min_kw"):
+        if isinstance(cut.get(key), list):
+            cut[key] = cut[key][:end]
+    return cut
 
 
 def curve_order(content: dict[str, Any], policy: BidPolicy, exchange: DayAheadDocuments, *,

@@ -197,7 +197,9 @@ def build(session: Session, portfolio: PortfolioView, policy: BidPolicy, request
     bid.content = content
     bid.params = {"method": request.method, "products": list(request.products), "margin_eur_per_mwh": margin,
                   "capacity_margin_eur_per_mw_per_h": capacity_margin,
-                  "prices_given": request.prices_eur_per_mwh is not None, "reliability": policy.reliability}
+                  "prices_given": request.prices_eur_per_mwh is not None,
+                  "reliability": (dayahead.DAYAHEAD_RELIABILITY if request.market is Market.DAY_AHEAD
+                                  else policy.reliability)}
     bid.gate_closure_at = _gate(bid.market, content, start, policy)
     bid.version += 1
     bid.edited = False

@@ -15,7 +15,7 @@ import math
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -25,7 +25,14 @@ import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from vpp.algorithms.planning import Plan, PlanProblem, car_limited_kw, plan_pool
+from vpp.algorithms.planning import (
+    Plan,
+    PlanProblem,
+    car_limited_kw,
+    peak_guard_kw,
+    plan_pool,
+    uncontrolled_load_kw,
+)
 from vpp.algorithms.scheduling import SchedulingProblem
 from vpp.commitments.tables import Commitment
 from vpp.db import unit_of_work, utcnow
@@ -289,12 +296,35 @@ def plan_problem(db: Session, fleet: Fleet, pool: str, at: datetime, forecast: F
         min_soc_kwh=np.concatenate([np.where(v2g, np.minimum(floor, soc), np.nan), nan_tail]),
         position_kw=position, imbalance_eur_per_mwh=settings.imbalance_eur_per_mwh, session_max_kw=session_max,
     )
+    if not sessions.is_v2g.any():
+        guard = peak_guard_kw(sessions, _uncontrolled_peak_kw(fleet, idx, horizon, arrivals))
+        sessions = replace(sessions, pool_max_kw=np.fmin(sessions.pool_max_kw, guard))
     problem = PlanProblem(
         sessions=sessions, present=np.arange(n) < n_present,
         up_headroom_kw=np.nan_to_num(np.maximum(up, 0.0)), down_headroom_kw=np.nan_to_num(np.maximum(down, 0.0)),
         session_group=np.concatenate([group, np.full(len(arrivals), -1, dtype=np.int64)]),
         group_max_kw=group_caps)
     return problem, horizon
+
+
+def _uncontrolled_peak_kw(fleet: Fleet, idx: IntArray, horizon: IspHorizon,
+                          arrivals: Sequence[tuple[int, int, float]]) -> float:
+    """The highest load of the pool's cars charged uncontrolled: the present ones from their plug-in with their
+    whole energy (delivered and still needed), the forecast arrivals from their arrival."""
+    from vpp.portfolio.service import FORECAST_MAX_KW
+
+    start_ns = pd.Timestamp(horizon.start).value
+    isp_ns = int(ISP.total_seconds() * 1e9)
+    plugged = (fleet.plugged_in[idx].as_unit("ns").asi8 - start_ns) // isp_ns
+    leaves = -((start_ns - fleet.departure[idx].as_unit("ns").asi8) // isp_ns)
+    energy = np.nan_to_num(fleet.delivered_kwh[idx]) + np.maximum(np.nan_to_num(fleet.energy_needed_kwh[idx]), 0.0)
+    arrival = np.concatenate([plugged, [a for a, _, _ in arrivals]]).astype(np.int64)
+    departure = np.concatenate([np.maximum(leaves, plugged + 1), [d for _, d, _ in arrivals]]).astype(np.int64)
+    first = int(arrival.min(initial=0))
+    load = uncontrolled_load_kw(arrival - first, departure - first,
+                                np.concatenate([energy, [e for _, _, e in arrivals]]),
+                                np.concatenate([fleet.max_kw[idx], np.full(len(arrivals), FORECAST_MAX_KW)]), ISP_H)
+    return float(load.max(initial=0.0))
 
 
 def store_plan(db: Session, pool: str, at: datetime, horizon: IspHorizon, plan: Plan, fleet: Fleet,

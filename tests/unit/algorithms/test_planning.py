@@ -206,3 +206,45 @@ def test_a_large_pool_goes_by_aggregate_and_least_laxity_and_stays_close_to_the_
     assert (fast.schedule_kw <= problem.max_kw_by_isp() + 1e-9).all()
     assert (fast.schedule_kw[~planning.window_mask(problem)] == 0.0).all()
     assert _objective(problem, fast.schedule_kw) <= 1.15 * _objective(problem, exact.schedule_kw)
+
+
+def test_uncontrolled_load_is_full_power_from_arrival_until_the_energy_is_in() -> None:
+    # Car 0: 4.125 kWh at 11 kW from ISP 0 = 1.5 ISPs; car 1: 2.75 kWh from ISP 1 but it leaves after one ISP.
+    load = planning.uncontrolled_load_kw(np.array([0, 1]), np.array([4, 2]), np.array([4.125, 5.5]),
+                                         np.array([11.0, 11.0]), 0.25)
+    np.testing.assert_allclose(load, [11.0, 16.5, 0.0, 0.0])
+
+
+def test_the_least_peak_spreads_two_cars_needs_over_their_windows() -> None:
+    # Two cars of 5.5 kWh each over 4 ISPs: 11 kWh in 1 h is 11 kW at the least; one car alone in 2 ISPs: 11 kW.
+    problem = _sessions([50.0] * 4, energy=[5.5, 5.5])
+    assert planning.least_peak_kw(problem) == pytest.approx(11.0)
+    tight = _sessions([50.0] * 4, energy=[5.5, 5.5], departure=[2, 4])
+    # Car 0 must take 5.5 kWh in 2 ISPs (11 kW); car 1 can take its 5.5 kWh in ISPs 2-3: the peak stays 11 kW.
+    assert planning.least_peak_kw(tight) == pytest.approx(11.0)
+    crowded = _sessions([50.0] * 4, energy=[5.5, 5.5], departure=[2, 2])
+    assert planning.least_peak_kw(crowded) == pytest.approx(22.0)
+
+
+def test_the_peak_guard_spreads_the_night_over_the_cheap_isps_at_the_uncontrolled_peak() -> None:
+    # Three cars, 5.5 kWh each, present from ISP 0 to 4. Uncontrolled they draw 33 kW in ISPs 0-1; price-only,
+    # all three charge in ISPs 2-3 (the cheapest). With the guard at the uncontrolled peak of 22 kW (say, what
+    # they drew at arrival), the plan keeps 22 kW in ISPs 2 and 3 and buys the rest dearer.
+    prices = [90.0, 90.0, 40.0, 41.0]
+    sessions = _sessions(prices, energy=[5.5, 5.5, 5.5])
+    free = plan_pool(_problem(sessions))
+    np.testing.assert_allclose(free.pool_kw, [0.0, 0.0, 33.0, 33.0])
+    guard = planning.peak_guard_kw(sessions, 22.0)
+    assert guard == pytest.approx(22.0)
+    capped = plan_pool(_problem(planning.subproblem(sessions, np.arange(3), pool_max_kw=np.full(4, guard))))
+    assert capped.pool_kw.max() <= 22.0 + 1e-6
+    assert capped.unmet_kwh.sum() == pytest.approx(0.0, abs=1e-6)
+    # 11 kWh in the cheap ISPs at 22 kW, the other 5.5 kWh in one of the dear ones.
+    np.testing.assert_allclose(capped.pool_kw[2:], [22.0, 22.0])
+    assert capped.pool_kw[:2].sum() == pytest.approx(22.0)
+
+
+def test_the_peak_guard_never_binds_a_need_below_what_the_needs_force() -> None:
+    # Two cars must each take 5.5 kWh in the first 2 ISPs: 22 kW; an uncontrolled estimate of 11 kW is too low.
+    sessions = _sessions([50.0] * 4, energy=[5.5, 5.5], departure=[2, 2])
+    assert planning.peak_guard_kw(sessions, 11.0) >= 22.0

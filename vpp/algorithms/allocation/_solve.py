@@ -168,6 +168,8 @@ def _validate(problem: AllocationProblem, pool: PreparedPool) -> _Inputs:
         with np.errstate(divide="ignore", invalid="ignore"):
             floor_kw = np.where(hours > 0, floor_kwh / hours, np.where(floor_kwh > 0, np.inf, -np.inf))
         lower_kw = np.maximum(min_kw, np.minimum(floor_kw, max_kw))
+    if problem.need_floor_kw is not None:
+        need_kw = _as_float("need_floor_kw", problem.need_floor_kw, n).copy()
     need_floor_kw = np.clip(need_kw, lower_kw, max_kw, out=need_kw)
 
     g = pool.group_count

@@ -41,6 +41,9 @@ class AllocationProblem:
     # Energy the session must receive before departure even when the target outranks needs (hard).
     energy_floor_kwh: FloatArray | None = None
     needs_outrank_target: bool = True
+    # The caller's need floor per session (kW), in place of the even pace ``energy_needed_kwh /
+    # hours_to_departure`` (e.g. a car's plan where its plan keeps its need feasible); clipped to the bounds.
+    need_floor_kw: FloatArray | None = None
 
 
 @dataclass(frozen=True)
