@@ -82,7 +82,8 @@ class Battery:
 
     @classmethod
     def from_pct(cls, *, capacity_kwh: float, power_kw: float, efficiency: float = 0.95, min_soc_pct: float = 0.0,
-                 max_soc_pct: float = 100.0, cycle_cost_eur_per_kwh: float = 0.0) -> Battery:
+                 max_soc_pct: float = 100.0, cycle_cost_eur_per_kwh: float = 0.0,
+                 soc_kwh: float | None = None) -> Battery:
         """SoC limits as % of the capacity (refused outside 0-100 %, as the kWh form refuses them)."""
         for name, pct in (("min_soc_pct", min_soc_pct), ("max_soc_pct", max_soc_pct)):
             if not 0.0 <= _finite(pct, f"battery {name}") <= 100.0:
@@ -90,7 +91,7 @@ class Battery:
         capacity = _finite(capacity_kwh, "battery capacity_kwh", positive=True)
         return cls(capacity_kwh=capacity, power_kw=power_kw, efficiency=efficiency,
                    min_soc_kwh=capacity * min_soc_pct / 100.0, max_soc_kwh=capacity * max_soc_pct / 100.0,
-                   cycle_cost_eur_per_kwh=cycle_cost_eur_per_kwh)
+                   cycle_cost_eur_per_kwh=cycle_cost_eur_per_kwh, soc_kwh=soc_kwh)
 
 
 @dataclass(frozen=True)
