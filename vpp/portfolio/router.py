@@ -30,6 +30,7 @@ from vpp.portfolio.schemas import (
     ChargingNeedRead,
     ChargingNeedWrite,
     CongestionPointWrite,
+    MeterReadingWrite,
     PoolFlexibilityRead,
     PoolForecastRead,
     PoolRead,
@@ -288,6 +289,14 @@ def put_site_battery_soc(site_id: IdPath, body: BatterySocWrite, db: SessionDep,
     """The battery's metered state of charge."""
     sites.put_battery_soc(db, site_id, body.soc_kwh, body.at)
     return {"pool": f"site:{site_id}"}
+
+
+@router.post("/api/v1/portfolio/sites/readings", operation_id="post_site_readings",
+             responses=error_responses(404, 422))
+def post_site_readings(body: Annotated[list[MeterReadingWrite], Body(min_length=1, max_length=10_000)],
+                       db: SessionDep, admin: AdminDep) -> dict[str, int]:
+    """Many sites' meter readings of an ISP at once (nothing is written when one is wrong)."""
+    return {"readings": sites.put_readings(db, [sites.MeterReading(**r.model_dump()) for r in body])}
 
 
 @router.post("/api/v1/portfolio/signals", operation_id="post_site_signal", responses=error_responses(404, 422))

@@ -264,3 +264,17 @@ class SitePlanRead(BaseModel):
     cars_kw: list[float]
     bill_eur: dict[str, float]
     status: str
+
+
+class MeterReadingWrite(BaseModel):
+    """One ISP of a site's meter (kW averages; the battery's state of charge at the ISP's end, kWh)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    site_id: Name = Field(max_length=64)
+    isp_start: UtcDatetime
+    load_kw: Number | None = None
+    pv_kw: Number | None = None
+    import_kw: Number | None = None
+    export_kw: Number | None = None
+    battery_soc_kwh: Number | None = None

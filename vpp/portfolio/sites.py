@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -30,7 +30,15 @@ from vpp.algorithms.site_planning import SitePlan, SiteProblem, plan_site
 from vpp.db import utcnow
 from vpp.domain.errors import InvalidInput, NotFound
 from vpp.domain.isp import ISP, IspHorizon, delivery_day_bounds, delivery_day_of, floor_to_isp
-from vpp.domain.sites import Battery, GridConnection, PowerSeries, SiteEquipment, Tariff, tou_period
+from vpp.domain.sites import (
+    Battery,
+    GridConnection,
+    PowerSeries,
+    SiteEquipment,
+    Tariff,
+    power_series,
+    tou_period,
+)
 from vpp.portfolio.tables import Site, SiteEquipmentRow, SiteLoad, SitePlanRow, SiteSeriesRow, SiteSignalRow
 
 if TYPE_CHECKING:
@@ -155,6 +163,40 @@ def put_series(db: Session, site_id: str, series: PowerSeries | tuple[str, Power
                    for at, kw in zip(starts, values.values_kw, strict=True))
     db.flush()
     return len(starts)
+
+
+@dataclass(frozen=True)
+class MeterReading:
+    """One ISP of a site's meter: building load, PV, grid import and export (kW averages), battery SoC (kWh)."""
+
+    site_id: str
+    isp_start: datetime
+    load_kw: float | None = None
+    pv_kw: float | None = None
+    import_kw: float | None = None
+    export_kw: float | None = None
+    battery_soc_kwh: float | None = None
+
+
+def put_readings(db: Session, readings: Sequence[MeterReading]) -> int:
+    """Store many sites' meter readings at once (checked first: nothing is written when one is wrong)."""
+    checked: list[tuple[MeterReading, dict[str, PowerSeries]]] = []
+    for reading in readings:
+        series = {}
+        for kind, value in (("load", reading.load_kw), ("pv", reading.pv_kw), ("import", reading.import_kw),
+                            ("export", reading.export_kw)):
+            if value is not None:
+                try:
+                    series[kind] = power_series("pv" if kind == "pv" else "load", reading.isp_start, [value])
+                except InvalidInput as exc:
+                    raise InvalidInput(f"site {reading.site_id} {kind}: {exc.message}") from exc
+        checked.append((reading, series))
+    for reading, series in checked:
+        for kind, values in series.items():
+            put_series(db, reading.site_id, (kind, values))
+        if reading.battery_soc_kwh is not None:
+            put_battery_soc(db, reading.site_id, reading.battery_soc_kwh, reading.isp_start)
+    return len(checked)
 
 
 def put_battery_soc(db: Session, site_id: str, soc_kwh: float, at: datetime) -> None:
@@ -383,21 +425,32 @@ def site_horizon(at: datetime, tz: str) -> IspHorizon:
 
 def behind_the_meter_loads_kw(db: Session, at: datetime) -> dict[str, float]:
     """For every equipped site: its load minus PV plus its battery's planned power now (pool id -> kW), what
-    the chargers share the connection with. Stated values of the ISP, else the seasonal-naive forecast."""
+    the chargers share the connection with. Stated values of the ISP, else the same time on the latest of the
+    seven days before (the dispatcher asks every cycle, so only those eight ISPs are read)."""
     sites = equipped_sites(db)
     if not sites:
         return {}
     isp = floor_to_isp(at)
-    horizon = IspHorizon(isp, 1)
+    moments = [isp - timedelta(days=back) for back in range(HISTORY_DAYS + 1)]
+    ids = [site.id for site, _ in sites.values()]
+    loads = db.execute(select(SiteLoad.site_id, SiteLoad.isp_start, SiteLoad.load_kw).where(
+        SiteLoad.site_id.in_(ids), SiteLoad.isp_start.in_(moments))).all()
+    pvs = db.execute(select(SiteSeriesRow.site_id, SiteSeriesRow.isp_start, SiteSeriesRow.power_kw).where(
+        SiteSeriesRow.site_id.in_(ids), SiteSeriesRow.kind == "pv", SiteSeriesRow.isp_start.in_(moments))).all()
+    plans = {row.site_id: row for row in db.scalars(select(SitePlanRow).where(SitePlanRow.site_id.in_(ids)))}
+
+    def latest(rows: Sequence[Any], site_id: str) -> float:
+        found = {ts: float(kw) for sid, ts, kw in rows if sid == site_id}
+        return next((found[m] for m in moments if m in found), 0.0)
+
     out = {}
     for pool, (site, equipment) in sites.items():
-        load = float(series_forecast(db, site.id, "load", horizon, "UTC")[0])
-        pv = float(series_forecast(db, site.id, "pv", horizon, "UTC")[0]) if equipment.pv_kwp > 0 else 0.0
         battery = 0.0
-        plan = db.get(SitePlanRow, site.id)
+        plan = plans.get(site.id)
         if plan is not None:
             k = int((isp - plan.start) / ISP)
             if 0 <= k < len(plan.battery_kw):
                 battery = float(plan.battery_kw[k])
-        out[pool] = load - pv + battery
+        pv = latest(pvs, site.id) if equipment.pv_kwp > 0 else 0.0
+        out[pool] = latest(loads, site.id) - pv + battery
     return out

@@ -10,6 +10,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from vpp.simulation.site_spec import SiteSpec
+
 Category = Literal["home", "public", "workplace"]
 BUNDLED_PACKAGE = "sim.scenarios"
 
@@ -144,6 +146,7 @@ class Scenario(BaseModel):
     delivery_window: tuple[str, str] | None = Field(
         None, description="local HH:MM window of the first day to simulate instead of whole days (quick runs)")
     reference: dict[str, str] = Field(default_factory=dict, description="the pilot's figures, for the report")
+    sites: list[SiteSpec] = Field(default_factory=list, description="behind the meter: PV, load, battery, tariff")
 
     @field_validator("cpos")
     @classmethod
@@ -160,6 +163,9 @@ class Scenario(BaseModel):
             unknown = set(spec.cpos) - parties
             if unknown:
                 raise ValueError(f"congestion {spec.congestion_point}: unknown cpos {sorted(unknown)}")
+        for site in self.sites:
+            if site.cpo not in parties:
+                raise ValueError(f"sites: unknown cpo {site.cpo!r}")
         if isinstance(self.prices, list) and len(self.prices) not in (24, 96):
             raise ValueError("prices: give 96 values per ISP (or 24 hourly) of one day, repeated every day")
         return self
