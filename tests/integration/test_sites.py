@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.conftest import make_key
 from tests.integration.portfolio_support import add_cpo, add_location, add_session
 from vpp.db import unit_of_work
-from vpp.domain.isp import ISP, floor_to_isp
-from vpp.portfolio import needs, topology
+from vpp.domain.isp import ISP, IspHorizon, floor_to_isp
+from vpp.portfolio import needs, sites, topology
 from vpp.portfolio.needs import NeedInput
 from vpp.portfolio.planning import PlanSettings, replan
 from vpp.portfolio.service import PortfolioService, site_loads_kw
@@ -181,3 +181,25 @@ def test_a_site_without_cars_plans_its_battery_on_request(
     stress = client.post("/api/v1/portfolio/signals", headers=admin, json={
         "kind": "outage", "start": NOW.isoformat(), "end": (NOW - ISP).isoformat()})
     assert stress.status_code == 422
+
+
+def test_meter_readings_of_many_sites_are_stored_at_once_or_not_at_all(
+    client: TestClient, session_factory: sessionmaker[Session]
+) -> None:
+    _site(session_factory)
+    admin = _admin(session_factory)
+    assert _put(client, admin, {"pv_kwp": 4.0, "battery": {"capacity_kwh": 5, "power_kw": 3}}).status_code == 200
+    good = {"site_id": "depot", "isp_start": NOW.isoformat(), "load_kw": 1.0, "pv_kw": 2.0, "import_kw": 0.0,
+            "export_kw": 1.0, "battery_soc_kwh": 2.5}
+    bad = {**good, "isp_start": (NOW + ISP).isoformat(), "pv_kw": -1.0}
+    refused = client.post("/api/v1/portfolio/sites/readings", headers=admin, json=[good, bad])
+    assert refused.status_code == 422 and "pv" in refused.json()["error"]["message"]
+    with session_factory() as db:
+        assert sites.series_forecast(db, "depot", "pv", IspHorizon(NOW, 1), "UTC")[0] == 0.0
+    assert client.post("/api/v1/portfolio/sites/readings", headers=admin, json=[good]).json() == {"readings": 1}
+    with session_factory() as db:
+        assert sites.series_forecast(db, "depot", "pv", IspHorizon(NOW, 1), "UTC")[0] == 2.0
+        # The next day, with nothing stated, the forecast is the same ISP of the day before.
+        assert sites.series_forecast(db, "depot", "load", IspHorizon(NOW + timedelta(days=1), 1), "UTC")[0] == 1.0
+        row = db.get(SiteEquipmentRow, "depot")
+        assert row is not None and row.battery_soc_kwh == 2.5

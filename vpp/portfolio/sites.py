@@ -180,23 +180,45 @@ class MeterReading:
 
 def put_readings(db: Session, readings: Sequence[MeterReading]) -> int:
     """Store many sites' meter readings at once (checked first: nothing is written when one is wrong)."""
-    checked: list[tuple[MeterReading, dict[str, PowerSeries]]] = []
+    values: dict[str, list[tuple[str, datetime, float]]] = {"load": [], "pv": [], "import": [], "export": []}
+    equipment = {row.site_id: row for row in db.scalars(select(SiteEquipmentRow).where(
+        SiteEquipmentRow.site_id.in_({r.site_id for r in readings})))}
     for reading in readings:
-        series = {}
+        if db.get(Site, reading.site_id) is None:
+            raise NotFound(f"site {reading.site_id!r} does not exist")
         for kind, value in (("load", reading.load_kw), ("pv", reading.pv_kw), ("import", reading.import_kw),
                             ("export", reading.export_kw)):
-            if value is not None:
-                try:
-                    series[kind] = power_series("pv" if kind == "pv" else "load", reading.isp_start, [value])
-                except InvalidInput as exc:
-                    raise InvalidInput(f"site {reading.site_id} {kind}: {exc.message}") from exc
-        checked.append((reading, series))
-    for reading, series in checked:
-        for kind, values in series.items():
-            put_series(db, reading.site_id, (kind, values))
+            if value is None:
+                continue
+            try:
+                series = power_series("pv" if kind == "pv" else "load", reading.isp_start, [value])
+                row = equipment.get(reading.site_id)
+                if kind == "load" and row is not None:
+                    equipment_of(row).connection.check_base_load(series.values_kw)
+            except InvalidInput as exc:
+                raise InvalidInput(f"site {reading.site_id} {kind}: {exc.message}") from exc
+            values[kind].append((reading.site_id, series.start, series.values_kw[0]))
+        if reading.battery_soc_kwh is not None:
+            row = equipment.get(reading.site_id)
+            if row is None or row.battery_capacity_kwh is None:
+                raise NotFound(f"site {reading.site_id!r} has no battery")
+    for kind, rows in values.items():
+        for at in {at for _, at, _ in rows}:
+            ids = [sid for sid, when, _ in rows if when == at]
+            if kind == "load":
+                db.execute(delete(SiteLoad).where(SiteLoad.site_id.in_(ids), SiteLoad.isp_start == at))
+            else:
+                db.execute(delete(SiteSeriesRow).where(SiteSeriesRow.site_id.in_(ids), SiteSeriesRow.kind == kind,
+                                                       SiteSeriesRow.isp_start == at))
+        if kind == "load":
+            db.add_all(SiteLoad(site_id=sid, isp_start=at, load_kw=kw) for sid, at, kw in rows)
+        else:
+            db.add_all(SiteSeriesRow(site_id=sid, kind=kind, isp_start=at, power_kw=kw) for sid, at, kw in rows)
+    for reading in readings:
         if reading.battery_soc_kwh is not None:
             put_battery_soc(db, reading.site_id, reading.battery_soc_kwh, reading.isp_start)
-    return len(checked)
+    db.flush()
+    return len(readings)
 
 
 def put_battery_soc(db: Session, site_id: str, soc_kwh: float, at: datetime) -> None:
@@ -237,15 +259,23 @@ def add_signal(db: Session, kind: str, start: datetime, end: datetime, *, site_i
 def series_forecast(db: Session, site_id: str, kind: str, horizon: IspHorizon, tz: str) -> FloatArray:
     """kW per ISP of the horizon: stated values where there are some, else the latest of the seven days before
     at the same local time, else 0."""
-    first = horizon.start - timedelta(days=HISTORY_DAYS)
-    if kind == "load":
-        rows = db.execute(select(SiteLoad.isp_start, SiteLoad.load_kw).where(
-            SiteLoad.site_id == site_id, SiteLoad.isp_start >= first, SiteLoad.isp_start < horizon.end)).all()
-    else:
-        rows = db.execute(select(SiteSeriesRow.isp_start, SiteSeriesRow.power_kw).where(
-            SiteSeriesRow.site_id == site_id, SiteSeriesRow.kind == kind, SiteSeriesRow.isp_start >= first,
-            SiteSeriesRow.isp_start < horizon.end)).all()
-    known = {at: float(kw) for at, kw in rows}
+    def read(first: datetime, end: datetime) -> dict[datetime, float]:
+        if kind == "load":
+            rows = db.execute(select(SiteLoad.isp_start, SiteLoad.load_kw).where(
+                SiteLoad.site_id == site_id, SiteLoad.isp_start >= first, SiteLoad.isp_start < end)).all()
+        else:
+            rows = db.execute(select(SiteSeriesRow.isp_start, SiteSeriesRow.power_kw).where(
+                SiteSeriesRow.site_id == site_id, SiteSeriesRow.kind == kind, SiteSeriesRow.isp_start >= first,
+                SiteSeriesRow.isp_start < end)).all()
+        return {at: float(kw) for at, kw in rows}
+
+    # Most ISPs find a value within the day before; the older days are read only when some do not.
+    known = read(horizon.start - timedelta(days=2), horizon.end)
+    missing = [k for k in range(horizon.count) if horizon.start + ISP * k not in known
+               and horizon.start + ISP * k - timedelta(days=1) not in known
+               and horizon.start + ISP * k - timedelta(days=2) not in known]
+    if missing:
+        known.update(read(horizon.start - timedelta(days=HISTORY_DAYS), horizon.start - timedelta(days=2)))
     zone = ZoneInfo(tz)
     out = np.zeros(horizon.count)
     for k in range(horizon.count):

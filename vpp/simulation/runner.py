@@ -260,6 +260,7 @@ class Simulation:
             period = max(self.scenario.report_period_seconds, self.scenario.warmup_step_seconds)
             config = CpoConfig(party=spec.party, name=f"CPO {spec.party}", evses=spec.evses,
                                evses_per_location=spec.evses_per_location, max_kw=spec.evse_max_kw,
+                               power_type="DC" if spec.dc else "AC_3_PHASE",
                                v2g=spec.v2g, category=CPO_CATEGORY[spec.category], seed=self.scenario.seed,
                                period_s=int(period), physics_step_s=self.scenario.physics_step_seconds,
                                callback_delay_s=2.0,

@@ -25,6 +25,7 @@ class CpoSpec(BaseModel):
     locations: int = Field(ge=1)
     evses_per_location: int = Field(ge=1)
     evse_max_kw: float = Field(11.0, gt=0)
+    dc: bool = Field(False, description="DC chargers (the car's DC power limits, not its onboard AC charger)")
     v2g: bool = False
     category: Category = "public"
     sessions_per_evse_per_day: float = Field(1.0, ge=0, le=12)
