@@ -264,14 +264,18 @@ def plan_site(problem: SiteProblem) -> SitePlan:
         mine = np.flatnonzero(cell_car == i)
         mine_d = np.flatnonzero(d_car == i)
         k = int(mine.size)
+        if k == 0:
+            continue
         soc0_car = float(p.car_soc_kwh[i])
         floor = float(np.nan_to_num(p.car_min_soc_kwh[i], nan=0.0))
-        lower = min(floor, soc0_car) - soc0_car
-        soc_rows = rows.new(k, lower, float(p.car_battery_kwh[i]) - soc0_car)
-        # Row j sums the cells 0..j of the car: a lower-triangular block.
-        tri_r, tri_c = np.tril_indices(k)
-        rows.put(soc_rows[tri_r], charge[mine[tri_c]], h)
-        rows.put(soc_rows[tri_r], discharge[mine_d[tri_c]], -h)
+        # SoC after each cell: s_j - s_(j-1) - h c_j + h d_j = 0 (s_(-1) = soc now), within [floor, battery].
+        soc = cols.add(k, min(floor, soc0_car), float(p.car_battery_kwh[i]), 0.0)
+        rhs = np.r_[soc0_car, np.zeros(k - 1)]
+        soc_rows = rows.new(k, rhs, rhs)
+        rows.put(soc_rows, soc, 1.0)
+        rows.put(soc_rows[1:], soc[:-1], -1.0)
+        rows.put(soc_rows, charge[mine], -h)
+        rows.put(soc_rows, discharge[mine_d], h)
     # Capacity tariff: peak_b >= import_t for every billed ISP of bucket b, and >= the peak already reached.
     buckets = 0 if p.peak_bucket is None or p.capacity_eur_per_kw <= 0 else int(p.peak_bucket.max(initial=-1)) + 1
     so_far = np.zeros(buckets)
