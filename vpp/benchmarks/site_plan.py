@@ -26,7 +26,7 @@ def site_problem(cars: int, isps: int, *, seed: int = 1) -> SiteProblem:
     t = np.arange(isps)
     hour = (t / 4.0) % 24.0
     pv = np.clip(np.sin((hour - 6.0) / 12.0 * np.pi), 0.0, None) * 0.8 * 5.0 * cars
-    load = 2.0 * cars * (0.6 + 0.4 * ((hour >= 8) & (hour < 18)))
+    load = np.where((hour >= 8) & (hour < 18), 2.0 * cars, 1.2 * cars).astype(np.float64)
     price = np.where((hour >= 22) | (hour < 6), 0.2, 0.3)
     arrival = rng.integers(0, isps - 16, cars)
     departure = np.minimum(arrival + rng.integers(16, 56, cars), isps)
