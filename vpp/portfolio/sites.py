@@ -454,24 +454,30 @@ def site_horizon(at: datetime, tz: str) -> IspHorizon:
 
 
 def behind_the_meter_loads_kw(db: Session, at: datetime) -> dict[str, float]:
-    """For every equipped site: its load minus PV plus its battery's planned power now (pool id -> kW), what
-    the chargers share the connection with. Stated values of the ISP, else the same time on the latest of the
-    seven days before (the dispatcher asks every cycle, so only those eight ISPs are read)."""
+    """For every equipped site: what the chargers share the connection with now (pool id -> kW): load minus PV
+    plus the battery's planned power.
+
+    The import limit is a hard one (a subscription trips), so the dispatcher's figure is cautious: the higher of
+    the load's forecast for this ISP (stated, else the same time on the latest of the seven days before) and its
+    last metered ISP, and the lower of the PV's. The dispatcher asks every cycle, so only those ISPs are read.
+    """
     sites = equipped_sites(db)
     if not sites:
         return {}
     isp = floor_to_isp(at)
     moments = [isp - timedelta(days=back) for back in range(HISTORY_DAYS + 1)]
+    last = isp - ISP
     ids = [site.id for site, _ in sites.values()]
     loads = db.execute(select(SiteLoad.site_id, SiteLoad.isp_start, SiteLoad.load_kw).where(
-        SiteLoad.site_id.in_(ids), SiteLoad.isp_start.in_(moments))).all()
+        SiteLoad.site_id.in_(ids), SiteLoad.isp_start.in_([*moments, last]))).all()
     pvs = db.execute(select(SiteSeriesRow.site_id, SiteSeriesRow.isp_start, SiteSeriesRow.power_kw).where(
-        SiteSeriesRow.site_id.in_(ids), SiteSeriesRow.kind == "pv", SiteSeriesRow.isp_start.in_(moments))).all()
+        SiteSeriesRow.site_id.in_(ids), SiteSeriesRow.kind == "pv",
+        SiteSeriesRow.isp_start.in_([*moments, last]))).all()
     plans = {row.site_id: row for row in db.scalars(select(SitePlanRow).where(SitePlanRow.site_id.in_(ids)))}
 
-    def latest(rows: Sequence[Any], site_id: str) -> float:
+    def values(rows: Sequence[Any], site_id: str) -> tuple[float, float | None]:
         found = {ts: float(kw) for sid, ts, kw in rows if sid == site_id}
-        return next((found[m] for m in moments if m in found), 0.0)
+        return next((found[m] for m in moments if m in found), 0.0), found.get(last)
 
     out = {}
     for pool, (site, equipment) in sites.items():
@@ -481,6 +487,11 @@ def behind_the_meter_loads_kw(db: Session, at: datetime) -> dict[str, float]:
             k = int((isp - plan.start) / ISP)
             if 0 <= k < len(plan.battery_kw):
                 battery = float(plan.battery_kw[k])
-        pv = latest(pvs, site.id) if equipment.pv_kwp > 0 else 0.0
-        out[pool] = latest(loads, site.id) - pv + battery
+        b = equipment.battery
+        if b is not None and b.soc_kwh is not None and battery < 0:
+            # No more discharge counted than its metered state of charge can give this ISP.
+            battery = max(battery, -max(b.soc_kwh - b.min_soc_kwh, 0.0) * b.efficiency / ISP_H)
+        load, load_last = values(loads, site.id)
+        pv, pv_last = values(pvs, site.id) if equipment.pv_kwp > 0 else (0.0, None)
+        out[pool] = max(load, load_last or 0.0) - min(pv, pv if pv_last is None else pv_last) + battery
     return out
