@@ -172,8 +172,8 @@ BEHIND_THE_METER = {
     "sites": [{"cpo": "FR/CLM", "pv_kwp": 4, "load": "flat", "load_kw": 5.5, "subscription_kva": 9,
                "battery": {"capacity_kwh": 5, "power_kw": 2.5, "soc_pct": 80},
                "tariff": {"timezone": "Europe/Paris", "periods": [
-                   {"name": "peak", "start": "06:00", "end": "18:00", "price_eur_per_kwh": 0.40},
-                   {"name": "evening", "start": "18:00", "end": "06:00", "price_eur_per_kwh": 0.15}]}}],
+                   {"name": "peak", "start": "16:00", "end": "20:00", "price_eur_per_kwh": 0.40},
+                   {"name": "off-peak", "start": "20:00", "end": "16:00", "price_eur_per_kwh": 0.15}]}}],
     "afrr": {"enabled": False},
 }
 
@@ -185,7 +185,8 @@ def test_sites_behind_the_meter_keep_their_subscription_and_report_their_bill(
     result = asyncio.run(run_scenario(scenario, progress=False, data_dir=tmp_path, settings_overrides=backend))
     kpis = compute_kpis(result)
     # 5.5 kW of house under 9 kVA leaves 3.5 kW of a 7 kW charger: uncontrolled the cars break the subscription,
-    # controlled they share what the house leaves (the battery, dear at 0.40 until 18:00, feeds the house then).
+    # controlled they share what the house leaves; the battery, charged at 0.15 overnight, feeds the house in the
+    # 16:00-20:00 peak (0.40) and leaves the cars its room.
     assert kpis["subscription_exceeded_isps_uncontrolled"] > 0, kpis
     assert kpis["subscription_exceeded_isps"] == 0, kpis
     assert kpis["needs_met_pct"] is None or kpis["needs_met_pct"] >= 99.0, kpis

@@ -31,14 +31,16 @@ def _pv_table() -> FloatArray:
     """365 x 24 kW per kWp (UTC day of the year, hour)."""
     frame = pd.read_csv(PV_FILE)
     values = frame["electricity"].to_numpy(dtype=np.float64)[: 365 * 24]
-    return np.clip(values, 0.0, None).reshape(365, 24)
+    table: FloatArray = np.clip(values, 0.0, None).reshape(365, 24)
+    return table
 
 
 @lru_cache(maxsize=1)
 def _homes_table() -> FloatArray:
     """365 x 96 x homes kW (local day of the year, quarter-hour, home)."""
     values = pd.read_csv(HOMES_FILE, header=None).to_numpy(dtype=np.float64)
-    return np.clip(values[: 365 * 96], 0.0, None).reshape(365, 96, values.shape[1])
+    table: FloatArray = np.clip(values[: 365 * 96], 0.0, None).reshape(365, 96, values.shape[1])
+    return table
 
 
 def _day_of_year(moment: datetime) -> int:

@@ -457,9 +457,11 @@ def behind_the_meter_loads_kw(db: Session, at: datetime) -> dict[str, float]:
     """For every equipped site: what the chargers share the connection with now (pool id -> kW): load minus PV
     plus the battery's planned power.
 
-    The import limit is a hard one (a subscription trips), so the dispatcher's figure is cautious: the higher of
-    the load's forecast for this ISP (stated, else the same time on the latest of the seven days before) and its
-    last metered ISP, and the lower of the PV's. The dispatcher asks every cycle, so only those ISPs are read.
+    The import limit is a hard one, so the dispatcher's figure is cautious: the higher of the load's forecast for
+    this ISP (stated, else the same time on the latest of the seven days before) and its last metered ISP, the
+    lower of the PV's (none under a kVA subscription: a breaker trips when PV drops within the ISP), and no more
+    battery discharge than its metered state of charge gives. The dispatcher asks every cycle, so only those ISPs
+    are read.
     """
     sites = equipped_sites(db)
     if not sites:
@@ -492,6 +494,8 @@ def behind_the_meter_loads_kw(db: Session, at: datetime) -> dict[str, float]:
             # No more discharge counted than its metered state of charge can give this ISP.
             battery = max(battery, -max(b.soc_kwh - b.min_soc_kwh, 0.0) * b.efficiency / ISP_H)
         load, load_last = values(loads, site.id)
-        pv, pv_last = values(pvs, site.id) if equipment.pv_kwp > 0 else (0.0, None)
+        # A kVA subscription is a breaker: PV, which can drop within the ISP, is not counted on to keep it.
+        breaker = equipment.connection.subscription_kva is not None
+        pv, pv_last = values(pvs, site.id) if equipment.pv_kwp > 0 and not breaker else (0.0, None)
         out[pool] = max(load, load_last or 0.0) - min(pv, pv if pv_last is None else pv_last) + battery
     return out
