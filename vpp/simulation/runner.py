@@ -730,6 +730,8 @@ class Simulation:
             # New sessions reach the service before the cycle of this step, so none charges a step uncapped.
             await asyncio.gather(*(cpo.simulator.flush() for cpo in world.cpos.values()))
             await self._post_needs(world)
+            # The sites' meters report the ISP that ended before the dispatcher's cycle reads them.
+            await self.site_physics.meter(world, now)
             if delivering:
                 setpoint = None
                 if self._in_windows(now, windows, tail_s=self.scenario.afrr.tail_seconds):

@@ -184,10 +184,7 @@ class SitePhysics:
         if not self.sites or seconds <= 0:
             return
         cars = self._cars_kwh(world)
-        isp = floor_to_isp(start)
-        if self._metered is None or isp > self._metered:
-            await self._meter_and_plan(world, isp)
-            self._metered = isp
+        await self.meter(world, start)
         end = start + timedelta(seconds=seconds)
         # A step may span ISPs (the warm-up): split it, the cars' energy evenly over its time.
         cuts = [start]
@@ -198,6 +195,13 @@ class SitePhysics:
             for a, b in pairwise(cuts):
                 share = (b - a).total_seconds() / seconds
                 self._balance(site, a, (b - a).total_seconds(), cars.get(site.site_id, 0.0) * share)
+
+    async def meter(self, world: Any, at: datetime) -> None:
+        """At the first moment of an ISP: report the ISP that ended and fetch each site's plan for this one."""
+        isp = floor_to_isp(at)
+        if self.sites and (self._metered is None or isp > self._metered):
+            await self._meter_and_plan(world, isp)
+            self._metered = isp
 
     def _cars_kwh(self, world: Any) -> dict[str, float]:
         out: dict[str, float] = defaultdict(float)
