@@ -152,3 +152,45 @@ def test_every_curtailed_device_stays_within_its_curtailed_power(backend: dict[s
     assert kpis["curtailment_device_isps"] > 0, kpis
     assert kpis["curtailment_compliance_pct"] == 100.0, kpis
     assert not [note for note in kpis["notes"] if "pulled" in note], kpis["notes"]
+
+
+BEHIND_THE_METER = {
+    "name": "e2e-sites",
+    "start": "2024-06-11",
+    "days": 1,
+    "seed": 9,
+    "timezone": "Europe/Paris",
+    "delivery_window": ["16:00", "20:00"],
+    "warmup_hours": 0,
+    "warmup_step_seconds": 3600,
+    "step_seconds": 900,
+    "report_period_seconds": 900,
+    "follow_hours": 4,
+    "dayahead": False,
+    "cpos": [{"party": "FR/CLM", "locations": 3, "evses_per_location": 1, "evse_max_kw": 7, "category": "home",
+              "sessions_per_evse_per_day": 1.0, "arrival_window": ["16:00", "17:00"], "dwell_hours": [3, 4]}],
+    "sites": [{"cpo": "FR/CLM", "pv_kwp": 4, "load": "flat", "load_kw": 4.5, "subscription_kva": 9,
+               "battery": {"capacity_kwh": 5, "power_kw": 2.5, "soc_pct": 80},
+               "tariff": {"timezone": "Europe/Paris", "periods": [
+                   {"name": "peak", "start": "16:00", "end": "20:00", "price_eur_per_kwh": 0.40},
+                   {"name": "off-peak", "start": "20:00", "end": "16:00", "price_eur_per_kwh": 0.15}]}}],
+    "afrr": {"enabled": False},
+}
+
+
+def test_sites_behind_the_meter_keep_their_subscription_and_report_their_bill(
+    backend: dict[str, Any], tmp_path: Path
+) -> None:
+    scenario = Scenario.model_validate(BEHIND_THE_METER)
+    result = asyncio.run(run_scenario(scenario, progress=False, data_dir=tmp_path, settings_overrides=backend))
+    kpis = compute_kpis(result)
+    # 4.5 kW of house under 9 kVA leaves 4.5 kW of a 7 kW charger: uncontrolled the cars break the subscription,
+    # controlled they share what the house leaves; the battery, charged at 0.15 overnight, feeds the house in the
+    # 16:00-20:00 peak (0.40) and leaves the cars its room.
+    assert kpis["subscription_exceeded_isps_uncontrolled"] > 0, kpis
+    assert kpis["subscription_exceeded_isps"] == 0, kpis
+    # The subscription outranks the needs (a breaker trips): what the cars got is what fitted under it.
+    assert kpis["energy_delivered_kwh"] > 0, kpis
+    assert kpis["battery_cycles"] is not None and kpis["battery_cycles"] > 0, kpis
+    assert set(kpis["bill_eur"]) == {"energy", "export", "capacity", "battery_cycles", "v2g_cycles", "total"}
+    assert kpis["bill_eur"]["total"] < kpis["bill_eur_uncontrolled"]["total"], kpis

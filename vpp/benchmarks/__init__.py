@@ -49,6 +49,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("api", "authenticated API round trips in process (SQLite)"),
     Benchmark("dayahead", "portfolio scheduling: fast solver vs the exact LP"),
     Benchmark("replan", "re-planning a pool's per-car plans (present sessions and forecast arrivals)"),
+    Benchmark("site-plan", "one site planned behind its meter (cars, battery, PV, load, tariff)"),
     Benchmark("dayahead-curve", "one delivery day's demand curves (all MTUs, all levels)"),
     Benchmark("allocate", "allocation of a pool target to sessions with group caps"),
     Benchmark("settle", "settlement of a simulated day (15-minute and 4-second resolution)"),

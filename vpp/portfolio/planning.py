@@ -41,6 +41,7 @@ from vpp.domain.errors import DomainError
 from vpp.domain.isp import ISP, IspHorizon, delivery_day_bounds, delivery_day_of, floor_to_isp
 from vpp.domain.pools import PoolId, PoolKind
 from vpp.portfolio.fleet import Fleet
+from vpp.portfolio.sites import plan_sites
 from vpp.portfolio.tables import PoolPlan
 
 if TYPE_CHECKING:
@@ -373,6 +374,8 @@ def replan(db: Session, portfolio: PortfolioService, pool: str, at: datetime, se
                                     price_forecast=price_forecast,
                                     drawable=drawable_kw(db, fleet, fleet.members(pool), pool, known_draw_kw))
     plan = plan_pool(problem)
+    # Equipped sites (PV, battery, tariff) re-plan their own cars behind their meter; others keep this plan.
+    plan = plan_sites(db, fleet, at, horizon, problem, plan, settings.market_timezone)
     return store_plan(db, pool, at, horizon, plan, fleet, settings)
 
 

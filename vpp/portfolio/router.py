@@ -12,31 +12,39 @@ import numpy as np
 from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import Response
 
-from vpp.api.deps import AdminDep, PartnerDep, SessionDep, TraderDep
+from vpp.api.deps import AdminDep, PartnerDep, SessionDep, SettingsDep, TraderDep
 from vpp.api.errors import error_responses
 from vpp.api.types import VISIBLE, Name, Pool, UtcDatetime
 from vpp.audit import service as audit
-from vpp.domain.errors import InvalidInput
+from vpp.domain.errors import InvalidInput, NotFound
 from vpp.domain.isp import IspHorizon, floor_to_isp
 from vpp.domain.pools import PoolId
+from vpp.domain.sites import Battery, GridConnection, SiteEquipment, power_series
 from vpp.portfolio import needs as needs_service
-from vpp.portfolio import topology
+from vpp.portfolio import sites, topology
+from vpp.portfolio.planning import PlanSettings, plan_prices
 from vpp.portfolio.schemas import (
+    BatterySocWrite,
     BookingRead,
     BookingWrite,
     ChargingNeedRead,
     ChargingNeedWrite,
     CongestionPointWrite,
+    MeterReadingWrite,
     PoolFlexibilityRead,
     PoolForecastRead,
     PoolRead,
+    SiteEquipmentWrite,
     SiteLoadPoint,
     SiteLocationWrite,
+    SitePlanRead,
+    SiteSeriesWrite,
+    SiteSignalWrite,
     SiteWrite,
     TopologyImportRead,
 )
 from vpp.portfolio.service import PortfolioService, horizon_of, pool_forecast
-from vpp.portfolio.tables import ChargingNeedRow
+from vpp.portfolio.tables import ChargingNeedRow, Site, SiteEquipmentRow, SitePlanRow
 
 router = APIRouter(tags=["portfolio"], responses=error_responses(401, 403))
 PoolPath = Annotated[Pool, Path(description="Pool id `<kind>:<key>`, e.g. `site:depot-1`.")]
@@ -230,3 +238,103 @@ def import_topology(request: Request, db: SessionDep, admin: AdminDep,
     _portfolio(request).invalidate()
     return TopologyImportRead(congestion_points=summary.congestion_points, sites=summary.sites,
                               locations=summary.locations)
+
+
+# ------------------------------------------------------------------------------------- behind the meter
+
+
+def _equipment(site_id: str, body: SiteEquipmentWrite) -> SiteEquipment:
+    battery = None
+    if body.battery is not None:
+        b = body.battery
+        battery = Battery.from_pct(capacity_kwh=b.capacity_kwh, power_kw=b.power_kw, efficiency=b.efficiency,
+                                   min_soc_pct=b.min_soc_pct, max_soc_pct=b.max_soc_pct,
+                                   cycle_cost_eur_per_kwh=b.cycle_cost_eur_per_kwh, soc_kwh=b.soc_kwh)
+    tariff = sites.tariff_from_spec(body.tariff.model_dump()) if body.tariff is not None else None
+    return SiteEquipment(site_id=site_id, pv_kwp=body.pv_kwp, battery=battery, tariff=tariff,
+                         connection=GridConnection(import_max_kw=body.import_max_kw, export_max_kw=body.export_max_kw,
+                                                   subscription_kva=body.subscription_kva,
+                                                   power_factor=body.power_factor))
+
+
+@router.put("/api/v1/portfolio/sites/{site_id}/equipment", operation_id="put_site_equipment",
+            responses=error_responses(404, 422))
+def put_site_equipment(site_id: IdPath, body: SiteEquipmentWrite, request: Request, db: SessionDep,
+                       admin: AdminDep) -> dict[str, str]:
+    """Create or replace what is behind the site's meter: connection limits and kVA subscription, PV, battery,
+    tariff. Refused with the reason when a value cannot be (SoC limits outside the battery, overlapping tariff
+    periods, a subscription below the building's base load)."""
+    audit.record(db, admin, "portfolio.put_site_equipment", target=site_id)
+    sites.put_equipment(db, _equipment(site_id, body), body.tariff.model_dump() if body.tariff else None)
+    _portfolio(request).invalidate()
+    return {"pool": f"site:{site_id}"}
+
+
+@router.put("/api/v1/portfolio/sites/{site_id}/series/{kind}", operation_id="put_site_series",
+            responses=error_responses(404, 422))
+def put_site_series(site_id: IdPath, kind: Annotated[Literal["pv", "load", "import", "export"], Path()],
+                    body: SiteSeriesWrite, db: SessionDep, admin: AdminDep) -> dict[str, int]:
+    """Store metered (or the owner's forecast) PV production, building load or grid import/export, kW per ISP."""
+    audit.record(db, admin, "portfolio.put_site_series", target=f"{site_id}/{kind}")
+    row = db.get(SiteEquipmentRow, site_id)
+    pv_kwp = row.pv_kwp if row is not None and row.pv_kwp > 0 else None
+    series = power_series("pv" if kind == "pv" else "load", body.start, body.values, unit=body.unit, end=body.end,
+                          pv_kwp=pv_kwp)
+    return {"points": sites.put_series(db, site_id, (kind, series))}
+
+
+@router.put("/api/v1/portfolio/sites/{site_id}/battery-soc", operation_id="put_site_battery_soc",
+            responses=error_responses(404, 422))
+def put_site_battery_soc(site_id: IdPath, body: BatterySocWrite, db: SessionDep, admin: AdminDep) -> dict[str, str]:
+    """The battery's metered state of charge."""
+    sites.put_battery_soc(db, site_id, body.soc_kwh, body.at)
+    return {"pool": f"site:{site_id}"}
+
+
+@router.post("/api/v1/portfolio/sites/readings", operation_id="post_site_readings",
+             responses=error_responses(404, 422))
+def post_site_readings(body: Annotated[list[MeterReadingWrite], Body(min_length=1, max_length=10_000)],
+                       db: SessionDep, admin: AdminDep) -> dict[str, int]:
+    """Many sites' meter readings of an ISP at once (nothing is written when one is wrong)."""
+    return {"readings": sites.put_readings(db, [sites.MeterReading(**r.model_dump()) for r in body])}
+
+
+@router.post("/api/v1/portfolio/signals", operation_id="post_site_signal", responses=error_responses(404, 422))
+def post_site_signal(body: SiteSignalWrite, request: Request, db: SessionDep, admin: AdminDep) -> dict[str, int]:
+    """A grid-stress signal (stop charging, or discharge too) for a site or a bidding zone, or a site's outage
+    (the cars that may discharge feed the house within their floors)."""
+    audit.record(db, admin, "portfolio.post_site_signal", target=body.site_id or body.bidding_zone)
+    row = sites.add_signal(db, body.kind, body.start, body.end, site_id=body.site_id, bidding_zone=body.bidding_zone,
+                           mode=body.mode)
+    _portfolio(request).invalidate()
+    return {"id": row.id}
+
+
+def _plan_read(row: SitePlanRow) -> SitePlanRead:
+    return SitePlanRead(site_id=row.site_id, planned_at=row.planned_at, start=row.start, battery_kw=row.battery_kw,
+                        battery_soc_kwh=row.battery_soc_kwh, import_kw=row.import_kw, export_kw=row.export_kw,
+                        cars_kw=row.cars_kw, bill_eur=row.bill_eur, status=row.status)
+
+
+@router.post("/api/v1/portfolio/sites/{site_id}/plan", operation_id="plan_site", responses=error_responses(404, 422))
+def plan_site_route(site_id: IdPath, request: Request, db: SessionDep, settings: SettingsDep,
+                    admin: AdminDep) -> SitePlanRead:
+    """Plan the site now without its cars (battery and PV; a pool re-plan plans a site with cars plugged in)."""
+    at = _portfolio(request).now()
+    plan_settings = PlanSettings.from_settings(settings)
+    site = db.get(Site, site_id)
+    if site is None:
+        raise NotFound(f"site {site_id!r} does not exist")
+    horizon = sites.site_horizon(at, plan_settings.market_timezone)
+    spot, _ = plan_prices(db, f"zone:{site.bidding_zone}", horizon, plan_settings)
+    return _plan_read(sites.plan_site_now(db, site_id, at, spot, horizon, plan_settings.market_timezone))
+
+
+@router.get("/api/v1/portfolio/sites/{site_id}/plan", operation_id="get_site_plan",
+            responses=error_responses(404))
+def get_site_plan(site_id: IdPath, db: SessionDep, admin: AdminDep) -> SitePlanRead:
+    """The site's latest plan."""
+    row = db.get(SitePlanRow, site_id)
+    if row is None:
+        raise NotFound(f"site {site_id!r} has no plan yet")
+    return _plan_read(row)

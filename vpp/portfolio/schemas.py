@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -159,3 +160,121 @@ class TopologyImportRead(BaseModel):
     congestion_points: int
     sites: int
     locations: int
+
+
+class BatteryWrite(BaseModel):
+    """A stationary battery behind the site's meter (the domain refuses SoC limits outside its capacity)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    capacity_kwh: Number
+    power_kw: Number
+    efficiency: Number = Field(0.95, description="one way: charging and discharging each lose this share")
+    min_soc_pct: Number = 0.0
+    max_soc_pct: Number = 100.0
+    cycle_cost_eur_per_kwh: Number = Field(0.0, description="wear per kWh discharged")
+    soc_kwh: Number | None = Field(None, description="state of charge now, if known")
+
+
+class TariffPeriodWrite(BaseModel):
+    """A time-of-use period: local ``HH:MM`` to ``HH:MM`` (``24:00`` is midnight; an end before the start wraps)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name = Field(max_length=40)
+    start: str = Field(max_length=5, pattern=r"^\d{2}:\d{2}$")
+    end: str = Field(max_length=5, pattern=r"^\d{2}:\d{2}$")
+    price_eur_per_kwh: Number
+
+
+class TariffWrite(BaseModel):
+    """How the site's grid exchange is billed (see vpp.domain.sites.Tariff)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    energy: Literal["tou", "dynamic"] = "tou"
+    periods: list[TariffPeriodWrite] = Field(default_factory=list, max_length=48)
+    markup_eur_per_kwh: Number = 0.0
+    export_eur_per_kwh: Number = 0.0
+    export_dynamic: Flag = False
+    capacity_eur_per_kw: Number = 0.0
+    capacity_period: Literal["day", "month"] = "month"
+    v2g_cycle_eur_per_kwh: Number = 0.0
+    timezone: Name = Field("Europe/Amsterdam", max_length=64)
+
+
+class SiteEquipmentWrite(BaseModel):
+    """What is behind a site's meter besides its chargers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    import_max_kw: Number | None = None
+    export_max_kw: Number | None = None
+    subscription_kva: Number | None = None
+    power_factor: Number = 1.0
+    pv_kwp: Number = 0.0
+    battery: BatteryWrite | None = None
+    tariff: TariffWrite | None = None
+
+
+class SiteSeriesWrite(BaseModel):
+    """A PV, load or meter series from ``start``, one value per ISP (to ``end`` when given)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start: UtcDatetime
+    end: UtcDatetime | None = None
+    unit: str = Field("kW", max_length=8, pattern=r"^[A-Za-z]{1,8}$",
+                      description="kW (average power per ISP), W, or kWh per ISP")
+    values: list[Number] = Field(min_length=1, max_length=40_000)
+
+
+class BatterySocWrite(BaseModel):
+    """The battery's metered state of charge."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    soc_kwh: Number
+    at: UtcDatetime
+
+
+class SiteSignalWrite(BaseModel):
+    """A grid-stress signal (``stop`` charging, or ``discharge`` too) or an outage of one site."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["grid_stress", "outage"]
+    start: UtcDatetime
+    end: UtcDatetime
+    site_id: Name | None = Field(None, max_length=64)
+    bidding_zone: Name | None = Field(None, max_length=16)
+    mode: Literal["stop", "discharge"] = "stop"
+
+
+class SitePlanRead(BaseModel):
+    """A site's latest plan: per ISP from ``start`` (kW; battery positive when charging) and its bill (EUR)."""
+
+    site_id: str
+    planned_at: datetime
+    start: datetime
+    battery_kw: list[float]
+    battery_soc_kwh: list[float]
+    import_kw: list[float]
+    export_kw: list[float]
+    cars_kw: list[float]
+    bill_eur: dict[str, float]
+    status: str
+
+
+class MeterReadingWrite(BaseModel):
+    """One ISP of a site's meter (kW averages; the battery's state of charge at the ISP's end, kWh)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    site_id: Name = Field(max_length=64)
+    isp_start: UtcDatetime
+    load_kw: Number | None = None
+    pv_kw: Number | None = None
+    import_kw: Number | None = None
+    export_kw: Number | None = None
+    battery_soc_kwh: Number | None = None

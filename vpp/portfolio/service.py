@@ -45,6 +45,7 @@ from vpp.portfolio.planning import (
     plan_recorded_at,
     stored_plan_row,
 )
+from vpp.portfolio.sites import behind_the_meter_loads_kw
 from vpp.portfolio.tables import SiteLoad
 from vpp.ports import Clock, CongestionFlexibility, SystemClock
 from vpp.sessions.tables import ChargingSession, SessionReading
@@ -290,9 +291,12 @@ def combined_flexibility(pool: str, fleet: Fleet, idx: npt.NDArray[np.int64], ho
 
 
 def site_loads_kw(db: Session, at: datetime) -> dict[str, float]:
-    """Non-EV load of every site in the ISP of ``at`` (pool id -> kW)."""
+    """Non-EV load of every site in the ISP of ``at`` (pool id -> kW), net of PV and battery behind the meter."""
     rows = db.execute(select(SiteLoad.site_id, SiteLoad.load_kw).where(SiteLoad.isp_start == floor_to_isp(at)))
-    return {f"site:{site}": float(kw) for site, kw in rows}
+    loads = {f"site:{site}": float(kw) for site, kw in rows}
+    # Behind the meter: PV and the battery's plan share the connection too.
+    loads.update(behind_the_meter_loads_kw(db, at))
+    return loads
 
 
 def dispatch_snapshot(fleet: Fleet, pool: str, at: datetime, site_load_kw: dict[str, float]) -> DispatchSnapshot:

@@ -117,3 +117,78 @@ class PoolPlan(Base):
     method: Mapped[str] = mapped_column(String(80))
     status: Mapped[str] = mapped_column(String(32))
     seconds: Mapped[float] = mapped_column(Float)
+
+
+class SiteEquipmentRow(Base):
+    """What sits behind a site's meter besides its chargers (vpp.domain.sites.SiteEquipment), one row per site.
+
+    Battery SoC limits are kWh; ``battery_soc_kwh`` is its last metered state (at ``battery_soc_at``). ``tariff``
+    holds the tariff as the API states it (periods as HH:MM strings), validated by the domain before it is stored.
+    """
+
+    __tablename__ = "site_equipment"
+
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True)
+    import_max_kw: Mapped[float | None] = mapped_column(Float, default=None)
+    export_max_kw: Mapped[float | None] = mapped_column(Float, default=None)
+    subscription_kva: Mapped[float | None] = mapped_column(Float, default=None)
+    power_factor: Mapped[float] = mapped_column(Float, default=1.0)
+    pv_kwp: Mapped[float] = mapped_column(Float, default=0.0)
+    battery_capacity_kwh: Mapped[float | None] = mapped_column(Float, default=None)
+    battery_power_kw: Mapped[float | None] = mapped_column(Float, default=None)
+    battery_efficiency: Mapped[float | None] = mapped_column(Float, default=None)
+    battery_min_soc_kwh: Mapped[float | None] = mapped_column(Float, default=None)
+    battery_max_soc_kwh: Mapped[float | None] = mapped_column(Float, default=None)
+    battery_cycle_eur_per_kwh: Mapped[float | None] = mapped_column(Float, default=None)
+    battery_soc_kwh: Mapped[float | None] = mapped_column(Float, default=None)
+    battery_soc_at: Mapped[datetime | None] = mapped_column(default=None)
+    tariff: Mapped[dict[str, object] | None] = mapped_column(JSON, default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SiteSeriesRow(Base):
+    """A metered or forecast site series per ISP (kW, >= 0): ``pv`` production, grid ``import`` and ``export``.
+
+    The building load keeps its own table (``site_loads``), which the dispatcher already subtracts from a site's
+    capacity.
+    """
+
+    __tablename__ = "site_series"
+
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    isp_start: Mapped[datetime] = mapped_column(primary_key=True)
+    power_kw: Mapped[float] = mapped_column(Float)
+
+
+class SiteSignalRow(Base):
+    """A grid signal over a time span: ``grid_stress`` (all sites of a bidding zone, or one site) or ``outage``."""
+
+    __tablename__ = "site_signals"
+    __table_args__ = (Index("ix_site_signals_kind_end_at", "kind", "end_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    site_id: Mapped[str | None] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), default=None)
+    bidding_zone: Mapped[str | None] = mapped_column(String(16), default=None)
+    start_at: Mapped[datetime]
+    end_at: Mapped[datetime]
+    mode: Mapped[str] = mapped_column(String(16), default="stop")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SitePlanRow(Base):
+    """A site's latest plan from its own planner (vpp.algorithms.site_planning): battery and meter per ISP."""
+
+    __tablename__ = "site_plans"
+
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True)
+    planned_at: Mapped[datetime]
+    start: Mapped[datetime]
+    battery_kw: Mapped[list[float]] = mapped_column(JSON)
+    battery_soc_kwh: Mapped[list[float]] = mapped_column(JSON)
+    import_kw: Mapped[list[float]] = mapped_column(JSON)
+    export_kw: Mapped[list[float]] = mapped_column(JSON)
+    cars_kw: Mapped[list[float]] = mapped_column(JSON)
+    bill_eur: Mapped[dict[str, float]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(32))

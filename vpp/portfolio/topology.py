@@ -14,10 +14,15 @@ from sqlalchemy.orm import Session
 
 from vpp.db import utcnow
 from vpp.domain.errors import InvalidInput, NotFound
-from vpp.portfolio.tables import CongestionPoint, Site, SiteLoad, SiteLocation
+from vpp.domain.sites import Battery, GridConnection, SiteEquipment
+from vpp.portfolio import sites as behind_the_meter
+from vpp.portfolio.tables import CongestionPoint, Site, SiteEquipmentRow, SiteLoad, SiteLocation
 
 CATEGORIES = ("home", "public", "workplace")
 IMPORT_COLUMNS = ("ean", "dso", "site_id", "site_capacity_kw", "party", "location_id")
+# Optional columns of a site's equipment behind the meter (issue 19); the tariff is stated over the API.
+EQUIPMENT_COLUMNS = ("import_max_kw", "export_max_kw", "subscription_kva", "pv_kwp", "battery_kwh", "battery_kw",
+                     "battery_efficiency", "battery_min_soc_pct", "battery_max_soc_pct", "battery_cycle_eur_per_kwh")
 IMPORT_LENGTHS = {"ean": 64, "dso": 120, "site_id": 64, "location_id": 36, "bidding_zone": 16}  # the columns
 
 
@@ -99,7 +104,8 @@ class ImportSummary:
 
 
 def import_topology_csv(session: Session, text: str) -> ImportSummary:
-    """Import ``ean,dso,site_id,site_capacity_kw,party,location_id[,category,bidding_zone,cp_max_kw]`` rows.
+    """Import ``ean,dso,site_id,site_capacity_kw,party,location_id[,category,bidding_zone,cp_max_kw]`` rows,
+    optionally with a site's equipment (``EQUIPMENT_COLUMNS``: connection limits, kVA subscription, PV, battery).
 
     All rows are checked before anything is written; an error names the line and the field.
     """
@@ -114,6 +120,7 @@ def import_topology_csv(session: Session, text: str) -> ImportSummary:
     if not rows:
         raise InvalidInput("CSV has no data rows")
     parsed = []
+    equipment: dict[str, SiteEquipment] = {}
     for line, row in enumerate(rows, start=2):
         try:
             capacity = float(row["site_capacity_kw"]) if (row.get("site_capacity_kw") or "").strip() else None
@@ -136,6 +143,11 @@ def import_topology_csv(session: Session, text: str) -> ImportSummary:
         except InvalidInput as exc:
             raise InvalidInput(f"line {line}: {exc.message}") from exc
         parsed.append((row, capacity, cp_max, category))
+        site_key = row["site_id"].strip()
+        if site_key not in equipment:
+            found = _equipment_of_row(session, row, line)
+            if found is not None:
+                equipment[site_key] = found
     points, sites, locations = set(), set(), 0
     for row, capacity, cp_max, category in parsed:
         ean = row["ean"].strip()
@@ -149,7 +161,40 @@ def import_topology_csv(session: Session, text: str) -> ImportSummary:
             sites.add(site_id)
         assign_location(session, site_id=site_id, party=row["party"], location_id=row["location_id"])
         locations += 1
+    for found in equipment.values():
+        behind_the_meter.put_equipment(session, found, None)
     return ImportSummary(congestion_points=len(points), sites=len(sites), locations=locations)
+
+
+def _equipment_of_row(session: Session, row: dict[str, str], line: int) -> SiteEquipment | None:
+    """The equipment stated on a CSV line (None without any), checked as the API checks it."""
+    raw = {c: (row.get(c) or "").strip() for c in EQUIPMENT_COLUMNS}
+    if not any(raw.values()):
+        return None
+    try:
+        values = {c: float(v) for c, v in raw.items() if v}
+    except ValueError as exc:
+        raise InvalidInput(f"line {line}: equipment columns must be numbers ({exc})") from exc
+    try:
+        battery = None
+        if "battery_kwh" in values or "battery_kw" in values:
+            if "battery_kwh" not in values or "battery_kw" not in values:
+                raise InvalidInput("a battery needs battery_kwh and battery_kw")
+            battery = Battery.from_pct(
+                capacity_kwh=values["battery_kwh"], power_kw=values["battery_kw"],
+                efficiency=values.get("battery_efficiency", 0.95), min_soc_pct=values.get("battery_min_soc_pct", 0.0),
+                max_soc_pct=values.get("battery_max_soc_pct", 100.0),
+                cycle_cost_eur_per_kwh=values.get("battery_cycle_eur_per_kwh", 0.0))
+        found = SiteEquipment(
+            site_id=row["site_id"].strip(), pv_kwp=values.get("pv_kwp", 0.0), battery=battery,
+            connection=GridConnection(import_max_kw=values.get("import_max_kw"),
+                                      export_max_kw=values.get("export_max_kw"),
+                                      subscription_kva=values.get("subscription_kva")))
+        stored = session.scalars(select(SiteLoad.load_kw).where(SiteLoad.site_id == found.site_id)).all()
+        behind_the_meter.check_equipment(found, [float(v) for v in stored])
+    except InvalidInput as exc:
+        raise InvalidInput(f"line {line}: {exc.message}") from exc
+    return found
 
 
 def put_site_load(session: Session, site_id: str, points: Sequence[tuple[datetime, float]]) -> int:
@@ -168,6 +213,9 @@ def put_site_load(session: Session, site_id: str, points: Sequence[tuple[datetim
     starts = [p[0] for p in points]
     if len(set(starts)) < len(starts):
         raise InvalidInput("an ISP is given more than once")
+    equipment = session.get(SiteEquipmentRow, site_id)
+    if equipment is not None:
+        behind_the_meter.equipment_of(equipment).connection.check_base_load([kw for _, kw in points])
     session.execute(delete(SiteLoad).where(SiteLoad.site_id == site_id, SiteLoad.isp_start >= min(starts),
                                            SiteLoad.isp_start <= max(starts)))
     session.add_all(SiteLoad(site_id=site_id, isp_start=at, load_kw=kw) for at, kw in points)

@@ -13,6 +13,7 @@ import numpy.typing as npt
 from vpp.algorithms.scheduling.hindsight import HindsightProblem, solve_hindsight
 from vpp.algorithms.settlement import check_afrr_steps
 from vpp.simulation.runner import V2G_MIN_SOC_PCT, RunResult, SessionRecord, uncontrolled_twin
+from vpp.simulation.site_kpis import site_kpis
 
 FloatArray = npt.NDArray[np.float64]
 ISP = timedelta(minutes=15)
@@ -408,6 +409,7 @@ def compute_kpis(result: RunResult, series: Series | None = None) -> dict[str, A
         "afrr_steps_short_of_ramp_pct": afrr_flagged_pct,
         "afrr_capacity_revenue_eur": round(result.afrr_capacity_revenue_eur, 2),
         "flex_value_eur_per_charger_month": round(flex_value, 2),
+        **site_kpis(result),
         "wall_seconds": round(result.wall_seconds, 1),
         "notes": result.notes,
     }

@@ -22,6 +22,7 @@ import numpy.typing as npt
 
 from vpp.simulation.kpis import AFRR_TOLERANCE, KPI_ROWS, Series
 from vpp.simulation.runner import CarTrace
+from vpp.simulation.site_kpis import site_rows
 
 ISP = timedelta(minutes=15)
 STATIC = "vpp.simulation.static"
@@ -252,7 +253,7 @@ def _kpi_rows(kpis: dict[str, Any]) -> str:
     keys = {key for key, _ in KPI_ROWS}
     rows = list(KPI_ROWS) + [(key, label) for key, label in EXTRA_ROWS if key not in keys and key in kpis]
     return "".join(f"<tr><td>{html.escape(label)}</td><td class=\"n\">{html.escape(_num(kpis.get(key), 2))}</td></tr>"
-                   for key, label in rows)
+                   for key, label in rows) + site_rows(kpis)
 
 
 # ----------------------------------------------------------------------------------------------- data

@@ -36,6 +36,7 @@ from vpp.simulation.plan import (
     timeline_of,
 )
 from vpp.simulation.scenario import CpoSpec, Scenario
+from vpp.simulation.sites import SitePhysics, SiteState
 
 ZONE_POOL = "zone:NL"
 AFRR_STEP_S = 4.0
@@ -132,6 +133,8 @@ class RunResult:
     site_caps: dict[tuple[str, str], float] = field(default_factory=dict)
     # A few cars followed step by step (the report's per-car view).
     car_sample: list[CarTrace] = field(default_factory=list)
+    # Sites behind the meter (PV, load, battery): their energies per ISP.
+    sites: list[SiteState] = field(default_factory=list)
 
 
 class Progress:
@@ -245,6 +248,7 @@ class Simulation:
         for point in self.scenario.congestion:
             self.point_members[point.congestion_point] = {
                 (c.party, loc) for c in self.specs if c.party in point.cpos for loc in location_ids(c)}
+        self.site_physics = SitePhysics(self.scenario, self.timeline, self.specs)
         end = self.timeline.end.astimezone(UTC)
         departures = [p.departure for queue in self.pending.values() for p in queue if p.arrival < end]
         self.progress.expected_end = min(max(departures, default=end), end + self.follow)
@@ -256,6 +260,7 @@ class Simulation:
             period = max(self.scenario.report_period_seconds, self.scenario.warmup_step_seconds)
             config = CpoConfig(party=spec.party, name=f"CPO {spec.party}", evses=spec.evses,
                                evses_per_location=spec.evses_per_location, max_kw=spec.evse_max_kw,
+                               power_type="DC" if spec.dc else "AC_3_PHASE",
                                v2g=spec.v2g, category=CPO_CATEGORY[spec.category], seed=self.scenario.seed,
                                period_s=int(period), physics_step_s=self.scenario.physics_step_seconds,
                                callback_delay_s=2.0,
@@ -267,6 +272,7 @@ class Simulation:
             await world.add_cpo(config, discharge_profiles=v2g_allowed and spec.v2g)
         await self._import_topology(world)
         await self._wait_for_locations(world)
+        await self.site_physics.setup(world)
         if self.scenario.history_days > 0:
             await self._report_history(world)
         partner = world.client("partner")
@@ -664,6 +670,7 @@ class Simulation:
         for (party, external_id), record in self.records.items():
             record.delivered_kwh = self.kwh_seen.get((party, external_id), 0.0)
         chargers = sum(spec.evses for spec in self.specs)
+        self.notes.extend(self.site_physics.notes)
         return RunResult(
             scenario=self.scenario, timeline=self.timeline, log=self.log, sessions=list(self.records.values()),
             point_members=self.point_members, point_limits=dict(self.point_limits), prices=self.prices,
@@ -674,7 +681,7 @@ class Simulation:
             committed_kw=self.committed_kw,
             site_caps={(spec.party, loc): spec.site_max_kw for spec in self.specs if spec.site_max_kw is not None
                        for loc in location_ids(spec)},
-            car_sample=list(self.car_sample.values()))
+            car_sample=list(self.car_sample.values()), sites=self.site_physics.sites)
 
     async def _steps(self, world: World) -> dict[str, Any]:
         tl = self.timeline
@@ -723,6 +730,8 @@ class Simulation:
             # New sessions reach the service before the cycle of this step, so none charges a step uncapped.
             await asyncio.gather(*(cpo.simulator.flush() for cpo in world.cpos.values()))
             await self._post_needs(world)
+            # The sites' meters report the ISP that ended before the dispatcher's cycle reads them.
+            await self.site_physics.meter(world, now)
             if delivering:
                 setpoint = None
                 if self._in_windows(now, windows, tail_s=self.scenario.afrr.tail_seconds):
@@ -735,6 +744,7 @@ class Simulation:
             await world.set_clock(target)
             await asyncio.gather(*(cpo.simulator.run_until(target) for cpo in world.cpos.values()))
             self._record_energy(world, now, (target - now).total_seconds())
+            await self.site_physics.step(world, now, (target - now).total_seconds())
             now = target
             phase = "warm-up" if not delivering else "delivery" if now <= end else "follow"
             self.progress.show(now, phase, self._active(world))

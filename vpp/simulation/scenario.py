@@ -10,6 +10,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from vpp.simulation.site_spec import SiteSpec
+
 Category = Literal["home", "public", "workplace"]
 BUNDLED_PACKAGE = "sim.scenarios"
 
@@ -23,6 +25,7 @@ class CpoSpec(BaseModel):
     locations: int = Field(ge=1)
     evses_per_location: int = Field(ge=1)
     evse_max_kw: float = Field(11.0, gt=0)
+    dc: bool = Field(False, description="DC chargers (the car's DC power limits, not its onboard AC charger)")
     v2g: bool = False
     category: Category = "public"
     sessions_per_evse_per_day: float = Field(1.0, ge=0, le=12)
@@ -144,6 +147,7 @@ class Scenario(BaseModel):
     delivery_window: tuple[str, str] | None = Field(
         None, description="local HH:MM window of the first day to simulate instead of whole days (quick runs)")
     reference: dict[str, str] = Field(default_factory=dict, description="the pilot's figures, for the report")
+    sites: list[SiteSpec] = Field(default_factory=list, description="behind the meter: PV, load, battery, tariff")
 
     @field_validator("cpos")
     @classmethod
@@ -160,6 +164,9 @@ class Scenario(BaseModel):
             unknown = set(spec.cpos) - parties
             if unknown:
                 raise ValueError(f"congestion {spec.congestion_point}: unknown cpos {sorted(unknown)}")
+        for site in self.sites:
+            if site.cpo not in parties:
+                raise ValueError(f"sites: unknown cpo {site.cpo!r}")
         if isinstance(self.prices, list) and len(self.prices) not in (24, 96):
             raise ValueError("prices: give 96 values per ISP (or 24 hourly) of one day, repeated every day")
         return self

@@ -1,0 +1,207 @@
+"""Sites behind the meter on a real database: the API and CSV refuse bad equipment and write nothing, and a pool
+re-plan hands the cars of an equipped site to the site planner."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.conftest import make_key
+from tests.integration.portfolio_support import add_cpo, add_location, add_session
+from vpp.db import unit_of_work
+from vpp.domain.isp import ISP, IspHorizon, floor_to_isp
+from vpp.portfolio import needs, sites, topology
+from vpp.portfolio.needs import NeedInput
+from vpp.portfolio.planning import PlanSettings, replan
+from vpp.portfolio.service import PortfolioService, site_loads_kw
+from vpp.portfolio.tables import Site, SiteEquipmentRow, SitePlanRow
+
+NOW = floor_to_isp(datetime.now(UTC))
+TOPOLOGY = """ean,dso,site_id,site_capacity_kw,party,location_id,category
+871000000000000001,Stedin,depot,,NL/CPA,LOC1,workplace
+"""
+FLAT = {"energy": "tou", "periods": [{"name": "all day", "start": "00:00", "end": "24:00", "price_eur_per_kwh": 0.3}]}
+
+
+@pytest.fixture(autouse=True)
+def _now_of_this_test() -> None:
+    global NOW
+    NOW = floor_to_isp(datetime.now(UTC))
+
+
+def _admin(factory: sessionmaker[Session]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {make_key(factory, 'admin')}"}
+
+
+def _site(factory: sessionmaker[Session]) -> None:
+    with unit_of_work(factory) as db:
+        topology.import_topology_csv(db, TOPOLOGY)
+
+
+def _put(client: TestClient, headers: dict[str, str], body: dict[str, Any], site: str = "depot") -> Any:
+    return client.put(f"/api/v1/portfolio/sites/{site}/equipment", json=body, headers=headers)
+
+
+def test_bad_equipment_is_refused_with_its_reason_and_nothing_is_written(
+    client: TestClient, session_factory: sessionmaker[Session]
+) -> None:
+    _site(session_factory)
+    admin = _admin(session_factory)
+    cases = [
+        ({"battery": {"capacity_kwh": 5, "power_kw": 3, "max_soc_pct": 120}},
+         "max_soc_pct 120 is outside its capacity"),
+        ({"tariff": {"periods": [{"name": "off-peak", "start": "21:00", "end": "06:00", "price_eur_per_kwh": 0.2},
+                                 {"name": "peak", "start": "06:00", "end": "22:00", "price_eur_per_kwh": 0.27}]}},
+         "overlap at 21:00-22:00"),
+        ({"subscription_kva": 0.0}, "subscription_kva must be positive"),
+    ]
+    for body, reason in cases:
+        response = _put(client, admin, body)
+        assert response.status_code == 422, body
+        assert reason in response.json()["error"]["message"]
+    with session_factory() as db:
+        assert db.get(SiteEquipmentRow, "depot") is None
+    # A subscription below the building's own base load, stated before.
+    load = client.put("/api/v1/portfolio/sites/depot/series/load", headers=admin,
+                      json={"start": NOW.isoformat(), "values": [4.0, 5.0, 6.0]})
+    assert load.status_code == 200
+    low = _put(client, admin, {"subscription_kva": 3.0})
+    assert low.status_code == 422 and "below the building's own base load of 4 kW" in low.json()["error"]["message"]
+    ok = _put(client, admin, {"subscription_kva": 12.0, "pv_kwp": 4.0, "tariff": FLAT,
+                              "battery": {"capacity_kwh": 5, "power_kw": 3, "min_soc_pct": 10}})
+    assert ok.status_code == 200
+    with session_factory() as db:
+        assert db.get(Site, "depot").capacity_kw == 12.0  # type: ignore[union-attr]
+        row = db.get(SiteEquipmentRow, "depot")
+        assert row is not None and row.battery_min_soc_kwh == pytest.approx(0.5)
+    # And later loads are held to it as well.
+    high = client.put("/api/v1/portfolio/sites/depot/series/load", headers=admin,
+                      json={"start": NOW.isoformat(), "values": [13.0, 14.0]})
+    assert high.status_code == 422
+
+
+def test_a_pv_series_of_the_wrong_length_or_unit_is_refused(
+    client: TestClient, session_factory: sessionmaker[Session]
+) -> None:
+    _site(session_factory)
+    admin = _admin(session_factory)
+    assert _put(client, admin, {"pv_kwp": 4.0}).status_code == 200
+    url = "/api/v1/portfolio/sites/depot/series/pv"
+    short = client.put(url, headers=admin, json={"start": NOW.isoformat(), "end": (NOW + 4 * ISP).isoformat(),
+                                                 "values": [0.0, 1.0, 2.0]})
+    assert short.status_code == 422 and "3 values but" in short.json()["error"]["message"]
+    watts = client.put(url, headers=admin, json={"start": NOW.isoformat(), "values": [0.0, 2500.0]})
+    assert watts.status_code == 422 and "unit is wrong" in watts.json()["error"]["message"]
+    unit = client.put(url, headers=admin, json={"start": NOW.isoformat(), "values": [1.0], "unit": "MW"})
+    assert unit.status_code == 422
+    ok = client.put(url, headers=admin, json={"start": NOW.isoformat(), "values": [0.0, 2500.0], "unit": "W"})
+    assert ok.status_code == 200 and ok.json() == {"points": 2}
+
+
+def test_a_topology_csv_with_bad_equipment_writes_nothing(
+    client: TestClient, session_factory: sessionmaker[Session]
+) -> None:
+    admin = {**_admin(session_factory), "Content-Type": "text/csv"}
+    header = "ean,dso,site_id,site_capacity_kw,party,location_id,pv_kwp,battery_kwh,battery_kw,battery_min_soc_pct\n"
+    bad = header + "1,D,home1,,FR/CLM,L1,4,,,\n2,D,home2,,FR/CLM,L2,4,5,3,150\n"
+    response = client.post("/api/v1/portfolio/topology/import", content=bad, headers=admin)
+    assert response.status_code == 422
+    assert "line 3" in response.json()["error"]["message"] and "outside its capacity" in response.text
+    with session_factory() as db:
+        assert topology.list_sites(db) == []
+    good = header + "1,D,home1,,FR/CLM,L1,4,,,\n2,D,home2,,FR/CLM,L2,4,5,3,20\n"
+    assert client.post("/api/v1/portfolio/topology/import", content=good, headers=admin).status_code == 200
+    with session_factory() as db:
+        home2 = db.get(SiteEquipmentRow, "home2")
+        assert home2 is not None and home2.battery_min_soc_kwh == pytest.approx(1.0) and home2.pv_kwp == 4.0
+
+
+def test_a_replan_gives_the_cars_of_an_equipped_site_their_site_plan(
+    client: TestClient, session_factory: sessionmaker[Session]
+) -> None:
+    cid = add_cpo(session_factory)
+    add_location(session_factory, cid, location_id="LOC1", evses=3, at=NOW - timedelta(days=1))
+    ids = [add_session(session_factory, cid, session_id=f"S{k}", location_id="LOC1", evse=k,
+                       start=NOW - timedelta(hours=1), delivered_kwh=2.0, power_kw=11.0, token_uid=f"CAR{k}")
+           for k in range(3)]
+    _site(session_factory)
+    with unit_of_work(session_factory) as db:
+        for sid in ids:
+            needs.put_need(db, sid, NeedInput(departure=NOW + timedelta(hours=3), energy_kwh=2.0 + 11.04), now=NOW)
+    admin = _admin(session_factory)
+    assert _put(client, admin, {"pv_kwp": 40.0, "tariff": FLAT}).status_code == 200
+    # 33.12 kW of PV in the second hour only: the three cars' 11.04 kWh each fit into it exactly.
+    pv = [0.0] * 4 + [33.12] * 4 + [0.0] * 4
+    assert client.put("/api/v1/portfolio/sites/depot/series/pv", headers=admin,
+                      json={"start": NOW.isoformat(), "values": pv}).status_code == 200
+    portfolio = PortfolioService(session_factory)
+    with unit_of_work(session_factory) as db:
+        row = replan(db, portfolio, "zone:NL", NOW, PlanSettings(),
+                     price_forecast=lambda isps: np.full(len(isps), 80.0))
+        assert row is not None and row.method.endswith("+sites")
+        assert row.pool_kw[:4] == pytest.approx([0.0] * 4, abs=1e-6)
+        assert row.pool_kw[4:8] == pytest.approx([33.12] * 4, abs=1e-3)
+    with session_factory() as db:
+        plan = db.get(SitePlanRow, "depot")
+        assert plan is not None and plan.import_kw[:8] == pytest.approx([0.0] * 8, abs=1e-6)
+        assert plan.bill_eur["energy"] == pytest.approx(0.0, abs=1e-6)
+        # The dispatcher's cap of the site counts the PV as room (no load, no battery), cautiously: not more than
+        # the last ISP's PV (0 before hour two), so 0 kW at its start and -33.12 kW once an ISP of it has passed.
+        assert site_loads_kw(db, NOW + timedelta(hours=1))["site:depot"] == pytest.approx(0.0)
+        assert site_loads_kw(db, NOW + timedelta(hours=1, minutes=15))["site:depot"] == pytest.approx(-33.12)
+    read = client.get("/api/v1/portfolio/sites/depot/plan", headers=admin)
+    assert read.status_code == 200 and read.json()["cars_kw"][4] == pytest.approx(33.12, abs=1e-3)
+
+
+def test_a_site_without_cars_plans_its_battery_on_request(
+    client: TestClient, session_factory: sessionmaker[Session]
+) -> None:
+    _site(session_factory)
+    admin = _admin(session_factory)
+    peak = {"energy": "tou", "periods": [{"name": "cheap", "start": "00:00", "end": "12:00", "price_eur_per_kwh": 0.1},
+                                         {"name": "dear", "start": "12:00", "end": "24:00", "price_eur_per_kwh": 0.4}],
+            "timezone": "UTC"}
+    assert _put(client, admin, {"tariff": peak, "battery": {"capacity_kwh": 10, "power_kw": 5, "soc_kwh": 0.0}}
+                ).status_code == 200
+    start = datetime.combine(NOW.date(), datetime.min.time(), tzinfo=UTC)
+    assert client.put("/api/v1/portfolio/sites/depot/series/load", headers=admin,
+                      json={"start": start.isoformat(), "values": [2.0] * 192}).status_code == 200
+    response = client.post("/api/v1/portfolio/sites/depot/plan", headers=admin)
+    assert response.status_code == 200
+    plan = response.json()
+    battery = np.asarray(plan["battery_kw"])
+    hours = [(datetime.fromisoformat(plan["start"]) + k * ISP).hour for k in range(battery.size)]
+    dear = np.asarray([h >= 12 for h in hours])
+    # It charges only at 0.10 and discharges only at 0.40.
+    assert (battery[dear] <= 1e-6).all() and (battery[~dear] >= -1e-6).all()
+    assert battery[dear].min() < -0.1
+    stress = client.post("/api/v1/portfolio/signals", headers=admin, json={
+        "kind": "outage", "start": NOW.isoformat(), "end": (NOW - ISP).isoformat()})
+    assert stress.status_code == 422
+
+
+def test_meter_readings_of_many_sites_are_stored_at_once_or_not_at_all(
+    client: TestClient, session_factory: sessionmaker[Session]
+) -> None:
+    _site(session_factory)
+    admin = _admin(session_factory)
+    assert _put(client, admin, {"pv_kwp": 4.0, "battery": {"capacity_kwh": 5, "power_kw": 3}}).status_code == 200
+    good = {"site_id": "depot", "isp_start": NOW.isoformat(), "load_kw": 1.0, "pv_kw": 2.0, "import_kw": 0.0,
+            "export_kw": 1.0, "battery_soc_kwh": 2.5}
+    bad = {**good, "isp_start": (NOW + ISP).isoformat(), "pv_kw": -1.0}
+    refused = client.post("/api/v1/portfolio/sites/readings", headers=admin, json=[good, bad])
+    assert refused.status_code == 422 and "pv" in refused.json()["error"]["message"]
+    with session_factory() as db:
+        assert sites.series_forecast(db, "depot", "pv", IspHorizon(NOW, 1), "UTC")[0] == 0.0
+    assert client.post("/api/v1/portfolio/sites/readings", headers=admin, json=[good]).json() == {"readings": 1}
+    with session_factory() as db:
+        assert sites.series_forecast(db, "depot", "pv", IspHorizon(NOW, 1), "UTC")[0] == 2.0
+        # The next day, with nothing stated, the forecast is the same ISP of the day before.
+        assert sites.series_forecast(db, "depot", "load", IspHorizon(NOW + timedelta(days=1), 1), "UTC")[0] == 1.0
+        row = db.get(SiteEquipmentRow, "depot")
+        assert row is not None and row.battery_soc_kwh == 2.5

@@ -1,0 +1,501 @@
+"""Sites behind the meter: their equipment, metered series, grid signals, and their own plans.
+
+The seam with the rolling-horizon planner (``vpp.portfolio.planning.replan``): after a pool is planned,
+``plan_sites`` plans every *equipped* site of the pool that has cars plugged in (a site with PV, a battery or a
+tariff) on its own with the exact site planner (``vpp.algorithms.site_planning.plan_site``), and the cars of that
+site take the site plan's rows instead of the pool plan's. Sites without equipment are left exactly as the pool
+planner made them, so nothing changes for them. A site without cars is planned on request (``plan_site_now``,
+``POST /api/v1/portfolio/sites/{id}/plan``), so its battery has a plan at night too.
+
+Forecasts from history: a PV or load value the owner or the meter stated for an ISP is used as it is; an ISP
+without one takes the value of the same local time on the latest of the seven days before (seasonal naive),
+else 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from vpp.algorithms.site_planning import SitePlan, SiteProblem, plan_site
+from vpp.db import utcnow
+from vpp.domain.errors import InvalidInput, NotFound
+from vpp.domain.isp import ISP, IspHorizon, delivery_day_bounds, delivery_day_of, floor_to_isp
+from vpp.domain.sites import (
+    Battery,
+    GridConnection,
+    PowerSeries,
+    SiteEquipment,
+    Tariff,
+    power_series,
+    tou_period,
+)
+from vpp.portfolio.tables import Site, SiteEquipmentRow, SiteLoad, SitePlanRow, SiteSeriesRow, SiteSignalRow
+
+if TYPE_CHECKING:
+    from vpp.algorithms.planning import Plan, PlanProblem
+    from vpp.portfolio.fleet import Fleet
+
+FloatArray = npt.NDArray[np.float64]
+ISP_H = ISP.total_seconds() / 3600.0
+HISTORY_DAYS = 7
+SIGNAL_KINDS = ("grid_stress", "outage")
+STRESS_MODES = ("stop", "discharge")
+# What a kWh fed back during a grid-stress signal of mode "discharge" is worth to the planner (EUR/kWh).
+STRESS_DISCHARGE_CREDIT_EUR_PER_KWH = 0.5
+
+
+# ----------------------------------------------------------------------------------------- equipment
+
+
+def tariff_from_spec(spec: Mapping[str, Any]) -> Tariff:
+    """A tariff from its API / scenario form (periods as ``{name, start, end, price_eur_per_kwh}``)."""
+    known = {"energy", "periods", "markup_eur_per_kwh", "export_eur_per_kwh", "export_dynamic", "capacity_eur_per_kw",
+             "capacity_period", "v2g_cycle_eur_per_kwh", "timezone"}
+    unknown = set(spec) - known
+    if unknown:
+        raise InvalidInput(f"tariff: unknown field(s) {sorted(unknown)}")
+    periods = []
+    for k, raw in enumerate(spec.get("periods") or []):
+        try:
+            periods.append(tou_period(str(raw["name"]), str(raw["start"]), str(raw["end"]),
+                                      float(raw["price_eur_per_kwh"])))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInput(f"tariff period {k}: needs name, start, end and price_eur_per_kwh ({exc})") from exc
+    values = {key: spec[key] for key in known - {"periods"} if key in spec}
+    return Tariff(periods=tuple(periods), **values)
+
+
+def equipment_of(row: SiteEquipmentRow) -> SiteEquipment:
+    """The domain value of a stored row."""
+    battery = None
+    if row.battery_capacity_kwh is not None and row.battery_power_kw is not None:
+        battery = Battery(capacity_kwh=row.battery_capacity_kwh, power_kw=row.battery_power_kw,
+                          efficiency=row.battery_efficiency or 0.95, min_soc_kwh=row.battery_min_soc_kwh or 0.0,
+                          max_soc_kwh=row.battery_max_soc_kwh,
+                          cycle_cost_eur_per_kwh=row.battery_cycle_eur_per_kwh or 0.0, soc_kwh=row.battery_soc_kwh)
+    return SiteEquipment(
+        site_id=row.site_id,
+        connection=GridConnection(import_max_kw=row.import_max_kw, export_max_kw=row.export_max_kw,
+                                  subscription_kva=row.subscription_kva, power_factor=row.power_factor),
+        pv_kwp=row.pv_kwp, battery=battery, tariff=tariff_from_spec(row.tariff) if row.tariff else None)
+
+
+def _site(db: Session, site_id: str) -> Site:
+    site = db.get(Site, site_id)
+    if site is None:
+        raise NotFound(f"site {site_id!r} does not exist")
+    return site
+
+
+def _loads(db: Session, site_id: str) -> list[float]:
+    return [float(v) for v in db.scalars(select(SiteLoad.load_kw).where(SiteLoad.site_id == site_id))]
+
+
+def check_equipment(equipment: SiteEquipment, loads_kw: Sequence[float]) -> None:
+    """What the values cannot check alone: the connection against the building's base load."""
+    equipment.connection.check_base_load(loads_kw)
+
+
+def put_equipment(db: Session, equipment: SiteEquipment, tariff_spec: Mapping[str, Any] | None) -> SiteEquipmentRow:
+    """Create or replace a site's equipment; its import limit becomes the site's capacity (the dispatcher's cap)."""
+    site = _site(db, equipment.site_id)
+    check_equipment(equipment, _loads(db, site.id))
+    row = db.get(SiteEquipmentRow, site.id)
+    if row is None:
+        row = SiteEquipmentRow(site_id=site.id)
+        db.add(row)
+    c, b = equipment.connection, equipment.battery
+    row.import_max_kw, row.export_max_kw = c.import_max_kw, c.export_max_kw
+    row.subscription_kva, row.power_factor, row.pv_kwp = c.subscription_kva, c.power_factor, equipment.pv_kwp
+    row.battery_capacity_kwh = b.capacity_kwh if b else None
+    row.battery_power_kw = b.power_kw if b else None
+    row.battery_efficiency = b.efficiency if b else None
+    row.battery_min_soc_kwh = b.min_soc_kwh if b else None
+    row.battery_max_soc_kwh = b.upper_kwh if b else None
+    row.battery_cycle_eur_per_kwh = b.cycle_cost_eur_per_kwh if b else None
+    if b is None:
+        row.battery_soc_kwh = row.battery_soc_at = None
+    elif b.soc_kwh is not None:
+        row.battery_soc_kwh = b.soc_kwh
+    row.tariff = dict(tariff_spec) if tariff_spec else None
+    row.updated_at = utcnow()
+    if math.isfinite(c.import_limit_kw):
+        site.capacity_kw = min(site.capacity_kw or math.inf, c.import_limit_kw)
+        site.updated_at = utcnow()
+    db.flush()
+    return row
+
+
+def put_series(db: Session, site_id: str, series: PowerSeries | tuple[str, PowerSeries]) -> int:
+    """Store a PV, load or meter series (metered, or the owner's forecast) over its span; the count of ISPs.
+
+    A load series is checked against the site's subscription (its base load must fit under it) before anything
+    is written.
+    """
+    kind, values = (series.kind, series) if isinstance(series, PowerSeries) else series
+    _site(db, site_id)
+    starts = [values.start + ISP * k for k in range(len(values.values_kw))]
+    if kind == "load":
+        row = db.get(SiteEquipmentRow, site_id)
+        if row is not None:
+            equipment_of(row).connection.check_base_load(values.values_kw)
+        db.execute(delete(SiteLoad).where(SiteLoad.site_id == site_id, SiteLoad.isp_start >= starts[0],
+                                          SiteLoad.isp_start <= starts[-1]))
+        db.add_all(SiteLoad(site_id=site_id, isp_start=at, load_kw=kw) for at, kw in zip(starts, values.values_kw,
+                                                                                           strict=True))
+    else:
+        if kind not in ("pv", "import", "export"):
+            raise InvalidInput(f"series kind {kind!r} is unknown; pv, load, import or export")
+        db.execute(delete(SiteSeriesRow).where(SiteSeriesRow.site_id == site_id, SiteSeriesRow.kind == kind,
+                                               SiteSeriesRow.isp_start >= starts[0],
+                                               SiteSeriesRow.isp_start <= starts[-1]))
+        db.add_all(SiteSeriesRow(site_id=site_id, kind=kind, isp_start=at, power_kw=kw)
+                   for at, kw in zip(starts, values.values_kw, strict=True))
+    db.flush()
+    return len(starts)
+
+
+@dataclass(frozen=True)
+class MeterReading:
+    """One ISP of a site's meter: building load, PV, grid import and export (kW averages), battery SoC (kWh)."""
+
+    site_id: str
+    isp_start: datetime
+    load_kw: float | None = None
+    pv_kw: float | None = None
+    import_kw: float | None = None
+    export_kw: float | None = None
+    battery_soc_kwh: float | None = None
+
+
+def put_readings(db: Session, readings: Sequence[MeterReading]) -> int:
+    """Store many sites' meter readings at once (checked first: nothing is written when one is wrong)."""
+    values: dict[str, list[tuple[str, datetime, float]]] = {"load": [], "pv": [], "import": [], "export": []}
+    equipment = {row.site_id: row for row in db.scalars(select(SiteEquipmentRow).where(
+        SiteEquipmentRow.site_id.in_({r.site_id for r in readings})))}
+    for reading in readings:
+        if db.get(Site, reading.site_id) is None:
+            raise NotFound(f"site {reading.site_id!r} does not exist")
+        for kind, value in (("load", reading.load_kw), ("pv", reading.pv_kw), ("import", reading.import_kw),
+                            ("export", reading.export_kw)):
+            if value is None:
+                continue
+            try:
+                series = power_series("pv" if kind == "pv" else "load", reading.isp_start, [value])
+                row = equipment.get(reading.site_id)
+                if kind == "load" and row is not None:
+                    equipment_of(row).connection.check_base_load(series.values_kw)
+            except InvalidInput as exc:
+                raise InvalidInput(f"site {reading.site_id} {kind}: {exc.message}") from exc
+            values[kind].append((reading.site_id, series.start, series.values_kw[0]))
+        if reading.battery_soc_kwh is not None:
+            row = equipment.get(reading.site_id)
+            if row is None or row.battery_capacity_kwh is None:
+                raise NotFound(f"site {reading.site_id!r} has no battery")
+    for kind, rows in values.items():
+        for at in {at for _, at, _ in rows}:
+            ids = [sid for sid, when, _ in rows if when == at]
+            if kind == "load":
+                db.execute(delete(SiteLoad).where(SiteLoad.site_id.in_(ids), SiteLoad.isp_start == at))
+            else:
+                db.execute(delete(SiteSeriesRow).where(SiteSeriesRow.site_id.in_(ids), SiteSeriesRow.kind == kind,
+                                                       SiteSeriesRow.isp_start == at))
+        if kind == "load":
+            db.add_all(SiteLoad(site_id=sid, isp_start=at, load_kw=kw) for sid, at, kw in rows)
+        else:
+            db.add_all(SiteSeriesRow(site_id=sid, kind=kind, isp_start=at, power_kw=kw) for sid, at, kw in rows)
+    for reading in readings:
+        if reading.battery_soc_kwh is not None:
+            put_battery_soc(db, reading.site_id, reading.battery_soc_kwh, reading.isp_start)
+    db.flush()
+    return len(readings)
+
+
+def put_battery_soc(db: Session, site_id: str, soc_kwh: float, at: datetime) -> None:
+    """The battery's metered state of charge."""
+    row = db.get(SiteEquipmentRow, site_id)
+    if row is None or row.battery_capacity_kwh is None:
+        raise NotFound(f"site {site_id!r} has no battery")
+    if not math.isfinite(soc_kwh) or not 0.0 <= soc_kwh <= row.battery_capacity_kwh + 1e-6:
+        raise InvalidInput(f"battery soc_kwh {soc_kwh} is outside its capacity [0, {row.battery_capacity_kwh:g}] kWh")
+    row.battery_soc_kwh, row.battery_soc_at = min(soc_kwh, row.battery_capacity_kwh), at
+    db.flush()
+
+
+def add_signal(db: Session, kind: str, start: datetime, end: datetime, *, site_id: str | None = None,
+               bidding_zone: str | None = None, mode: str = "stop") -> SiteSignalRow:
+    """A grid-stress signal (a site, or every site of a bidding zone) or an outage (one site)."""
+    if kind not in SIGNAL_KINDS:
+        raise InvalidInput(f"signal kind {kind!r} is unknown; one of {list(SIGNAL_KINDS)}")
+    if mode not in STRESS_MODES:
+        raise InvalidInput(f"mode {mode!r} is unknown; one of {list(STRESS_MODES)}")
+    if end <= start:
+        raise InvalidInput("a signal must end after it starts")
+    if kind == "outage" and site_id is None:
+        raise InvalidInput("an outage names its site")
+    if site_id is None and bidding_zone is None:
+        raise InvalidInput("a grid-stress signal names a site or a bidding zone")
+    if site_id is not None:
+        _site(db, site_id)
+    row = SiteSignalRow(kind=kind, site_id=site_id, bidding_zone=bidding_zone, start_at=start, end_at=end, mode=mode)
+    db.add(row)
+    db.flush()
+    return row
+
+
+# ----------------------------------------------------------------------------------------- forecasts
+
+
+def series_forecast(db: Session, site_id: str, kind: str, horizon: IspHorizon, tz: str) -> FloatArray:
+    """kW per ISP of the horizon: stated values where there are some, else the latest of the seven days before
+    at the same local time, else 0."""
+    def read(first: datetime, end: datetime) -> dict[datetime, float]:
+        if kind == "load":
+            rows = db.execute(select(SiteLoad.isp_start, SiteLoad.load_kw).where(
+                SiteLoad.site_id == site_id, SiteLoad.isp_start >= first, SiteLoad.isp_start < end)).all()
+        else:
+            rows = db.execute(select(SiteSeriesRow.isp_start, SiteSeriesRow.power_kw).where(
+                SiteSeriesRow.site_id == site_id, SiteSeriesRow.kind == kind, SiteSeriesRow.isp_start >= first,
+                SiteSeriesRow.isp_start < end)).all()
+        return {at: float(kw) for at, kw in rows}
+
+    # Most ISPs find a value within the day before; the older days are read only when some do not.
+    known = read(horizon.start - timedelta(days=2), horizon.end)
+    missing = [k for k in range(horizon.count) if horizon.start + ISP * k not in known
+               and horizon.start + ISP * k - timedelta(days=1) not in known
+               and horizon.start + ISP * k - timedelta(days=2) not in known]
+    if missing:
+        known.update(read(horizon.start - timedelta(days=HISTORY_DAYS), horizon.start - timedelta(days=2)))
+    zone = ZoneInfo(tz)
+    out = np.zeros(horizon.count)
+    for k in range(horizon.count):
+        at = horizon.start + ISP * k
+        value = known.get(at)
+        if value is None:
+            local = at.astimezone(zone)
+            for back in range(1, HISTORY_DAYS + 1):
+                earlier = (local - timedelta(days=back)).astimezone(ZoneInfo("UTC"))
+                value = known.get(earlier)
+                if value is not None:
+                    break
+        out[k] = value or 0.0
+    return out
+
+
+def _signals(db: Session, site: Site, horizon: IspHorizon) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_],
+                                                                    float]:
+    """Outage and stress masks over the horizon, and the credit a kWh fed back earns under stress."""
+    rows = db.scalars(select(SiteSignalRow).where(SiteSignalRow.end_at > horizon.start,
+                                                  SiteSignalRow.start_at < horizon.end)).all()
+    outage = np.zeros(horizon.count, bool)
+    stress = np.zeros(horizon.count, bool)
+    credit = 0.0
+    starts = np.asarray([(horizon.start + ISP * k).timestamp() for k in range(horizon.count)])
+    for row in rows:
+        if row.site_id not in (None, site.id) or (row.site_id is None and row.bidding_zone != site.bidding_zone):
+            continue
+        inside = (starts + ISP.total_seconds() > row.start_at.timestamp()) & (starts < row.end_at.timestamp())
+        if row.kind == "outage":
+            outage |= inside
+        else:
+            stress |= inside
+            if row.mode == "discharge":
+                credit = STRESS_DISCHARGE_CREDIT_EUR_PER_KWH
+    return outage, stress, credit
+
+
+# ----------------------------------------------------------------------------------------- planning
+
+
+def site_problem(db: Session, site: Site, equipment: SiteEquipment, horizon: IspHorizon, spot_eur_per_mwh: FloatArray,
+                 at: datetime, tz: str, cars: Mapping[str, Any] | None = None) -> SiteProblem:
+    """The site's problem over ``horizon``: forecasts, tariff prices, limits, signals, battery and ``cars``."""
+    t = horizon.count
+    isps = [horizon.start + ISP * k for k in range(t)]
+    spot = [float(v) for v in spot_eur_per_mwh]
+    tariff = equipment.tariff
+    if tariff is None:
+        import_price = np.asarray(spot) / 1000.0
+        export_price = import_price.copy()
+    else:
+        import_price = np.asarray(tariff.import_eur_per_kwh(isps, spot))
+        export_price = np.asarray(tariff.export_price_eur_per_kwh(isps, spot))
+    pv = series_forecast(db, site.id, "pv", horizon, tz) if equipment.pv_kwp > 0 else np.zeros(t)
+    load = series_forecast(db, site.id, "load", horizon, tz)
+    outage, stress, credit = _signals(db, site, horizon)
+    bucket = None
+    so_far = None
+    rate = tariff.capacity_eur_per_kw if tariff is not None else 0.0
+    if tariff is not None and rate > 0:
+        keys = [tariff.capacity_bucket(x) for x in isps]
+        order = {key: n for n, key in enumerate(dict.fromkeys(keys))}
+        bucket = np.asarray([order[key] for key in keys], dtype=np.int64)
+        so_far = np.zeros(len(order))
+        first_key = keys[0]
+        metered = db.execute(select(SiteSeriesRow.isp_start, SiteSeriesRow.power_kw).where(
+            SiteSeriesRow.site_id == site.id, SiteSeriesRow.kind == "import",
+            SiteSeriesRow.isp_start >= horizon.start - timedelta(days=31), SiteSeriesRow.isp_start < horizon.start))
+        so_far[0] = max((float(kw) for ts, kw in metered if tariff.capacity_bucket(ts) == first_key), default=0.0)
+    empty = np.zeros(0)
+    cars = cars or {}
+    return SiteProblem(
+        isp_hours=ISP_H, import_eur_per_kwh=import_price, export_eur_per_kwh=export_price, pv_kw=pv, load_kw=load,
+        import_max_kw=np.full(t, equipment.connection.import_limit_kw),
+        export_max_kw=np.full(t, equipment.connection.export_limit_kw),
+        arrival=np.asarray(cars.get("arrival", np.zeros(0, np.int64)), dtype=np.int64),
+        departure=np.asarray(cars.get("departure", np.zeros(0, np.int64)), dtype=np.int64),
+        energy_kwh=np.asarray(cars.get("energy_kwh", empty), dtype=np.float64),
+        max_kw=np.asarray(cars.get("max_kw", empty), dtype=np.float64),
+        discharge_kw=np.asarray(cars.get("discharge_kw", empty), dtype=np.float64),
+        car_battery_kwh=np.asarray(cars.get("battery_kwh", empty), dtype=np.float64),
+        car_soc_kwh=np.asarray(cars.get("soc_kwh", empty), dtype=np.float64),
+        car_min_soc_kwh=np.asarray(cars.get("min_soc_kwh", empty), dtype=np.float64),
+        battery=equipment.battery, capacity_eur_per_kw=rate, peak_bucket=bucket, peak_so_far_kw=so_far,
+        v2g_cycle_eur_per_kwh=tariff.v2g_cycle_eur_per_kwh if tariff is not None else 0.0,
+        outage=outage, stress=stress, stress_credit_eur_per_kwh=credit,
+        car_ids=tuple(cars.get("ids", ())))
+
+
+def store_site_plan(db: Session, site_id: str, at: datetime, start: datetime, plan: SitePlan) -> SitePlanRow:
+    """Replace the site's stored plan."""
+    row = db.get(SitePlanRow, site_id)
+    if row is None:
+        row = SitePlanRow(site_id=site_id)
+        db.add(row)
+    row.planned_at, row.start = at, start
+    row.battery_kw, row.battery_soc_kwh = _rounded(plan.battery_kw), _rounded(plan.battery_soc_kwh)
+    row.import_kw, row.export_kw = _rounded(plan.import_kw), _rounded(plan.export_kw)
+    row.cars_kw = _rounded(plan.car_kw.sum(axis=0)) if plan.car_kw.size else [0.0] * len(row.import_kw)
+    row.bill_eur = {k: round(v, 4) for k, v in plan.bill_eur.items()}
+    row.status = plan.status
+    db.flush()
+    return row
+
+
+def _rounded(values: FloatArray) -> list[float]:
+    return [round(float(v), 4) for v in values]
+
+
+def equipped_sites(db: Session) -> dict[str, tuple[Site, SiteEquipment]]:
+    """Every site with equipment the site planner must see, by site pool id."""
+    rows = db.execute(select(Site, SiteEquipmentRow).join(SiteEquipmentRow, SiteEquipmentRow.site_id == Site.id))
+    out = {}
+    for site, row in rows:
+        equipment = equipment_of(row)
+        if equipment.behind_the_meter:
+            out[f"site:{site.id}"] = (site, equipment)
+    return out
+
+
+def plan_sites(db: Session, fleet: Fleet, at: datetime, horizon: IspHorizon, problem: PlanProblem, plan: Plan,
+               tz: str) -> Plan:
+    """The pool's plan with the cars of each equipped site planned by their site (see the module docstring)."""
+    sites = equipped_sites(db)
+    if not sites or not plan.session_ids:
+        return plan
+    s = problem.sessions
+    row_of = {sid: k for k, sid in enumerate(s.session_ids)}
+    fleet_row = {sid: k for k, sid in enumerate(fleet.session_ids)}
+    plan_row = {sid: k for k, sid in enumerate(plan.session_ids)}
+    schedule = plan.schedule_kw.copy()
+    by_site: dict[str, list[str]] = {}
+    for sid in plan.session_ids:
+        pool = fleet.site_pool[fleet_row[sid]]
+        if pool in sites:
+            by_site.setdefault(pool, []).append(sid)
+    if not by_site:
+        return plan
+    for pool, ids in by_site.items():
+        site, equipment = sites[pool]
+        rows = np.asarray([row_of[sid] for sid in ids], dtype=np.int64)
+        discharge = np.maximum(-s.min_kw[rows], 0.0)
+        cars = {"ids": ids, "arrival": s.arrival[rows], "departure": s.departure[rows],
+                "energy_kwh": s.energy_kwh[rows], "max_kw": s.max_kw[rows], "discharge_kw": discharge,
+                "battery_kwh": s.battery_kwh[rows] if s.battery_kwh is not None else np.full(rows.size, np.nan),
+                "soc_kwh": s.soc_kwh[rows] if s.soc_kwh is not None else np.full(rows.size, np.nan),
+                "min_soc_kwh": s.min_soc_kwh[rows] if s.min_soc_kwh is not None else np.full(rows.size, np.nan)}
+        result = plan_site(site_problem(db, site, equipment, horizon, s.prices_eur_per_mwh, at, tz, cars))
+        store_site_plan(db, site.id, at, horizon.start, result)
+        for k, sid in enumerate(ids):
+            schedule[plan_row[sid]] = result.car_kw[k]
+    pool_kw = plan.pool_kw - plan.schedule_kw.sum(axis=0) + schedule.sum(axis=0)
+    unmet = np.maximum(s.energy_kwh[[row_of[sid] for sid in plan.session_ids]] - schedule.sum(axis=1) * ISP_H, 0.0)
+    return replace(plan, schedule_kw=schedule, pool_kw=pool_kw, unmet_kwh=unmet,
+                   method=f"{plan.method}+sites" if "+sites" not in plan.method else plan.method)
+
+
+def plan_site_now(db: Session, site_id: str, at: datetime, spot: FloatArray | None, horizon: IspHorizon,
+                  tz: str) -> SitePlanRow:
+    """Plan a site without its cars (its battery and PV alone) and store the plan."""
+    site = _site(db, site_id)
+    row = db.get(SiteEquipmentRow, site_id)
+    if row is None:
+        raise NotFound(f"site {site_id!r} has no equipment to plan")
+    prices = np.zeros(horizon.count) if spot is None else spot
+    result = plan_site(site_problem(db, site, equipment_of(row), horizon, prices, at, tz))
+    return store_site_plan(db, site_id, at, horizon.start, result)
+
+
+def site_horizon(at: datetime, tz: str) -> IspHorizon:
+    """From now's ISP to the end of the next delivery day (what a pool plan covers at the least)."""
+    start = floor_to_isp(at)
+    _, end = delivery_day_bounds(delivery_day_of(at, tz) + timedelta(days=1), tz)
+    return IspHorizon(start, max(1, math.ceil((end - start) / ISP)))
+
+
+def behind_the_meter_loads_kw(db: Session, at: datetime) -> dict[str, float]:
+    """For every equipped site: what the chargers share the connection with now (pool id -> kW): load minus PV
+    plus the battery's planned power.
+
+    The import limit is a hard one, so the dispatcher's figure is cautious: the higher of the load's forecast for
+    this ISP (stated, else the same time on the latest of the seven days before) and its last metered ISP, the
+    lower of the PV's (none under a kVA subscription: a breaker trips when PV drops within the ISP), and no more
+    battery discharge than its metered state of charge gives. The dispatcher asks every cycle, so only those ISPs
+    are read.
+    """
+    sites = equipped_sites(db)
+    if not sites:
+        return {}
+    isp = floor_to_isp(at)
+    moments = [isp - timedelta(days=back) for back in range(HISTORY_DAYS + 1)]
+    last = isp - ISP
+    ids = [site.id for site, _ in sites.values()]
+    loads = db.execute(select(SiteLoad.site_id, SiteLoad.isp_start, SiteLoad.load_kw).where(
+        SiteLoad.site_id.in_(ids), SiteLoad.isp_start.in_([*moments, last]))).all()
+    pvs = db.execute(select(SiteSeriesRow.site_id, SiteSeriesRow.isp_start, SiteSeriesRow.power_kw).where(
+        SiteSeriesRow.site_id.in_(ids), SiteSeriesRow.kind == "pv",
+        SiteSeriesRow.isp_start.in_([*moments, last]))).all()
+    plans = {row.site_id: row for row in db.scalars(select(SitePlanRow).where(SitePlanRow.site_id.in_(ids)))}
+
+    def values(rows: Sequence[Any], site_id: str) -> tuple[float, float | None]:
+        found = {ts: float(kw) for sid, ts, kw in rows if sid == site_id}
+        return next((found[m] for m in moments if m in found), 0.0), found.get(last)
+
+    out = {}
+    for pool, (site, equipment) in sites.items():
+        battery = 0.0
+        plan = plans.get(site.id)
+        if plan is not None:
+            k = int((isp - plan.start) / ISP)
+            if 0 <= k < len(plan.battery_kw):
+                battery = float(plan.battery_kw[k])
+        b = equipment.battery
+        if b is not None and b.soc_kwh is not None and battery < 0:
+            # No more discharge counted than its metered state of charge can give this ISP.
+            battery = max(battery, -max(b.soc_kwh - b.min_soc_kwh, 0.0) * b.efficiency / ISP_H)
+        load, load_last = values(loads, site.id)
+        # A kVA subscription is a breaker: PV, which can drop within the ISP, is not counted on to keep it.
+        breaker = equipment.connection.subscription_kva is not None
+        pv, pv_last = values(pvs, site.id) if equipment.pv_kwp > 0 and not breaker else (0.0, None)
+        out[pool] = max(load, load_last or 0.0) - min(pv, pv if pv_last is None else pv_last) + battery
+    return out
