@@ -172,7 +172,7 @@ class Soak:
             self._zones(factory)
             self._award(factory, pools)
             # The second dispatcher starts once the first holds the pools: it stands by and takes over.
-            _wait_for(lambda: _owned(factory, pools), 60, "the first dispatcher's allocations")
+            _wait_for(lambda: _owned(factory, pools), 300, "the first dispatcher's allocations")
             stack.start_dispatcher("dispatcher-b")
             return aio.run(self._soak(stack, factory, market["key"], ingest_token, ingest_connection, pools))
         finally:
@@ -192,7 +192,7 @@ class Soak:
                 env=stack.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )
         cpo = SimCpo(party=party, port=port, process=process)
-        _wait_for(lambda: httpx.get(f"{cpo.url}/admin/state", timeout=5).json()["connections"], 90,
+        _wait_for(lambda: httpx.get(f"{cpo.url}/admin/state", timeout=5).json()["connections"], 300,
                   f"{party}'s OCPI handshake")
         for _ in range(self.config.evses_per_cpo):
             httpx.post(f"{cpo.url}/admin/sessions", json={"energy_kwh": 40, "connection_hours": 10},
@@ -214,7 +214,7 @@ class Soak:
                         .group_by(ChargingSession.location_id)).all()
                 return [r[0] for r in rows] if sum(r[1] for r in rows) >= self.config.evses_per_cpo else []
 
-            found = _wait_for(locations, 120, f"{cpo.party}'s sessions")
+            found = _wait_for(locations, 300, f"{cpo.party}'s sessions")
             with unit_of_work(factory) as session:
                 site = f"soak-{pid.lower()}"
                 topology.upsert_site(session, site_id=site, bidding_zone=cpo.zone)

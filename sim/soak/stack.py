@@ -21,6 +21,8 @@ import httpx
 
 from sim.soak.services import HOST, ServiceError, free_port
 
+# Generous: on a loaded 2-core machine (load 15-18) a process took over 90 s to import and start.
+START_TIMEOUT_S = 300.0
 STOP_ORDER = ("api", "dispatcher-b", "dispatcher-a", "beat", "worker")
 
 
@@ -67,7 +69,7 @@ class Stack:
         """Start (or restart) a dispatcher with its own metrics port."""
         port = self.metrics_ports.setdefault(name, free_port())
         self.launch(name, "dispatcher", "--metrics-port", str(port))
-        self.wait_until(name, lambda: _answers(f"http://{HOST}:{port}/metrics"), 60)
+        self.wait_until(name, lambda: _answers(f"http://{HOST}:{port}/metrics"), START_TIMEOUT_S)
 
     def start(self) -> None:
         """Migrate, then start every process and wait until each is healthy."""
@@ -76,8 +78,8 @@ class Stack:
         self.metrics_ports["worker"] = free_port()
         self.launch("worker", "worker", "--concurrency", "2", "--metrics-port", str(self.metrics_ports["worker"]))
         self.launch("beat", "beat")
-        self.wait_until("api", lambda: _answers(f"{self.base_url}/health"), 90)
-        self.wait_until("worker", lambda: _answers(f"http://{HOST}:{self.metrics_ports['worker']}/metrics"), 90)
+        self.wait_until("api", lambda: _answers(f"{self.base_url}/health"), START_TIMEOUT_S)
+        self.wait_until("worker", lambda: _answers(f"http://{HOST}:{self.metrics_ports['worker']}/metrics"), START_TIMEOUT_S)
         self.start_dispatcher("dispatcher-a")
 
     def wait_until(self, name: str, ready: object, timeout_s: float) -> None:
