@@ -180,6 +180,8 @@ class Ingest:
 
         async def send(n: int) -> None:
             async with semaphore:
+                if stop.is_set():
+                    return  # queued behind slow answers when the run ended: never sent
                 begin = next_period[n]
                 energy = round(11.0 * period.total_seconds() / 3600, 4)
                 body = {
@@ -219,6 +221,9 @@ class Ingest:
             i += 1
         if pending:
             await asyncio.wait(pending, timeout=30)
+        for task in list(pending):
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
         self.stats.finished = time.time()
 
 

@@ -79,7 +79,8 @@ class Stack:
         self.launch("worker", "worker", "--concurrency", "2", "--metrics-port", str(self.metrics_ports["worker"]))
         self.launch("beat", "beat")
         self.wait_until("api", lambda: _answers(f"{self.base_url}/health"), START_TIMEOUT_S)
-        self.wait_until("worker", lambda: _answers(f"http://{HOST}:{self.metrics_ports['worker']}/metrics"), START_TIMEOUT_S)
+        worker_metrics = f"http://{HOST}:{self.metrics_ports['worker']}/metrics"
+        self.wait_until("worker", lambda: _answers(worker_metrics), START_TIMEOUT_S)
         self.start_dispatcher("dispatcher-a")
 
     def wait_until(self, name: str, ready: object, timeout_s: float) -> None:
