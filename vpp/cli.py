@@ -7,7 +7,21 @@ import sys
 from collections.abc import Sequence
 
 from vpp import __version__
-from vpp.commands import apikey, bench, dispatch, forecast, ocpi, secrets, service, settle, sim, simulate, solve, uftp
+from vpp.commands import (
+    apikey,
+    bench,
+    dispatch,
+    forecast,
+    ocpi,
+    secrets,
+    service,
+    settle,
+    sim,
+    simulate,
+    soak,
+    solve,
+    uftp,
+)
 from vpp.commands.common import CommandError
 from vpp.domain.errors import DomainError
 
@@ -17,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vpp", description="VPP aggregator for EV flexibility")
     parser.add_argument("--version", action="version", version=f"vpp {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (service, apikey, secrets, bench, solve, sim, ocpi, uftp, dispatch, forecast, settle, simulate):
+    for module in (service, apikey, secrets, bench, solve, sim, ocpi, uftp, dispatch, forecast, settle, simulate,
+                   soak):
         module.register(sub)
     return parser
 

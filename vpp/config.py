@@ -67,7 +67,9 @@ class Settings(BaseSettings):
     dispatch_send_timeout_seconds: float = Field(3.0, description="Time box of one batch of limits to a CPO.")
     dispatch_snapshot_max_age_seconds: float = Field(
         10.0, description="How old the fleet read a cycle plans with may be; it is read again between cycles.")
-    dispatch_lease_ttl_seconds: float = Field(10.0, description="Pool lease lifetime; renewed every third of it.")
+    dispatch_lease_ttl_seconds: float = Field(
+        6.0, description="Pool lease lifetime; renewed every third of it. A dead dispatcher's pools are re-owned "
+                         "within about TTL + TTL/3 + one cycle (the soak's goal: 10 s).")
     dispatch_unavailable_seconds: float = Field(60.0, description="How long a failed session sits out.")
     dispatch_too_often_backoff_seconds: float = Field(30.0, description="Backoff after TOO_OFTEN without a hint.")
     dispatch_follow_cycles: int = Field(4, description="Cycles off its limit before a session is discounted.")

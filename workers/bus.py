@@ -173,6 +173,14 @@ class PoolLease(Protocol):
         """Give the pool up (graceful shutdown)."""
         ...
 
+    async def raise_fence(self, pool: str, above: int) -> int | None:
+        """While we hold the pool: move its fence past ``above`` (the database's) and return it; None if not ours.
+
+        Redis keeps nothing on disk here: after a restart its fence counter starts again at 1 while the database
+        remembers the fence of the last writer, so a new owner raises the counter past it on takeover.
+        """
+        ...
+
 
 @dataclass
 class LeaseTable:
@@ -219,6 +227,15 @@ class InProcessLease:
             if holder is not None and holder[0] == self.owner:
                 del self._table.holders[pool]
 
+    async def raise_fence(self, pool: str, above: int) -> int | None:
+        """Move the fence past ``above`` while ours."""
+        with self._table.lock:
+            holder = self._table.holders.get(pool)
+            if holder is None or holder[0] != self.owner:
+                return None
+            self._table.fences[pool] = max(self._table.fences.get(pool, 0), above) + 1
+            return self._table.fences[pool]
+
 
 _ACQUIRE = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
@@ -229,6 +246,14 @@ return 0
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_RAISE_FENCE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  local fence = math.max(tonumber(redis.call('GET', KEYS[2]) or '0'), tonumber(ARGV[2])) + 1
+  redis.call('SET', KEYS[2], fence)
+  return fence
 end
 return 0
 """
@@ -266,6 +291,11 @@ class RedisPoolLease:
     async def release(self, pool: str) -> None:
         """Delete our lease so a successor need not wait for expiry."""
         await self._eval(_RELEASE, pool, args=(self.owner,))
+
+    async def raise_fence(self, pool: str, above: int) -> int | None:
+        """Set the pool's fence counter past ``above`` while we hold the lease; the new fence, else None."""
+        fence = await self._eval(_RAISE_FENCE, pool, FENCE_PREFIX + pool, args=(self.owner, above))
+        return fence or None
 
     async def close(self) -> None:
         """Close the connection."""

@@ -222,6 +222,15 @@ class Dispatcher:
                 return service.limits_in_force(session, pool), service.last_writer(session, pool)
 
         limits, writer = await asyncio.to_thread(load)
+        if writer is not None and writer[1] >= fence and writer != (self.owner, fence):
+            # The lease store forgot its fence counter (Redis restarted): go past the last writer's fence, or
+            # every write of ours would be refused as stale until the counter caught up by takeovers.
+            raised = await self.lease.raise_fence(pool, writer[1])
+            if raised is None:
+                log.warning("lost a pool while taking it over", extra={"pool": pool})
+                return
+            log.info("raised the fence past the last writer's", extra={"pool": pool, "fence": raised})
+            fence = raised
         if lost is not None and writer == (self.owner, lost.fence):
             self.owned[pool] = OwnedPool(state=lost.state, fence=fence, next_due=0.0)
             log.info("took back a pool it had lost", extra={"pool": pool, "fence": fence, "owner": self.owner})

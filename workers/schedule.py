@@ -23,6 +23,8 @@ def periodic_jobs(settings: Settings) -> list[PeriodicJob]:
     ocpi = OcpiSettings()
     return [
         PeriodicJob("housekeeping.run", settings.housekeeping_interval_seconds),
+        # Tasks of the outbox that are not done after two minutes: Redis lost them (a restart keeps nothing).
+        PeriodicJob("jobs.redeliver_outbox", 60.0),
         PeriodicJob("ocpi.pull_all", ocpi.pull_interval_seconds),
         PeriodicJob("ocpi.expire_limit_requests", 60.0),
         PeriodicJob("uftp.deliver_outbox", settings.uftp_outbox_interval_seconds),

@@ -16,6 +16,8 @@ class FaultConfig(BaseModel):
     error_rate: float = Field(default=0.0, ge=0, le=1, description="share of OCPI requests answered HTTP 503")
     too_often_rate: float = Field(default=0.0, ge=0, le=1, description="share of profile requests -> TOO_OFTEN")
     lost_callback_rate: float = Field(default=0.0, ge=0, le=1, description="share of async results not sent")
+    callback_delay_s: float | None = Field(
+        default=None, ge=0, description="delay of every async profile result (overrides the CPO's callback_delay_s)")
     raw_tokens: bool = Field(default=False, description="send tokens without Base64 (legacy peers)")
     list_wrapped: bool = Field(default=False, description="wrap single-object data in a one-element list")
     omit_link_header: bool = Field(default=False, description="paginate without Link (X-Total-Count only)")

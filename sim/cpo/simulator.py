@@ -615,7 +615,7 @@ class CpoSimulator:
             session.last_profile_request[connection.incoming_token] = now
         self._callbacks.append(
             PendingCallback(
-                due=now + timedelta(seconds=self.config.callback_delay_s),
+                due=now + timedelta(seconds=self.callback_delay_s),
                 connection=connection,
                 session_id=session.id,
                 kind=kind,
@@ -626,6 +626,12 @@ class CpoSimulator:
             )
         )
         return answer(ChargingProfileResponseType.ACCEPTED, self.config.profile_timeout_s)
+
+    @property
+    def callback_delay_s(self) -> float:
+        """How long an async profile result waits: the fault's delay when one is injected, else the config's."""
+        delay = self.faults.config.callback_delay_s
+        return self.config.callback_delay_s if delay is None else delay
 
     def composite_profile(self, session: SimSession, start: datetime, duration_s: int) -> ChargingProfile:
         """Effective schedule in W from ``start``: min of all profiles and the EVSE maximum."""

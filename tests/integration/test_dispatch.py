@@ -181,6 +181,55 @@ def test_a_stale_fence_cannot_write(session_factory: sessionmaker[Session]) -> N
         check_fence(session, POOL, 2, "old")
 
 
+def test_an_equal_fence_writes_only_for_the_owner_that_holds_it(session_factory: sessionmaker[Session]) -> None:
+    from vpp.dispatch.service import check_fence
+
+    with unit_of_work(session_factory) as session:
+        check_fence(session, POOL, 3, "first")
+    with pytest.raises(StaleOwner), unit_of_work(session_factory) as session:
+        check_fence(session, POOL, 3, "second")
+    with unit_of_work(session_factory) as session:
+        check_fence(session, POOL, 3, "first")
+
+
+def _owner_after_the_lease_store_forgot(settings: Settings, factory: sessionmaker[Session], lease: PoolLease) -> None:
+    """The database remembers fence 7 of a dispatcher that died with the lease store (Redis restarted empty): the
+    next owner gets fence 1 from the store, raises it past 7 on takeover and dispatches at once."""
+    from vpp.dispatch.service import check_fence
+
+    with unit_of_work(factory) as session:
+        check_fence(session, POOL, 7, "died-with-redis")
+    fleet = _fleet()
+    dispatcher = _dispatcher(settings, factory, fleet, FakeNetwork(fleet, latency_s=0.001), lease)
+
+    async def scenario() -> None:
+        await dispatcher.manage_leases()
+        assert dispatcher.owned[POOL].fence == 8
+        assert await dispatcher.run_cycle(POOL) is not None, "not fenced out by the forgotten counter"
+        assert POOL in dispatcher.owned
+        await dispatcher.shutdown()
+
+    asyncio.run(scenario())
+    with unit_of_work(factory) as session:
+        assert {a.fence for a in session.scalars(select(DispatchAllocation))} == {8}
+
+
+def test_a_new_owner_raises_the_fence_past_the_database_after_the_lease_store_forgot_it_in_process(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    _owner_after_the_lease_store_forgot(settings, session_factory, InProcessLease(5.0, LeaseTable()))
+
+
+@pytest.mark.redis
+def test_a_new_owner_raises_the_fence_past_the_database_after_redis_forgot_it(
+    settings: Settings, session_factory: sessionmaker[Session], redis_url: str
+) -> None:
+    import redis
+
+    redis.Redis.from_url(redis_url).delete(f"vpp:dispatch:lease:{POOL}", f"vpp:dispatch:fence:{POOL}")
+    _owner_after_the_lease_store_forgot(settings, session_factory, RedisPoolLease(redis_url, 5.0))
+
+
 def test_a_limits_changed_doorbell_recomputes_within_the_new_congestion_cap(
     settings: Settings, session_factory: sessionmaker[Session]
 ) -> None:

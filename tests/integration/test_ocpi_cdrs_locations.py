@@ -166,4 +166,5 @@ def test_a_new_cdr_enqueues_a_settlement_recompute_after_commit_and_a_repeat_doe
     assert posted.status_code == 201
     client.post("/ocpi/2.2.1/cdrs", json=_cdr(), headers=peer.headers)
     cdr_id = posted.headers["location"].rsplit("/", 1)[-1]
-    assert enqueued == [("settlement.recompute_for_cdr", {"cdr_id": cdr_id})]
+    assert [(name, kwargs["cdr_id"]) for name, kwargs in enqueued] == [("settlement.recompute_for_cdr", cdr_id)]
+    assert set(enqueued[0][1]) == {"cdr_id", "outbox_id"}

@@ -12,6 +12,10 @@ from typing import Any
 from vpp.commands.common import CommandError, load_settings, open_database, print_json
 
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# uvicorn kills a worker that does not answer its supervisor's ping within 5 s. A worker importing the app takes
+# longer than that on a loaded 2-core host, so uvicorn killed every new worker in a loop (`vpp soak`: 6 workers
+# killed in 45 s before one started); a busy worker answers late too. Generous: a hung worker is still replaced.
+WORKER_HEALTHCHECK_TIMEOUT_S = 30
 
 
 def _prepare_metrics_dir(path: str) -> None:
@@ -33,6 +37,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (not in embedded mode)")
+    p.add_argument("--worker-healthcheck-timeout", type=int, default=WORKER_HEALTHCHECK_TIMEOUT_S,
+                   help="seconds a worker may take to answer its supervisor's ping before it is killed and replaced")
     p.set_defaults(func=serve)
 
     p = sub.add_parser("migrate", help="apply (or roll back) database migrations")
@@ -99,8 +105,11 @@ def serve(args: argparse.Namespace) -> int:
     if args.workers > 1:
         # Spawned workers inherit the variable, so /metrics in any of them sums every worker's samples.
         _prepare_metrics_dir(os.environ.get(METRICS_DIR_ENV) or str(settings.data_dir / "metrics-api"))
+    if args.worker_healthcheck_timeout < 1:
+        raise CommandError("--worker-healthcheck-timeout must be at least 1 s")
     uvicorn.run("vpp.api.main:app_from_env", factory=True, host=args.host, port=args.port,
-                workers=args.workers, log_config=None, timeout_graceful_shutdown=10)
+                workers=args.workers, log_config=None, timeout_graceful_shutdown=10,
+                timeout_worker_healthcheck=args.worker_healthcheck_timeout)
     return 0
 
 

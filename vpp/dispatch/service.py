@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from vpp.activations import repository
@@ -66,10 +66,15 @@ def limits_for(session: Session, pool: str, at: datetime) -> PoolLimits:
 
 
 def check_fence(session: Session, pool: str, fence: int, owner: str) -> None:
-    """Refuse the write when a newer lease holder has written for the pool (fencing token)."""
+    """Refuse the write when a newer lease holder has written for the pool (fencing token).
+
+    An equal fence passes only for the owner that wrote it: two dispatchers holding the same number (a lease store
+    that restarted and counts from 1 again) must not both write.
+    """
     result: Any = session.execute(
         update(DispatchFence)
-        .where(DispatchFence.pool == pool, DispatchFence.fence <= fence)
+        .where(DispatchFence.pool == pool,
+               or_(DispatchFence.fence < fence, and_(DispatchFence.fence == fence, DispatchFence.owner == owner)))
         .values(fence=fence, owner=owner, updated_at=utcnow())
     )
     if result.rowcount:

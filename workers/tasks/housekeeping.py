@@ -1,15 +1,19 @@
-"""Periodic housekeeping: purge old job runs and long-revoked keys, and record the run."""
+"""Periodic housekeeping: purge old job runs and long-revoked keys, and record the run; redeliver the task outbox."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import shared_task
 
 from vpp.db import unit_of_work, utcnow
+from vpp.jobs import outbox
 from vpp.jobs import service as jobs
 from vpp.observability import TASKS
-from workers.runtime import get_runtime
+from workers.runtime import enqueue_from_task, get_runtime
+
+log = logging.getLogger(__name__)
 
 
 @shared_task(name="housekeeping.run")  # type: ignore[untyped-decorator]
@@ -25,3 +29,22 @@ def run_housekeeping() -> dict[str, Any]:
         run_id = run.id
     TASKS.labels("housekeeping.run", "ok").inc()
     return {"run_id": run_id, **detail}
+
+
+@shared_task(name="jobs.redeliver_outbox")  # type: ignore[untyped-decorator]
+def redeliver_outbox() -> dict[str, Any]:
+    """Send again every outbox task not done in time (its queue died with Redis, or its worker with the task)."""
+    runtime = get_runtime()
+    now = utcnow()
+    with unit_of_work(runtime.session_factory) as session:
+        tasks = outbox.due(session, now=now)
+        purged = outbox.purge(session, now=now)
+    sent = 0
+    for task_name, kwargs in tasks:
+        try:
+            enqueue_from_task(task_name, **kwargs)
+            sent += 1
+        except Exception:  # the broker is still down: the next run sends it again
+            log.warning("outbox redelivery failed", extra={"task": task_name}, exc_info=True)
+    TASKS.labels("jobs.redeliver_outbox", "ok" if sent == len(tasks) else "partial").inc()
+    return {"redelivered": sent, "due": len(tasks), "purged": purged}

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from vpp.cdrs.tables import ChargeDetailRecord
 from vpp.db import unit_of_work, utcnow
 from vpp.domain.errors import DomainError
+from vpp.jobs import outbox
 from vpp.jobs import service as jobs
 from vpp.observability import TASKS
 from vpp.settlement import service
@@ -63,8 +64,9 @@ def settle_day(day: str | None = None, pool: str | None = None, force: bool = Fa
 
 
 @shared_task(name="settlement.recompute_for_cdr")  # type: ignore[untyped-decorator]
-def recompute_for_cdr(cdr_id: str) -> dict[str, Any]:
-    """Recompute the settled days the CDR's session touches (only runs that exist; the nightly run does the rest)."""
+def recompute_for_cdr(cdr_id: str, outbox_id: str | None = None) -> dict[str, Any]:
+    """Recompute the settled days the CDR's session touches (only runs that exist; the nightly run does the rest);
+    then mark its task outbox entry done."""
     runtime = get_runtime()
     now = utcnow()
     zone = ZoneInfo(runtime.settings.market_timezone)
@@ -82,9 +84,10 @@ def recompute_for_cdr(cdr_id: str) -> dict[str, Any]:
         recomputed.append(f"{day.isoformat()}/{pool}")
     status = "ok" if cdr is not None else "skipped"
     # Most CDRs arrive before their day is settled: only a recompute is worth a job-run row.
-    if recomputed:
-        with unit_of_work(runtime.session_factory) as db:
+    with unit_of_work(runtime.session_factory) as db:
+        if recomputed:
             jobs.record_run(db, "settlement.recompute_for_cdr", started_at=now, finished_at=utcnow(), status=status,
                             detail={"cdr_id": cdr_id, "recomputed": recomputed})
+        outbox.done(db, outbox_id)
     TASKS.labels("settlement.recompute_for_cdr", status).inc()
     return {"status": status, "cdr_id": cdr_id, "recomputed": recomputed}

@@ -10,6 +10,9 @@ from adapters.ocpi.v2_2_1.schemas import Cdr
 from adapters.ocpi.v2_2_1.transport import OCPI_VERSION, join_url
 from vpp.api.deps import SessionDep
 from vpp.cdrs import service as cdrs
+from vpp.jobs import outbox
+
+RECOMPUTE_TASK = "settlement.recompute_for_cdr"
 
 router = ocpi_router(f"/{OCPI_VERSION}/cdrs", "cdrs")
 
@@ -20,12 +23,14 @@ def post_cdr(
 ) -> Response:
     """Store a CDR (credit CDRs are linked to the CDR they reverse); answers with its Location.
 
-    A new CDR may change an already settled day: its recompute is enqueued after the commit.
+    A new CDR may change an already settled day: its recompute is recorded in the task outbox with the CDR (so a
+    broker that loses its queue loses nothing) and enqueued after the commit.
     """
     require_party(caller, body.country_code, body.party_id, in_url=False)
     row, created = cdrs.receive(db, caller.connection_id, mapping.cdr_to_record(body))
     if created:
-        background.add_task(context_of(request).enqueue, "settlement.recompute_for_cdr", cdr_id=row.id)
+        outbox_id = outbox.add(db, RECOMPUTE_TASK, cdr_id=row.id)
+        background.add_task(context_of(request).enqueue, RECOMPUTE_TASK, cdr_id=row.id, outbox_id=outbox_id)
     location = join_url(context_of(request).module_url("cdrs"), row.id)
     return envelope(http_status=201 if created else 200, headers={"Location": location})
 
