@@ -1,7 +1,7 @@
 """sites behind the meter: equipment (connection, PV, battery, tariff), PV/meter series, grid signals, site plans
 
 Revision ID: 0010_sites
-Revises: 0007_plan
+Revises: 0009_soak_outbox
 Create Date: 2026-12-06 17:40:00
 
 Issue 19. The building load keeps its table (site_loads); PV and the grid meter's import/export go to
@@ -16,7 +16,7 @@ from alembic import op
 import vpp.db
 
 revision = '0010_sites'
-down_revision = '0007_plan'
+down_revision = '0009_soak_outbox'
 branch_labels = None
 depends_on = None
 
