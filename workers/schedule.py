@@ -23,6 +23,8 @@ def periodic_jobs(settings: Settings) -> list[PeriodicJob]:
     ocpi = OcpiSettings()
     return [
         PeriodicJob("housekeeping.run", settings.housekeeping_interval_seconds),
+        # PostgreSQL: daily partitions ahead, retention (a no-op on SQLite).
+        PeriodicJob("housekeeping.partitions", settings.partition_interval_seconds),
         PeriodicJob("ocpi.pull_all", ocpi.pull_interval_seconds),
         PeriodicJob("ocpi.expire_limit_requests", 60.0),
         PeriodicJob("uftp.deliver_outbox", settings.uftp_outbox_interval_seconds),

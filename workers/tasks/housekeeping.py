@@ -1,4 +1,4 @@
-"""Periodic housekeeping: purge old job runs and long-revoked keys, and record the run."""
+"""Periodic housekeeping: purge old job runs and long-revoked keys; keep the time partitions; record the runs."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 from celery import shared_task
 
 from vpp.db import unit_of_work, utcnow
+from vpp.jobs import partitions
 from vpp.jobs import service as jobs
 from vpp.observability import TASKS
 from workers.runtime import get_runtime
@@ -25,3 +26,21 @@ def run_housekeeping() -> dict[str, Any]:
         run_id = run.id
     TASKS.labels("housekeeping.run", "ok").inc()
     return {"run_id": run_id, **detail}
+
+
+@shared_task(name="housekeeping.partitions")  # type: ignore[untyped-decorator]
+def maintain_partitions() -> dict[str, Any]:
+    """PostgreSQL: create the coming days' partitions, re-home stranded rows, drop settled days past retention."""
+    runtime = get_runtime()
+    settings = runtime.settings
+    started = utcnow()
+    policy = partitions.RetentionPolicy(retention_days=settings.partition_retention_days,
+                                        ahead_days=settings.partition_ahead_days, time_zone=settings.market_timezone)
+    detail = partitions.maintain(runtime.session_factory, policy, now=started)
+    status = "partial" if detail.get("failed") else "skipped" if "skipped" in detail else "ok"
+    with unit_of_work(runtime.session_factory) as session:
+        run = jobs.record_run(session, "housekeeping.partitions", started_at=started, finished_at=utcnow(),
+                              status=status, detail=detail)
+        run_id = run.id
+    TASKS.labels("housekeeping.partitions", status).inc()
+    return {"run_id": run_id, "status": status, **detail}
