@@ -177,3 +177,24 @@ def test_beat_runs_the_partition_job() -> None:
 
     jobs = {job.task_name: job.every_seconds for job in periodic_jobs(Settings(partition_interval_seconds=600.0))}
     assert jobs["housekeeping.partitions"] == 600.0
+
+
+def test_flexibility_reads_the_latest_reading_of_each_active_session_only(
+    engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
+    from vpp.portfolio.fleet import latest_readings
+
+    active = _fill(session_factory, [NOW - timedelta(hours=2), NOW - timedelta(minutes=5), NOW - timedelta(hours=1)])
+    with unit_of_work(session_factory) as db:
+        done = ChargingSession(
+            connection_id=db.get_one(ChargingSession, active).connection_id, country_code="NL", party_id="CPO",
+            party_key="nl|cpo", external_id="S2", external_key="s2", status="completed", start_at=NOW,
+            location_id="L", evse_uid="E2", connector_id="1", currency="EUR", last_updated=NOW)
+        db.add(done)
+        db.flush()
+        db.add(SessionReading(session_id=done.id, start_at=NOW + timedelta(minutes=1), power_kw=1.0))
+    with session_factory() as db:
+        frame = latest_readings(db)
+    assert list(frame["id"]) == [active]
+    assert frame["current_kw"].iloc[0] == 8.0  # the reading at NOW - 5 min (the second one filled)
+    assert frame["reading_start"].iloc[0] == NOW - timedelta(minutes=5)
