@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from vpp import migrate
 from vpp.activations.tables import AfrrSetpoint, DispatchAllocation, DispatchSend, PoolResponse
+from vpp.config import Settings
 from vpp.db import new_id, unit_of_work
 from vpp.jobs import partitions
 from vpp.ocpi.tables import OcpiConnection
@@ -171,8 +172,26 @@ def test_sqlite_keeps_plain_tables_and_the_job_does_nothing(
     assert partitions.is_partition("session_readings_p20261206") and partitions.is_partition("pool_responses_default")
 
 
+def test_the_partition_task_runs_and_records_an_ok_run_on_each_backend(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    from vpp.jobs import service as jobs
+    from workers.runtime import InProcessTaskQueue, Runtime
+
+    queue = InProcessTaskQueue(Runtime(settings=settings, session_factory=session_factory))
+    queue.enqueue("housekeeping.partitions")
+    queue.shutdown()
+    with session_factory() as db:
+        runs = jobs.last_runs(db, "housekeeping.partitions")
+    assert [run.status for run in runs] == ["ok"]
+    if settings.resolved_database_url.startswith("postgresql"):
+        with session_factory() as db:
+            days = partitions.partition_days(db.connection(), "session_readings")
+        today = datetime.now(UTC).date()
+        assert {today + timedelta(days=k) for k in range(settings.partition_ahead_days + 1)} <= set(days)
+
+
 def test_beat_runs_the_partition_job() -> None:
-    from vpp.config import Settings
     from workers.schedule import periodic_jobs
 
     jobs = {job.task_name: job.every_seconds for job in periodic_jobs(Settings(partition_interval_seconds=600.0))}
