@@ -159,6 +159,9 @@ def test_retention_drops_old_days_only_once_settlement_has_run_for_them(
         assert _homes(engine, table) == [partitions.partition_name(table, NOW.date())]
     with unit_of_work(session_factory) as db:
         assert db.query(AfrrSetpoint).count() == 1
+        # A late CDR no longer recomputes the dropped day (its settled run stands); today is still there.
+        assert partitions.dropped(db.connection(), old.date(), POLICY.time_zone)
+        assert not partitions.dropped(db.connection(), NOW.date(), POLICY.time_zone)
 
 
 def test_sqlite_keeps_plain_tables_and_the_job_does_nothing(
@@ -168,6 +171,8 @@ def test_sqlite_keeps_plain_tables_and_the_job_does_nothing(
         pytest.skip("the SQLite side")
     _fill(session_factory, [NOW])
     assert partitions.maintain(session_factory, POLICY, now=NOW) == {"skipped": "partitions exist on PostgreSQL only"}
+    with session_factory() as db:
+        assert not partitions.dropped(db.connection(), (NOW - timedelta(days=400)).date(), POLICY.time_zone)
     assert not partitions.is_partition("session_readings")
     assert partitions.is_partition("session_readings_p20261206") and partitions.is_partition("pool_responses_default")
 

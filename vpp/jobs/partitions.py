@@ -92,6 +92,14 @@ def partition_days(conn: Connection, table: str) -> list[date]:
     return sorted(days)
 
 
+def dropped(conn: Connection, local_day: date, time_zone: str) -> bool:
+    """True when retention has dropped readings of the local day (it starts before the oldest day partition)."""
+    if not is_partitioned(conn, "session_readings"):
+        return False
+    days = partition_days(conn, "session_readings")
+    return bool(days) and DayGrid.of(local_day, time_zone).start < _day_start(days[0])
+
+
 def create_partition(conn: Connection, table: str, day: date) -> int:
     """Create ``table``'s partition of ``day`` if missing; rows of that day in the default partition move in.
 
