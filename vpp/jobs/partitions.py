@@ -93,11 +93,18 @@ def partition_days(conn: Connection, table: str) -> list[date]:
 
 
 def dropped(conn: Connection, local_day: date, time_zone: str) -> bool:
-    """True when retention has dropped readings of the local day (it starts before the oldest day partition)."""
+    """True when retention has dropped the readings of the local day: it starts before the oldest day partition
+    and the default partition holds none of its rows (rows of days never partitioned wait there)."""
     if not is_partitioned(conn, "session_readings"):
         return False
     days = partition_days(conn, "session_readings")
-    return bool(days) and DayGrid.of(local_day, time_zone).start < _day_start(days[0])
+    grid = DayGrid.of(local_day, time_zone)
+    if not days or grid.start >= _day_start(days[0]):
+        return False
+    waiting = conn.scalar(text(
+        "SELECT EXISTS (SELECT 1 FROM session_readings_default WHERE start_at >= :start AND start_at < :end)"),
+        {"start": grid.start, "end": grid.end})
+    return not waiting
 
 
 def create_partition(conn: Connection, table: str, day: date) -> int:
