@@ -64,6 +64,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--readings", type=int, default=100, help="charging periods per session (5 minutes apart)")
     p.add_argument("--pools", type=int, default=4, help="pools writing 4-second rows (pool responses, "
                                                          "allocations, sends)")
+    p.add_argument("--step-seconds", type=float, default=STEP.total_seconds(),
+                   help="seconds between a pool's dispatch rows (the aFRR step; larger only for a quick run)")
     p.add_argument("--intake", type=int, default=2000, help="Session PATCHes timed through the intake")
     p.add_argument("--database-url", default=os.environ.get("VPP_DATABASE_URL", ""),
                    help="a PostgreSQL URL; the benchmark's databases are made beside its database")
@@ -153,9 +155,9 @@ def _fill_day(variant: Variant, day: int, args: argparse.Namespace, rng: np.rand
                  _tsv([np.repeat(ids, args.readings), [f"{s}+00" for s in stamps], power, (power / 12).round(3)]))
     readings_s = time.perf_counter() - started
 
-    steps = int(86400 / STEP.total_seconds())
+    steps = int(86400 / args.step_seconds)
     step_at = (np.datetime64(start.replace(tzinfo=None), "s")
-               + (np.arange(steps) * int(STEP.total_seconds())).astype("timedelta64[s]")).astype(str)
+               + (np.arange(steps) * int(args.step_seconds)).astype("timedelta64[s]")).astype(str)
     pools = [POOL] + [f"zone:BENCH{k}" for k in range(1, args.pools)]
     stamps4 = np.tile([f"{s}+00" for s in step_at], len(pools))
     pool_col = np.repeat(pools, steps)
