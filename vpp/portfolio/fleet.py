@@ -159,16 +159,16 @@ def latest_readings(db: Session) -> pd.DataFrame:
         .scalar_subquery()
     )
     latest = (
-        select(ChargingSession.id.label("session_id"), newest.label("start_at"))
+        select(ChargingSession.id.label("session_id"), ChargingSession.last_updated, newest.label("start_at"))
         .where(ChargingSession.status == "active")
         .subquery()
     )
+    # Joined to the active sessions only (not to every session ever stored, which grows with the days kept).
     rows = db.execute(
         select(SessionReading.session_id, SessionReading.power_kw, SessionReading.soc_pct, SessionReading.start_at,
-               ChargingSession.last_updated)
+               latest.c.last_updated)
         .join(latest, (latest.c.session_id == SessionReading.session_id)
               & (latest.c.start_at == SessionReading.start_at))
-        .join(ChargingSession, ChargingSession.id == SessionReading.session_id)
         .where(SessionReading.start_at >= since)
     ).all()
     # The latest period ends when the PATCH that carried it was stamped (the session's last_updated).
