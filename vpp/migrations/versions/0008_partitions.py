@@ -9,8 +9,8 @@ that has rows, today and a week ahead, and a default partition; the rows move
 in. A partitioned table's primary key must hold the partition key, so the id-keyed tables get (id, timestamp).
 The downgrade builds the plain tables again and moves the rows back. SQLite keeps its plain tables.
 
-The upgrade copies every row once in one transaction: on a large database it takes minutes (about a minute per
-ten million readings here) and holds the tables' locks meanwhile, so run it in a maintenance window.
+The upgrade copies every row once in one transaction and holds the tables' locks meanwhile: on a large database
+run it in a maintenance window (docs/operations.md, "Data retention and partitions").
 """
 
 from __future__ import annotations
