@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     api_rate_limit_per_role: dict[str, int] = Field(
         default_factory=dict, description='Per-role limits overriding the default, JSON: {"market": 60000}.')
     housekeeping_interval_seconds: float = 3600.0
+    partition_retention_days: int = Field(
+        90, ge=7, description="PostgreSQL: days of readings and 4-second dispatch rows kept; a day's partitions are "
+        "dropped after this only once every day settlement reads them for is settled.")
+    partition_ahead_days: int = Field(7, ge=1, description="PostgreSQL: daily partitions created this far ahead.")
+    partition_interval_seconds: float = Field(3600.0, description="How often beat runs the partition job.")
     api_key_last_used_resolution_seconds: float = 60.0
     uftp_domain: str = Field("agr.vpp.localhost", description="Our UFTP (Shapeshifter) domain in the AGR role.")
     uftp_signing_key: SecretStr | None = Field(

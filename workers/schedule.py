@@ -25,6 +25,8 @@ def periodic_jobs(settings: Settings) -> list[PeriodicJob]:
         PeriodicJob("housekeeping.run", settings.housekeeping_interval_seconds),
         # Tasks of the outbox that are not done after two minutes: Redis lost them (a restart keeps nothing).
         PeriodicJob("jobs.redeliver_outbox", 60.0),
+        # PostgreSQL: daily partitions ahead, retention (a no-op on SQLite).
+        PeriodicJob("housekeeping.partitions", settings.partition_interval_seconds),
         PeriodicJob("ocpi.pull_all", ocpi.pull_interval_seconds),
         PeriodicJob("ocpi.expire_limit_requests", 60.0),
         PeriodicJob("uftp.deliver_outbox", settings.uftp_outbox_interval_seconds),

@@ -17,6 +17,9 @@ def test_the_migrated_schema_matches_the_models(engine: Engine) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
+    from vpp.jobs.partitions import include_name
+
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": False}), metadata)
+        context = MigrationContext.configure(conn, opts={"compare_type": False, "include_name": include_name})
+        diff = compare_metadata(context, metadata)
     assert diff == []

@@ -58,4 +58,5 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("afrr-intake", "aFRR setpoint acknowledgement latency over HTTP"),
     Benchmark("afrr-tracking", "aFRR tracking of a simulated pool in simulated time"),
     Benchmark("ocpi-ingest", "OCPI Session PATCH intake over HTTP (uvicorn + httpx)"),
+    Benchmark("partitions", "reading intake, flexibility and settlement reads after N days (PostgreSQL partitions)"),
 )

@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import Connection
 
 from vpp.db import create_db_engine
+from vpp.jobs.partitions import include_name
 from vpp.tables import metadata
 
 config = context.config
@@ -33,7 +34,7 @@ def run_migrations_online() -> None:
 
 def _run(connection: Connection) -> None:
     context.configure(connection=connection, target_metadata=metadata,
-                      render_as_batch=True, compare_type=True)
+                      render_as_batch=True, compare_type=True, include_name=include_name)
     with context.begin_transaction():
         context.run_migrations()
 

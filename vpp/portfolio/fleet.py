@@ -32,6 +32,8 @@ FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
 DEFAULT_MAX_KW = 11.0
+# A reading may start this long before its session's start (CPO clocks); older ones are not looked at.
+READING_BEFORE_START = timedelta(days=1)
 V2G_CAPABILITIES = frozenset({"V2G_CAPABLE", "V2G", "BIDIRECTIONAL"})
 _CATEGORY_OF_SITE = {"home": LocationCategory.PRIVATE, "public": LocationCategory.PUBLIC,
                      "workplace": LocationCategory.WORKPLACE}
@@ -138,23 +140,39 @@ def completed_history(db: Session, now: datetime, days: int = 90) -> pd.DataFram
     return frame
 
 
-def _latest_readings(db: Session) -> pd.DataFrame:
+def latest_readings(db: Session) -> pd.DataFrame:
+    """The latest reading of each active session (the read of ``session_readings`` that flexibility makes).
+
+    Bounded below by the oldest active session's start (less :data:`READING_BEFORE_START`), so that on PostgreSQL
+    only the partitions of the days the fleet has been plugged in are read, however many days are kept.
+    """
+    columns = ["id", "current_kw", "soc_pct", "reading_start", "reading_end"]
+    oldest = db.scalar(select(func.min(ChargingSession.start_at)).where(ChargingSession.status == "active"))
+    if oldest is None:
+        return pd.DataFrame(columns=columns)
+    since = oldest - READING_BEFORE_START
+    # Per active session, the newest start from the (session_id, start_at) key: an index probe per session and
+    # partition, instead of reading and grouping every reading of the plugged-in fleet.
+    newest = (
+        select(func.max(SessionReading.start_at))
+        .where(SessionReading.session_id == ChargingSession.id, SessionReading.start_at >= since)
+        .scalar_subquery()
+    )
     latest = (
-        select(SessionReading.session_id, func.max(SessionReading.start_at).label("start_at"))
-        .join(ChargingSession, ChargingSession.id == SessionReading.session_id)
+        select(ChargingSession.id.label("session_id"), ChargingSession.last_updated, newest.label("start_at"))
         .where(ChargingSession.status == "active")
-        .group_by(SessionReading.session_id)
         .subquery()
     )
+    # Joined to the active sessions only (not to every session ever stored, which grows with the days kept).
     rows = db.execute(
         select(SessionReading.session_id, SessionReading.power_kw, SessionReading.soc_pct, SessionReading.start_at,
-               ChargingSession.last_updated)
+               latest.c.last_updated)
         .join(latest, (latest.c.session_id == SessionReading.session_id)
               & (latest.c.start_at == SessionReading.start_at))
-        .join(ChargingSession, ChargingSession.id == SessionReading.session_id)
+        .where(SessionReading.start_at >= since)
     ).all()
     # The latest period ends when the PATCH that carried it was stamped (the session's last_updated).
-    return pd.DataFrame(rows, columns=["id", "current_kw", "soc_pct", "reading_start", "reading_end"])
+    return pd.DataFrame(rows, columns=columns)
 
 
 def connector_frame(db: Session, connection_ids: list[str]) -> pd.DataFrame:
@@ -220,7 +238,7 @@ def load_fleet(db: Session, now: datetime, *, defaults: LearnedNeedDefaults | No
                         on=["connection_id", "location_key", "evse_key", "connector_key"], how="left")
     sites = site_frame(db)
     frame = frame.merge(sites, on=["party_key", "location_key"], how="left")
-    frame = frame.merge(_latest_readings(db), on="id", how="left")
+    frame = frame.merge(latest_readings(db), on="id", how="left")
     frame = frame.merge(_needs_frame(db), on="id", how="left")
     frame["vehicle_key"] = [str((t or {}).get("uid", "")).casefold() for t in frame["driver_token"]]
     frame = frame.merge(_next_bookings(db, now), on="vehicle_key", how="left")

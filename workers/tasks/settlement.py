@@ -12,7 +12,7 @@ from sqlalchemy import select
 from vpp.cdrs.tables import ChargeDetailRecord
 from vpp.db import unit_of_work, utcnow
 from vpp.domain.errors import DomainError
-from vpp.jobs import outbox
+from vpp.jobs import outbox, partitions
 from vpp.jobs import service as jobs
 from vpp.observability import TASKS
 from vpp.settlement import service
@@ -78,16 +78,22 @@ def recompute_for_cdr(cdr_id: str, outbox_id: str | None = None) -> dict[str, An
             first, last = cdr.start_at.astimezone(zone).date(), cdr.end_at.astimezone(zone).date()
             runs = [(r.day, r.pool) for r in db.scalars(
                 select(SettlementRun).where(SettlementRun.day >= first, SettlementRun.day <= last))]
+    # A day whose partitions retention dropped (PostgreSQL) has lost its readings: its settled run stands.
+    with unit_of_work(runtime.session_factory) as db:
+        gone = {day for day, _pool in runs if partitions.dropped(db.connection(), day, zone.key)}
+    too_old = [f"{day.isoformat()}/{pool}" for day, pool in runs if day in gone]
     for day, pool in runs:
+        if day in gone:
+            continue
         with unit_of_work(runtime.session_factory) as db:
             service.settle(db, day=day, pool=pool, time_zone=runtime.settings.market_timezone, now=now)
         recomputed.append(f"{day.isoformat()}/{pool}")
     status = "ok" if cdr is not None else "skipped"
     # Most CDRs arrive before their day is settled: only a recompute is worth a job-run row.
     with unit_of_work(runtime.session_factory) as db:
-        if recomputed:
+        if recomputed or too_old:
             jobs.record_run(db, "settlement.recompute_for_cdr", started_at=now, finished_at=utcnow(), status=status,
-                            detail={"cdr_id": cdr_id, "recomputed": recomputed})
+                            detail={"cdr_id": cdr_id, "recomputed": recomputed, "past_retention": too_old})
         outbox.done(db, outbox_id)
     TASKS.labels("settlement.recompute_for_cdr", status).inc()
-    return {"status": status, "cdr_id": cdr_id, "recomputed": recomputed}
+    return {"status": status, "cdr_id": cdr_id, "recomputed": recomputed, "past_retention": too_old}

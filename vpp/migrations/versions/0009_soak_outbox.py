@@ -1,7 +1,7 @@
 """task outbox: background tasks that must run at least once, whatever happens to Redis
 
 Revision ID: 0009_soak_outbox
-Revises: 0007_plan
+Revises: 0008_partitions
 Create Date: 2026-12-06 17:50:00
 
 Redis keeps nothing on disk, so a restart drops the Celery queues: a task that must not be lost (the settlement
@@ -17,7 +17,7 @@ from alembic import op
 import vpp.db
 
 revision = '0009_soak_outbox'
-down_revision = '0007_plan'
+down_revision = '0008_partitions'
 branch_labels = None
 depends_on = None
 

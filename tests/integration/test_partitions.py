@@ -1,0 +1,224 @@
+"""Time partitions on PostgreSQL: the migration of a populated database both ways, and the beat job that creates
+partitions ahead, re-homes stranded rows and drops only settled days past retention. SQLite stays plain."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from vpp import migrate
+from vpp.activations.tables import AfrrSetpoint, DispatchAllocation, DispatchSend, PoolResponse
+from vpp.config import Settings
+from vpp.db import new_id, unit_of_work
+from vpp.jobs import partitions
+from vpp.ocpi.tables import OcpiConnection
+from vpp.sessions.tables import ChargingSession, SessionReading
+from vpp.settlement.tables import SettlementRun
+
+NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+POOL = "portfolio:nl"
+POLICY = partitions.RetentionPolicy(retention_days=30, ahead_days=3, time_zone="Europe/Amsterdam")
+
+
+def _require_postgres(engine: Engine) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("partitions exist on PostgreSQL only")
+
+
+def _fill(factory: sessionmaker[Session], moments: list[datetime]) -> str:
+    """A session with a reading, an allocation, a send, a pool response and a setpoint at each moment."""
+    with unit_of_work(factory) as db:
+        connection = OcpiConnection(name="cpo")
+        db.add(connection)
+        db.flush()
+        session = ChargingSession(
+            connection_id=connection.id, country_code="NL", party_id="CPO", party_key="nl|cpo", external_id="S1",
+            external_key="s1", status="active", start_at=moments[0], location_id="L", evse_uid="E",
+            connector_id="1", currency="EUR", last_updated=moments[0])
+        db.add(session)
+        db.flush()
+        for k, at in enumerate(moments):
+            allocation = new_id()
+            db.add_all([
+                SessionReading(session_id=session.id, start_at=at, power_kw=7.0 + k, energy_kwh=1.0),
+                DispatchAllocation(id=allocation, pool=POOL, at=at, setpoint_mw=0.0, target_kw=1.0, total_kw=1.0,
+                                   baseline_kw=1.0, measured_kw=1.0, sessions=1, changed=1, owner="t", fence=1),
+                DispatchSend(allocation_id=allocation, pool=POOL, batch="b", sent_at=at, completed_at=at),
+                PoolResponse(pool=POOL, at=at, requested_mw=0.0, supplied_mw=0.0, target_kw=1.0, measured_kw=1.0,
+                             baseline_kw=1.0, supplied_kw=0.0),
+                AfrrSetpoint(pool=POOL, seq=k, timestamp=at, requested_mw=0.0, setpoint_mw=0.0,
+                             capacity_up_mw=1.0, capacity_down_mw=1.0),
+            ])
+        return session.id
+
+
+def _rows(engine: Engine) -> dict[str, list[tuple[object, ...]]]:
+    found = {}
+    with engine.connect() as conn:
+        for table, key in partitions.PARTITIONED.items():
+            found[table] = [tuple(r) for r in conn.execute(text(f"SELECT * FROM {table} ORDER BY {key}"))]
+    return found
+
+
+def _homes(engine: Engine, table: str) -> list[str]:
+    key = partitions.PARTITIONED[table]
+    with engine.connect() as conn:
+        return list(conn.scalars(text(f"SELECT tableoid::regclass::text FROM {table} ORDER BY {key}")))
+
+
+def test_the_migration_partitions_a_populated_database_and_the_downgrade_restores_plain_tables(
+    engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
+    _require_postgres(engine)
+    migrate.downgrade(engine, "0007_plan")
+    try:
+        moments = [NOW - timedelta(days=40), NOW - timedelta(days=1, hours=3), NOW]
+        _fill(session_factory, moments)
+        before = _rows(engine)
+        assert all(len(rows) == 3 for rows in before.values())
+        with engine.connect() as conn:
+            assert not any(partitions.is_partitioned(conn, table) for table in partitions.PARTITIONED)
+
+        migrate.upgrade(engine, "0008_partitions")
+        assert _rows(engine) == before
+        with engine.connect() as conn:
+            assert all(partitions.is_partitioned(conn, table) for table in partitions.PARTITIONED)
+            days = partitions.partition_days(conn, "session_readings")
+        assert {m.date() for m in moments} <= set(days)
+        for table in partitions.PARTITIONED:
+            assert _homes(engine, table) == [partitions.partition_name(table, m.date()) for m in moments]
+
+        migrate.downgrade(engine, "0007_plan")
+        assert _rows(engine) == before
+        with engine.connect() as conn:
+            assert not any(partitions.is_partitioned(conn, table) for table in partitions.PARTITIONED)
+            leftovers = conn.scalars(text("SELECT relname FROM pg_class WHERE relname LIKE 'session_readings_p%'"))
+            assert list(leftovers) == []
+        # The plain tables keep their keys: a duplicate reading is still refused.
+        with pytest.raises(Exception, match="pk_session_readings"), engine.begin() as conn:
+            conn.execute(text("INSERT INTO session_readings (session_id, start_at) "
+                              "SELECT session_id, start_at FROM session_readings LIMIT 1"))
+    finally:
+        migrate.upgrade(engine)
+    assert migrate.current_revision(engine) == migrate.head_revision()
+
+
+def test_the_job_creates_partitions_ahead_and_rehomes_rows_of_a_day_without_one(
+    engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
+    _require_postgres(engine)
+    far = NOW + timedelta(days=60)
+    _fill(session_factory, [NOW, far])
+    assert _homes(engine, "session_readings")[-1] == "session_readings_default"
+
+    detail = partitions.maintain(session_factory, POLICY, now=NOW)
+    assert detail["failed"] == {}
+    for k in range(POLICY.ahead_days + 1):
+        assert partitions.partition_name("session_readings", NOW.date() + timedelta(days=k)) in \
+            _partition_names(engine, "session_readings")
+    assert detail["moved_rows"] == len(partitions.PARTITIONED)
+    for table in partitions.PARTITIONED:
+        assert _homes(engine, table) == [partitions.partition_name(table, d) for d in (NOW.date(), far.date())]
+
+    again = partitions.maintain(session_factory, POLICY, now=NOW)
+    assert (again["created"], again["moved_rows"], again["dropped"]) == ([], 0, [])
+
+
+def _partition_names(engine: Engine, table: str) -> set[str]:
+    with engine.connect() as conn:
+        return {partitions.partition_name(table, d) for d in partitions.partition_days(conn, table)}
+
+
+def test_retention_drops_old_days_only_once_settlement_has_run_for_them(
+    engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
+    _require_postgres(engine)
+    old = NOW - timedelta(days=45)
+    _fill(session_factory, [old, NOW])
+    partitions.maintain(session_factory, POLICY, now=old)  # the old day's partitions (and its neighbours) exist
+    old_name = partitions.partition_name("pool_responses", old.date())
+
+    kept = partitions.maintain(session_factory, POLICY, now=NOW)
+    assert old.date().isoformat() in kept["kept"][old_name]
+    assert old_name in _partition_names(engine, "pool_responses")
+    assert kept["deleted_setpoints"] == 0
+
+    with unit_of_work(session_factory) as db:
+        day = old.date() - timedelta(days=4)
+        while day <= old.date() + timedelta(days=4):
+            db.add(SettlementRun(day=day, pool=POOL, status="settled", baseline_method="test"))
+            day += timedelta(days=1)
+    dropped = partitions.maintain(session_factory, POLICY, now=NOW)
+    assert old_name in dropped["dropped"]
+    assert dropped["deleted_setpoints"] == 1
+    for table in partitions.PARTITIONED:
+        assert partitions.partition_name(table, old.date()) not in _partition_names(engine, table)
+        assert _homes(engine, table) == [partitions.partition_name(table, NOW.date())]
+    with unit_of_work(session_factory) as db:
+        assert db.query(AfrrSetpoint).count() == 1
+        # A late CDR no longer recomputes the dropped day (its settled run stands); today is still there.
+        assert partitions.dropped(db.connection(), old.date(), POLICY.time_zone)
+        assert not partitions.dropped(db.connection(), NOW.date(), POLICY.time_zone)
+
+
+def test_sqlite_keeps_plain_tables_and_the_job_does_nothing(
+    engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
+    if engine.dialect.name != "sqlite":
+        pytest.skip("the SQLite side")
+    _fill(session_factory, [NOW])
+    assert partitions.maintain(session_factory, POLICY, now=NOW) == {"skipped": "partitions exist on PostgreSQL only"}
+    with session_factory() as db:
+        assert not partitions.dropped(db.connection(), (NOW - timedelta(days=400)).date(), POLICY.time_zone)
+    assert not partitions.is_partition("session_readings")
+    assert partitions.is_partition("session_readings_p20261206") and partitions.is_partition("pool_responses_default")
+
+
+def test_the_partition_task_runs_and_records_an_ok_run_on_each_backend(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    from vpp.jobs import service as jobs
+    from workers.runtime import InProcessTaskQueue, Runtime
+
+    queue = InProcessTaskQueue(Runtime(settings=settings, session_factory=session_factory))
+    queue.enqueue("housekeeping.partitions")
+    queue.shutdown()
+    with session_factory() as db:
+        runs = jobs.last_runs(db, "housekeeping.partitions")
+    assert [run.status for run in runs] == ["ok"]
+    if settings.resolved_database_url.startswith("postgresql"):
+        with session_factory() as db:
+            days = partitions.partition_days(db.connection(), "session_readings")
+        today = datetime.now(UTC).date()
+        assert {today + timedelta(days=k) for k in range(settings.partition_ahead_days + 1)} <= set(days)
+
+
+def test_beat_runs_the_partition_job() -> None:
+    from workers.schedule import periodic_jobs
+
+    jobs = {job.task_name: job.every_seconds for job in periodic_jobs(Settings(partition_interval_seconds=600.0))}
+    assert jobs["housekeeping.partitions"] == 600.0
+
+
+def test_flexibility_reads_the_latest_reading_of_each_active_session_only(
+    engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
+    from vpp.portfolio.fleet import latest_readings
+
+    active = _fill(session_factory, [NOW - timedelta(hours=2), NOW - timedelta(minutes=5), NOW - timedelta(hours=1)])
+    with unit_of_work(session_factory) as db:
+        done = ChargingSession(
+            connection_id=db.get_one(ChargingSession, active).connection_id, country_code="NL", party_id="CPO",
+            party_key="nl|cpo", external_id="S2", external_key="s2", status="completed", start_at=NOW,
+            location_id="L", evse_uid="E2", connector_id="1", currency="EUR", last_updated=NOW)
+        db.add(done)
+        db.flush()
+        db.add(SessionReading(session_id=done.id, start_at=NOW + timedelta(minutes=1), power_kw=1.0))
+    with session_factory() as db:
+        frame = latest_readings(db)
+    assert list(frame["id"]) == [active]
+    assert frame["current_kw"].iloc[0] == 8.0  # the reading at NOW - 5 min (the second one filled)
+    assert frame["reading_start"].iloc[0] == NOW - timedelta(minutes=5)
