@@ -57,4 +57,5 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("afrr-intake", "aFRR setpoint acknowledgement latency over HTTP"),
     Benchmark("afrr-tracking", "aFRR tracking of a simulated pool in simulated time"),
     Benchmark("ocpi-ingest", "OCPI Session PATCH intake over HTTP (uvicorn + httpx)"),
+    Benchmark("simulate", "a bundled scenario end to end (vpp simulate), its wall time beside its KPIs"),
 )
