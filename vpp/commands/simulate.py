@@ -81,6 +81,7 @@ def run_and_write(scenario: Any, out: Path, *, progress: bool, data_dir: Path | 
 
 def pilots(args: argparse.Namespace) -> int:
     """Run the bundled scenarios (or read their kpis.json) and print the pilots' table in Markdown."""
+    from vpp.commands.common import stdout_to_stderr
     from vpp.simulation.pilots import table
     from vpp.simulation.scenario import bundled_scenarios, load_scenario
 
@@ -103,7 +104,9 @@ def pilots(args: argparse.Namespace) -> int:
             kpis = json.loads(path.read_text(encoding="utf-8"))
         else:
             print(f"[pilots] {name}", file=sys.stderr)
-            kpis = run_and_write(scenario, out / name, progress=not args.quiet)
+            # The solver's banners go to stderr: stdout is the table alone.
+            with stdout_to_stderr():
+                kpis = run_and_write(scenario, out / name, progress=not args.quiet)
         rows.append((name, kpis, scenario.reference))
     print(f"{_provenance()}\n")
     print(table(rows))
