@@ -15,10 +15,9 @@ import logging
 import os
 import secrets
 import sys
-import time as wallclock
 import traceback
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,10 @@ from pydantic import BaseModel
 log = logging.getLogger(__name__)
 CONTROL_HEADER = "X-Sim-Control"
 START_TIMEOUT_S = 300.0
+# How often (simulated seconds) the dispatch step looks for new pools to take.
+LEASE_CHECK_S = 900.0
+# Longest wall-clock wait for a step's re-plans (a re-plan takes well under a second on the demo).
+REPLAN_WAIT_S = 600.0
 
 
 class ClockSet(BaseModel):
@@ -71,13 +74,21 @@ def _control_router(state: dict[str, Any], token: str) -> APIRouter:
         guard(x_sim_control)
         move_clock(body.now)
         dispatcher = state["dispatcher"]
-        # Leases live in wall-clock time (as in production): renewed every third of their TTL.
-        if not dispatcher.owned or wallclock.monotonic() >= state["next_lease_check"]:
-            state["next_lease_check"] = wallclock.monotonic() + dispatcher.settings.dispatch_lease_ttl_seconds / 3
+        now = state["clock"].now()
+        # Leases and pools on the simulated clock: the pools are taken at the first step and looked for again
+        # every LEASE_CHECK_S of simulated time (the lease TTL itself is relaxed to outlast the run: there is
+        # no second dispatcher), so which pools are dispatched does not depend on the machine's speed.
+        if not dispatcher.owned or now >= state["next_lease_check"]:
+            state["next_lease_check"] = now + timedelta(seconds=LEASE_CHECK_S)
             await dispatcher.manage_leases()
         for pool in sorted(dispatcher.owned):
             await dispatcher.run_cycle(pool)
-        await dispatcher.drain(10.0)
+        # Every limit answered and every re-plan this step asked for stored before the parties move on: in
+        # simulated time they take no time, so what the next step sees does not depend on the wall clock.
+        await dispatcher.drain()
+        planner = getattr(state["source"], "planner", None)
+        if planner is not None:
+            await asyncio.to_thread(planner.wait, REPLAN_WAIT_S)
         return {"pools": len(dispatcher.owned)}
 
     @router.get("/evses")
@@ -111,7 +122,7 @@ async def _serve(data_dir: Path, start: datetime, overrides: dict[str, Any], tok
     clock = ManualClock(start)
     port = free_port()
     settings, engine, app, tasks, keys = service_app(data_dir, port, clock, overrides)
-    state: dict[str, Any] = {"clock": clock, "engine": engine, "next_lease_check": 0.0, "stop": asyncio.Event()}
+    state: dict[str, Any] = {"clock": clock, "engine": engine, "next_lease_check": start, "stop": asyncio.Event()}
     app.include_router(_control_router(state, token))
     served = Served(app, port)
     await served.start()
@@ -121,6 +132,7 @@ async def _serve(data_dir: Path, start: datetime, overrides: dict[str, Any], tok
     # The production network, but with one outbound client for the run instead of one per batch of limits.
     http = httpx.AsyncClient(timeout=network._context.settings.http_timeout_seconds)
     network = OcpiChargePointNetwork(network._context, http=http, clock=clock)
+    state["source"] = source
     state["dispatcher"] = build_dispatcher(settings, app_state.session_factory, bus=app_state.activation_bus,
                                            source=source, network=network, clock=clock)
     _report({"url": served.url, "keys": keys})

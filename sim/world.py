@@ -175,6 +175,9 @@ def simulation_settings(data_dir: Path, port: int, **overrides: Any) -> Settings
         "api_rate_limit_per_minute": 10**9,
         # Wall-clock time box of a batch of limits: one process serves every party here, so allow more.
         "dispatch_send_timeout_seconds": 60.0,
+        # The simulation's one dispatcher takes its pools on the simulated clock (sim.service_process); a lease
+        # expiring in wall-clock time while a slow step runs would only make it lose and take them back.
+        "dispatch_lease_ttl_seconds": 30 * 86400.0,
         **overrides,
     }
     embedded = not (os.environ.get("VPP_REDIS_URL") or values.get("redis_url")) and not str(

@@ -53,6 +53,10 @@ class CpoConfig(BaseModel):
         default=False,
         description="answer ChargingProfiles PUT in a lean ASGI path before FastAPI (same answers; benchmarks)",
     )
+    push_concurrency: int = Field(
+        default=1, ge=1,
+        description="pushes in flight at once, each session's in order (Session PUT/PATCH, CDR, profile results)",
+    )
     result_tick_s: float = Field(
         default=0.0, ge=0, description="without realtime: deliver due profile results this often (0 = off)"
     )

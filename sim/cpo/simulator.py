@@ -351,7 +351,7 @@ class CpoSimulator:
             if url is None:
                 continue
             target = join_url(url, self.party.country_code, self.party.party_id, session.id)
-            self._outbox.append(Outbound(method, target, ModuleID.SESSIONS, connection, body, kind))
+            self._outbox.append(Outbound(method, target, ModuleID.SESSIONS, connection, body, kind, lane=session.id))
 
     def _close_period(self, session: SimSession, at: datetime) -> ChargingPeriod | None:
         start = session.period_start
@@ -407,7 +407,8 @@ class CpoSimulator:
         for connection in list(self.connections.values()):
             url = connection.endpoint(ModuleID.CDRS, InterfaceRole.RECEIVER)
             if url is not None:
-                self._outbox.append(Outbound("POST", url, ModuleID.CDRS, connection, cdr.to_json_dict(), "cdr"))
+                self._outbox.append(
+                    Outbound("POST", url, ModuleID.CDRS, connection, cdr.to_json_dict(), "cdr", lane=session.id))
 
     def _build_cdr(self, session: SimSession) -> Cdr:
         end = session.end or self._sim_time
@@ -695,6 +696,7 @@ class CpoSimulator:
                     callback.connection,
                     body.to_json_dict(),
                     f"result_{callback.kind}",
+                    lane=callback.session_id,
                 )
             )
         if changed and session is not None:
@@ -719,6 +721,7 @@ class CpoSimulator:
                         connection,
                         active.to_json_dict(),
                         "active_profile",
+                        lane=session.id,
                     )
                 )
 
@@ -732,9 +735,25 @@ class CpoSimulator:
         return headers
 
     async def _flush(self) -> None:
+        """Send the outbox: in order, or with ``push_concurrency`` lanes (sessions) side by side, each lane's
+        messages in order, so that the peer works on one push while the next is being written."""
         while self._outbox:
-            message = self._outbox.pop(0)
-            await self._deliver(message)
+            batch, self._outbox = self._outbox, []
+            lanes: dict[str, list[Outbound]] = {}
+            for message in batch:
+                lanes.setdefault(message.lane, []).append(message)
+            if self.config.push_concurrency <= 1 or len(lanes) <= 1:
+                for message in batch:
+                    await self._deliver(message)
+                continue
+            queue = deque(lanes.values())
+            await asyncio.gather(*(self._deliver_lanes(queue) for _ in range(min(self.config.push_concurrency,
+                                                                                  len(queue)))))
+
+    async def _deliver_lanes(self, queue: deque[list[Outbound]]) -> None:
+        while queue:
+            for message in queue.popleft():
+                await self._deliver(message)
 
     async def flush(self) -> None:
         """Send queued messages now (normally done at the end of each step)."""

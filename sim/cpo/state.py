@@ -217,6 +217,8 @@ class Outbound:
     connection: Connection
     body: Any = None
     kind: str = ""
+    # Messages of one lane (a session) go out in order; lanes may go out side by side (``push_concurrency``).
+    lane: str = ""
 
 
 @dataclass

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from sim.world import World
 from tests.conftest import IN_CI, TEST_SECRET, _fresh_postgres_database
 from vpp.config import Settings
 from vpp.db import create_db_engine, create_session_factory, unit_of_work
@@ -194,3 +195,54 @@ def test_sites_behind_the_meter_keep_their_subscription_and_report_their_bill(
     assert kpis["battery_cycles"] is not None and kpis["battery_cycles"] > 0, kpis
     assert set(kpis["bill_eur"]) == {"energy", "export", "capacity", "battery_cycles", "v2g_cycles", "total"}
     assert kpis["bill_eur"]["total"] < kpis["bill_eur_uncontrolled"]["total"], kpis
+
+
+TINY = {
+    "name": "e2e-tiny",
+    "start": "2024-06-11",
+    "days": 1,
+    "seed": 3,
+    "delivery_window": ["17:00", "18:00"],
+    "warmup_hours": 0,
+    "warmup_step_seconds": 3600,
+    "step_seconds": 300,
+    "cpos": [{"party": "NL/CPT", "locations": 2, "evses_per_location": 4, "evse_max_kw": 11, "category": "public",
+              "sessions_per_evse_per_day": 2.0}],
+    "congestion": [{"congestion_point": "871687120000000010", "cpos": ["NL/CPT"], "start": "17:00",
+                    "end": "18:00", "max_kw": 15}],
+    "afrr": {"enabled": True, "activations": [["17:30", "17:32"]], "tail_seconds": 8, "telemetry_seconds": 8},
+}
+
+
+def test_a_run_gives_the_same_figures_however_slowly_the_machine_runs_it(
+    backend: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The service's caches, leases and re-plans follow the simulated clock: a run whose parties take seconds of
+    wall time between some of the dispatcher's steps (a slow, loaded machine) gives the same KPIs as a quick one."""
+    scenario = Scenario.model_validate(TINY)
+    quick = compute_kpis(asyncio.run(run_scenario(scenario, progress=False, data_dir=tmp_path / "quick",
+                                                  settings_overrides=backend)))
+    dispatch = World.dispatch
+    steps = paused = 0
+
+    async def slow_dispatch(self: World, now: datetime) -> None:
+        nonlocal steps, paused
+        steps += 1
+        if steps % 5 == 0 and steps <= 30:
+            # Longer than the fleet cache (2 s) and a third of the production lease TTL, in wall time.
+            await asyncio.sleep(2.5)
+            paused += 1
+        await dispatch(self, now)
+
+    monkeypatch.setattr(World, "dispatch", slow_dispatch)
+    fresh = [backend] if not backend.get("database_url") else (
+        {**backend, "database_url": url} for url in _fresh_postgres_database(os.environ["VPP_TEST_DATABASE_URL"]))
+    for overrides in fresh:
+        slow = compute_kpis(asyncio.run(run_scenario(scenario, progress=False, data_dir=tmp_path / "slow",
+                                                     settings_overrides=overrides)))
+
+    assert steps > 30 and paused == 6
+    assert slow["sessions_in_delivery"] >= 4 and slow["afrr_setpoints_sent"] > 0
+    different = {key: (quick[key], slow[key]) for key in quick
+                 if key not in ("wall_seconds", "notes") and quick[key] != slow[key]}
+    assert not different, different

@@ -59,4 +59,5 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("afrr-tracking", "aFRR tracking of a simulated pool in simulated time"),
     Benchmark("ocpi-ingest", "OCPI Session PATCH intake over HTTP (uvicorn + httpx)"),
     Benchmark("partitions", "reading intake, flexibility and settlement reads after N days (PostgreSQL partitions)"),
+    Benchmark("simulate", "a bundled scenario end to end (vpp simulate), its wall time beside its KPIs"),
 )

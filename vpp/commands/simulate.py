@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -23,14 +24,20 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                         "`VPP_DATA_DIR=DIR vpp serve`; default: a temporary directory, removed after the run")
     p.add_argument("--list", action="store_true", help="list the bundled scenarios and exit")
     p.set_defaults(func=simulate)
+    p = sub.add_parser("pilots", help="run the bundled scenarios and print the table of docs/scenarios.md "
+                                      "(each beside its pilot figure and the perfect-foresight optimum)")
+    p.add_argument("--out", default="var/pilots", help="one directory per scenario for its kpis.json, report.html")
+    p.add_argument("--scenario", action="append", default=None, metavar="NAME",
+                   help="a bundled scenario (repeatable); default: every bundled scenario but the demo")
+    p.add_argument("--no-run", action="store_true",
+                   help="only print the table from the kpis.json already in OUT/NAME (e.g. after a run elsewhere)")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.set_defaults(func=pilots)
 
 
 def simulate(args: argparse.Namespace) -> int:
     """Run the scenario, print the KPI table, write the artefacts."""
-    from vpp import aio
-    from vpp.simulation.kpis import build_series, compute_kpis, kpi_table
-    from vpp.simulation.report import render_report
-    from vpp.simulation.runner import run_scenario
+    from vpp.simulation.kpis import kpi_table
     from vpp.simulation.scenario import bundled_scenarios, load_scenario
 
     if args.list:
@@ -45,20 +52,81 @@ def simulate(args: argparse.Namespace) -> int:
         if refused:
             print(f"vpp simulate: {refused}", file=sys.stderr)
             return 2
-    # One event loop carries the service and every simulated party: uvloop's where installed.
-    result = aio.run(run_scenario(scenario, progress=not args.quiet, data_dir=data_dir))
-    series = build_series(result)
-    kpis = compute_kpis(result, series)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "kpis.json").write_text(json.dumps(kpis, indent=2, sort_keys=True) + "\n")
-    (out / "report.html").write_text(render_report(kpis, series, result.timeline.zone, scenario.model_dump(
-        mode="json"), cars=result.car_sample), encoding="utf-8")
+    kpis = run_and_write(scenario, out, progress=not args.quiet, data_dir=data_dir)
     print(kpi_table(kpis))
     print(f"written: {out / 'kpis.json'}, {out / 'report.html'}")
     if data_dir is not None:
         print(browse_hint(data_dir))
     return 0
+
+
+def run_and_write(scenario: Any, out: Path, *, progress: bool, data_dir: Path | None = None) -> dict[str, Any]:
+    """Run ``scenario``, write ``out/kpis.json`` and ``out/report.html``; the KPIs."""
+    from vpp import aio
+    from vpp.simulation.kpis import build_series, compute_kpis
+    from vpp.simulation.report import render_report
+    from vpp.simulation.runner import run_scenario
+
+    # One event loop carries the simulated parties: uvloop's where installed.
+    result = aio.run(run_scenario(scenario, progress=progress, data_dir=data_dir))
+    series = build_series(result)
+    kpis = compute_kpis(result, series)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "kpis.json").write_text(json.dumps(kpis, indent=2, sort_keys=True) + "\n")
+    (out / "report.html").write_text(render_report(kpis, series, result.timeline.zone, scenario.model_dump(
+        mode="json"), cars=result.car_sample), encoding="utf-8")
+    return kpis
+
+
+def pilots(args: argparse.Namespace) -> int:
+    """Run the bundled scenarios (or read their kpis.json) and print the pilots' table in Markdown."""
+    from vpp.commands.common import stdout_to_stderr
+    from vpp.simulation.pilots import table
+    from vpp.simulation.scenario import bundled_scenarios, load_scenario
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    names = args.scenario or [name for name in bundled_scenarios() if name != "demo"]
+    unknown = sorted(set(names) - set(bundled_scenarios()))
+    if unknown:
+        print(f"vpp pilots: no bundled scenario {', '.join(unknown)} (bundled: {', '.join(bundled_scenarios())})",
+              file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    rows = []
+    for name in names:
+        scenario = load_scenario(name)
+        path = out / name / "kpis.json"
+        if args.no_run:
+            if not path.is_file():
+                print(f"vpp pilots: {path} is missing (run without --no-run first)", file=sys.stderr)
+                return 2
+            kpis = json.loads(path.read_text(encoding="utf-8"))
+        else:
+            print(f"[pilots] {name}", file=sys.stderr)
+            # The solver's banners go to stderr: stdout is the table alone.
+            with stdout_to_stderr():
+                kpis = run_and_write(scenario, out / name, progress=not args.quiet)
+        rows.append((name, kpis, scenario.reference))
+    print(f"{_provenance()}\n")
+    print(table(rows))
+    return 0
+
+
+def _provenance() -> str:
+    """The commit of the code that ran (when in a git work tree) and the machine's load now."""
+    import shutil
+    import subprocess
+
+    git = shutil.which("git")
+    commit = "unknown"
+    if git is not None:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            commit = subprocess.run([git, "rev-parse", "--short", "HEAD"],  # noqa: S603 (git, fixed arguments)
+                                    capture_output=True, text=True, timeout=10,
+                                    cwd=Path(__file__).resolve().parent, check=False).stdout.strip() or commit
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    return f"commit {commit}, load average now (1, 5, 15 min) {load}, {os.cpu_count()} cores"
 
 
 def _check_data_dir(data_dir: Path) -> str | None:

@@ -6,9 +6,7 @@ starts from a :class:`Fleet`, so the database is read in a handful of queries wh
 
 from __future__ import annotations
 
-import math
 import threading
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -88,20 +86,22 @@ class Fleet:
 
 
 class NeedDefaultsCache:
-    """Learned need defaults, re-learned from completed sessions at most every ``ttl_seconds``."""
+    """Learned need defaults, re-learned from completed sessions at most every ``ttl_seconds`` of the time asked
+    for (the service's clock: in a simulation the defaults follow simulated time, whatever the machine's speed)."""
 
     def __init__(self, ttl_seconds: float = 900.0) -> None:
         self._ttl = ttl_seconds
         self._value: LearnedNeedDefaults | None = None
-        self._learned_at = -math.inf
+        self._learned_at: datetime | None = None
         self._lock = threading.Lock()
 
     def get(self, db: Session, now: datetime) -> LearnedNeedDefaults:
-        """The cached defaults, learned anew when stale."""
+        """The cached defaults, learned anew when learned more than ``ttl_seconds`` away from ``now``."""
         with self._lock:
-            if self._value is None or time.monotonic() - self._learned_at > self._ttl:
+            if (self._value is None or self._learned_at is None
+                    or abs((now - self._learned_at).total_seconds()) > self._ttl):
                 self._value = learn_need_defaults(completed_history(db, now), elaad_need_estimates())
-                self._learned_at = time.monotonic()
+                self._learned_at = now
             return self._value
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -503,7 +502,9 @@ class PortfolioService:
         self._factory = session_factory
         self._clock = clock or SystemClock()
         self.config = config or PortfolioConfig()
-        self._cached: tuple[Fleet, float] | None = None
+        # The cached fleet and the service clock's time when it was read (ages follow that clock: a
+        # simulation's cache expires in simulated time, whatever the machine's speed).
+        self._cached: tuple[Fleet, datetime] | None = None
         self._plans: dict[str, StoredPlan] = {}
         self._lock = threading.Lock()
 
@@ -512,7 +513,8 @@ class PortfolioService:
         return self._clock.now()
 
     def fleet(self, db: Session, at: datetime | None = None, *, max_age_s: float | None = None) -> Fleet:
-        """The fleet at ``at`` (default now), reused for ``max_age_s`` (``fleet_cache_seconds``) of wall time.
+        """The fleet at ``at`` (default now), reused for ``max_age_s`` (``fleet_cache_seconds``) of the service's
+        clock (the wall clock in production, the simulated one in a simulation).
 
         A trader's page asks for pools, flexibility and sessions at once, and a dispatcher cycle asks for every
         pool at the same instant: one read serves them all. Writes through this service invalidate it.
@@ -521,17 +523,19 @@ class PortfolioService:
         max_age = self.config.fleet_cache_seconds if max_age_s is None else max_age_s
         with self._lock:
             cached = self._cached
-        # Fresh in wall time and taken at (nearly) the same moment of the service's clock, which in a simulation
-        # runs far faster than the wall clock.
-        if (cached is not None and time.monotonic() - cached[1] < max_age
+        # Read less than ``max_age`` ago and taken at (nearly) the same moment as asked for.
+        if (cached is not None and 0.0 <= self._age_s(cached[1]) < max_age
                 and abs((cached[0].at - moment).total_seconds()) <= max_age):
             return cached[0]
         return self._load(db, moment)
 
+    def _age_s(self, read_at: datetime) -> float:
+        return (self.now() - read_at).total_seconds()
+
     def _load(self, db: Session, at: datetime) -> Fleet:
         fleet = load_fleet(db, at)
         with self._lock:
-            self._cached = (fleet, time.monotonic())
+            self._cached = (fleet, self.now())
         return fleet
 
     def refresh_fleet(self, at: datetime) -> None:
@@ -540,10 +544,10 @@ class PortfolioService:
             self._load(db, at)
 
     def fleet_age_s(self) -> float:
-        """Wall seconds since the cached fleet was read (infinite without one)."""
+        """Seconds of the service's clock since the cached fleet was read (infinite without one)."""
         with self._lock:
             cached = self._cached
-        return math.inf if cached is None else time.monotonic() - cached[1]
+        return math.inf if cached is None else self._age_s(cached[1])
 
     def invalidate(self) -> None:
         """Forget the cached fleet (after a need, booking or topology change)."""
