@@ -74,6 +74,7 @@ def params_from(settings: Settings) -> DispatchParams:
         follow_tolerance_kw=settings.dispatch_follow_tolerance_kw,
         setpoint_max_age_s=settings.afrr_setpoint_max_age_seconds,
         settle_s=OCPI_TELEMETRY_PERIOD_S,
+        plan_floors=settings.dispatch_plan_floors,
     )
 
 

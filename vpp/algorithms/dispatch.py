@@ -99,12 +99,14 @@ def build_problem(
     max_override_kw: FloatArray,
     finish_margin_h: float = 0.0,
     need_horizon_h: float = NEED_HORIZON_H,
+    plan_floors: bool = False,
 ) -> CycleProblem:
     """The allocation problem: snapshot bounds, pins (NaN = free), overrides of max (NaN = none), DSO groups.
 
-    Needs are planned to be met ``finish_margin_h`` before departure: a limit stays in force until the next
-    cycle, the CPO reports power only every period, and a car tapers near full, so planning to the last minute
-    at the average rate leaves the need short.
+    With ``plan_floors`` a planned car's need floor is its plan where its laxity allows (``plan_need_floor_kw``),
+    else its even pace. Needs are planned to be met ``finish_margin_h`` before departure: a limit stays in force
+    until the next cycle, the CPO reports power only every period, and a car tapers near full, so planning to the
+    last minute at the average rate leaves the need short.
 
     A car stops once its need is met (its charge limit, or full), so no session is planned above what its
     remaining need lets it draw for ``need_horizon_h``. Otherwise a full car could hold the power of an aFRR
@@ -169,7 +171,7 @@ def build_problem(
             flags["group_caps_exceeded_by_fixed_load"] = int(infeasible.sum())
 
     hours = np.maximum(np.asarray(snapshot.hours_to_departure, dtype=np.float64) - finish_margin_h, 0.0)
-    need_floor = plan_need_floor_kw(snapshot, hours, max_kw)
+    need_floor = plan_need_floor_kw(snapshot, hours, max_kw) if plan_floors else None
     if need_floor is not None:
         flags["planned_below_pace"] = int(np.sum(need_floor < np.asarray(snapshot.energy_needed_kwh) / np.where(
             hours > 0, hours, np.inf) - 1e-6))

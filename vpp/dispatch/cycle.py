@@ -55,6 +55,9 @@ class DispatchParams:
     setpoint_max_age_s: float = 60.0
     # Plan every need to be met this long before departure (one 15-minute telemetry period and cycle).
     finish_margin_s: float = 900.0
+    # Hold a planned car at its plan below its even pace while its laxity allows (vpp.algorithms.dispatch,
+    # ``plan_need_floor_kw``); off: every car at least at its even pace.
+    plan_floors: bool = False
 
 
 @dataclass(frozen=True)
@@ -243,7 +246,8 @@ class PoolDispatch:
         target = pool_target_kw(baseline, applied.setpoint_mw, snapshot.pool, limits)
         start = np.where(np.isnan(pending), last, pending)
         cycle = build_problem(snapshot, limits, target, start, pinned, max_override,
-                              finish_margin_h=self.params.finish_margin_s / 3600.0)
+                              finish_margin_h=self.params.finish_margin_s / 3600.0,
+                              plan_floors=self.params.plan_floors)
         problem = cycle.problem
         # The closed loop: the target moves by the integral correction, within what the pool can do.
         low = float(np.sum(problem.min_kw)) - target

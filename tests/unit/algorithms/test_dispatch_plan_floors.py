@@ -57,9 +57,13 @@ def test_the_pool_follows_a_plan_below_the_sum_of_even_paces() -> None:
     # and the allocation used to stay there whatever the target; with plans it follows a target of 0.
     snapshot = _snapshot([20.0] * 10, [10.0] * 10, [0.0] * 10)
     cycle = build_problem(snapshot, PoolLimits(), 0.0, np.full(10, np.nan), np.full(10, np.nan),
-                          np.full(10, np.nan), finish_margin_h=0.25)
+                          np.full(10, np.nan), finish_margin_h=0.25, plan_floors=True)
     assert allocate(cycle.problem).setpoints_kw.sum() == pytest.approx(0.0, abs=1e-6)
+    # Off (the default): the even paces, plan or not.
+    cycle = build_problem(snapshot, PoolLimits(), 0.0, np.full(10, np.nan), np.full(10, np.nan),
+                          np.full(10, np.nan), finish_margin_h=0.25)
+    assert allocate(cycle.problem).setpoints_kw.sum() == pytest.approx(10 * 20.0 / 9.75, rel=1e-6)
     unplanned = _snapshot([20.0] * 10, [10.0] * 10, None)
     cycle = build_problem(unplanned, PoolLimits(), 0.0, np.full(10, np.nan), np.full(10, np.nan),
-                          np.full(10, np.nan), finish_margin_h=0.25)
+                          np.full(10, np.nan), finish_margin_h=0.25, plan_floors=True)
     assert allocate(cycle.problem).setpoints_kw.sum() == pytest.approx(10 * 20.0 / 9.75, rel=1e-6)
