@@ -194,11 +194,11 @@ def test_meter_readings_of_many_sites_are_stored_at_once_or_not_at_all(
     good = {"site_id": "depot", "isp_start": NOW.isoformat(), "load_kw": 1.0, "pv_kw": 2.0, "import_kw": 0.0,
             "export_kw": 1.0, "battery_soc_kwh": 2.5}
     bad = {**good, "isp_start": (NOW + ISP).isoformat(), "pv_kw": -1.0}
-    refused = client.post("/api/v1/portfolio/sites/readings", headers=admin, json=[good, bad])
+    refused = client.post("/api/v1/portfolio/site-readings", headers=admin, json=[good, bad])
     assert refused.status_code == 422 and "pv" in refused.json()["error"]["message"]
     with session_factory() as db:
         assert sites.series_forecast(db, "depot", "pv", IspHorizon(NOW, 1), "UTC")[0] == 0.0
-    assert client.post("/api/v1/portfolio/sites/readings", headers=admin, json=[good]).json() == {"readings": 1}
+    assert client.post("/api/v1/portfolio/site-readings", headers=admin, json=[good]).json() == {"readings": 1}
     with session_factory() as db:
         assert sites.series_forecast(db, "depot", "pv", IspHorizon(NOW, 1), "UTC")[0] == 2.0
         # The next day, with nothing stated, the forecast is the same ISP of the day before.

@@ -291,7 +291,7 @@ def put_site_battery_soc(site_id: IdPath, body: BatterySocWrite, db: SessionDep,
     return {"pool": f"site:{site_id}"}
 
 
-@router.post("/api/v1/portfolio/sites/readings", operation_id="post_site_readings",
+@router.post("/api/v1/portfolio/site-readings", operation_id="post_site_readings",
              responses=error_responses(404, 422))
 def post_site_readings(body: Annotated[list[MeterReadingWrite], Body(min_length=1, max_length=10_000)],
                        db: SessionDep, admin: AdminDep) -> dict[str, int]:

@@ -294,7 +294,7 @@ class SitePhysics:
             if len(reading) > 2:
                 readings.append(reading)
         if readings:
-            response = await admin.post("/api/v1/portfolio/sites/readings", json=readings)
+            response = await admin.post("/api/v1/portfolio/site-readings", json=readings)
             if response.status_code >= 300:
                 raise RuntimeError(f"meter readings refused: {response.status_code} {response.text[:300]}")
         for site in self.sites:
