@@ -37,11 +37,11 @@ import math
 import time
 from dataclasses import dataclass, fields
 
-import highspy
 import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
 
+from vpp.algorithms.lp import solve_lp
 from vpp.algorithms.scheduling import SchedulingProblem, solve_schedule
 from vpp.algorithms.scheduling.model import INFEASIBLE, OPTIMAL, window_mask
 from vpp.domain.errors import InvalidInput
@@ -316,19 +316,8 @@ def aggregate_profile(problem: SchedulingProblem, cap: FloatArray) -> FloatArray
                                                             np.inf),
                                 np.where(committed, np.nan_to_num(position) if position is not None else 0.0,
                                          np.inf)])
-    lp = highspy.HighsLp()
-    lp.num_col_, lp.num_row_ = n_cols, 3 * t_count
-    lp.col_cost_, lp.col_lower_, lp.col_upper_ = cost, lower, upper
-    lp.row_lower_, lp.row_upper_ = row_lower, row_upper
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = matrix.indptr, matrix.indices, matrix.data
-    solver = highspy.Highs()  # type: ignore[no-untyped-call]
-    solver.setOptionValue("output_flag", False)
-    solver.setOptionValue("threads", 1)
-    solver.passModel(lp)
-    solver.run()
-    values: FloatArray = np.asarray(solver.getSolution().col_value, dtype=np.float64)
-    if values.size != n_cols:
+    values, _ = solve_lp(cost, lower, upper, matrix, row_lower, row_upper)
+    if values is None:
         return np.zeros(t_count)
     profile: FloatArray = np.clip(values[p], 0.0, most_kw)
     return profile
@@ -420,20 +409,9 @@ def least_peak_kw(problem: SchedulingProblem, cap_kw: FloatArray | None = None) 
     vals = [np.ones(t_count), np.full(t_count, -h), -np.ones(t_count - 1), np.ones(t_count), -np.ones(t_count)]
     matrix = sparse.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                                shape=(2 * t_count, 2 * t_count + 1))
-    lp = highspy.HighsLp()
-    lp.num_col_, lp.num_row_ = 2 * t_count + 1, 2 * t_count
-    lp.col_cost_, lp.col_lower_, lp.col_upper_ = cost, lower, upper
-    lp.row_lower_ = np.concatenate([np.zeros(t_count), np.full(t_count, -np.inf)])
-    lp.row_upper_ = np.zeros(2 * t_count)
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = matrix.indptr, matrix.indices, matrix.data
-    solver = highspy.Highs()  # type: ignore[no-untyped-call]
-    solver.setOptionValue("output_flag", False)
-    solver.setOptionValue("threads", 1)
-    solver.passModel(lp)
-    solver.run()
-    values = np.asarray(solver.getSolution().col_value, dtype=np.float64)
-    if values.size != 2 * t_count + 1:
+    values, _ = solve_lp(cost, lower, upper, matrix, np.concatenate([np.zeros(t_count), np.full(t_count, -np.inf)]),
+                         np.zeros(2 * t_count))
+    if values is None:
         return float(most_kw.max(initial=0.0))
     return float(values[z])
 

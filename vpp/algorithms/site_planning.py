@@ -33,11 +33,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-import highspy
 import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
 
+from vpp.algorithms.lp import solve_lp
 from vpp.domain.errors import InvalidInput
 from vpp.domain.sites import Battery
 
@@ -318,25 +318,9 @@ def _solve(cols: _Columns, rows: _Rows) -> tuple[FloatArray | None, str]:
     c = np.concatenate(rows.c) if rows.c else np.zeros(0, np.int64)
     v = np.concatenate(rows.v) if rows.v else np.zeros(0)
     matrix = sparse.csc_matrix((v, (r, c)), shape=(n_rows, n_cols))
-    lp = highspy.HighsLp()
-    lp.num_col_, lp.num_row_ = n_cols, n_rows
-    lp.col_cost_ = np.concatenate(cols.cost)
-    lp.col_lower_ = np.concatenate(cols.lower)
-    lp.col_upper_ = np.concatenate(cols.upper)
-    lp.row_lower_ = np.concatenate(rows.lower) if rows.lower else np.zeros(0)
-    lp.row_upper_ = np.concatenate(rows.upper) if rows.upper else np.zeros(0)
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = matrix.indptr, matrix.indices, matrix.data
-    solver = highspy.Highs()  # type: ignore[no-untyped-call]
-    solver.setOptionValue("output_flag", False)
-    solver.setOptionValue("threads", 1)
-    solver.passModel(lp)
-    solver.run()
-    status = solver.modelStatusToString(solver.getModelStatus()).lower()
-    if solver.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-        return None, status
-    values: FloatArray = np.asarray(solver.getSolution().col_value, dtype=np.float64)
-    return values, "optimal"
+    return solve_lp(np.concatenate(cols.cost), np.concatenate(cols.lower), np.concatenate(cols.upper), matrix,
+                    np.concatenate(rows.lower) if rows.lower else np.zeros(0),
+                    np.concatenate(rows.upper) if rows.upper else np.zeros(0))
 
 
 def unplanned_site(isp_count: int) -> SiteProblem:
