@@ -16,11 +16,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import highspy
 import numpy as np
 import numpy.typing as npt
 from scipy import sparse
 
+from vpp.algorithms.lp import solve_lp
 from vpp.domain.errors import InvalidInput
 
 FloatArray = npt.NDArray[np.float64]
@@ -182,26 +182,9 @@ def _lp(problem: HindsightProblem, sessions: IntArray) -> FloatArray:
 
     matrix = sparse.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                                shape=(next_row, n_cols))
-    lp = highspy.HighsLp()
-    lp.num_col_ = n_cols
-    lp.num_row_ = next_row
-    lp.col_cost_ = cost
-    lp.col_lower_ = lower
-    lp.col_upper_ = upper
-    lp.row_lower_ = np.concatenate(row_low)
-    lp.row_upper_ = np.concatenate(row_high)
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = matrix.indptr
-    lp.a_matrix_.index_ = matrix.indices
-    lp.a_matrix_.value_ = matrix.data
-    highs = highspy.Highs()  # type: ignore[no-untyped-call]
-    highs.setOptionValue("output_flag", False)
-    highs.setOptionValue("threads", 1)
-    highs.passModel(lp)
-    highs.run()
-    if highs.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-        raise InvalidInput(f"the hindsight LP has no optimum: {highs.modelStatusToString(highs.getModelStatus())}")
-    values = np.asarray(highs.getSolution().col_value, dtype=np.float64)
+    values, status = solve_lp(cost, lower, upper, matrix, np.concatenate(row_low), np.concatenate(row_high))
+    if values is None:
+        raise InvalidInput(f"the hindsight LP has no optimum: {status}")
     out = np.zeros(available.shape)
     out[owner, isp] = np.clip(values[:n_x], lower[:n_x], upper[:n_x])
     return out
