@@ -29,6 +29,7 @@ from vpp.algorithms.flexibility import (
     plugged_discharge_kw,
 )
 from vpp.algorithms.forecast import forecast_sessions
+from vpp.algorithms.planning import uncontrolled_load_kw
 from vpp.db import unit_of_work
 from vpp.domain.dispatch import DispatchSnapshot, GroupCaps
 from vpp.domain.errors import InvalidInput, NotFound
@@ -444,18 +445,14 @@ def uncontrolled_peak_kw(sessions: Sequence[Mapping[str, Any]], isps: int) -> fl
     The schedule is capped there: without pace floors it would buy each car's whole need in the cheapest ISPs of
     its stay, and the evening's cars, arriving together, would draw above what they draw uncontrolled.
     """
-    load = np.zeros(isps + 1)
-    for item in sessions:
-        max_kw = float(item["max_kw"])
-        if max_kw <= 0.0:
-            continue
-        arrival, departure = int(item["arrival"]), int(item["departure"])
-        full_isps = float(item["energy_kwh"]) / (max_kw * ISP.total_seconds() / 3600.0)
-        whole = min(int(full_isps), departure - arrival)
-        load[arrival:arrival + whole] += max_kw
-        if arrival + whole < departure:
-            load[arrival + whole] += max_kw * (full_isps - whole)
-    return float(load[:isps].max()) if isps else 0.0
+    if not sessions or isps <= 0:
+        return 0.0
+    load = uncontrolled_load_kw(
+        np.asarray([int(item["arrival"]) for item in sessions], dtype=np.int64),
+        np.asarray([int(item["departure"]) for item in sessions], dtype=np.int64),
+        np.asarray([float(item["energy_kwh"]) for item in sessions]),
+        np.asarray([float(item["max_kw"]) for item in sessions]), ISP.total_seconds() / 3600.0)
+    return float(load[:isps].max(initial=0.0))
 
 
 def measured_load_kw(db: Session, fleet_members: Sequence[str], isp_starts: Sequence[datetime]) -> list[float | None]:
