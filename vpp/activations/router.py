@@ -59,8 +59,8 @@ async def submit_afrr_setpoint(body: SetpointCreate, request: Request, _caller: 
     def store() -> SetpointAck:
         # Own transaction (not SessionDep): the setpoint must be committed before it is published and acknowledged.
         with unit_of_work(factory) as session:
-            receipt = service.receive_setpoint(session, pool=body.pool, seq=body.seq, timestamp=body.timestamp,
-                                               setpoint_mw=body.setpoint_mw)
+            receipt = service.receive_setpoint_alone(session, pool=body.pool, seq=body.seq, timestamp=body.timestamp,
+                                                     setpoint_mw=body.setpoint_mw)
         row = receipt.setpoint
         outcome = "duplicate" if receipt.duplicate else "stale" if row.stale else "clipped" if row.clipped else "stored"
         AFRR_SETPOINTS.labels(outcome).inc()
