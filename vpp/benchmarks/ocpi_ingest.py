@@ -158,14 +158,14 @@ def _tree_cpu_seconds(root: int) -> float | None:
     return sum(stats[pid][1] for pid in tree)
 
 
-def _database_cpu_seconds(database_url: str) -> float | None:
-    """CPU time of the local PostgreSQL backends serving the bench's database (their titles name it); None when
-    there are none here (SQLite, a remote server) or not on Linux. WAL writer and checkpointer are not counted."""
+def _database_cpu_seconds(database_url: str) -> dict[int, float] | None:
+    """CPU time per local PostgreSQL backend serving the bench's database (their titles name it); None when there
+    are none here (SQLite, a remote server) or not on Linux. WAL writer and checkpointer are not counted."""
     if not database_url.startswith("postgresql"):
         return None
     name = database_url.rsplit("/", 1)[-1].split("?", 1)[0]
     tick = os.sysconf("SC_CLK_TCK")
-    total, found = 0.0, False
+    backends: dict[int, float] = {}
     try:
         entries = os.listdir("/proc")
     except OSError:
@@ -180,9 +180,16 @@ def _database_cpu_seconds(database_url: str) -> float | None:
             fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / tick
-        found = True
-    return total if found else None
+        backends[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
+    return backends or None
+
+
+def _database_cpu_spent(before: dict[int, float] | None, after: dict[int, float] | None) -> float | None:
+    """CPU the backends alive at the end spent since ``before`` (a backend that exited meanwhile is not counted:
+    a lower bound, exact when the pools kept their connections)."""
+    if before is None or after is None:
+        return None
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
 
 
 # ------------------------------------------------------------------------------------------- load generator
@@ -352,7 +359,7 @@ async def _drive(
             if cpu_before is not None and cpu_after is not None else None
         ),
         "database_cpu_ms_per_patch": (
-            round((db_after - db_before) * 1000 / measured, 3) if db_before is not None and db_after is not None
+            round(spent * 1000 / measured, 3) if (spent := _database_cpu_spent(db_before, db_after)) is not None
             else None
         ),
         "client_cpu_ms_per_patch": round(client_cpu * 1000 / measured, 3),
