@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.conftest import make_key
-from vpp.activations.tables import PoolResponse
+from vpp.activations.tables import AfrrSetpoint, PoolResponse
 from vpp.commitments import service as commitments
 from vpp.db import unit_of_work
 from vpp.dispatch import service as dispatch
@@ -187,3 +187,47 @@ def test_the_pool_response_is_served_to_market_and_trader(
         answer = client.get("/api/v1/market/afrr/response", params=params, headers=headers)
         assert answer.status_code == 200, answer.text
         assert [row["supplied_mw"] for row in answer.json()] == [0.9, 0.9]
+
+
+@pytest.mark.usefixtures("awarded")
+def test_the_one_statement_intake_stores_what_the_step_by_step_one_does(
+    session_factory: sessionmaker[Session],
+) -> None:
+    # receive_setpoint_alone (one self-committing statement on PostgreSQL) against receive_setpoint (the steps),
+    # each on a pool of its own with the same award: same clipping, stale flags, duplicates and unknown pools.
+    from vpp.activations import service
+    from vpp.domain.errors import NotFound
+
+    twin = "zone:TWIN"
+    with unit_of_work(session_factory) as session:
+        commitments.record(session, [
+            CommitmentValue(pool=twin, isp_start=ISP, kind=kind, power_kw=kw, source="test", reference="award-1")
+            for kind, kw in ((CommitmentKind.AFRR_CAPACITY_UP, 2000.0), (CommitmentKind.AFRR_CAPACITY_DOWN, 1000.0))
+        ])
+        # Known pool, but no award in a later ISP: everything is clipped to 0.
+        commitments.record(session, [CommitmentValue(pool=twin, isp_start=ISP + timedelta(hours=1),
+                                                     kind=CommitmentKind.FLEX_ORDER, power_kw=1.0, source="test",
+                                                     reference="other")])
+        commitments.record(session, [CommitmentValue(pool=POOL, isp_start=ISP + timedelta(hours=1),
+                                                     kind=CommitmentKind.FLEX_ORDER, power_kw=1.0, source="test",
+                                                     reference="other")])
+    cases = [(5, 1.5, 0), (6, 5.0, 0), (7, -5.0, 0), (4, 0.5, 0), (6, 0.1, 0), (8, 1.0, 3600), (9, -0.25, 3600)]
+
+    def outcome(receive: Any, pool: str, seq: int, mw: float, shift: int) -> tuple[object, ...]:
+        with unit_of_work(session_factory) as session:
+            receipt = receive(session, pool=pool, seq=seq, timestamp=ISP + timedelta(seconds=4 * seq + shift),
+                              setpoint_mw=mw)
+            row = receipt.setpoint
+            return (receipt.duplicate, row.seq, row.requested_mw, row.setpoint_mw, row.clipped, row.capacity_up_mw,
+                    row.capacity_down_mw, row.stale)
+
+    for seq, mw, shift in cases:
+        assert outcome(service.receive_setpoint_alone, POOL, seq, mw, shift) == outcome(
+            service.receive_setpoint, twin, seq, mw, shift)
+    with unit_of_work(session_factory) as session, pytest.raises(NotFound):
+        service.receive_setpoint_alone(session, pool="zone:NOPE", seq=1, timestamp=ISP, setpoint_mw=1.0)
+    with unit_of_work(session_factory) as session:
+        stored = {(r.pool, r.seq, r.setpoint_mw, r.stale) for r in session.scalars(select(AfrrSetpoint))}
+    assert {(seq, mw, st) for pool, seq, mw, st in stored if pool == POOL} == {
+        (seq, mw, st) for pool, seq, mw, st in stored if pool == twin}
+    assert len(stored) == 12  # 6 distinct seqs per pool, nothing for the unknown pool

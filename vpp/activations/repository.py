@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import TextClause, bindparam, func, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -53,6 +53,57 @@ def insert_setpoint_if_new(session: Session, values: dict[str, Any]) -> bool:
         stmt = insert(AfrrSetpoint).values(**values)
     # RETURNING, not rowcount: psycopg does not report 0 rows for ON CONFLICT DO NOTHING reliably.
     return session.execute(stmt.returning(AfrrSetpoint.id)).scalar() is not None
+
+
+_INSERT_ALONE = text("""
+WITH award AS (
+    SELECT COALESCE(SUM(power_kw) FILTER (WHERE kind = :up_kind), 0.0) AS up_kw,
+           COALESCE(SUM(power_kw) FILTER (WHERE kind = :down_kind), 0.0) AS down_kw,
+           COUNT(*) AS n
+    FROM commitments WHERE pool = :pool AND isp_start = :isp_start AND kind IN (:up_kind, :down_kind)
+),
+newest AS (SELECT MAX(seq) AS seq FROM afrr_setpoints WHERE pool = :pool),
+known AS (
+    SELECT award.up_kw / 1000.0 AS up_mw, award.down_kw / 1000.0 AS down_mw,
+           newest.seq IS NOT NULL AND CAST(:seq AS bigint) < newest.seq AS stale
+    FROM award, newest
+    WHERE award.n > 0 OR EXISTS (SELECT 1 FROM commitments WHERE pool = :pool)
+),
+inserted AS (
+    INSERT INTO afrr_setpoints (id, pool, seq, timestamp, requested_mw, setpoint_mw, clipped, capacity_up_mw,
+                                capacity_down_mw, stale, received_at)
+    SELECT :id, :pool, :seq, :timestamp, CAST(:requested_mw AS float8),
+           LEAST(GREATEST(CAST(:requested_mw AS float8), -known.down_mw), known.up_mw),
+           LEAST(GREATEST(CAST(:requested_mw AS float8), -known.down_mw), known.up_mw) <> CAST(:requested_mw AS float8),
+           known.up_mw, known.down_mw, known.stale, :received_at
+    FROM known
+    ON CONFLICT DO NOTHING
+    RETURNING setpoint_mw, clipped, capacity_up_mw, capacity_down_mw, stale
+)
+SELECT EXISTS (SELECT 1 FROM known) AS known, inserted.setpoint_mw, inserted.clipped, inserted.capacity_up_mw,
+       inserted.capacity_down_mw, inserted.stale
+FROM (SELECT 1) AS one LEFT JOIN inserted ON true""")
+
+
+def _insert_alone_statement() -> TextClause:
+    column = AfrrSetpoint.__table__.c
+    return _INSERT_ALONE.bindparams(
+        bindparam("isp_start", type_=column.timestamp.type), bindparam("timestamp", type_=column.timestamp.type),
+        bindparam("received_at", type_=column.received_at.type),
+    )
+
+
+def insert_setpoint_alone(session: Session, values: dict[str, Any], isp_start: datetime) -> tuple[bool, Any]:
+    """PostgreSQL: read the pool's award and newest seq and insert the setpoint, in one statement that commits
+    itself (one round trip, where the steps one by one took five). (pool known, the inserted row's computed
+    values or None when (pool, seq) existed). The session must be fresh."""
+    connection = session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    row = connection.execute(
+        _insert_alone_statement(),
+        {**values, "isp_start": isp_start, "up_kind": CommitmentKind.AFRR_CAPACITY_UP.value,
+         "down_kind": CommitmentKind.AFRR_CAPACITY_DOWN.value},
+    ).one()
+    return bool(row[0]), (row[1:] if row[1] is not None else None)
 
 
 def get_setpoint(session: Session, pool: str, seq: int) -> AfrrSetpoint | None:

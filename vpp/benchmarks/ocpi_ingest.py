@@ -8,12 +8,16 @@ The load generator is this process, not the server's: a lean HTTP/1.1 keep-alive
 connection per concurrent client) so that its share of the CPU stays small next to the server's; both figures are
 reported. ``--rate`` sends at a fixed rate (open loop, latency counted from when each PATCH was due, so a server
 that falls behind shows it); without it every connection sends its next PATCH as soon as the last one is answered.
+
+``--setpoints-per-s`` adds a TSO: aFRR setpoints POSTed at that rate (open loop, over a connection of their own)
+while the measured PATCHes run, and reports their acknowledgement latency: the setpoint path under intake load.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -47,6 +51,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=1,
                    help="vpp serve worker processes (rate limits are per process; embedded SQLite runs one)")
     p.add_argument("--log-level", default="INFO", help="the service's VPP_LOG_LEVEL (production default: INFO)")
+    p.add_argument("--setpoints-per-s", type=float, default=0.0,
+                   help="aFRR setpoints POSTed per second beside the PATCHes (their ack latency is reported)")
 
 
 def _free_port() -> int:
@@ -55,9 +61,17 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _register(database_url: str, secret: str) -> tuple[str, str]:
+SETPOINT_POOL = "zone:BENCH"
+
+
+def _register(database_url: str, secret: str) -> tuple[str, str, str]:
+    """Migrate, register the CPO connection; also a market API key and an aFRR award for the setpoints."""
     from vpp import migrate
+    from vpp.apikeys import service as apikeys
+    from vpp.commitments import service as commitments
     from vpp.db import create_db_engine, create_session_factory, unit_of_work
+    from vpp.domain.commitments import CommitmentKind, CommitmentValue
+    from vpp.domain.isp import floor_to_isp
     from vpp.keyring import Keyring, derive_key
     from vpp.ocpi import service
     from vpp.ocpi.schemas import ConnectionFlags, EndpointRef, PartyRole
@@ -74,8 +88,16 @@ def _register(database_url: str, secret: str) -> tuple[str, str]:
             version="2.2.1", endpoints=[EndpointRef("chargingprofiles", "RECEIVER", "http://bench.invalid/cp")],
             roles=[PartyRole("CPO", "NL", "BEN")],
         )
+        _key_row, market_key = apikeys.create(session, name=f"bench-tso-{secrets.token_hex(3)}", role="market",
+                                              pepper=secret)
+        now = datetime.now(UTC)
+        commitments.record(session, [
+            CommitmentValue(pool=SETPOINT_POOL, isp_start=floor_to_isp(now) + timedelta(minutes=15 * i), kind=kind,
+                            power_kw=5000.0, source="bench", reference=f"bench-{secrets.token_hex(3)}")
+            for i in range(-1, 8) for kind in (CommitmentKind.AFRR_CAPACITY_UP, CommitmentKind.AFRR_CAPACITY_DOWN)
+        ])
     engine.dispose()
-    return row.id, token
+    return row.id, token, market_key
 
 
 def _session(session_id: str) -> dict[str, Any]:
@@ -134,6 +156,40 @@ def _tree_cpu_seconds(root: int) -> float | None:
                 tree.add(pid)
                 grew = True
     return sum(stats[pid][1] for pid in tree)
+
+
+def _database_cpu_seconds(database_url: str) -> dict[int, float] | None:
+    """CPU time per local PostgreSQL backend serving the bench's database (their titles name it); None when there
+    are none here (SQLite, a remote server) or not on Linux. WAL writer and checkpointer are not counted."""
+    if not database_url.startswith("postgresql"):
+        return None
+    name = database_url.rsplit("/", 1)[-1].split("?", 1)[0]
+    tick = os.sysconf("SC_CLK_TCK")
+    backends: dict[int, float] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return None
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            title = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+            if not title.startswith("postgres: ") or f" {name} " not in title:
+                continue
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        backends[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
+    return backends or None
+
+
+def _database_cpu_spent(before: dict[int, float] | None, after: dict[int, float] | None) -> float | None:
+    """CPU the backends alive at the end spent since ``before`` (a backend that exited meanwhile is not counted:
+    a lower bound, exact when the pools kept their connections)."""
+    if before is None or after is None:
+        return None
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
 
 
 # ------------------------------------------------------------------------------------------- load generator
@@ -216,8 +272,37 @@ def _percentile(ordered: Sequence[float], q: float) -> float:
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
 
 
+async def _setpoints(port: int, key: str, rate: float, done: asyncio.Event) -> tuple[list[float], int]:
+    """POST setpoints at ``rate`` until ``done``; (latencies in ms from when each was due, errors)."""
+    exchange = await _Exchange.open(port)
+    latencies: list[float] = []
+    errors = 0
+    seq = int(time.time() * 1000)
+    started = time.perf_counter()
+    try:
+        for n in range(1_000_000):
+            due = started + n / rate
+            wait = due - time.perf_counter()
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(done.wait(), timeout=wait)
+            if done.is_set():
+                break
+            body = {"pool": SETPOINT_POOL, "seq": seq + n, "timestamp": datetime.now(UTC).isoformat(),
+                    "setpoint_mw": round(2.0 * ((n % 20) - 10) / 10, 3)}
+            status, _body = await exchange.send(
+                _request("POST", "/api/v1/market/afrr/setpoints", f"Bearer {key}", body)
+            )
+            latencies.append((time.perf_counter() - due) * 1000)
+            if status != 200:
+                errors += 1
+    finally:
+        await exchange.close()
+    return latencies, errors
+
+
 async def _drive(
-    port: int, token: str, args: argparse.Namespace, server_pid: int
+    port: int, token: str, args: argparse.Namespace, server_pid: int, market_key: str = ""
 ) -> dict[str, Any]:
     run = secrets.token_hex(4)
     ids = [f"B{run}-{n:06d}" for n in range(args.sessions)]
@@ -237,16 +322,30 @@ async def _drive(
         await _send_all(exchanges, patches[: args.warmup], rate=0)
         load_before = os.getloadavg()[0]
         cpu_before = _tree_cpu_seconds(server_pid)
+        db_before = _database_cpu_seconds(args.database_url)
         client_before = time.process_time()
+        done = asyncio.Event()
+        tso = (asyncio.create_task(_setpoints(port, market_key, args.setpoints_per_s, done))
+               if args.setpoints_per_s > 0 else None)
         latencies, errors, elapsed = await _send_all(exchanges, patches[args.warmup:], rate=args.rate)
+        done.set()
+        setpoint_latencies, setpoint_errors = await tso if tso is not None else ([], 0)
         client_cpu = time.process_time() - client_before
         cpu_after = _tree_cpu_seconds(server_pid)
+        db_after = _database_cpu_seconds(args.database_url)
         load_after = os.getloadavg()[0]
     finally:
         for exchange in exchanges:
             await exchange.close()
     latencies.sort()
     measured = len(latencies)
+    setpoint_latencies.sort()
+    setpoints: dict[str, Any] = {}
+    if setpoint_latencies:
+        setpoints = {"setpoints": len(setpoint_latencies), "setpoint_errors": setpoint_errors,
+                     "setpoint_p50_ms": _percentile(setpoint_latencies, 0.50),
+                     "setpoint_p99_ms": _percentile(setpoint_latencies, 0.99),
+                     "setpoint_max_ms": round(setpoint_latencies[-1], 2)}
     return {
         "patch_per_s": round(measured / elapsed, 1),
         "p50_ms": _percentile(latencies, 0.50),
@@ -259,9 +358,14 @@ async def _drive(
             round((cpu_after - cpu_before) * 1000 / measured, 3)
             if cpu_before is not None and cpu_after is not None else None
         ),
+        "database_cpu_ms_per_patch": (
+            round(spent * 1000 / measured, 3) if (spent := _database_cpu_spent(db_before, db_after)) is not None
+            else None
+        ),
         "client_cpu_ms_per_patch": round(client_cpu * 1000 / measured, 3),
         "load_1m_before": round(load_before, 2),
         "load_1m_after": round(load_after, 2),
+        **setpoints,
     }
 
 
@@ -283,7 +387,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         database_url = os.environ.get("VPP_DATABASE_URL") or f"sqlite:///{Path(tmp) / 'bench.sqlite3'}"
         secret = os.environ.get("VPP_SECRET_KEY") or secrets.token_urlsafe(32)
-        _connection_id, token = _register(database_url, secret)
+        _connection_id, token, market_key = _register(database_url, secret)
         port = _free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("VPP_")}
         env.update({"VPP_DATA_DIR": tmp, "VPP_DATABASE_URL": database_url, "VPP_SECRET_KEY": secret,
@@ -300,7 +404,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
             try:
                 _wait_ready(f"http://{HOST}:{port}", server)
-                figures = aio.run(_drive(port, token, args, server.pid))
+                args.database_url = database_url
+                figures = aio.run(_drive(port, token, args, server.pid, market_key))
             finally:
                 server.terminate()
                 server.wait(timeout=30)

@@ -18,6 +18,10 @@ class OcpiSettings(BaseSettings):
     rate_limit_per_s: float = Field(200.0, gt=0, description="default inbound requests/s per connection")
     rate_limit_burst: float = Field(400.0, gt=0, description="default token-bucket size per connection")
     intake_threads: int = Field(6, ge=1, description="worker threads writing Session/Location intake")
+    intake_batch_writers: int = Field(
+        2, ge=0, description="Session PATCH batches written at once per process (group commit, PostgreSQL); 0 = "
+        "each PATCH in a transaction of its own")
+    intake_batch_max: int = Field(256, ge=1, description="most Session PATCHes written in one batch")
     auth_cache_seconds: float = Field(5.0, ge=0, description="how long a token verdict is cached")
     pull_interval_seconds: float = Field(3600.0, gt=0, description="periodic Sessions/CDRs/Locations resync")
     pull_overlap_seconds: float = Field(600.0, ge=0, description="date_from goes back this far past the last pull")

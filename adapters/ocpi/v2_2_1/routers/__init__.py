@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from anyio import CapacityLimiter
 from fastapi import FastAPI
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.ocpi.v2_2_1 import registration
@@ -18,6 +19,7 @@ from adapters.ocpi.v2_2_1.routers.common import (
 from vpp.config import Settings
 from vpp.ocpi.settings import OcpiSettings
 from vpp.ports import TaskQueue
+from vpp.sessions.intake import PatchBatcher
 from vpp.sessions.metrics import active_sessions_collector
 
 # Sessions first: the router tries its included routers in order on every request, and Session PATCHes are
@@ -48,6 +50,14 @@ def create_ocpi_app(
     state.ocpi_rate_limiter = RateLimiter()
     # Few intake threads: more only contend for the GIL and the connection pool.
     state.ocpi_db_limiter = CapacityLimiter(ocpi_settings.intake_threads)
+    # Group commit of Session PATCHes (PostgreSQL): concurrent PATCHes share a transaction and its WAL flush.
+    bind = session_factory.kw.get("bind")
+    state.ocpi_patch_batcher = (
+        PatchBatcher(bind, writers=ocpi_settings.intake_batch_writers, max_batch=ocpi_settings.intake_batch_max,
+                     limiter=state.ocpi_db_limiter)
+        if isinstance(bind, Engine) and bind.dialect.name == "postgresql" and ocpi_settings.intake_batch_writers
+        else None
+    )
     for router in ROUTERS:
         app.include_router(router)
     install_envelope_handlers(app)

@@ -1,7 +1,9 @@
 """Inbound Sessions receiver: the CPO pushes sessions (PUT) and their progress (PATCH); GET reads our copy.
 
 PUT and PATCH are the hot intake path: the body is parsed straight from bytes and the whole write runs as
-one transaction in one worker-thread hop (``in_transaction``), committed before the answer.
+one transaction in one worker-thread hop (``in_transaction``), committed before the answer. On PostgreSQL a PATCH
+goes through the group commit of ``vpp.sessions.intake`` (concurrent PATCHes share one transaction and one WAL
+flush; each is answered after that commit, with its own outcome).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from adapters.ocpi.v2_2_1.transport import OCPI_VERSION, OcpiStatus
 from vpp.api.deps import SessionDep
 from vpp.db import utcnow
 from vpp.sessions import service as sessions
+from vpp.sessions.intake import PatchBatcher
 
 router = ocpi_router(f"/{OCPI_VERSION}/sessions", "sessions")
 PATH = "/{country_code}/{party_id}/{session_id}"
@@ -74,10 +77,15 @@ async def patch_session(
     require_same("country_code", country_code, body.country_code)
     require_same("party_id", party_id, body.party_id)
     changes = mapping.session_patch_to_changes(body, received_at=utcnow())
+    batcher: PatchBatcher | None = request.app.state.ocpi_patch_batcher
+    if batcher is not None:
+        outcome = await batcher.submit(caller.connection_id, country_code, party_id, session_id, changes)
+    else:
 
-    def write(db: DbSession) -> str:
-        return sessions.update_alone(db, caller.connection_id, country_code, party_id, session_id, changes)
+        def write(db: DbSession) -> sessions.Intake:
+            return sessions.update_alone(db, caller.connection_id, country_code, party_id, session_id, changes)
 
-    if await in_transaction(request, write) == "stale":
+        outcome = await in_transaction(request, write)
+    if outcome == "stale":
         return envelope(message="fields ignored: last_updated is older than the stored session")
     return envelope()
