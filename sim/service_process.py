@@ -15,6 +15,8 @@ import logging
 import os
 import secrets
 import sys
+import threading
+import time
 import traceback
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,6 +33,8 @@ START_TIMEOUT_S = 300.0
 LEASE_CHECK_S = 900.0
 # Longest wall-clock wait for a step's re-plans (a re-plan takes well under a second on the demo).
 REPLAN_WAIT_S = 600.0
+# How often the service's process looks whether the simulation that started it is still there.
+PARENT_CHECK_S = 2.0
 
 
 class ClockSet(BaseModel):
@@ -152,11 +156,28 @@ def _report(message: dict[str, Any]) -> None:
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
 
 
+def exit_with_parent(parent_pid: int, period_s: float = PARENT_CHECK_S) -> threading.Thread:
+    """End this process when the process that started it is gone (killed, or ended without stopping us): a
+    simulation interrupted by SIGKILL or a crash must not leave its service serving and re-planning."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(period_s)
+        log.warning("the simulation that started this service is gone; exiting")
+        os._exit(3)
+
+    thread = threading.Thread(target=watch, name="exit-with-parent", daemon=True)
+    thread.start()
+    return thread
+
+
 def main() -> None:
-    """``python -m sim.service_process``: the configuration as one JSON object on stdin."""
+    """``python -m sim.service_process [PARENT_PID]``: the configuration as one JSON object on stdin."""
     from vpp import aio
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # The simulation names itself (it may die before this process gets here, which would then watch init).
+    exit_with_parent(int(sys.argv[1]) if len(sys.argv) > 1 else os.getppid())
     config = json.loads(sys.stdin.readline())
     try:
         aio.run(_serve(Path(config["data_dir"]), datetime.fromisoformat(config["start"]), config["overrides"],
@@ -170,7 +191,8 @@ async def start_service_process(data_dir: Path, start: datetime, overrides: dict
     """Start the service of a simulation in a new process and wait until it serves."""
     token = secrets.token_urlsafe(24)
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sim.service_process", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        sys.executable, "-m", "sim.service_process", str(os.getpid()),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
     assert process.stdin is not None and process.stdout is not None
     process.stdin.write(json.dumps({"data_dir": str(data_dir), "start": start.isoformat(), "overrides": overrides,
                                     "token": token}).encode() + b"\n")
