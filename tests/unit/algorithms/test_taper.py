@@ -57,3 +57,11 @@ def test_a_car_is_planned_to_leave_the_tapers_extra_time_early_but_never_later_t
     # planned to 15, not 5. Never before the end of the first ISP.
     departure = taper_departure(np.array([40, 16, 1]), np.array([15.0, 40.0, 3.0]), np.full(3, 11.0), 0.25)
     np.testing.assert_array_equal(departure, [29, 15, 1])
+
+
+def test_a_car_whose_soc_and_battery_are_known_is_planned_to_its_own_target() -> None:
+    # 15 kWh at 11 kW from 20 % of 60 kWh ends at 45 %: no taper, the departure stays. Unknown (NaN): taken to
+    # end full, 11 ISPs earlier.
+    departure = taper_departure(np.array([40, 40]), np.array([15.0, 15.0]), np.full(2, 11.0), 0.25,
+                                soc_kwh=np.array([12.0, np.nan]), battery_kwh=np.array([60.0, np.nan]))
+    np.testing.assert_array_equal(departure, [40, 29])
