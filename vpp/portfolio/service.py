@@ -45,7 +45,7 @@ from vpp.portfolio.planning import (
     plan_recorded_at,
     stored_plan_row,
 )
-from vpp.portfolio.sites import behind_the_meter_loads_kw
+from vpp.portfolio.sites import behind_the_meter_loads_kw, equipped_sites, islanded_site_pools
 from vpp.portfolio.tables import SiteLoad
 from vpp.ports import Clock, CongestionFlexibility, SystemClock
 from vpp.sessions.tables import ChargingSession, SessionReading
@@ -299,8 +299,16 @@ def site_loads_kw(db: Session, at: datetime) -> dict[str, float]:
     return loads
 
 
-def dispatch_snapshot(fleet: Fleet, pool: str, at: datetime, site_load_kw: dict[str, float]) -> DispatchSnapshot:
-    """What the dispatcher controls in ``pool`` now: bounds, needs, measured power and group caps."""
+def dispatch_snapshot(fleet: Fleet, pool: str, at: datetime, site_load_kw: dict[str, float], *,
+                      islanded: frozenset[str] = frozenset(), site_planned: frozenset[str] = frozenset(),
+                      ) -> DispatchSnapshot:
+    """What the dispatcher controls in ``pool`` now: bounds, needs, measured power and group caps.
+
+    A site in ``islanded`` (an outage) imports nothing: its cap is minus its own load and its cars charge not at
+    all (``DispatchSnapshot.islanded``), so those that may discharge feed the house (V2H). The cars of the sites
+    in ``site_planned`` (planned by their site behind the meter) follow their plan's discharge
+    (``DispatchSnapshot.follows_plan_discharge``).
+    """
     idx = fleet.members(pool)
     hours = np.maximum((fleet.departure[idx].asi8 - pd.Timestamp(at).value) / 3.6e12, 0.0)
     soc_room = np.where(np.isfinite(fleet.soc_kwh[idx]), fleet.soc_kwh[idx] - fleet.min_soc_kwh[idx], 0.0)
@@ -311,6 +319,7 @@ def dispatch_snapshot(fleet: Fleet, pool: str, at: datetime, site_load_kw: dict[
     total_need = fleet.delivered_kwh[idx] + fleet.energy_needed_kwh[idx]
     uncontrolled_done = fleet.max_kw[idx] * elapsed_h >= total_need - 1e-6
     baseline = np.where(uncontrolled_done, 0.0, fleet.max_kw[idx])
+    site_of = fleet.site_pool[idx]
     group_ids: list[str] = []
     caps: list[float] = []
     member_session: list[npt.NDArray[np.int64]] = []
@@ -319,9 +328,14 @@ def dispatch_snapshot(fleet: Fleet, pool: str, at: datetime, site_load_kw: dict[
                            (fleet.cpo_pool, {})):
         values = column[idx]
         for name in sorted({v for v in values if v is not None}):
-            cap = limits.get(name, math.inf) - site_load_kw.get(name, 0.0)
-            group_ids.append(name)
-            caps.append(max(cap, 0.0) if math.isfinite(cap) else math.inf)
+            if name in islanded:
+                # The island's cap: the cars together give what the house draws (negative: discharge).
+                group_ids.append(name)
+                caps.append(-max(site_load_kw.get(name, 0.0), 0.0))
+            else:
+                cap = limits.get(name, math.inf) - site_load_kw.get(name, 0.0)
+                group_ids.append(name)
+                caps.append(max(cap, 0.0) if math.isfinite(cap) else math.inf)
             members = np.flatnonzero(values == name).astype(np.int64)
             member_session.append(members)
             member_group.append(np.full(members.size, len(group_ids) - 1, dtype=np.int64))
@@ -337,6 +351,8 @@ def dispatch_snapshot(fleet: Fleet, pool: str, at: datetime, site_load_kw: dict[
         reading_start_s=fleet.reading_start_s[idx] if fleet.reading_start_s.size else None,
         reading_end_s=fleet.reading_end_s[idx] if fleet.reading_end_s.size else None,
         discharge_kwh=np.where(min_kw < 0, soc_room, 0.0),
+        follows_plan_discharge=np.array([s in site_planned for s in site_of], dtype=bool) if site_planned else None,
+        islanded=np.array([s in islanded for s in site_of], dtype=bool) if islanded else None,
     )
 
 
@@ -606,7 +622,8 @@ class PortfolioService:
             fleet = self.fleet(db, at, max_age_s=max_age_s)
             if pool not in fleet.pools():
                 return None, None
-            snapshot = dispatch_snapshot(fleet, pool, at, site_loads_kw(db, at))
+            snapshot = dispatch_snapshot(fleet, pool, at, site_loads_kw(db, at), islanded=islanded_site_pools(db, at),
+                                         site_planned=frozenset(equipped_sites(db)))
             plan = self._stored_plan(db, pool)
             if plan is None:
                 return snapshot, "no plan"

@@ -453,6 +453,15 @@ def site_horizon(at: datetime, tz: str) -> IspHorizon:
     return IspHorizon(start, max(1, math.ceil((end - start) / ISP)))
 
 
+def islanded_site_pools(db: Session, at: datetime) -> frozenset[str]:
+    """Site pools (``site:ID``) whose grid is gone at ``at`` (an outage signal covers it): their import limit is
+    0, so their cars stop charging and those that may discharge feed the house (V2H)."""
+    rows = db.scalars(select(SiteSignalRow.site_id).where(
+        SiteSignalRow.kind == "outage", SiteSignalRow.start_at <= at, SiteSignalRow.end_at > at,
+        SiteSignalRow.site_id.is_not(None)))
+    return frozenset(f"site:{site_id}" for site_id in rows)
+
+
 def behind_the_meter_loads_kw(db: Session, at: datetime) -> dict[str, float]:
     """For every equipped site: what the chargers share the connection with now (pool id -> kW): load minus PV
     plus the battery's planned power.
