@@ -243,6 +243,10 @@ def test_in_an_outage_the_dispatcher_has_the_v2g_car_feed_the_house_and_the_othe
     assert snapshot.groups.max_kw[site] == pytest.approx(-2.5)
     assert snapshot.islanded is not None and snapshot.islanded.all()
     position = {sid: k for k, sid in enumerate(snapshot.session_ids)}
+    # They can charge only outside the 1.5-h outage: 10 h to departure leave 8.5 h, 3 h leave 1.5 h.
+    hours = snapshot.hours_to_departure
+    assert hours[position[ids[0]]] == pytest.approx(8.5, abs=0.01)
+    assert hours[position[ids[1]]] == pytest.approx(1.5, abs=0.01)
     result = PoolDispatch("zone:NL").plan(snapshot, None, PoolLimits())
     setpoints = dict(zip(result.session_ids, result.setpoints_kw, strict=True))
     assert setpoints[ids[0]] == pytest.approx(-2.5)

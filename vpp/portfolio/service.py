@@ -45,7 +45,7 @@ from vpp.portfolio.planning import (
     plan_recorded_at,
     stored_plan_row,
 )
-from vpp.portfolio.sites import behind_the_meter_loads_kw, equipped_sites, islanded_site_pools
+from vpp.portfolio.sites import behind_the_meter_loads_kw, equipped_sites, site_outages
 from vpp.portfolio.tables import SiteLoad
 from vpp.ports import Clock, CongestionFlexibility, SystemClock
 from vpp.sessions.tables import ChargingSession, SessionReading
@@ -300,14 +300,15 @@ def site_loads_kw(db: Session, at: datetime) -> dict[str, float]:
 
 
 def dispatch_snapshot(fleet: Fleet, pool: str, at: datetime, site_load_kw: dict[str, float], *,
-                      islanded: frozenset[str] = frozenset(), site_planned: frozenset[str] = frozenset(),
-                      ) -> DispatchSnapshot:
+                      outages: Mapping[str, Sequence[tuple[float, float]]] | None = None,
+                      site_planned: frozenset[str] = frozenset()) -> DispatchSnapshot:
     """What the dispatcher controls in ``pool`` now: bounds, needs, measured power and group caps.
 
-    A site in ``islanded`` (an outage) imports nothing: its cap is minus its own load and its cars charge not at
-    all (``DispatchSnapshot.islanded``), so those that may discharge feed the house (V2H). The cars of the sites
-    in ``site_planned`` (planned by their site behind the meter) follow their plan's discharge
-    (``DispatchSnapshot.follows_plan_discharge``).
+    A site in an outage now (``outages``: windows in epoch seconds by site pool) imports nothing: its cap is minus
+    its own load and its cars charge not at all (``DispatchSnapshot.islanded``), so those that may discharge feed
+    the house (V2H); a car's hours to departure count only the hours outside its site's outages (it can charge
+    only then). The cars of the sites in ``site_planned`` (planned by their site behind the meter) follow their
+    plan's discharge (``DispatchSnapshot.follows_plan_discharge``).
     """
     idx = fleet.members(pool)
     hours = np.maximum((fleet.departure[idx].asi8 - pd.Timestamp(at).value) / 3.6e12, 0.0)
@@ -320,6 +321,17 @@ def dispatch_snapshot(fleet: Fleet, pool: str, at: datetime, site_load_kw: dict[
     uncontrolled_done = fleet.max_kw[idx] * elapsed_h >= total_need - 1e-6
     baseline = np.where(uncontrolled_done, 0.0, fleet.max_kw[idx])
     site_of = fleet.site_pool[idx]
+    islanded = np.zeros(idx.size, dtype=bool)
+    at_s = at.timestamp()
+    for k, site in enumerate(site_of):
+        windows = outages.get(site) if outages else None
+        if not windows:
+            continue
+        islanded[k] = any(start <= at_s < end for start, end in windows)
+        leaves = at_s + 3600.0 * hours[k]
+        lost = sum(max(min(end, leaves) - max(start, at_s), 0.0) for start, end in windows)
+        hours[k] = max(hours[k] - lost / 3600.0, 0.0)
+    island_pools = {site_of[k] for k in np.flatnonzero(islanded)}
     group_ids: list[str] = []
     caps: list[float] = []
     member_session: list[npt.NDArray[np.int64]] = []
@@ -328,7 +340,7 @@ def dispatch_snapshot(fleet: Fleet, pool: str, at: datetime, site_load_kw: dict[
                            (fleet.cpo_pool, {})):
         values = column[idx]
         for name in sorted({v for v in values if v is not None}):
-            if name in islanded:
+            if name in island_pools:
                 # The island's cap: the cars together give what the house draws (negative: discharge).
                 group_ids.append(name)
                 caps.append(-max(site_load_kw.get(name, 0.0), 0.0))
@@ -352,7 +364,7 @@ def dispatch_snapshot(fleet: Fleet, pool: str, at: datetime, site_load_kw: dict[
         reading_end_s=fleet.reading_end_s[idx] if fleet.reading_end_s.size else None,
         discharge_kwh=np.where(min_kw < 0, soc_room, 0.0),
         follows_plan_discharge=np.array([s in site_planned for s in site_of], dtype=bool) if site_planned else None,
-        islanded=np.array([s in islanded for s in site_of], dtype=bool) if islanded else None,
+        islanded=islanded if islanded.any() else None,
     )
 
 
@@ -622,7 +634,7 @@ class PortfolioService:
             fleet = self.fleet(db, at, max_age_s=max_age_s)
             if pool not in fleet.pools():
                 return None, None
-            snapshot = dispatch_snapshot(fleet, pool, at, site_loads_kw(db, at), islanded=islanded_site_pools(db, at),
+            snapshot = dispatch_snapshot(fleet, pool, at, site_loads_kw(db, at), outages=site_outages(db, at),
                                          site_planned=frozenset(equipped_sites(db)))
             plan = self._stored_plan(db, pool)
             if plan is None:

@@ -453,13 +453,22 @@ def site_horizon(at: datetime, tz: str) -> IspHorizon:
     return IspHorizon(start, max(1, math.ceil((end - start) / ISP)))
 
 
-def islanded_site_pools(db: Session, at: datetime) -> frozenset[str]:
-    """Site pools (``site:ID``) whose grid is gone at ``at`` (an outage signal covers it): their import limit is
-    0, so their cars stop charging and those that may discharge feed the house (V2H)."""
-    rows = db.scalars(select(SiteSignalRow.site_id).where(
-        SiteSignalRow.kind == "outage", SiteSignalRow.start_at <= at, SiteSignalRow.end_at > at,
-        SiteSignalRow.site_id.is_not(None)))
-    return frozenset(f"site:{site_id}" for site_id in rows)
+def site_outages(db: Session, at: datetime, hours: float = 48.0) -> dict[str, list[tuple[float, float]]]:
+    """The outage windows (epoch seconds) of every site that overlap the ``hours`` from ``at``, by site pool id
+    (``site:ID``): in them the site imports nothing, so its cars cannot charge and those that may discharge feed
+    the house (V2H)."""
+    rows = db.execute(select(SiteSignalRow.site_id, SiteSignalRow.start_at, SiteSignalRow.end_at).where(
+        SiteSignalRow.kind == "outage", SiteSignalRow.start_at < at + timedelta(hours=hours),
+        SiteSignalRow.end_at > at, SiteSignalRow.site_id.is_not(None)))
+    out: dict[str, list[tuple[float, float]]] = {}
+    for site_id, start, end in rows:
+        out.setdefault(f"site:{site_id}", []).append((_utc(start).timestamp(), _utc(end).timestamp()))
+    return out
+
+
+def _utc(at: datetime) -> datetime:
+    """SQLite hands back naive datetimes: they are UTC."""
+    return at if at.tzinfo is not None else at.replace(tzinfo=ZoneInfo("UTC"))
 
 
 def behind_the_meter_loads_kw(db: Session, at: datetime) -> dict[str, float]:
