@@ -53,8 +53,10 @@ class DispatchSnapshot:
     planned_kw: FloatArray | None = None
     # Energy each session may still discharge above its state-of-charge floor (kWh); None: not known.
     discharge_kwh: FloatArray | None = None
-    # Sessions whose planned discharge the dispatcher follows (cars planned by their behind-the-meter site: V2H,
-    # a grid-stress signal); None: none. Elsewhere a need floor keeps every car at least at 0 kW.
+    # Sessions whose planned discharge the dispatcher may follow (cars planned by their behind-the-meter site):
+    # under a grid-stress signal asking to discharge (``discharge_signal``), else with plan floors; None: none.
+    # Elsewhere a need floor keeps every car at least at 0 kW.
     follows_plan_discharge: BoolArray | None = None
+    discharge_signal: BoolArray | None = None
     # Sessions whose site is in an outage (its grid is gone): they charge not at all; None: none.
     islanded: BoolArray | None = None

@@ -466,6 +466,19 @@ def site_outages(db: Session, at: datetime, hours: float = 48.0) -> dict[str, li
     return out
 
 
+def discharge_signal_pools(db: Session, at: datetime, sites: Mapping[str, tuple[Site, SiteEquipment]]
+                           ) -> frozenset[str]:
+    """The pools of ``sites`` (``equipped_sites``) under a grid-stress signal of mode ``discharge`` at ``at`` (for
+    the site or its bidding zone): their cars follow their plan's discharge."""
+    rows = db.execute(select(SiteSignalRow.site_id, SiteSignalRow.bidding_zone).where(
+        SiteSignalRow.kind == "grid_stress", SiteSignalRow.mode == "discharge", SiteSignalRow.start_at <= at,
+        SiteSignalRow.end_at > at)).all()
+    if not rows:
+        return frozenset()
+    return frozenset(pool for pool, (site, _) in sites.items()
+                     if any(sid == site.id or (sid is None and zone == site.bidding_zone) for sid, zone in rows))
+
+
 def _utc(at: datetime) -> datetime:
     """SQLite hands back naive datetimes: they are UTC."""
     return at if at.tzinfo is not None else at.replace(tzinfo=ZoneInfo("UTC"))

@@ -20,7 +20,7 @@ NAN3 = np.full(3, math.nan)
 
 def _snapshot(planned: list[float], *, need: list[float], hours: list[float], min_kw: list[float],
               follows: list[bool] | None, current: list[float] | None = None, site_cap: float | None = None,
-              max_kw: float = 7.0, islanded: bool = False) -> DispatchSnapshot:
+              max_kw: float = 7.0, islanded: bool = False, signal: bool = True) -> DispatchSnapshot:
     n = len(planned)
     if site_cap is None:
         groups = GroupCaps(group_ids=(), max_kw=np.zeros(0), member_session=np.zeros(0, dtype=np.int64),
@@ -35,7 +35,7 @@ def _snapshot(planned: list[float], *, need: list[float], hours: list[float], mi
         groups=groups, schedule_kw=math.nan, planned_kw=np.array(planned),
         discharge_kwh=np.array([40.0 if m < 0 else 0.0 for m in min_kw]),
         follows_plan_discharge=None if follows is None else np.array(follows),
-        islanded=np.full(n, True) if islanded else None)
+        islanded=np.full(n, True) if islanded else None, discharge_signal=np.full(n, signal))
 
 
 def test_a_planned_discharge_is_the_floor_where_the_laxity_allows_it() -> None:
@@ -115,3 +115,18 @@ def test_in_an_outage_a_car_about_to_leave_does_not_feed_the_house_below_its_nee
     cycle = build_problem(snap, PoolLimits(), -2.0, nan2, nan2, nan2, finish_margin_h=0.25)
     assert cycle.problem.min_kw == pytest.approx([0.0, -7.0])
     assert allocate(cycle.problem).setpoints_kw == pytest.approx([0.0, -3.0])
+
+
+def test_without_a_discharge_signal_a_planned_discharge_is_followed_only_with_plan_floors() -> None:
+    # V2H arbitrage against the tariff: followed only where the plan's recharge is followed too (plan floors);
+    # at its even pace a car that fed back would recharge in the dear hours.
+    snap = _snapshot([-5.0], need=[2.0], hours=[10.0], min_kw=[-7.0], follows=[True], signal=False)
+    hours = np.asarray(snap.hours_to_departure)
+    assert plan_discharge_floor_kw(snap, hours, np.asarray(snap.min_kw), None) is None
+    floor = plan_discharge_floor_kw(snap, hours, np.asarray(snap.min_kw), np.array([0.0]), every_plan=True)
+    assert floor == pytest.approx([-5.0])
+    nan1 = np.full(1, math.nan)
+    assert allocate(build_problem(snap, PoolLimits(), -5.0, nan1, nan1, nan1).problem).setpoints_kw == \
+        pytest.approx([0.2])
+    assert allocate(build_problem(snap, PoolLimits(), -5.0, nan1, nan1, nan1, plan_floors=True).problem
+                    ).setpoints_kw == pytest.approx([-5.0])
