@@ -234,13 +234,13 @@ def test_in_an_outage_the_dispatcher_has_the_v2g_car_feed_the_house_and_the_othe
     # Before the outage: the cars share the house's connection and charge.
     assert snapshot.groups.max_kw[site] > 0 and (snapshot.max_kw > 6).all()
     assert snapshot.follows_plan_discharge is not None and snapshot.follows_plan_discharge.all()
-    assert snapshot.discharge_signal is None
+    assert snapshot.stress_signal is None
     # An Ecowatt-like signal for the bidding zone asking to discharge: the site's cars follow their plan's discharge.
     assert client.post("/api/v1/portfolio/signals", headers=admin, json={
         "kind": "grid_stress", "bidding_zone": "NL", "mode": "discharge", "start": NOW.isoformat(),
         "end": (NOW + 4 * ISP).isoformat()}).status_code < 300
     stressed, _ = portfolio.planned_snapshot("zone:NL", NOW)
-    assert stressed is not None and stressed.discharge_signal is not None and stressed.discharge_signal.all()
+    assert stressed is not None and stressed.stress_signal is not None and stressed.stress_signal.all()
     assert client.post("/api/v1/portfolio/signals", headers=admin, json={
         "kind": "outage", "site_id": "depot", "start": NOW.isoformat(),
         "end": (NOW + 6 * ISP).isoformat()}).status_code < 300

@@ -177,10 +177,12 @@ def build_problem(
     if need_floor is not None:
         flags["planned_below_pace"] = int(np.sum(need_floor < np.asarray(snapshot.energy_needed_kwh) / np.where(
             hours > 0, hours, np.inf) - 1e-6))
-    # V2H and grid-stress discharge (issue 19): a site-planned car may follow its plan below 0 kW.
+    # Grid-stress signals and V2H (issue 19): a site-planned car may follow its plan below its pace, and 0 kW.
     discharge_floor = plan_discharge_floor_kw(snapshot, hours, min_kw, need_floor, every_plan=plan_floors)
     if discharge_floor is not None:
         flags["planned_discharge"] = int(np.sum(discharge_floor < 0))
+        if snapshot.stress_signal is not None:
+            flags["stress_signal"] = int(np.sum(snapshot.stress_signal))
         need_floor = discharge_floor
     start = np.where(np.isnan(start_kw), snapshot.current_kw, start_kw)
     problem = AllocationProblem(
@@ -264,32 +266,33 @@ def site_discharge_bounds(snapshot: DispatchSnapshot, min_kw: FloatArray, max_kw
 
 def plan_discharge_floor_kw(snapshot: DispatchSnapshot, hours: FloatArray, min_kw: FloatArray,
                             floor: FloatArray | None, *, every_plan: bool = False) -> FloatArray | None:
-    """Need floors with which a car follows its plan's discharge (a grid-stress signal, V2H); None: unchanged.
+    """Need floors with which a site's car follows its plan under a grid-stress signal (stop, or discharge too) and
+    its plan's discharge (V2H); None: unchanged.
 
     The allocator holds every car at least at its need floor (``floor``: the plan floors, None for the even
-    pace), never below 0 kW, so no target could make a car feed back. A session that ``follows_plan_discharge``,
-    may discharge (``min_kw`` < 0) and whose plan discharges now gets its plan as its floor instead, no lower than
-    its laxity floor (``discharge_laxity_kw``) and never above the floor it had: under a grid-stress signal asking
-    to discharge (``discharge_signal``) always, else only with ``every_plan`` (plan floors: a car that fed back is
-    also recharged when its plan says, not at its even pace in the dear hours).
+    pace), never below 0 kW, so no target could make a car feed back, and without plan floors a car charges at its
+    pace through a signal to stop. A session that ``follows_plan_discharge`` gets its plan as its floor instead,
+    no lower than its laxity floor (``discharge_laxity_kw``) and never above the floor it had: under a grid-stress
+    signal (``stress_signal``) whatever its plan, else only where it discharges (``min_kw`` < 0, plan < 0) and with
+    ``every_plan`` (plan floors: a car that fed back is also recharged when its plan says, not at its even pace in
+    the dear hours).
     """
     follows, planned_kw = snapshot.follows_plan_discharge, snapshot.planned_kw
     if follows is None or planned_kw is None:
         return None
-    chosen = np.asarray(follows, dtype=bool)
-    if not every_plan:
-        signal = snapshot.discharge_signal
-        chosen = chosen & (np.zeros_like(chosen) if signal is None else np.asarray(signal, dtype=bool))
     planned = np.asarray(planned_kw, dtype=np.float64)
+    site_car = np.asarray(follows, dtype=bool) & np.isfinite(planned)
+    signal = snapshot.stress_signal
+    stressed = site_car & (np.zeros_like(site_car) if signal is None else np.asarray(signal, dtype=bool))
     with np.errstate(invalid="ignore"):
-        feeding = chosen & np.isfinite(planned) & (planned < 0) & (min_kw < 0)
-    if not feeding.any():
+        chosen = stressed | (site_car & every_plan & (planned < 0) & (min_kw < 0))
+    if not chosen.any():
         return None
     need = np.maximum(np.nan_to_num(np.asarray(snapshot.energy_needed_kwh, dtype=np.float64), nan=0.0), 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         base = floor if floor is not None else np.where(hours > 0, need / hours, np.where(need > 0, np.inf, 0.0))
     laxity = discharge_laxity_kw(snapshot, hours)
-    out: FloatArray = np.where(feeding, np.minimum(base, np.maximum(planned, laxity)), base)
+    out: FloatArray = np.where(chosen, np.minimum(base, np.maximum(planned, laxity)), base)
     return out
 
 

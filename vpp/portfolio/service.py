@@ -45,7 +45,7 @@ from vpp.portfolio.planning import (
     plan_recorded_at,
     stored_plan_row,
 )
-from vpp.portfolio.sites import behind_the_meter_loads_kw, discharge_signal_pools, equipped_sites, site_outages
+from vpp.portfolio.sites import behind_the_meter_loads_kw, equipped_sites, site_outages, stress_signal_pools
 from vpp.portfolio.tables import SiteLoad
 from vpp.ports import Clock, CongestionFlexibility, SystemClock
 from vpp.sessions.tables import ChargingSession, SessionReading
@@ -302,15 +302,16 @@ def site_loads_kw(db: Session, at: datetime) -> dict[str, float]:
 def dispatch_snapshot(fleet: Fleet, pool: str, at: datetime, site_load_kw: dict[str, float], *,
                       outages: Mapping[str, Sequence[tuple[float, float]]] | None = None,
                       site_planned: frozenset[str] = frozenset(),
-                      discharge_signal: frozenset[str] = frozenset()) -> DispatchSnapshot:
+                      stress_signal: frozenset[str] = frozenset()) -> DispatchSnapshot:
     """What the dispatcher controls in ``pool`` now: bounds, needs, measured power and group caps.
 
     A site in an outage now (``outages``: windows in epoch seconds by site pool) imports nothing: its cap is minus
     its own load and its cars charge not at all (``DispatchSnapshot.islanded``), so those that may discharge feed
     the house (V2H); a car's hours to departure count only the hours outside its site's outages (it can charge
-    only then). The cars of the sites in ``site_planned`` (planned by their site behind the meter) may follow their
-    plan's discharge (``DispatchSnapshot.follows_plan_discharge``): always under a grid-stress signal asking to
-    discharge (the sites in ``discharge_signal``), else where the dispatcher follows plans (plan floors).
+    only then). The cars of the sites in ``site_planned`` (planned by their site behind the meter) follow their
+    plan under a grid-stress signal (the sites in ``stress_signal``: stop, or discharge too) down to their laxity
+    floor, and their plan's other discharges where the dispatcher follows plans (plan floors;
+    ``DispatchSnapshot.follows_plan_discharge``).
     """
     idx = fleet.members(pool)
     hours = np.maximum((fleet.departure[idx].asi8 - pd.Timestamp(at).value) / 3.6e12, 0.0)
@@ -367,7 +368,7 @@ def dispatch_snapshot(fleet: Fleet, pool: str, at: datetime, site_load_kw: dict[
         discharge_kwh=np.where(min_kw < 0, soc_room, 0.0),
         follows_plan_discharge=np.array([s in site_planned for s in site_of], dtype=bool) if site_planned else None,
         islanded=islanded if islanded.any() else None,
-        discharge_signal=np.array([s in discharge_signal for s in site_of], dtype=bool) if discharge_signal else None,
+        stress_signal=np.array([s in stress_signal for s in site_of], dtype=bool) if stress_signal else None,
     )
 
 
@@ -640,7 +641,7 @@ class PortfolioService:
             equipped = equipped_sites(db)
             snapshot = dispatch_snapshot(fleet, pool, at, site_loads_kw(db, at), outages=site_outages(db, at),
                                          site_planned=frozenset(equipped),
-                                         discharge_signal=discharge_signal_pools(db, at, equipped))
+                                         stress_signal=stress_signal_pools(db, at, equipped))
             plan = self._stored_plan(db, pool)
             if plan is None:
                 return snapshot, "no plan"

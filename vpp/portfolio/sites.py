@@ -466,13 +466,12 @@ def site_outages(db: Session, at: datetime, hours: float = 48.0) -> dict[str, li
     return out
 
 
-def discharge_signal_pools(db: Session, at: datetime, sites: Mapping[str, tuple[Site, SiteEquipment]]
+def stress_signal_pools(db: Session, at: datetime, sites: Mapping[str, tuple[Site, SiteEquipment]]
                            ) -> frozenset[str]:
-    """The pools of ``sites`` (``equipped_sites``) under a grid-stress signal of mode ``discharge`` at ``at`` (for
-    the site or its bidding zone): their cars follow their plan's discharge."""
+    """The pools of ``sites`` (``equipped_sites``) under a grid-stress signal at ``at`` (for the site or its
+    bidding zone, mode ``stop`` or ``discharge``): their cars follow their plan down to their laxity floor."""
     rows = db.execute(select(SiteSignalRow.site_id, SiteSignalRow.bidding_zone).where(
-        SiteSignalRow.kind == "grid_stress", SiteSignalRow.mode == "discharge", SiteSignalRow.start_at <= at,
-        SiteSignalRow.end_at > at)).all()
+        SiteSignalRow.kind == "grid_stress", SiteSignalRow.start_at <= at, SiteSignalRow.end_at > at)).all()
     if not rows:
         return frozenset()
     return frozenset(pool for pool, (site, _) in sites.items()

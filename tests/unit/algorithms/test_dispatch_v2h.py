@@ -35,7 +35,7 @@ def _snapshot(planned: list[float], *, need: list[float], hours: list[float], mi
         groups=groups, schedule_kw=math.nan, planned_kw=np.array(planned),
         discharge_kwh=np.array([40.0 if m < 0 else 0.0 for m in min_kw]),
         follows_plan_discharge=None if follows is None else np.array(follows),
-        islanded=np.full(n, True) if islanded else None, discharge_signal=np.full(n, signal))
+        islanded=np.full(n, True) if islanded else None, stress_signal=np.full(n, signal))
 
 
 def test_a_planned_discharge_is_the_floor_where_the_laxity_allows_it() -> None:
@@ -63,12 +63,29 @@ def test_only_site_planned_cars_that_may_discharge_get_a_discharge_floor() -> No
     snap = _snapshot([-5.0, -5.0, 3.0], need=[0.0, 0.0, 4.0], hours=list(hours), min_kw=[-7.0, 0.0, -7.0],
                      follows=None)
     assert plan_discharge_floor_kw(snap, hours, np.asarray(snap.min_kw), None) is None
-    # s1 may not discharge and s2's plan charges: they keep the floor given (here the plan floors' values).
+    # Without a signal, with plan floors: s1 may not discharge and s2's plan charges, so they keep the floor
+    # given (here the plan floors' values).
     snap = _snapshot([-5.0, -5.0, 3.0], need=[0.0, 0.0, 4.0], hours=list(hours), min_kw=[-7.0, 0.0, -7.0],
-                     follows=[True] * 3)
+                     follows=[True] * 3, signal=False)
     given = np.array([0.0, 0.0, 0.5])
-    floor = plan_discharge_floor_kw(snap, hours, np.asarray(snap.min_kw), given)
+    floor = plan_discharge_floor_kw(snap, hours, np.asarray(snap.min_kw), given, every_plan=True)
     assert floor == pytest.approx([-5.0, 0.0, 0.5])
+
+
+def test_under_a_stop_signal_a_site_car_stops_where_its_laxity_allows() -> None:
+    # Ecowatt "stop", plan floors off: s0 (7 kWh in 10 h, planned 0) stops instead of drawing its 0.72 kW pace
+    # (the finish margin of 0.25 h off); s1 (12 kWh in 2.25 h at 7 kW, planned 0) keeps its laxity floor
+    # (12 - 0.7 * 7 * 2.0) / 0.25 = 8.8 kW, above its pace, so its pace: 12 / 2.0 = 6 kW.
+    snap = _snapshot([0.0, 0.0], need=[7.0, 12.0], hours=[10.0, 2.25], min_kw=[0.0, 0.0], follows=[True] * 2,
+                     current=[7.0, 7.0])
+    nan2 = np.full(2, math.nan)
+    cycle = build_problem(snap, PoolLimits(), 0.0, nan2, nan2, nan2, finish_margin_h=0.25)
+    assert allocate(cycle.problem).setpoints_kw == pytest.approx([0.0, 6.0])
+    assert cycle.flags["stress_signal"] == 2
+    # Without the signal both keep their pace.
+    plain = build_problem(replace(snap, stress_signal=None), PoolLimits(), 0.0, nan2, nan2, nan2,
+                          finish_margin_h=0.25)
+    assert allocate(plain.problem).setpoints_kw == pytest.approx([7.0 / 9.75, 6.0])
 
 
 def test_grid_stress_the_site_planned_car_discharges_to_its_plan() -> None:
@@ -117,7 +134,7 @@ def test_in_an_outage_a_car_about_to_leave_does_not_feed_the_house_below_its_nee
     assert allocate(cycle.problem).setpoints_kw == pytest.approx([0.0, -3.0])
 
 
-def test_without_a_discharge_signal_a_planned_discharge_is_followed_only_with_plan_floors() -> None:
+def test_without_a_stress_signal_a_planned_discharge_is_followed_only_with_plan_floors() -> None:
     # V2H arbitrage against the tariff: followed only where the plan's recharge is followed too (plan floors);
     # at its even pace a car that fed back would recharge in the dear hours.
     snap = _snapshot([-5.0], need=[2.0], hours=[10.0], min_kw=[-7.0], follows=[True], signal=False)
