@@ -13,7 +13,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.conftest import make_key
 from tests.integration.portfolio_support import add_cpo, add_location, add_session
+from vpp.algorithms.dispatch import PoolLimits
 from vpp.db import unit_of_work
+from vpp.dispatch.cycle import PoolDispatch
 from vpp.domain.isp import ISP, IspHorizon, floor_to_isp
 from vpp.portfolio import needs, sites, topology
 from vpp.portfolio.needs import NeedInput
@@ -208,3 +210,55 @@ def test_meter_readings_of_many_sites_are_stored_at_once_or_not_at_all(
         assert sites.series_forecast(db, "depot", "load", IspHorizon(NOW + timedelta(days=1), 1), "UTC")[0] == 1.0
         row = db.get(SiteEquipmentRow, "depot")
         assert row is not None and row.battery_soc_kwh == 2.5
+
+
+def test_in_an_outage_the_dispatcher_has_the_v2g_car_feed_the_house_and_the_other_stop(
+    client: TestClient, session_factory: sessionmaker[Session]
+) -> None:
+    cid = add_cpo(session_factory, discharge_profiles=True)
+    add_location(session_factory, cid, location_id="LOC1", evses=2, v2g=True, at=NOW - timedelta(days=1))
+    ids = [add_session(session_factory, cid, session_id=f"S{k}", location_id="LOC1", evse=k,
+                       start=NOW - timedelta(hours=1), delivered_kwh=2.0, power_kw=7.0, soc_pct=60.0,
+                       token_uid=f"CAR{k}") for k in range(2)]
+    _site(session_factory)
+    with unit_of_work(session_factory) as db:
+        # S0 may discharge down to 20 % of 60 kWh (24 kWh of room at 60 %); S1 may not.
+        needs.put_need(db, ids[0], NeedInput(departure=NOW + timedelta(hours=10), energy_kwh=2.0 + 10.0,
+                                             battery_kwh=60.0, discharge_allowed=True, min_soc_pct=20.0), now=NOW)
+        needs.put_need(db, ids[1], NeedInput(departure=NOW + timedelta(hours=3), energy_kwh=2.0 + 15.0), now=NOW)
+    admin = _admin(session_factory)
+    assert _put(client, admin, {"tariff": FLAT, "subscription_kva": 12}).status_code == 200
+    assert client.put("/api/v1/portfolio/sites/depot/series/load", headers=admin,
+                      json={"start": (NOW - ISP).isoformat(), "values": [2.5] * 8}).status_code == 200
+    portfolio = PortfolioService(session_factory)
+    snapshot, _ = portfolio.planned_snapshot("zone:NL", NOW)
+    assert snapshot is not None
+    site = snapshot.groups.group_ids.index("site:depot")
+    # Before the outage: the cars share the house's connection and charge.
+    assert snapshot.groups.max_kw[site] > 0 and (snapshot.max_kw > 6).all()
+    assert snapshot.follows_plan_discharge is not None and snapshot.follows_plan_discharge.all()
+    assert snapshot.stress_signal is None
+    # An Ecowatt-like signal for the bidding zone asking to discharge: the site's cars follow their plan's discharge.
+    assert client.post("/api/v1/portfolio/signals", headers=admin, json={
+        "kind": "grid_stress", "bidding_zone": "NL", "mode": "discharge", "start": NOW.isoformat(),
+        "end": (NOW + 4 * ISP).isoformat()}).status_code < 300
+    stressed, _ = portfolio.planned_snapshot("zone:NL", NOW)
+    assert stressed is not None and stressed.stress_signal is not None and stressed.stress_signal.all()
+    assert client.post("/api/v1/portfolio/signals", headers=admin, json={
+        "kind": "outage", "site_id": "depot", "start": NOW.isoformat(),
+        "end": (NOW + 6 * ISP).isoformat()}).status_code < 300
+    snapshot, _ = portfolio.planned_snapshot("zone:NL", NOW)
+    assert snapshot is not None
+    # The island: nothing imported, the cars give the house's 2.5 kW and charge not at all.
+    assert snapshot.groups.max_kw[site] == pytest.approx(-2.5)
+    assert snapshot.islanded is not None and snapshot.islanded.all()
+    position = {sid: k for k, sid in enumerate(snapshot.session_ids)}
+    # They can charge only outside the 1.5-h outage: 10 h to departure leave 8.5 h, 3 h leave 1.5 h.
+    hours = snapshot.hours_to_departure
+    assert hours[position[ids[0]]] == pytest.approx(8.5, abs=0.01)
+    assert hours[position[ids[1]]] == pytest.approx(1.5, abs=0.01)
+    result = PoolDispatch("zone:NL").plan(snapshot, None, PoolLimits())
+    setpoints = dict(zip(result.session_ids, result.setpoints_kw, strict=True))
+    assert setpoints[ids[0]] == pytest.approx(-2.5)
+    assert setpoints[ids[1]] == pytest.approx(0.0)
+    assert snapshot.min_kw[position[ids[1]]] == 0.0

@@ -123,6 +123,8 @@ def build_problem(
     if snapshot.discharge_kwh is not None:
         room_kwh = np.maximum(np.nan_to_num(np.asarray(snapshot.discharge_kwh, dtype=np.float64)), 0.0)
         min_kw = np.minimum(np.maximum(min_kw, -room_kwh / DISCHARGE_HOLD_H), max_kw)
+    # V2H and grid-stress discharge (issue 19): no charging in an outage, no feeding back below the need.
+    min_kw, max_kw = site_discharge_bounds(snapshot, min_kw, max_kw, finish_margin_h)
     if need_horizon_h > 0:
         drawable = np.maximum(np.nan_to_num(np.asarray(snapshot.energy_needed_kwh, dtype=np.float64), nan=np.inf),
                               0.0) / need_horizon_h
@@ -183,6 +185,13 @@ def build_problem(
     if need_floor is not None:
         flags["planned_below_pace"] = int(np.sum(need_floor < np.asarray(snapshot.energy_needed_kwh) / np.where(
             hours > 0, hours, np.inf) - 1e-6))
+    # Grid-stress signals and V2H (issue 19): a site-planned car may follow its plan below its pace, and 0 kW.
+    discharge_floor = plan_discharge_floor_kw(snapshot, hours, min_kw, need_floor, every_plan=plan_floors)
+    if discharge_floor is not None:
+        flags["planned_discharge"] = int(np.sum(discharge_floor < 0))
+        if snapshot.stress_signal is not None:
+            flags["stress_signal"] = int(np.sum(snapshot.stress_signal))
+        need_floor = discharge_floor
     start = np.where(np.isnan(start_kw), snapshot.current_kw, start_kw)
     problem = AllocationProblem(
         min_kw=min_kw,
@@ -258,6 +267,73 @@ def plan_need_floor_kw(snapshot: DispatchSnapshot, hours: FloatArray, max_kw: Fl
         laxity = np.where(step > 0, (need - afterwards) / step, pace)
     floor = np.minimum(pace, np.maximum(np.where(np.isfinite(planned), planned, pace), laxity))
     out: FloatArray = np.maximum(floor, 0.0)
+    return out
+
+
+def discharge_laxity_kw(snapshot: DispatchSnapshot, hours: FloatArray, *, step_h: float = PLAN_FLOOR_STEP_H,
+                        derate: float = PLAN_FLOOR_DERATE) -> FloatArray:
+    """Each session's least power for the next ``step_h`` (negative: it may feed back that much) after which
+    ``derate`` of what its charger gives (on AC 11 kW at most, as in ``plan_need_floor_kw``) still meets its need,
+    grown by what it fed back, by departure (``hours``: the finish margin already taken off); inf when due."""
+    need = np.maximum(np.nan_to_num(np.asarray(snapshot.energy_needed_kwh, dtype=np.float64), nan=0.0), 0.0)
+    charger = np.asarray(snapshot.max_kw, dtype=np.float64)
+    can_draw = np.maximum(np.where(charger <= AC_CHARGER_MAX_KW, np.minimum(charger, AC_CAR_ASSUMED_KW), charger),
+                          0.0)
+    step = np.minimum(hours, step_h)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out: FloatArray = np.where(step > 0, (need - derate * can_draw * (hours - step)) / np.where(
+            step > 0, step, 1.0), np.inf)
+    return out
+
+
+def site_discharge_bounds(snapshot: DispatchSnapshot, min_kw: FloatArray, max_kw: FloatArray,
+                          finish_margin_h: float = 0.0) -> tuple[FloatArray, FloatArray]:
+    """The bounds of the cars behind a site's meter: an ``islanded`` car (its site in an outage) charges not at
+    all (its site's cap, minus the house's load, has it feed the house if it may discharge), and a site-planned
+    car (``follows_plan_discharge``) feeds back no more than its laxity allows (``discharge_laxity_kw``, never
+    raised above 0 kW): the cap of an island outranks the need floors, so without this a car about to leave would
+    feed the house below its need.
+    """
+    follows, islanded = snapshot.follows_plan_discharge, snapshot.islanded
+    if islanded is not None and np.asarray(islanded, dtype=bool).any():
+        max_kw = np.where(np.asarray(islanded, dtype=bool), 0.0, max_kw)
+        min_kw = np.minimum(min_kw, max_kw)
+    if follows is not None and (np.asarray(follows, dtype=bool) & (min_kw < 0)).any():
+        hours = np.maximum(np.asarray(snapshot.hours_to_departure, dtype=np.float64) - finish_margin_h, 0.0)
+        lowest = np.minimum(discharge_laxity_kw(snapshot, hours), 0.0)
+        min_kw = np.where(np.asarray(follows, dtype=bool), np.maximum(min_kw, lowest), min_kw)
+    return min_kw, max_kw
+
+
+def plan_discharge_floor_kw(snapshot: DispatchSnapshot, hours: FloatArray, min_kw: FloatArray,
+                            floor: FloatArray | None, *, every_plan: bool = False) -> FloatArray | None:
+    """Need floors with which a site's car follows its plan under a grid-stress signal (stop, or discharge too) and
+    its plan's discharge (V2H); None: unchanged.
+
+    The allocator holds every car at least at its need floor (``floor``: the plan floors, None for the even
+    pace), never below 0 kW, so no target could make a car feed back, and without plan floors a car charges at its
+    pace through a signal to stop. A session that ``follows_plan_discharge`` gets its plan as its floor instead,
+    no lower than its laxity floor (``discharge_laxity_kw``) and never above the floor it had: under a grid-stress
+    signal (``stress_signal``) whatever its plan, else only where it discharges (``min_kw`` < 0, plan < 0) and with
+    ``every_plan`` (plan floors: a car that fed back is also recharged when its plan says, not at its even pace in
+    the dear hours).
+    """
+    follows, planned_kw = snapshot.follows_plan_discharge, snapshot.planned_kw
+    if follows is None or planned_kw is None:
+        return None
+    planned = np.asarray(planned_kw, dtype=np.float64)
+    site_car = np.asarray(follows, dtype=bool) & np.isfinite(planned)
+    signal = snapshot.stress_signal
+    stressed = site_car & (np.zeros_like(site_car) if signal is None else np.asarray(signal, dtype=bool))
+    with np.errstate(invalid="ignore"):
+        chosen = stressed | (site_car & every_plan & (planned < 0) & (min_kw < 0))
+    if not chosen.any():
+        return None
+    need = np.maximum(np.nan_to_num(np.asarray(snapshot.energy_needed_kwh, dtype=np.float64), nan=0.0), 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        base = floor if floor is not None else np.where(hours > 0, need / hours, np.where(need > 0, np.inf, 0.0))
+    laxity = discharge_laxity_kw(snapshot, hours)
+    out: FloatArray = np.where(chosen, np.minimum(base, np.maximum(planned, laxity)), base)
     return out
 
 

@@ -10,6 +10,7 @@ import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
 
 
 @dataclass(frozen=True)
@@ -52,3 +53,10 @@ class DispatchSnapshot:
     planned_kw: FloatArray | None = None
     # Energy each session may still discharge above its state-of-charge floor (kWh); None: not known.
     discharge_kwh: FloatArray | None = None
+    # Cars planned by their behind-the-meter site: under a grid-stress signal (``stress_signal``: stop, or
+    # discharge too) they follow their plan down to their laxity floor, below 0 kW where it discharges; with plan
+    # floors their plan's other discharges too. None: none. Elsewhere a need floor keeps every car at >= 0 kW.
+    follows_plan_discharge: BoolArray | None = None
+    stress_signal: BoolArray | None = None
+    # Sessions whose site is in an outage (its grid is gone): they charge not at all; None: none.
+    islanded: BoolArray | None = None

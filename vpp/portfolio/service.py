@@ -45,7 +45,7 @@ from vpp.portfolio.planning import (
     plan_recorded_at,
     stored_plan_row,
 )
-from vpp.portfolio.sites import behind_the_meter_loads_kw
+from vpp.portfolio.sites import behind_the_meter_loads_kw, equipped_sites, site_outages, stress_signal_pools
 from vpp.portfolio.tables import SiteLoad
 from vpp.ports import Clock, CongestionFlexibility, SystemClock
 from vpp.sessions.tables import ChargingSession, SessionReading
@@ -299,8 +299,20 @@ def site_loads_kw(db: Session, at: datetime) -> dict[str, float]:
     return loads
 
 
-def dispatch_snapshot(fleet: Fleet, pool: str, at: datetime, site_load_kw: dict[str, float]) -> DispatchSnapshot:
-    """What the dispatcher controls in ``pool`` now: bounds, needs, measured power and group caps."""
+def dispatch_snapshot(fleet: Fleet, pool: str, at: datetime, site_load_kw: dict[str, float], *,
+                      outages: Mapping[str, Sequence[tuple[float, float]]] | None = None,
+                      site_planned: frozenset[str] = frozenset(),
+                      stress_signal: frozenset[str] = frozenset()) -> DispatchSnapshot:
+    """What the dispatcher controls in ``pool`` now: bounds, needs, measured power and group caps.
+
+    A site in an outage now (``outages``: windows in epoch seconds by site pool) imports nothing: its cap is minus
+    its own load and its cars charge not at all (``DispatchSnapshot.islanded``), so those that may discharge feed
+    the house (V2H); a car's hours to departure count only the hours outside its site's outages (it can charge
+    only then). The cars of the sites in ``site_planned`` (planned by their site behind the meter) follow their
+    plan under a grid-stress signal (the sites in ``stress_signal``: stop, or discharge too) down to their laxity
+    floor, and their plan's other discharges where the dispatcher follows plans (plan floors;
+    ``DispatchSnapshot.follows_plan_discharge``).
+    """
     idx = fleet.members(pool)
     hours = np.maximum((fleet.departure[idx].asi8 - pd.Timestamp(at).value) / 3.6e12, 0.0)
     soc_room = np.where(np.isfinite(fleet.soc_kwh[idx]), fleet.soc_kwh[idx] - fleet.min_soc_kwh[idx], 0.0)
@@ -311,6 +323,18 @@ def dispatch_snapshot(fleet: Fleet, pool: str, at: datetime, site_load_kw: dict[
     total_need = fleet.delivered_kwh[idx] + fleet.energy_needed_kwh[idx]
     uncontrolled_done = fleet.max_kw[idx] * elapsed_h >= total_need - 1e-6
     baseline = np.where(uncontrolled_done, 0.0, fleet.max_kw[idx])
+    site_of = fleet.site_pool[idx]
+    islanded = np.zeros(idx.size, dtype=bool)
+    at_s = at.timestamp()
+    for k, site in enumerate(site_of):
+        windows = outages.get(site) if outages else None
+        if not windows:
+            continue
+        islanded[k] = any(start <= at_s < end for start, end in windows)
+        leaves = at_s + 3600.0 * hours[k]
+        lost = sum(max(min(end, leaves) - max(start, at_s), 0.0) for start, end in windows)
+        hours[k] = max(hours[k] - lost / 3600.0, 0.0)
+    island_pools = {site_of[k] for k in np.flatnonzero(islanded)}
     group_ids: list[str] = []
     caps: list[float] = []
     member_session: list[npt.NDArray[np.int64]] = []
@@ -319,9 +343,14 @@ def dispatch_snapshot(fleet: Fleet, pool: str, at: datetime, site_load_kw: dict[
                            (fleet.cpo_pool, {})):
         values = column[idx]
         for name in sorted({v for v in values if v is not None}):
-            cap = limits.get(name, math.inf) - site_load_kw.get(name, 0.0)
-            group_ids.append(name)
-            caps.append(max(cap, 0.0) if math.isfinite(cap) else math.inf)
+            if name in island_pools:
+                # The island's cap: the cars together give what the house draws (negative: discharge).
+                group_ids.append(name)
+                caps.append(-max(site_load_kw.get(name, 0.0), 0.0))
+            else:
+                cap = limits.get(name, math.inf) - site_load_kw.get(name, 0.0)
+                group_ids.append(name)
+                caps.append(max(cap, 0.0) if math.isfinite(cap) else math.inf)
             members = np.flatnonzero(values == name).astype(np.int64)
             member_session.append(members)
             member_group.append(np.full(members.size, len(group_ids) - 1, dtype=np.int64))
@@ -337,6 +366,9 @@ def dispatch_snapshot(fleet: Fleet, pool: str, at: datetime, site_load_kw: dict[
         reading_start_s=fleet.reading_start_s[idx] if fleet.reading_start_s.size else None,
         reading_end_s=fleet.reading_end_s[idx] if fleet.reading_end_s.size else None,
         discharge_kwh=np.where(min_kw < 0, soc_room, 0.0),
+        follows_plan_discharge=np.array([s in site_planned for s in site_of], dtype=bool) if site_planned else None,
+        islanded=islanded if islanded.any() else None,
+        stress_signal=np.array([s in stress_signal for s in site_of], dtype=bool) if stress_signal else None,
     )
 
 
@@ -606,7 +638,10 @@ class PortfolioService:
             fleet = self.fleet(db, at, max_age_s=max_age_s)
             if pool not in fleet.pools():
                 return None, None
-            snapshot = dispatch_snapshot(fleet, pool, at, site_loads_kw(db, at))
+            equipped = equipped_sites(db)
+            snapshot = dispatch_snapshot(fleet, pool, at, site_loads_kw(db, at), outages=site_outages(db, at),
+                                         site_planned=frozenset(equipped),
+                                         stress_signal=stress_signal_pools(db, at, equipped))
             plan = self._stored_plan(db, pool)
             if plan is None:
                 return snapshot, "no plan"

@@ -453,6 +453,36 @@ def site_horizon(at: datetime, tz: str) -> IspHorizon:
     return IspHorizon(start, max(1, math.ceil((end - start) / ISP)))
 
 
+def site_outages(db: Session, at: datetime, hours: float = 48.0) -> dict[str, list[tuple[float, float]]]:
+    """The outage windows (epoch seconds) of every site that overlap the ``hours`` from ``at``, by site pool id
+    (``site:ID``): in them the site imports nothing, so its cars cannot charge and those that may discharge feed
+    the house (V2H)."""
+    rows = db.execute(select(SiteSignalRow.site_id, SiteSignalRow.start_at, SiteSignalRow.end_at).where(
+        SiteSignalRow.kind == "outage", SiteSignalRow.start_at < at + timedelta(hours=hours),
+        SiteSignalRow.end_at > at, SiteSignalRow.site_id.is_not(None)))
+    out: dict[str, list[tuple[float, float]]] = {}
+    for site_id, start, end in rows:
+        out.setdefault(f"site:{site_id}", []).append((_utc(start).timestamp(), _utc(end).timestamp()))
+    return out
+
+
+def stress_signal_pools(db: Session, at: datetime, sites: Mapping[str, tuple[Site, SiteEquipment]]
+                           ) -> frozenset[str]:
+    """The pools of ``sites`` (``equipped_sites``) under a grid-stress signal at ``at`` (for the site or its
+    bidding zone, mode ``stop`` or ``discharge``): their cars follow their plan down to their laxity floor."""
+    rows = db.execute(select(SiteSignalRow.site_id, SiteSignalRow.bidding_zone).where(
+        SiteSignalRow.kind == "grid_stress", SiteSignalRow.start_at <= at, SiteSignalRow.end_at > at)).all()
+    if not rows:
+        return frozenset()
+    return frozenset(pool for pool, (site, _) in sites.items()
+                     if any(sid == site.id or (sid is None and zone == site.bidding_zone) for sid, zone in rows))
+
+
+def _utc(at: datetime) -> datetime:
+    """SQLite hands back naive datetimes: they are UTC."""
+    return at if at.tzinfo is not None else at.replace(tzinfo=ZoneInfo("UTC"))
+
+
 def behind_the_meter_loads_kw(db: Session, at: datetime) -> dict[str, float]:
     """For every equipped site: what the chargers share the connection with now (pool id -> kW): load minus PV
     plus the battery's planned power.
