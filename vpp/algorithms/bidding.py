@@ -245,6 +245,37 @@ def _parametric(problem: SchedulingProblem, levels: FloatArray, mtus: IntArray) 
     return demand
 
 
+def _parametric_shifted(problem: SchedulingProblem, levels: FloatArray, mtus: IntArray, day: NDArray[np.bool_]
+                        ) -> FloatArray:
+    """Uncapped greedy demand at each MTU and level (MTUs x levels) when the whole day moves with the MTU.
+
+    MTU t clearing at L is read as the day's prices being ``L - forecast[t]`` off their forecast, all of them:
+    the ISPs of ``day`` keep their order among themselves (t is cheaper than those it was cheaper than), and
+    only the ISPs outside the day (before it: the build time's evening; after it: the next day, at their
+    forecast) change places with t. A forecast wrong by a level (the day dearer or cheaper than its history)
+    then moves energy between days, where the cars' stays let it, instead of out of every MTU at once. The
+    ISPs before the day count as cheaper on a tie, those after as dearer (the solver's stable sort).
+    """
+    forced, cap, need = _charge_only_parts(problem)
+    prices = problem.prices_eur_per_mwh
+    index = np.arange(problem.n_isps)
+    first = int(np.flatnonzero(day)[0]) if day.any() else 0
+    before = ~day & (index < first)
+    after = ~day & (index >= first)
+    outside = (before[:, None] & (prices[:, None] <= levels[None, :])) | \
+        (after[:, None] & (prices[:, None] < levels[None, :]))
+    outside_cap = cap @ outside.astype(np.float64)  # sessions x levels
+    demand = np.empty((mtus.size, levels.size))
+    for row, t in enumerate(mtus):
+        sessions = np.flatnonzero(cap[:, t] > 0.0)
+        inside = day & ((prices < prices[t]) | ((prices == prices[t]) & (index < t)))
+        inside[t] = False
+        others = outside_cap[sessions] + (cap[sessions][:, inside].sum(axis=1))[:, None]
+        flexible = np.clip(need[sessions, None] - others, 0.0, cap[sessions, t][:, None])
+        demand[row] = forced[t] + flexible.sum(axis=0)
+    return demand
+
+
 def _flow(problem: SchedulingProblem, levels: FloatArray, mtus: IntArray) -> FloatArray:
     """Exact under a pool cap: the price-order flow with MTU t moved to each level, warm-started (MTUs x levels).
 
@@ -307,15 +338,20 @@ def _flow_applies(problem: SchedulingProblem) -> bool:
 
 
 def build_demand_curves(problem: SchedulingProblem, levels: FloatArray, *, method: str = "auto",
-                        mtus: IntArray | None = None, v2g_spread_eur_per_mwh: float | None = None) -> DemandCurves:
+                        mtus: IntArray | None = None, v2g_spread_eur_per_mwh: float | None = None,
+                        day: NDArray[np.bool_] | None = None) -> DemandCurves:
     """Demand curves for ``mtus`` (default all) at ``levels``, non-increasing in price, clipped to the cap.
 
     ``auto`` (the default) is ``parametric`` for a pool without a cap and ``flow`` for a capped one, both equal
     to the re-solves; ``parametric`` on a capped pool is the older approximation, ``resolve`` the reference.
     These curves buy charging. With ``v2g_spread_eur_per_mwh`` (None: charge-only) the pool's V2G cars also sell:
     each MTU's curve goes below zero by what they discharge where it clears above their thresholds
-    (``discharge_thresholds``); the cap clips charging only.
+    (``discharge_thresholds``); the cap clips charging only. With ``day`` (ISPs x bool, the delivery day) the
+    charging curves move the whole day with the MTU's price (``_parametric_shifted``, method ``shifted``;
+    a pool cap clips each MTU, the approximation of ``parametric``).
     """
+    if day is not None and method != "resolve":
+        return _shifted_curves(problem, levels, mtus, day, v2g_spread_eur_per_mwh)
     if v2g_spread_eur_per_mwh is None or not problem.is_v2g.any() or method == "resolve":
         # ``resolve`` re-solves the whole problem, V2G included, when a spread is given (the reference).
         if method == "resolve" and v2g_spread_eur_per_mwh is not None:
@@ -332,6 +368,34 @@ def build_demand_curves(problem: SchedulingProblem, levels: FloatArray, *, metho
     demand = np.minimum(make_non_increasing(demand), np.where(np.isfinite(cap), cap, np.inf))
     return DemandCurves(levels, picked, demand, forecast, "parametric+v2g-thresholds",
                         time.perf_counter() - started)
+
+
+def _shifted_curves(problem: SchedulingProblem, levels: FloatArray, mtus: IntArray | None,
+                    day: NDArray[np.bool_], v2g_spread_eur_per_mwh: float | None) -> DemandCurves:
+    """``build_demand_curves`` with the day moving with each MTU (V2G sales, if any, as without ``day``)."""
+    started = time.perf_counter()
+    _check_levels(levels, "auto")
+    picked = np.arange(problem.n_isps, dtype=np.int64) if mtus is None else np.asarray(mtus, dtype=np.int64)
+    if picked.size and (picked.min() < 0 or picked.max() >= problem.n_isps):
+        raise InvalidInput(f"MTU indices must lie in 0..{problem.n_isps - 1}")
+    if day.shape != (problem.n_isps,):
+        raise InvalidInput("day must mark each ISP of the problem")
+    v2g = problem.is_v2g if v2g_spread_eur_per_mwh is not None else np.zeros(problem.n_sessions, dtype=bool)
+    charging = charge_only(_select(problem, np.flatnonzero(~v2g).astype(np.int64)))
+    demand = _parametric_shifted(charging, levels, picked, day) if charging.n_sessions else \
+        np.zeros((picked.size, levels.size))
+    forecast = solve_schedule(charging).pool_kw if charging.n_sessions else np.zeros(problem.n_isps)
+    cap = problem.pool_max_kw[picked][:, None]
+    demand = np.clip(make_non_increasing(demand), 0.0, np.where(np.isfinite(cap), cap, np.inf))
+    method = "shifted"
+    if v2g.any() and v2g_spread_eur_per_mwh is not None:
+        every = np.arange(problem.n_isps, dtype=np.int64)
+        for i in np.flatnonzero(v2g):
+            demand = demand + _v2g_rows(problem, int(i), picked, levels, v2g_spread_eur_per_mwh)[0]
+            forecast = forecast + _v2g_rows(problem, int(i), every, None, v2g_spread_eur_per_mwh)[0][:, 0]
+        demand = make_non_increasing(demand)
+        method = "shifted+v2g-thresholds"
+    return DemandCurves(levels, picked, demand, forecast, method, time.perf_counter() - started)
 
 
 def _check_levels(levels: FloatArray, method: str) -> None:

@@ -85,7 +85,9 @@ def build_content(portfolio: PortfolioView, policy: BidPolicy, *, pool: str, day
                           max_price=policy.dayahead_max_price_eur_per_mwh, max_levels=policy.dayahead_max_levels)
     curves = build_demand_curves(problem, levels, method=method,
                                  mtus=np.arange(offset, offset + len(isps), dtype=np.int64),
-                                 v2g_spread_eur_per_mwh=policy.dayahead_v2g_spread_eur_per_mwh)
+                                 v2g_spread_eur_per_mwh=policy.dayahead_v2g_spread_eur_per_mwh,
+                                 day=_day_mask(problem.n_isps, offset, len(isps)) if policy.dayahead_curve_shift
+                                 else None)
     return {
         "delivery_day": day.isoformat(),
         "area_code": policy.dayahead_area_code,
@@ -100,6 +102,13 @@ def build_content(portfolio: PortfolioView, policy: BidPolicy, *, pool: str, day
         "mtus": [{"mtu_start": iso(isps[int(t) - offset]), "points": _thin(levels, row)}
                  for t, row in zip(curves.mtus, curves.demand_kw, strict=True)],
     }
+
+
+def _day_mask(n_isps: int, offset: int, count: int) -> np.ndarray:
+    """ISPs x bool: the delivery day's ISPs of the instance."""
+    mask = np.zeros(n_isps, dtype=bool)
+    mask[offset: offset + count] = True
+    return mask
 
 
 def lead_isps(day_start: datetime, now: datetime | None, step: timedelta) -> list[datetime]:
