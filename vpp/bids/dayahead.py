@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -135,7 +136,8 @@ def settle_lead(instance: dict[str, Any], lead: int) -> dict[str, Any]:
         settled = {**item, "arrival": max(arrival - lead, 0), "departure": departure - lead,
                    "energy_kwh": float(item["energy_kwh"]) - taken}
         if item.get("soc_kwh") is not None:
-            settled["soc_kwh"] = float(item["soc_kwh"]) + taken
+            battery = float(item.get("battery_kwh") or math.inf)
+            settled["soc_kwh"] = min(float(item["soc_kwh"]) + taken, battery)
         elif settled["energy_kwh"] <= 1e-9:
             continue
         sessions.append(settled)

@@ -114,3 +114,6 @@ def test_settle_lead_charges_as_the_cars_come_and_cuts_the_lead() -> None:
     assert by_id["v2g"]["energy_kwh"] == 0.0 and by_id["v2g"]["soc_kwh"] == 32.0  # stays: it may still discharge
     assert by_id["later"] == {**instance["sessions"][4], "arrival": 2, "departure": 5}
     assert dayahead.settle_lead(instance, 0) is instance
+    # A state of charge never passes the battery (a need larger than its room is charged only to full).
+    full = {**instance, "sessions": [{**instance["sessions"][3], "soc_kwh": 59.0, "energy_kwh": 8.0}]}
+    assert dayahead.settle_lead(full, 4)["sessions"][0]["soc_kwh"] == 60.0
