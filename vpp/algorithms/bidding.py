@@ -95,7 +95,8 @@ def _others(prices: FloatArray, cap_kwh: FloatArray, window: IntArray, t: int) -
 
 
 def _v2g_rows(problem: SchedulingProblem, i: int, rows: IntArray, levels: FloatArray | None,
-              spread_eur_per_mwh: float) -> tuple[FloatArray, FloatArray, FloatArray]:
+              spread_eur_per_mwh: float, day: NDArray[np.bool_] | None = None
+              ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """V2G session i at the ISPs ``rows``: its demand (kW) at each level (rows x levels; the ISP's own forecast
     price when ``levels`` is None: rows x 1), its discharge power and the level above which it sells there.
 
@@ -108,6 +109,12 @@ def _v2g_rows(problem: SchedulingProblem, i: int, rows: IntArray, levels: FloatA
     (a cheap t is where it buys back, and may make one more sale pay). Equal prices rank by ISP index, as the
     solver's stable sort does. The state of charge along the stay is not followed (a car above its floor can
     sell first and charge after); the planner's LP holds it when the position is delivered.
+
+    With ``day`` the day's ISPs move with t's level (``_parametric_shifted``), to first order: what the car does
+    at t's forecast price is kept, except against ISPs outside the day. A sale decided against an ISP of the day
+    (the weakest sale it displaces, the buy-back it needs) holds at every level as at the forecast; one decided
+    against an ISP outside the day happens above that ISP's price. Charging counts the day's cheaper ISPs as at
+    the forecast and those outside the day against the level, with the sales as at the forecast.
     """
     h = problem.isp_hours
     prices = problem.prices_eur_per_mwh
@@ -127,6 +134,10 @@ def _v2g_rows(problem: SchedulingProblem, i: int, rows: IntArray, levels: FloatA
     in_window = np.isin(rows, window)
     for r, t in enumerate(rows):
         if not in_window[r]:
+            continue
+        if day is not None and levels is not None:
+            demand[r] = _v2g_row_shifted(problem, i, int(t), levels, spread_eur_per_mwh, day)
+            power[r] = give if (demand[r] < 0).any() else 0.0
             continue
         level = np.array([prices[t]]) if levels is None else levels
         others, filled = _others(prices, cap_kwh, window, int(t))
@@ -157,6 +168,67 @@ def _v2g_rows(problem: SchedulingProblem, i: int, rows: IntArray, levels: FloatA
         charge = np.clip(need + sold - cheaper, 0.0, cap_kwh[t]) / h
         demand[r] = np.where(level > threshold[r], -power[r], charge)
     return demand, power, threshold
+
+
+def _v2g_row_shifted(problem: SchedulingProblem, i: int, t: int, levels: FloatArray, spread_eur_per_mwh: float,
+                     day: NDArray[np.bool_]) -> FloatArray:
+    """V2G session i at ISP t with the day moving with t's level (see ``_v2g_rows``): demand per level."""
+    h = problem.isp_hours
+    prices = problem.prices_eur_per_mwh
+    window = np.flatnonzero(window_mask(problem)[i])
+    cap_kwh = np.maximum(problem.max_kw_by_isp()[i], 0.0) * h
+    soc = float(np.nan_to_num(problem.soc_kwh[i]))
+    budget = soc - float(np.nan_to_num(problem.min_soc_kwh[i]))
+    give = min(-float(problem.min_kw[i]), budget / h) if budget > 0 else 0.0
+    need = max(float(problem.energy_kwh[i]), 0.0)
+    battery = float(problem.battery_kwh[i])
+    can_sell = window.size >= 2 and give > 1e-9 and not (math.isfinite(battery) and soc + need > battery + 1e-6)
+    slots = max(1, math.floor(budget / (give * h) + 1e-9)) if can_sell else 0
+    others, filled = _others(prices, cap_kwh, window, t)
+    own = prices[t]
+    first = int(np.flatnonzero(day)[0]) if day.any() else 0
+    # Cheaper than t: the day's ISPs as at the forecast; outside it, against the level (before the day on a tie).
+    inside = day[others]
+    cheaper_inside = float(cap_kwh[others[inside & ((prices[others] < own) |
+                                                     ((prices[others] == own) & (others < t)))]].sum())
+    outside = others[~inside]
+    before = outside < first
+    out_prices = prices[outside]
+    cheaper = cheaper_inside + (cap_kwh[outside][None, :] * (
+        (before[None, :] & (out_prices[None, :] <= levels[:, None])) |
+        (~before[None, :] & (out_prices[None, :] < levels[:, None])))).sum(axis=1)
+    sold = 0.0
+    sells = np.zeros(levels.size, dtype=bool)
+    if slots:
+        ascending = np.append(prices[others], np.inf)
+        order_idx = np.append(others, -1)
+        j = np.arange(1, min(slots, window.size) + 1)
+        wanted = need + j * give * h
+        at0 = np.searchsorted(filled, wanted - 1e-9)
+        x0 = ascending[at0]
+        x1 = np.where(wanted - cap_kwh[t] > 1e-9,
+                      ascending[np.searchsorted(filled, wanted - cap_kwh[t] - 1e-9)], -np.inf)
+        by_dearness = others[::-1]
+        dearest = prices[by_dearness[: min(j.size, others.size)]]
+        pays = dearest > x0[: dearest.size] + spread_eur_per_mwh
+        m = int(np.argmin(pays)) if not pays.all() else int(pays.size)
+        sales = int((dearest > np.minimum(x0[: dearest.size], np.maximum(own, x1[: dearest.size]))
+                     + spread_eur_per_mwh).sum())
+        sold = sales * give * h
+
+        def beats(isp: int, price: float) -> NDArray[np.bool_]:
+            if isp >= 0 and day[isp]:
+                return np.full(levels.size, own > price)
+            return np.asarray(levels > price)
+
+        if m:
+            u = int(by_dearness[m - 1])
+            sells |= beats(u, float(dearest[m - 1]) - (TIE_EUR_PER_MWH if u < t else 0.0))
+        if m < j.size and math.isfinite(float(x0[m])):
+            sells |= beats(int(order_idx[min(int(at0[m]), others.size)]), float(x0[m]) + spread_eur_per_mwh)
+    charge = np.clip(need + sold - cheaper, 0.0, cap_kwh[t]) / h
+    out: FloatArray = np.where(sells, -give, charge)
+    return out
 
 
 def discharge_thresholds(problem: SchedulingProblem, *, spread_eur_per_mwh: float = 0.0
@@ -391,7 +463,7 @@ def _shifted_curves(problem: SchedulingProblem, levels: FloatArray, mtus: IntArr
     if v2g.any() and v2g_spread_eur_per_mwh is not None:
         every = np.arange(problem.n_isps, dtype=np.int64)
         for i in np.flatnonzero(v2g):
-            demand = demand + _v2g_rows(problem, int(i), picked, levels, v2g_spread_eur_per_mwh)[0]
+            demand = demand + _v2g_rows(problem, int(i), picked, levels, v2g_spread_eur_per_mwh, day)[0]
             forecast = forecast + _v2g_rows(problem, int(i), every, None, v2g_spread_eur_per_mwh)[0][:, 0]
         demand = make_non_increasing(demand)
         method = "shifted+v2g-thresholds"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from vpp.algorithms.bidding import build_demand_curves, demand_at
@@ -51,3 +53,23 @@ def test_the_day_against_the_next_one_still_responds_to_the_price() -> None:
     assert curves.demand_kw[1].tolist() == [11.0, 11.0, 11.0, 0.0, 0.0]  # the cheapest ISP of the day
     assert (curves.demand_kw[:, -1] == 0.0).all()
     assert (np.diff(curves.demand_kw, axis=1) <= 1e-9).all()
+
+
+def test_v2g_cars_keep_their_sales_and_buy_back_when_the_whole_day_clears_a_level_higher() -> None:
+    # A V2G car inside the day: buys its need and the energy it sells in the cheap ISPs, sells in the dear ones.
+    forecast = np.array([10.0] * 4 + [100.0, 110.0, 120.0, 130.0])
+    car = pool(forecast, [0], [8], [5.0])
+    car = replace(car, min_kw=np.array([-10.0]), max_kw=np.array([10.0]), battery_kwh=np.array([60.0]),
+                  soc_kwh=np.array([30.0]), min_soc_kwh=np.array([20.0]))
+    day = np.ones(forecast.size, dtype=bool)
+    levels = np.unique(np.round(np.concatenate([forecast, forecast + 20.0, forecast + 20.01]), 2))
+    curves = build_demand_curves(car, levels, method="parametric", day=day, v2g_spread_eur_per_mwh=0.0)
+    assert curves.method == "shifted+v2g-thresholds"
+    assert np.allclose(curves.forecast_pool_kw, [10.0] * 5 + [-10.0] * 3)
+    actual = forecast + 20.0
+    cleared = [demand_at(levels, row, float(actual[t])) for t, row in enumerate(curves.demand_kw)]
+    assert np.allclose(cleared, curves.forecast_pool_kw)  # the day's schedule, not a sale in every MTU
+    # Held at the forecast instead, every MTU clears as dear: MTU 4 sells where it buys back (at 120 > 110), and
+    # the day's position buys none of the car's 5 kWh need.
+    held = build_demand_curves(car, levels, method="parametric", v2g_spread_eur_per_mwh=0.0)
+    assert sum(demand_at(levels, row, float(actual[t])) for t, row in enumerate(held.demand_kw)) * 0.25 <= 0.0
