@@ -555,8 +555,14 @@ def energy_limited_capacity(schedule_kw: FloatArray, energy_min_kwh: FloatArray,
     cumulative = np.cumsum(schedule_kw) * isp_hours
     window = slice(first, first + isps_per_product)
     elapsed_h = np.arange(1, isps_per_product + 1) * isp_hours
-    down = float(np.min((energy_max_kwh[window] - cumulative[window]) / elapsed_h))
-    up = float(np.min((cumulative[window] - energy_min_kwh[window]) / elapsed_h))
+    # Energy the schedule holds before the product beyond the bounds (cars the bounds do not see, such as those
+    # plugged in the evening before the horizon, which the day-ahead position now buys) is not the product's:
+    # the room is counted from where the schedule stands at the product's start.
+    done = cumulative[first - 1] if first > 0 else 0.0
+    over = min(float(energy_max_kwh[first - 1]) - done, 0.0) if first > 0 else 0.0
+    under = min(done - float(energy_min_kwh[first - 1]), 0.0) if first > 0 else 0.0
+    down = float(np.min((energy_max_kwh[window] - cumulative[window] - over) / elapsed_h))
+    up = float(np.min((cumulative[window] - energy_min_kwh[window] - under) / elapsed_h))
     return max(up, 0.0), max(down, 0.0)
 
 
