@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from vpp.algorithms.bidding import build_demand_curves, price_ladder
-from vpp.algorithms.scheduling import problem_from_instance
+from vpp.algorithms.scheduling import SchedulingProblem, problem_from_instance, solve_schedule
 from vpp.bids.forecast import forecast_for
 from vpp.bids.policy import BidPolicy
 from vpp.domain.commitments import CommitmentKind, CommitmentValue
@@ -82,6 +82,10 @@ def build_content(portfolio: PortfolioView, policy: BidPolicy, *, pool: str, day
     instance = settle_lead(instance, uncontrolled)
     offset = len(lead) - uncontrolled
     problem = problem_from_instance(within_reach(instance, offset + len(isps)))
+    early = {str(item["id"]) for item in instance["sessions"]
+             if item.get("arrived_before") or int(item["arrival"]) < offset}
+    before_day = _before_day_kw(problem, [k for k, sid in enumerate(problem.session_ids) if sid in early],
+                                offset, len(isps))
     levels = price_ladder(forecast, min_price=policy.dayahead_min_price_eur_per_mwh,
                           max_price=policy.dayahead_max_price_eur_per_mwh, max_levels=policy.dayahead_max_levels)
     curves = build_demand_curves(problem, levels, method=method,
@@ -100,9 +104,26 @@ def build_content(portfolio: PortfolioView, policy: BidPolicy, *, pool: str, day
         "forecast_eur_per_mwh": [round(float(p), 2) for p in forecast],
         "forecast_pool_kw": [round(float(p), 3) for p in curves.forecast_pool_kw[offset: offset + len(isps)]],
         "lead_isps": len(lead),
+        # Of the forecast, what the cars plugged in before the day draw on it (the flexibility's bounds, which start
+        # at the day, do not see them: the aFRR bid leaves it out of the energy it holds against them).
+        "before_day_kw": [round(float(p), 3) for p in before_day],
         "mtus": [{"mtu_start": iso(isps[int(t) - offset]), "points": _thin(levels, row)}
                  for t, row in zip(curves.mtus, curves.demand_kw, strict=True)],
     }
+
+
+def _before_day_kw(problem: SchedulingProblem, rows: list[int], offset: int, count: int) -> np.ndarray:
+    """Per ISP of the day, the forecast schedule's power of the sessions ``rows`` (those that arrived before it)."""
+    if not rows:
+        return np.zeros(count)
+    kept = np.isin(np.arange(problem.n_sessions), rows)
+    fields = {name: getattr(problem, name) for name in problem.__dataclass_fields__}
+    for name in ("energy_kwh",):
+        fields[name] = np.where(kept, fields[name], 0.0)
+    fields["min_kw"] = np.where(kept, np.maximum(problem.min_kw, 0.0), 0.0)
+    schedule = solve_schedule(SchedulingProblem(**fields)).pool_kw
+    out: np.ndarray = np.asarray(schedule[offset: offset + count], dtype=np.float64)
+    return out
 
 
 def _day_mask(n_isps: int, offset: int, count: int) -> np.ndarray:
@@ -135,6 +156,8 @@ def settle_lead(instance: dict[str, Any], lead: int) -> dict[str, Any]:
         taken = min(float(item["energy_kwh"]), max(float(item["max_kw"]), 0.0) * hours * max(lead - arrival, 0))
         settled = {**item, "arrival": max(arrival - lead, 0), "departure": departure - lead,
                    "energy_kwh": float(item["energy_kwh"]) - taken}
+        if arrival < lead:
+            settled["arrived_before"] = True
         if item.get("soc_kwh") is not None:
             battery = float(item.get("battery_kwh") or math.inf)
             settled["soc_kwh"] = min(float(item["soc_kwh"]) + taken, battery)

@@ -77,6 +77,7 @@ def test_a_car_plugged_in_the_evening_before_is_part_of_the_delivery_days_positi
     assert content["lead_isps"] == 14 * 4
     assert len(content["mtus"]) == 96
     assert abs(sum(content["forecast_pool_kw"]) / 4.0 - 22.0) < 1e-6
+    assert content["before_day_kw"] == content["forecast_pool_kw"]  # all of it is the car of the evening before
     # Without the build time (or built on the day) the car is not seen, as before.
     before = dayahead.build_content(EveningBeforeCar(), BidPolicy(), pool="zone:NL", day=DAY, prices=[50.0] * 96,
                                     method="auto")
