@@ -35,11 +35,14 @@ FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
 PRICE_TICK_EUR_PER_MWH = 0.01
+# Below the tick: a threshold this much under a price sells at that price (ties broken by ISP order).
+TIE_EUR_PER_MWH = 1e-6
 
 
 @dataclass(frozen=True, eq=False)
 class DemandCurves:
-    """Demand (kW, >= 0) per MTU (rows, ISP indices ``mtus``) and price level (columns, increasing)."""
+    """Demand (kW) per MTU (rows, ISP indices ``mtus``) and price level (columns, increasing); negative where
+    the pool's V2G cars sell (positive power is consumption)."""
 
     levels_eur_per_mwh: FloatArray
     mtus: IntArray
@@ -84,6 +87,192 @@ def make_non_increasing(values: FloatArray) -> FloatArray:
     return np.concatenate([np.full(int(w), m) for m, w in blocks]) if blocks else np.zeros(0)
 
 
+def _others(prices: FloatArray, cap_kwh: FloatArray, window: IntArray, t: int) -> tuple[IntArray, FloatArray]:
+    """The ISPs of the window other than t, cheapest first (equal prices by index), and their filled energy."""
+    others = window[window != t]
+    others = others[np.argsort(prices[others], kind="stable")]
+    return others, np.cumsum(cap_kwh[others])
+
+
+def _v2g_rows(problem: SchedulingProblem, i: int, rows: IntArray, levels: FloatArray | None,
+              spread_eur_per_mwh: float, day: NDArray[np.bool_] | None = None
+              ) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """V2G session i at the ISPs ``rows``: its demand (kW) at each level (rows x levels; the ISP's own forecast
+    price when ``levels`` is None: rows x 1), its discharge power and the level above which it sells there.
+
+    With every other ISP of its stay at its forecast price, the car sells in its dearest other ISPs, as many as
+    pay (the j-th dearest above the price of buying back its need plus j ISPs' discharge in its cheapest ISPs,
+    charging caps full, plus ``spread_eur_per_mwh`` for wear and margin) and as its energy above the floor
+    allows (``(SoC - floor) / (power x h)`` ISPs). ISP t sells too when its price beats the weakest of those
+    (it takes its place) or, with room for one more, the buy-back of one more plus the spread. Otherwise it
+    charges its share of the need plus what it sells elsewhere, cheapest ISPs first, t at its level among them
+    (a cheap t is where it buys back, and may make one more sale pay). Equal prices rank by ISP index, as the
+    solver's stable sort does. The state of charge along the stay is not followed (a car above its floor can
+    sell first and charge after); the planner's LP holds it when the position is delivered.
+
+    With ``day`` the day's ISPs move with t's level (``_parametric_shifted``), to first order: what the car does
+    at t's forecast price is kept, except against ISPs outside the day. A sale decided against an ISP of the day
+    (the weakest sale it displaces, the buy-back it needs) holds at every level as at the forecast; one decided
+    against an ISP outside the day happens above that ISP's price. Charging counts the day's cheaper ISPs as at
+    the forecast and those outside the day against the level, with the sales as at the forecast.
+    """
+    h = problem.isp_hours
+    prices = problem.prices_eur_per_mwh
+    window = np.flatnonzero(window_mask(problem)[i])
+    cap_kwh = np.maximum(problem.max_kw_by_isp()[i], 0.0) * h
+    count_levels = 1 if levels is None else levels.size
+    demand = np.zeros((rows.size, count_levels))
+    power = np.zeros(rows.size)
+    threshold = np.full(rows.size, np.inf)
+    soc = float(np.nan_to_num(problem.soc_kwh[i]))
+    budget = soc - float(np.nan_to_num(problem.min_soc_kwh[i]))
+    give = min(-float(problem.min_kw[i]), budget / h) if budget > 0 else 0.0
+    need = max(float(problem.energy_kwh[i]), 0.0)
+    battery = float(problem.battery_kwh[i])
+    can_sell = window.size >= 2 and give > 1e-9 and not (math.isfinite(battery) and soc + need > battery + 1e-6)
+    slots = max(1, math.floor(budget / (give * h) + 1e-9)) if can_sell else 0
+    in_window = np.isin(rows, window)
+    for r, t in enumerate(rows):
+        if not in_window[r]:
+            continue
+        if day is not None and levels is not None:
+            demand[r] = _v2g_row_shifted(problem, i, int(t), levels, spread_eur_per_mwh, day)
+            power[r] = give if (demand[r] < 0).any() else 0.0
+            continue
+        level = np.array([prices[t]]) if levels is None else levels
+        others, filled = _others(prices, cap_kwh, window, int(t))
+        ascending = np.append(prices[others], np.inf)
+        # Where t ranks at each level among the others (cheaper others: lower price, or equal and earlier).
+        keys = prices[others] + others * TIE_EUR_PER_MWH
+        cheaper = np.append(0.0, filled)[np.searchsorted(keys, level + t * TIE_EUR_PER_MWH)]
+        sold = np.zeros(count_levels)
+        if slots:
+            j = np.arange(1, min(slots, window.size) + 1)
+            wanted = need + j * give * h
+            x0 = ascending[np.searchsorted(filled, wanted - 1e-9)]  # buy-back without t
+            x1 = np.where(wanted - cap_kwh[t] > 1e-9,
+                          ascending[np.searchsorted(filled, wanted - cap_kwh[t] - 1e-9)], -np.inf)
+            by_dearness = others[::-1]
+            dearest = prices[by_dearness[: min(j.size, others.size)]]
+            pays = dearest > x0[: dearest.size] + spread_eur_per_mwh
+            m = int(np.argmin(pays)) if not pays.all() else int(pays.size)
+            options = [float(dearest[m - 1]) - (TIE_EUR_PER_MWH if by_dearness[m - 1] < t else 0.0)] if m else []
+            if m < j.size:
+                options.append(float(x0[m]) + spread_eur_per_mwh)
+            if options and math.isfinite(min(options)):
+                power[r], threshold[r] = give, min(options)
+            # With t at the level as a place to buy back: how many sales pay, and so what it charges.
+            buy_back = np.minimum(x0[: dearest.size, None], np.maximum(level[None, :], x1[: dearest.size, None]))
+            sales = (dearest[:, None] > buy_back + spread_eur_per_mwh).sum(axis=0)
+            sold = sales * give * h
+        charge = np.clip(need + sold - cheaper, 0.0, cap_kwh[t]) / h
+        demand[r] = np.where(level > threshold[r], -power[r], charge)
+    return demand, power, threshold
+
+
+def _v2g_row_shifted(problem: SchedulingProblem, i: int, t: int, levels: FloatArray, spread_eur_per_mwh: float,
+                     day: NDArray[np.bool_]) -> FloatArray:
+    """V2G session i at ISP t with the day moving with t's level (see ``_v2g_rows``): demand per level."""
+    h = problem.isp_hours
+    prices = problem.prices_eur_per_mwh
+    window = np.flatnonzero(window_mask(problem)[i])
+    cap_kwh = np.maximum(problem.max_kw_by_isp()[i], 0.0) * h
+    soc = float(np.nan_to_num(problem.soc_kwh[i]))
+    budget = soc - float(np.nan_to_num(problem.min_soc_kwh[i]))
+    give = min(-float(problem.min_kw[i]), budget / h) if budget > 0 else 0.0
+    need = max(float(problem.energy_kwh[i]), 0.0)
+    battery = float(problem.battery_kwh[i])
+    can_sell = window.size >= 2 and give > 1e-9 and not (math.isfinite(battery) and soc + need > battery + 1e-6)
+    slots = max(1, math.floor(budget / (give * h) + 1e-9)) if can_sell else 0
+    others, filled = _others(prices, cap_kwh, window, t)
+    own = prices[t]
+    first = int(np.flatnonzero(day)[0]) if day.any() else 0
+    # Cheaper than t: the day's ISPs as at the forecast; outside it, against the level (before the day on a tie).
+    inside = day[others]
+    cheaper_inside = float(cap_kwh[others[inside & ((prices[others] < own) |
+                                                     ((prices[others] == own) & (others < t)))]].sum())
+    outside = others[~inside]
+    before = outside < first
+    out_prices = prices[outside]
+    cheaper = cheaper_inside + (cap_kwh[outside][None, :] * (
+        (before[None, :] & (out_prices[None, :] <= levels[:, None])) |
+        (~before[None, :] & (out_prices[None, :] < levels[:, None])))).sum(axis=1)
+    sold = 0.0
+    sells = np.zeros(levels.size, dtype=bool)
+    if slots:
+        ascending = np.append(prices[others], np.inf)
+        order_idx = np.append(others, -1)
+        j = np.arange(1, min(slots, window.size) + 1)
+        wanted = need + j * give * h
+        at0 = np.searchsorted(filled, wanted - 1e-9)
+        x0 = ascending[at0]
+        x1 = np.where(wanted - cap_kwh[t] > 1e-9,
+                      ascending[np.searchsorted(filled, wanted - cap_kwh[t] - 1e-9)], -np.inf)
+        by_dearness = others[::-1]
+        dearest = prices[by_dearness[: min(j.size, others.size)]]
+        pays = dearest > x0[: dearest.size] + spread_eur_per_mwh
+        m = int(np.argmin(pays)) if not pays.all() else int(pays.size)
+        sales = int((dearest > np.minimum(x0[: dearest.size], np.maximum(own, x1[: dearest.size]))
+                     + spread_eur_per_mwh).sum())
+        sold = sales * give * h
+
+        def beats(isp: int, price: float) -> NDArray[np.bool_]:
+            if isp >= 0 and day[isp]:
+                return np.full(levels.size, own > price)
+            return np.asarray(levels > price)
+
+        if m:
+            u = int(by_dearness[m - 1])
+            sells |= beats(u, float(dearest[m - 1]) - (TIE_EUR_PER_MWH if u < t else 0.0))
+        if m < j.size and math.isfinite(float(x0[m])):
+            sells |= beats(int(order_idx[min(int(at0[m]), others.size)]), float(x0[m]) + spread_eur_per_mwh)
+    charge = np.clip(need + sold - cheaper, 0.0, cap_kwh[t]) / h
+    out: FloatArray = np.where(sells, -give, charge)
+    return out
+
+
+def discharge_thresholds(problem: SchedulingProblem, *, spread_eur_per_mwh: float = 0.0
+                         ) -> tuple[FloatArray, FloatArray]:
+    """Per session and ISP: the discharge power (kW, >= 0) a V2G car sells and the price above which it sells
+    it there (``inf``: it does not; see ``_v2g_rows``). Sessions without discharge have power 0."""
+    n, t_count = problem.n_sessions, problem.n_isps
+    power = np.zeros((n, t_count))
+    threshold = np.full((n, t_count), np.inf)
+    every = np.arange(t_count, dtype=np.int64)
+    for i in np.flatnonzero(problem.is_v2g):
+        _, power[i], threshold[i] = _v2g_rows(problem, int(i), every, np.zeros(1), spread_eur_per_mwh)
+    return power, threshold
+
+
+def _select(problem: SchedulingProblem, rows: IntArray) -> SchedulingProblem:
+    """The sessions ``rows`` of the problem (same horizon, prices and pool bounds)."""
+    per_session = {"session_ids", "arrival", "departure", "energy_kwh", "max_kw", "min_kw", "battery_kwh",
+                   "soc_kwh", "min_soc_kwh", "session_max_kw"}
+    fields = {name: getattr(problem, name) for name in problem.__dataclass_fields__}
+    for name in per_session:
+        value = fields[name]
+        if name == "session_ids":
+            fields[name] = tuple(value[int(k)] for k in rows)
+        elif value is not None:
+            fields[name] = value[rows]
+    return SchedulingProblem(**fields)
+
+
+def _v2g_curves(problem: SchedulingProblem, levels: FloatArray, mtus: IntArray, spread_eur_per_mwh: float
+                ) -> tuple[FloatArray, FloatArray]:
+    """Demand per MTU and level, and per ISP at the forecast: charge-only sessions by the parametric curves
+    (exact without a pool cap, the approximation with one), V2G sessions each by ``_v2g_rows``."""
+    v2g = problem.is_v2g
+    rest = _select(problem, np.flatnonzero(~v2g).astype(np.int64))
+    curve = _parametric(rest, levels, mtus) if rest.n_sessions else np.zeros((mtus.size, levels.size))
+    forecast = solve_schedule(rest).pool_kw if rest.n_sessions else np.zeros(problem.n_isps)
+    every = np.arange(problem.n_isps, dtype=np.int64)
+    for i in np.flatnonzero(v2g):
+        curve = curve + _v2g_rows(problem, int(i), mtus, levels, spread_eur_per_mwh)[0]
+        forecast = forecast + _v2g_rows(problem, int(i), every, None, spread_eur_per_mwh)[0][:, 0]
+    return curve, forecast
+
+
 def _charge_only_parts(problem: SchedulingProblem) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Forced power per ISP, flexible capacity (sessions x ISPs) and flexible need (kW x ISPs) per session.
 
@@ -125,6 +314,37 @@ def _parametric(problem: SchedulingProblem, levels: FloatArray, mtus: IntArray) 
             demand[row] = forced[t] + flexible.sum(axis=0)
         if equal[t].any():
             tied_before += cap[:, t][:, None] * equal[t][None, :]
+    return demand
+
+
+def _parametric_shifted(problem: SchedulingProblem, levels: FloatArray, mtus: IntArray, day: NDArray[np.bool_]
+                        ) -> FloatArray:
+    """Uncapped greedy demand at each MTU and level (MTUs x levels) when the whole day moves with the MTU.
+
+    MTU t clearing at L is read as the day's prices being ``L - forecast[t]`` off their forecast, all of them:
+    the ISPs of ``day`` keep their order among themselves (t is cheaper than those it was cheaper than), and
+    only the ISPs outside the day (before it: the build time's evening; after it: the next day, at their
+    forecast) change places with t. A forecast wrong by a level (the day dearer or cheaper than its history)
+    then moves energy between days, where the cars' stays let it, instead of out of every MTU at once. The
+    ISPs before the day count as cheaper on a tie, those after as dearer (the solver's stable sort).
+    """
+    forced, cap, need = _charge_only_parts(problem)
+    prices = problem.prices_eur_per_mwh
+    index = np.arange(problem.n_isps)
+    first = int(np.flatnonzero(day)[0]) if day.any() else 0
+    before = ~day & (index < first)
+    after = ~day & (index >= first)
+    outside = (before[:, None] & (prices[:, None] <= levels[None, :])) | \
+        (after[:, None] & (prices[:, None] < levels[None, :]))
+    outside_cap = cap @ outside.astype(np.float64)  # sessions x levels
+    demand = np.empty((mtus.size, levels.size))
+    for row, t in enumerate(mtus):
+        sessions = np.flatnonzero(cap[:, t] > 0.0)
+        inside = day & ((prices < prices[t]) | ((prices == prices[t]) & (index < t)))
+        inside[t] = False
+        others = outside_cap[sessions] + (cap[sessions][:, inside].sum(axis=1))[:, None]
+        flexible = np.clip(need[sessions, None] - others, 0.0, cap[sessions, t][:, None])
+        demand[row] = forced[t] + flexible.sum(axis=0)
     return demand
 
 
@@ -190,18 +410,80 @@ def _flow_applies(problem: SchedulingProblem) -> bool:
 
 
 def build_demand_curves(problem: SchedulingProblem, levels: FloatArray, *, method: str = "auto",
-                        mtus: IntArray | None = None) -> DemandCurves:
+                        mtus: IntArray | None = None, v2g_spread_eur_per_mwh: float | None = None,
+                        day: NDArray[np.bool_] | None = None) -> DemandCurves:
     """Demand curves for ``mtus`` (default all) at ``levels``, non-increasing in price, clipped to the cap.
 
     ``auto`` (the default) is ``parametric`` for a pool without a cap and ``flow`` for a capped one, both equal
     to the re-solves; ``parametric`` on a capped pool is the older approximation, ``resolve`` the reference.
+    These curves buy charging. With ``v2g_spread_eur_per_mwh`` (None: charge-only) the pool's V2G cars also sell:
+    each MTU's curve goes below zero by what they discharge where it clears above their thresholds
+    (``discharge_thresholds``); the cap clips charging only. With ``day`` (ISPs x bool, the delivery day) the
+    charging curves move the whole day with the MTU's price (``_parametric_shifted``, method ``shifted``;
+    a pool cap clips each MTU, the approximation of ``parametric``).
     """
+    if day is not None and method != "resolve":
+        return _shifted_curves(problem, levels, mtus, day, v2g_spread_eur_per_mwh)
+    if v2g_spread_eur_per_mwh is None or not problem.is_v2g.any() or method == "resolve":
+        # ``resolve`` re-solves the whole problem, V2G included, when a spread is given (the reference).
+        if method == "resolve" and v2g_spread_eur_per_mwh is not None:
+            return _charge_curves(problem, levels, method=method, mtus=mtus, keep_v2g=True)
+        return _charge_curves(problem, levels, method=method, mtus=mtus)
     started = time.perf_counter()
+    _check_levels(levels, method)
+    picked = np.arange(problem.n_isps, dtype=np.int64) if mtus is None else np.asarray(mtus, dtype=np.int64)
+    if picked.size and (picked.min() < 0 or picked.max() >= problem.n_isps):
+        raise InvalidInput(f"MTU indices must lie in 0..{problem.n_isps - 1}")
+    demand, forecast = _v2g_curves(problem, levels, picked, v2g_spread_eur_per_mwh)
+    # Charging stays within the pool's cap; the sales are not capped.
+    cap = problem.pool_max_kw[picked][:, None]
+    demand = np.minimum(make_non_increasing(demand), np.where(np.isfinite(cap), cap, np.inf))
+    return DemandCurves(levels, picked, demand, forecast, "parametric+v2g-thresholds",
+                        time.perf_counter() - started)
+
+
+def _shifted_curves(problem: SchedulingProblem, levels: FloatArray, mtus: IntArray | None,
+                    day: NDArray[np.bool_], v2g_spread_eur_per_mwh: float | None) -> DemandCurves:
+    """``build_demand_curves`` with the day moving with each MTU (V2G sales, if any, as without ``day``)."""
+    started = time.perf_counter()
+    _check_levels(levels, "auto")
+    picked = np.arange(problem.n_isps, dtype=np.int64) if mtus is None else np.asarray(mtus, dtype=np.int64)
+    if picked.size and (picked.min() < 0 or picked.max() >= problem.n_isps):
+        raise InvalidInput(f"MTU indices must lie in 0..{problem.n_isps - 1}")
+    if day.shape != (problem.n_isps,):
+        raise InvalidInput("day must mark each ISP of the problem")
+    v2g = problem.is_v2g if v2g_spread_eur_per_mwh is not None else np.zeros(problem.n_sessions, dtype=bool)
+    charging = charge_only(_select(problem, np.flatnonzero(~v2g).astype(np.int64)))
+    demand = _parametric_shifted(charging, levels, picked, day) if charging.n_sessions else \
+        np.zeros((picked.size, levels.size))
+    forecast = solve_schedule(charging).pool_kw if charging.n_sessions else np.zeros(problem.n_isps)
+    cap = problem.pool_max_kw[picked][:, None]
+    demand = np.clip(make_non_increasing(demand), 0.0, np.where(np.isfinite(cap), cap, np.inf))
+    method = "shifted"
+    if v2g.any() and v2g_spread_eur_per_mwh is not None:
+        every = np.arange(problem.n_isps, dtype=np.int64)
+        for i in np.flatnonzero(v2g):
+            demand = demand + _v2g_rows(problem, int(i), picked, levels, v2g_spread_eur_per_mwh, day)[0]
+            forecast = forecast + _v2g_rows(problem, int(i), every, None, v2g_spread_eur_per_mwh)[0][:, 0]
+        demand = make_non_increasing(demand)
+        method = "shifted+v2g-thresholds"
+    return DemandCurves(levels, picked, demand, forecast, method, time.perf_counter() - started)
+
+
+def _check_levels(levels: FloatArray, method: str) -> None:
     if levels.ndim != 1 or levels.size == 0 or np.any(np.diff(levels) <= 0):
         raise InvalidInput("price levels must be a non-empty strictly increasing list")
     if method not in METHODS:
         raise InvalidInput(f"unknown curve method {method!r}; one of {list(METHODS)}")
-    problem = charge_only(problem)
+
+
+def _charge_curves(problem: SchedulingProblem, levels: FloatArray, *, method: str,
+                   mtus: IntArray | None, keep_v2g: bool = False) -> DemandCurves:
+    """The charge-only curves (see ``build_demand_curves``); ``keep_v2g`` with ``resolve`` only."""
+    started = time.perf_counter()
+    _check_levels(levels, method)
+    if not keep_v2g:
+        problem = charge_only(problem)
     chosen = np.arange(problem.n_isps, dtype=np.int64) if mtus is None else np.asarray(mtus, dtype=np.int64)
     if chosen.size and (chosen.min() < 0 or chosen.max() >= problem.n_isps):
         raise InvalidInput(f"MTU indices must lie in 0..{problem.n_isps - 1}")
@@ -217,7 +499,8 @@ def build_demand_curves(problem: SchedulingProblem, levels: FloatArray, *, metho
     else:
         demand = _resolve(problem, levels, chosen)
     cap = problem.pool_max_kw[chosen][:, None]
-    demand = np.clip(make_non_increasing(demand), 0.0, np.where(np.isfinite(cap), cap, np.inf))
+    demand = np.clip(make_non_increasing(demand), -np.inf if keep_v2g else 0.0,
+                     np.where(np.isfinite(cap), cap, np.inf))
     return DemandCurves(levels, chosen, demand, forecast, method, time.perf_counter() - started)
 
 
@@ -272,8 +555,14 @@ def energy_limited_capacity(schedule_kw: FloatArray, energy_min_kwh: FloatArray,
     cumulative = np.cumsum(schedule_kw) * isp_hours
     window = slice(first, first + isps_per_product)
     elapsed_h = np.arange(1, isps_per_product + 1) * isp_hours
-    down = float(np.min((energy_max_kwh[window] - cumulative[window]) / elapsed_h))
-    up = float(np.min((cumulative[window] - energy_min_kwh[window]) / elapsed_h))
+    # Energy the schedule holds before the product beyond the bounds (cars the bounds do not see, such as those
+    # plugged in the evening before the horizon, which the day-ahead position now buys) is not the product's:
+    # the room is counted from where the schedule stands at the product's start.
+    done = cumulative[first - 1] if first > 0 else 0.0
+    over = min(float(energy_max_kwh[first - 1]) - done, 0.0) if first > 0 else 0.0
+    under = min(done - float(energy_min_kwh[first - 1]), 0.0) if first > 0 else 0.0
+    down = float(np.min((energy_max_kwh[window] - cumulative[window] - over) / elapsed_h))
+    up = float(np.min((cumulative[window] - energy_min_kwh[window] - under) / elapsed_h))
     return max(up, 0.0), max(down, 0.0)
 
 

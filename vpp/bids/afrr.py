@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from vpp.algorithms.bidding import (
@@ -23,7 +24,8 @@ from vpp.algorithms.bidding import (
 )
 from vpp.bids.dayahead import iso, parse_time
 from vpp.bids.forecast import forecast_for
-from vpp.bids.policy import BidPolicy
+from vpp.bids.policy import BidPolicy, Market
+from vpp.bids.tables import Bid
 from vpp.commitments import service as commitments
 from vpp.domain.commitments import CommitmentKind, CommitmentValue
 from vpp.domain.errors import InvalidInput
@@ -60,6 +62,9 @@ def build_content(session: Session, portfolio: PortfolioView, policy: BidPolicy,
         session, [pool], start, end, kinds=[CommitmentKind.DAY_AHEAD_SCHEDULE])}
     schedule = np.array([committed.get(t, float(flex.baseline_kw[i])) for i, t in enumerate(isps)])
     up_room, down_room = flex.headroom_kw(schedule, reliable=True)
+    # The energy bounds start at the period: the cars plugged in before it, which the day-ahead position buys too,
+    # are left out of the energy held against them.
+    unseen = _before_period_kw(session, pool, isps) if committed else np.zeros(n)
     volumes = size_afrr(up_room, down_room, step_kw=policy.afrr_step_kw, minimum_kw=policy.afrr_minimum_kw)
     forecast = forecast_for(isps, policy, prices)
     up_cost, down_cost = opportunity_costs(forecast, recovery_isps=max(1, int(policy.afrr_recovery_hours * 4)))
@@ -78,7 +83,7 @@ def build_content(session: Session, portfolio: PortfolioView, policy: BidPolicy,
             window = slice(first, first + per_product)
             # Power alone is not enough: held for the whole product, the capacity's energy must fit the cars.
             energy_room = dict(zip(DIRECTIONS, energy_limited_capacity(
-                schedule, flex.energy_min_kwh, flex.energy_max_kwh, first, per_product), strict=True))
+                schedule - unseen, flex.energy_min_kwh, flex.energy_max_kwh, first, per_product), strict=True))
             for direction, (volume, cost) in by_direction.items():
                 held = float(capacity_per_product(volume[window], per_product)[0])
                 held = float(size_afrr(np.array([min(held, energy_room[direction])]), np.zeros(1),
@@ -103,6 +108,25 @@ def build_content(session: Session, portfolio: PortfolioView, policy: BidPolicy,
         "capacity": capacity,
         "energy": energy,
     }
+
+
+def _before_period_kw(session: Session, pool: str, isps: Sequence[datetime]) -> np.ndarray:
+    """Per ISP, the power the pool's day-ahead bids forecast for cars plugged in before their day
+    (``before_day_kw`` of the day-ahead content; 0 where no bid says)."""
+    out = np.zeros(len(isps))
+    if not isps:
+        return out
+    where = {t: k for k, t in enumerate(isps)}
+    bids = session.scalars(select(Bid).where(
+        Bid.market == Market.DAY_AHEAD.value, Bid.pool == pool, Bid.period_start < isps[-1] + ISP,
+        Bid.period_end > isps[0]))
+    for bid in bids:
+        values = bid.content.get("before_day_kw") or []
+        for m, value in zip(bid.content.get("mtus", []), values, strict=False):
+            k = where.get(parse_time(m["mtu_start"], "mtu_start"))
+            if k is not None:
+                out[k] = float(value)
+    return out
 
 
 def _offers(content: dict[str, Any]) -> list[AfrrCapacityOffer | AfrrEnergyOffer]:

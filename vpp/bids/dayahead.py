@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -9,18 +10,20 @@ from typing import Any
 import numpy as np
 
 from vpp.algorithms.bidding import build_demand_curves, price_ladder
-from vpp.algorithms.scheduling import problem_from_instance
+from vpp.algorithms.scheduling import SchedulingProblem, problem_from_instance, solve_schedule
 from vpp.bids.forecast import forecast_for
 from vpp.bids.policy import BidPolicy
 from vpp.domain.commitments import CommitmentKind, CommitmentValue
 from vpp.domain.errors import InvalidInput
-from vpp.domain.isp import delivery_day_isps
+from vpp.domain.isp import delivery_day_isps, floor_to_isp
 from vpp.domain.market_orders import ClearingResult, CurveOrder, CurvePoint, MtuCurve, PriceLimits
 from vpp.ports import DayAheadDocuments, PortfolioView
 
 # The day-ahead schedule is an energy position: the median forecast of arrivals leaves the least imbalance either way
 # (the reliable low quantile of ``BidPolicy.reliability`` is for capacity, which must be there when called).
 DAYAHEAD_RELIABILITY = 0.5
+# The exchange's volume step (0.1 MW): a cleared volume may lie this far beyond the curve's own points.
+VOLUME_STEP_KW = 100.0
 
 
 def iso(moment: datetime) -> str:
@@ -49,24 +52,47 @@ def _thin(levels: np.ndarray, demand: np.ndarray) -> list[dict[str, float]]:
 
 
 def build_content(portfolio: PortfolioView, policy: BidPolicy, *, pool: str, day: date,
-                  prices: Sequence[float] | None, method: str) -> dict[str, Any]:
-    """The curve content of a day-ahead draft for ``pool`` and delivery day ``day``."""
+                  prices: Sequence[float] | None, method: str, now: datetime | None = None,
+                  committed_before: Sequence[datetime] = ()) -> dict[str, Any]:
+    """The curve content of a day-ahead draft for ``pool`` and delivery day ``day``, built at ``now``.
+
+    The instance starts at ``now`` (its ISP), not at the delivery day: cars plugged in this evening and still
+    there after midnight charge on the delivery day too, and are part of its position. Up to the first ISP
+    the pool holds a schedule for (``committed_before``: ISP starts before the day with a day-ahead commitment)
+    nothing dispatches the pool, so the cars charge there as they come (``settle_lead``); from it on they are
+    scheduled against prices like the rest.
+    """
     isps = [t.to_pydatetime() for t in delivery_day_isps(day, policy.market_timezone)]
     forecast = forecast_for(isps, policy, prices)
+    step = isps[1] - isps[0]
+    lead = lead_isps(isps[0], now, step)
+    lead_prices = forecast_for(lead, policy, None) if lead else np.zeros(0)
     # The schedule looks one day past the delivery day (at the history's forecast): a car plugged in tonight and
     # leaving tomorrow morning is bought where its whole stay is cheapest, not forced into tonight's ISPs.
     after = [t.to_pydatetime() for t in delivery_day_isps(day + timedelta(days=1), policy.market_timezone)]
     beyond = forecast_for(after, policy, None)
-    step = isps[1] - isps[0]
-    instance = portfolio.dayahead_instance(pool, isps[0], after[-1] + step, reliability=DAYAHEAD_RELIABILITY,
-                                           prices_eur_per_mwh=[*map(float, forecast), *map(float, beyond)])
-    if len(instance["prices_eur_per_mwh"]) != len(isps) + len(after):
-        raise InvalidInput(f"the portfolio returned {len(instance['prices_eur_per_mwh'])} ISPs for two days of "
-                           f"{len(isps) + len(after)} MTUs")
-    problem = problem_from_instance(within_reach(instance, len(isps)))
+    instance = portfolio.dayahead_instance(
+        pool, (lead or isps)[0], after[-1] + step, reliability=DAYAHEAD_RELIABILITY,
+        prices_eur_per_mwh=[*map(float, lead_prices), *map(float, forecast), *map(float, beyond)])
+    if len(instance["prices_eur_per_mwh"]) != len(lead) + len(isps) + len(after):
+        raise InvalidInput(f"the portfolio returned {len(instance['prices_eur_per_mwh'])} ISPs for "
+                           f"{len(lead) + len(isps) + len(after)}")
+    committed = set(committed_before)
+    uncontrolled = next((k for k, t in enumerate(lead) if t in committed), len(lead))
+    instance = settle_lead(instance, uncontrolled)
+    offset = len(lead) - uncontrolled
+    problem = problem_from_instance(within_reach(instance, offset + len(isps)))
+    early = {str(item["id"]) for item in instance["sessions"]
+             if item.get("arrived_before") or int(item["arrival"]) < offset}
+    before_day = _before_day_kw(problem, [k for k, sid in enumerate(problem.session_ids) if sid in early],
+                                offset, len(isps))
     levels = price_ladder(forecast, min_price=policy.dayahead_min_price_eur_per_mwh,
                           max_price=policy.dayahead_max_price_eur_per_mwh, max_levels=policy.dayahead_max_levels)
-    curves = build_demand_curves(problem, levels, method=method, mtus=np.arange(len(isps), dtype=np.int64))
+    curves = build_demand_curves(problem, levels, method=method,
+                                 mtus=np.arange(offset, offset + len(isps), dtype=np.int64),
+                                 v2g_spread_eur_per_mwh=policy.dayahead_v2g_spread_eur_per_mwh,
+                                 day=_day_mask(problem.n_isps, offset, len(isps)) if policy.dayahead_curve_shift
+                                 else None)
     return {
         "delivery_day": day.isoformat(),
         "area_code": policy.dayahead_area_code,
@@ -76,10 +102,76 @@ def build_content(portfolio: PortfolioView, policy: BidPolicy, *, pool: str, day
         "sessions": problem.n_sessions,
         "levels": len(levels),
         "forecast_eur_per_mwh": [round(float(p), 2) for p in forecast],
-        "forecast_pool_kw": [round(float(p), 3) for p in curves.forecast_pool_kw[: len(isps)]],
-        "mtus": [{"mtu_start": iso(isps[int(t)]), "points": _thin(levels, row)}
+        "forecast_pool_kw": [round(float(p), 3) for p in curves.forecast_pool_kw[offset: offset + len(isps)]],
+        "lead_isps": len(lead),
+        # Of the forecast, what the cars plugged in before the day draw on it (the flexibility's bounds, which start
+        # at the day, do not see them: the aFRR bid leaves it out of the energy it holds against them).
+        "before_day_kw": [round(float(p), 3) for p in before_day],
+        "mtus": [{"mtu_start": iso(isps[int(t) - offset]), "points": _thin(levels, row)}
                  for t, row in zip(curves.mtus, curves.demand_kw, strict=True)],
     }
+
+
+def _before_day_kw(problem: SchedulingProblem, rows: list[int], offset: int, count: int) -> np.ndarray:
+    """Per ISP of the day, the forecast schedule's power of the sessions ``rows`` (those that arrived before it)."""
+    if not rows:
+        return np.zeros(count)
+    kept = np.isin(np.arange(problem.n_sessions), rows)
+    fields = {name: getattr(problem, name) for name in problem.__dataclass_fields__}
+    for name in ("energy_kwh",):
+        fields[name] = np.where(kept, fields[name], 0.0)
+    fields["min_kw"] = np.where(kept, np.maximum(problem.min_kw, 0.0), 0.0)
+    schedule = solve_schedule(SchedulingProblem(**fields)).pool_kw
+    out: np.ndarray = np.asarray(schedule[offset: offset + count], dtype=np.float64)
+    return out
+
+
+def _day_mask(n_isps: int, offset: int, count: int) -> np.ndarray:
+    """ISPs x bool: the delivery day's ISPs of the instance."""
+    mask = np.zeros(n_isps, dtype=bool)
+    mask[offset: offset + count] = True
+    return mask
+
+
+def lead_isps(day_start: datetime, now: datetime | None, step: timedelta) -> list[datetime]:
+    """The ISPs from ``now``'s to the delivery day's start (at most a day; none when built on the day)."""
+    if now is None or now >= day_start:
+        return []
+    first = max(floor_to_isp(now), day_start - timedelta(days=1))
+    return [first + k * step for k in range(int((day_start - first) / step))]
+
+
+def settle_lead(instance: dict[str, Any], lead: int) -> dict[str, Any]:
+    """The instance from ISP ``lead`` on, its first ``lead`` ISPs charged as the cars come (full power from
+    arrival until their energy is in): what an undispatched pool draws. A session's energy is what is left;
+    a V2G car's state of charge rises by what it took; sessions gone by then, or done and charge-only, drop."""
+    if lead <= 0:
+        return instance
+    hours = float(instance.get("isp_minutes", 15)) / 60.0
+    sessions = []
+    for item in instance["sessions"]:
+        arrival, departure = int(item["arrival"]), int(item["departure"])
+        if departure <= lead:
+            continue
+        taken = min(float(item["energy_kwh"]), max(float(item["max_kw"]), 0.0) * hours * max(lead - arrival, 0))
+        settled = {**item, "arrival": max(arrival - lead, 0), "departure": departure - lead,
+                   "energy_kwh": float(item["energy_kwh"]) - taken}
+        if arrival < lead:
+            settled["arrived_before"] = True
+        if item.get("soc_kwh") is not None:
+            battery = float(item.get("battery_kwh") or math.inf)
+            settled["soc_kwh"] = min(float(item["soc_kwh"]) + taken, battery)
+        elif settled["energy_kwh"] <= 1e-9:
+            continue
+        sessions.append(settled)
+    cut = {**instance, "sessions": sessions, "prices_eur_per_mwh": list(instance["prices_eur_per_mwh"])[lead:]}
+    for key in ("pool_max_kw", "pool_min_kw"):
+        if isinstance(cut.get(key), list):
+            cut[key] = cut[key][lead:]
+    if isinstance(instance.get("start"), str):
+        start = parse_time(str(instance["start"]), "start")
+        cut["start"] = iso(start + lead * timedelta(hours=hours))
+    return cut
 
 
 def within_reach(instance: dict[str, Any], mtus: int) -> dict[str, Any]:
@@ -134,6 +226,14 @@ def apply_patch(content: dict[str, Any], mtus: Sequence[dict[str, Any]]) -> tupl
     return {**content, "mtus": updated}, before, after
 
 
+def _lowest_demand(content: dict[str, Any], mtu_start: datetime) -> float:
+    """The least demand (kW, negative: a sale) on the bid's curve for the MTU."""
+    for m in content["mtus"]:
+        if parse_time(m["mtu_start"], "mtu_start") == mtu_start:
+            return min(float(p["demand_kw"]) for p in m["points"])
+    return 0.0
+
+
 def commitments_from_results(content: dict[str, Any], results: Sequence[ClearingResult], *, pool: str,
                              reference: str) -> list[CommitmentValue]:
     """One day_ahead_schedule commitment per cleared MTU of the bid; results for other MTUs are refused."""
@@ -142,8 +242,10 @@ def commitments_from_results(content: dict[str, Any], results: Sequence[Clearing
     for result in results:
         if result.mtu_start_utc not in mtus:
             raise InvalidInput(f"result for MTU {iso(result.mtu_start_utc)} is not part of this bid")
-        if result.accepted_demand_kw < 0:
-            raise InvalidInput(f"MTU {iso(result.mtu_start_utc)}: a buy curve cannot clear a sale")
+        # A sale (V2G) only as far as the curve offers one, within the exchange's 0.1 MW volume step.
+        if result.accepted_demand_kw < 0 and min(_lowest_demand(content, result.mtu_start_utc), 0.0) \
+                > result.accepted_demand_kw + VOLUME_STEP_KW:
+            raise InvalidInput(f"MTU {iso(result.mtu_start_utc)}: the result sells more than the curve offers")
         values.append(CommitmentValue(pool=pool, isp_start=result.mtu_start_utc,
                                       kind=CommitmentKind.DAY_AHEAD_SCHEDULE, power_kw=result.accepted_demand_kw,
                                       source="day-ahead", reference=reference,

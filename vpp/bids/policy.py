@@ -48,6 +48,11 @@ class BidPolicy:
     dayahead_gate_local: time = time(12, 0)
     dayahead_area_code: str = "NL"
     dayahead_portfolio: str = "VPP-EV"
+    # A V2G car sells in an MTU only where it clears this much above buying the energy back (wear, margin).
+    dayahead_v2g_spread_eur_per_mwh: float = 10.0
+    # Each MTU's curve moves the whole delivery day with its price (a forecast off by a level shifts energy
+    # between days, not out of every MTU at once); False: the other MTUs stay at their forecast.
+    dayahead_curve_shift: bool = True
     forecast_weeks: int = 4
     reliability: float = 0.9
     afrr_product_hours: int = 4

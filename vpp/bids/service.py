@@ -21,6 +21,7 @@ from vpp.bids.policy import Actor, BidPolicy, BidStatus, Market
 from vpp.bids.tables import Bid, BidAudit
 from vpp.commitments import service as commitments
 from vpp.db import new_id
+from vpp.domain.commitments import CommitmentKind
 from vpp.domain.errors import Conflict, InvalidInput, NotFound
 from vpp.domain.isp import delivery_day_bounds, is_isp_aligned
 from vpp.domain.pools import PoolId
@@ -181,8 +182,11 @@ def build(session: Session, portfolio: PortfolioView, policy: BidPolicy, request
                        is None else request.capacity_margin_eur_per_mw_per_h)
     if request.market is Market.DAY_AHEAD:
         assert day is not None
+        held = commitments.list_for(session, [request.pool], start - timedelta(days=1), start,
+                                    kinds=[CommitmentKind.DAY_AHEAD_SCHEDULE])
         content = dayahead.build_content(portfolio, policy, pool=request.pool, day=day,
-                                         prices=request.prices_eur_per_mwh, method=request.method)
+                                         prices=request.prices_eur_per_mwh, method=request.method, now=now,
+                                         committed_before=[c.isp_start for c in held])
         dayahead.curve_order(content, policy, documents.dayahead)
     elif request.market is Market.AFRR:
         content = afrr.build_content(session, portfolio, policy, pool=request.pool, bid_key=bid.id[:12],

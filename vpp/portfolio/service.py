@@ -439,10 +439,17 @@ def dayahead_instance(fleet: Fleet, pool: str, horizon: IspHorizon, forecast: Fo
         # Availability at reliability r is the (1 - r) quantile of arrivals: fewer cars, more certain.
         quantile = "p10" if reliability >= 0.75 else ("p90" if reliability <= 0.25 else "p50")
         future = _not_before(horizon, fleet.at)
+        v2g = forecast_v2g(fleet, idx)
         for j, (t, leaves, energy) in enumerate(forecast_stays(forecast, forecast.arrivals[quantile] * future,
                                                               horizon.count)):
-            sessions.append({"id": f"forecast-{t}-{j}", "arrival": t, "departure": leaves,
-                             "energy_kwh": energy, "max_kw": FORECAST_MAX_KW, "min_kw": 0.0})
+            item = {"id": f"forecast-{t}-{j}", "arrival": t, "departure": leaves, "energy_kwh": energy,
+                    "max_kw": FORECAST_MAX_KW, "min_kw": 0.0}
+            # Cars to come discharge like the pool's V2G cars now, at their share (every k-th arrival).
+            if v2g is not None and math.floor((j + 1) * v2g[0]) > math.floor(j * v2g[0]):
+                battery, soc, floor = v2g[1], v2g[2], v2g[3]
+                soc = max(min(soc, battery - energy), 0.0)
+                item.update(min_kw=-FORECAST_MAX_KW, battery_kwh=battery, soc_kwh=soc, min_soc_kwh=min(floor, soc))
+            sessions.append(item)
     return {"start": horizon.start.isoformat().replace("+00:00", "Z"), "isp_minutes": 15,
             "prices_eur_per_mwh": [float(p) for p in prices_eur_per_mwh],
             "pool_max_kw": uncontrolled_peak_kw(sessions, horizon.count) or None, "pool_min_kw": None,
@@ -450,6 +457,19 @@ def dayahead_instance(fleet: Fleet, pool: str, horizon: IspHorizon, forecast: Fo
 
 
 FORECAST_MAX_KW = 11.0
+
+
+def forecast_v2g(fleet: Fleet, idx: npt.NDArray[np.int64]) -> tuple[float, float, float, float] | None:
+    """(share, battery kWh, state of charge at arrival kWh, floor kWh) of the pool's V2G cars plugged in now, the
+    model of the V2G cars still to come; None without any."""
+    battery = fleet.battery_kwh[idx]
+    soc = fleet.soc_kwh[idx]
+    v2g = (fleet.discharge_kw[idx] > 0) & np.isfinite(battery) & (battery > 0) & np.isfinite(soc)
+    if not v2g.any():
+        return None
+    arrived_with = np.clip(soc[v2g] - fleet.delivered_kwh[idx][v2g], 0.0, battery[v2g])
+    floor = np.clip(np.nan_to_num(fleet.min_soc_kwh[idx][v2g]), 0.0, battery[v2g])
+    return (float(v2g.mean()), float(battery[v2g].mean()), float(arrived_with.mean()), float(floor.mean()))
 
 
 def forecast_stays(forecast: ForecastFlex, expected: Any, isps: int) -> list[tuple[int, int, float]]:

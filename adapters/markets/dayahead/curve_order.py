@@ -1,7 +1,8 @@
 """Day-ahead price-quantity curve orders per 15-minute MTU, exported as exchange-style JSON and CSV.
 
-A curve order gives, for each MTU, step points (price, volume) that the exchange interpolates; a buy curve's
-volume must not increase with price. Volumes are MW (+ = buy = the pool's charging demand), rounded to the
+A curve order gives, for each MTU, step points (price, volume) that the exchange interpolates; a curve's
+volume must not increase with price. Volumes are MW (+ = buy = the pool's charging demand, - = sell = its V2G
+cars discharging where the price is high), rounded to the
 0.1 MW lot; prices EUR/MWh at 0.01, within the harmonised SDAC limits (-500 / +4,000 EUR/MWh). Each exported
 curve is padded to start at the minimum and end at the maximum price, since exchanges require both.
 
@@ -134,8 +135,6 @@ def _wire_points(curve: MtuCurve, limits: PriceLimits) -> tuple[_WirePoint, ...]
                 f"[{limits.min_price_eur_per_mwh}, {limits.max_price_eur_per_mwh}]",
                 details={"mtu": mtu, "point": index},
             )
-        if point.demand_kw < 0:
-            raise InvalidInput(f"MTU {mtu}: demand must not be negative", details={"mtu": mtu, "point": index})
         if points and price <= points[-1].price_eur_per_mwh:
             raise InvalidInput(
                 f"MTU {mtu}: prices must strictly increase along the curve", details={"mtu": mtu, "point": index}

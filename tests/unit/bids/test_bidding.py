@@ -145,3 +145,17 @@ def test_capacity_held_through_a_product_is_bounded_by_the_energy_the_cars_can_t
     assert later[1] == pytest.approx(min(90.0 / 0.25, 100.0 / 0.5))
     with pytest.raises(InvalidInput):
         bidding.energy_limited_capacity(schedule, e_min, e_max, 3, 2)
+
+
+def test_energy_the_schedule_bought_before_the_product_beyond_the_bounds_is_not_held_against_it() -> None:
+    # The position buys 200 kWh in the first two ISPs for cars the bounds do not see (plugged in before the
+    # horizon): 150 kWh over the bounds at the product's start. The product (ISPs 2-3, 100 kW scheduled) keeps
+    # the room its own ISPs have: 40 and 60 kWh above the schedule's own energy there.
+    schedule = np.array([400.0, 400.0, 100.0, 100.0])
+    e_max = np.array([25.0, 50.0, 50.0 + 25.0 + 40.0, 50.0 + 50.0 + 60.0])
+    e_min = np.zeros(4)
+    _, down = bidding.energy_limited_capacity(schedule, e_min, e_max, 2, 2)
+    assert down == pytest.approx(min(40.0 / 0.25, 60.0 / 0.5))
+    # Held against the product, the 150 kWh would leave it no room at all.
+    cumulative = np.cumsum(schedule) * 0.25
+    assert (e_max[2:] - cumulative[2:] < 0).all()

@@ -79,7 +79,6 @@ def test_mtus_are_numbered_in_the_local_day_on_a_dst_day_with_100_quarter_hours(
         (_curve(FIRST_MTU, (-600, 500)), "outside the limits"),
         (_curve(FIRST_MTU, (4_000.01, 500)), "outside the limits"),
         (_curve(FIRST_MTU, (50, 500), (10, 400)), "strictly increase"),
-        (_curve(FIRST_MTU, (0, -5)), "negative"),
         (_curve(FIRST_MTU), "no points"),
         (_curve(FIRST_MTU + timedelta(minutes=7), (0, 1)), "15-minute grid"),
         (_curve(FIRST_MTU - timedelta(minutes=15), (0, 1)), "outside delivery day"),
@@ -88,6 +87,15 @@ def test_mtus_are_numbered_in_the_local_day_on_a_dst_day_with_100_quarter_hours(
 def test_invalid_curve_is_refused_with_a_reason(curve: MtuCurve, reason: str) -> None:
     with pytest.raises(InvalidInput, match=reason):
         validate_curve_order(_order(curve))
+
+
+def test_a_curve_that_sells_where_the_price_is_high_is_exported_with_negative_volumes() -> None:
+    # V2G: buy 1.2 MW at low prices, nothing at 100 EUR/MWh, sell 0.8 MW above 150 EUR/MWh.
+    document = json.loads(curve_order_to_json(_order(_curve(FIRST_MTU, (0, 1_200), (100, 0), (150, -800)))))
+
+    volumes = [point["volume"] for point in document["curves"][0]["curvePoints"]]
+    assert volumes[0] == 1.2 and volumes[-1] == -0.8
+    assert volumes == sorted(volumes, reverse=True)
 
 
 def test_duplicate_mtu_is_refused() -> None:
