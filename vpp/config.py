@@ -81,8 +81,9 @@ class Settings(BaseSettings):
     dispatch_follow_tolerance_kw: float = Field(1.0, description="Measured minus limit above this is off-limit.")
     afrr_setpoint_max_age_seconds: float = Field(60.0, description="An older latest setpoint counts as zero.")
     dispatch_plan_floors: bool = Field(
-        False, description="Hold a planned car at its plan below its even pace while its laxity allows (more of "
-                           "the price spread, fewer needs met: docs/scenarios.md); off: each car at least at its pace.")
+        True, description="Hold a planned car at its plan below its even pace while its laxity (taper and the "
+                          "least a car may draw included) allows: the plan's price response (docs/scenarios.md); "
+                          "off: each car at least at its even pace.")
     bids_dayahead_min_price_eur_per_mwh: float = Field(-500.0, description="Harmonised SDAC minimum price.")
     bids_dayahead_max_price_eur_per_mwh: float = Field(4000.0, description="Harmonised SDAC maximum price.")
     bids_dayahead_area_code: str = "NL"

@@ -39,12 +39,14 @@ def _fleet(factory: sessionmaker[Session], cars: int = 3) -> list[str]:
     cid = add_cpo(factory)
     add_location(factory, cid, location_id="LOC1", evses=cars, at=NOW - timedelta(days=1))
     ids = [add_session(factory, cid, session_id=f"S{k}", location_id="LOC1", evse=k, start=NOW - timedelta(hours=1),
-                       delivered_kwh=2.0, power_kw=11.0, token_uid=f"CAR{k}") for k in range(cars)]
+                       delivered_kwh=2.0, power_kw=11.0, soc_pct=30.0, token_uid=f"CAR{k}") for k in range(cars)]
     with unit_of_work(factory) as db:
         topology.import_topology_csv(db, TOPOLOGY)
-        # Each car needs one more hour at full power (11.04 kW) and leaves in three.
+        # Each car needs one more hour at full power (11.04 kW) and leaves in three; at 30 % of 60 kWh its need
+        # ends far below the taper near full.
         for sid in ids:
-            needs.put_need(db, sid, NeedInput(departure=NOW + timedelta(hours=3), energy_kwh=2.0 + 11.04), now=NOW)
+            needs.put_need(db, sid, NeedInput(departure=NOW + timedelta(hours=3), energy_kwh=2.0 + 11.04,
+                                              battery_kwh=60.0), now=NOW)
     return ids
 
 

@@ -129,12 +129,15 @@ def test_a_replan_gives_the_cars_of_an_equipped_site_their_site_plan(
     cid = add_cpo(session_factory)
     add_location(session_factory, cid, location_id="LOC1", evses=3, at=NOW - timedelta(days=1))
     ids = [add_session(session_factory, cid, session_id=f"S{k}", location_id="LOC1", evse=k,
-                       start=NOW - timedelta(hours=1), delivered_kwh=2.0, power_kw=11.0, token_uid=f"CAR{k}")
+                       start=NOW - timedelta(hours=1), delivered_kwh=2.0, power_kw=11.0, soc_pct=30.0,
+                       token_uid=f"CAR{k}")
            for k in range(3)]
     _site(session_factory)
     with unit_of_work(session_factory) as db:
+        # At 30 % of 60 kWh the need ends far below the taper near full.
         for sid in ids:
-            needs.put_need(db, sid, NeedInput(departure=NOW + timedelta(hours=3), energy_kwh=2.0 + 11.04), now=NOW)
+            needs.put_need(db, sid, NeedInput(departure=NOW + timedelta(hours=3), energy_kwh=2.0 + 11.04,
+                                              battery_kwh=60.0), now=NOW)
     admin = _admin(session_factory)
     assert _put(client, admin, {"pv_kwp": 40.0, "tariff": FLAT}).status_code == 200
     # 33.12 kW of PV in the second hour only: the three cars' 11.04 kWh each fit into it exactly.

@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vpp.algorithms.allocation import AllocationProblem
+from vpp.algorithms.taper import deliverable_kwh, extra_hours
 from vpp.domain.dispatch import DispatchSnapshot
 
 FloatArray = npt.NDArray[np.float64]
@@ -25,13 +26,15 @@ NEED_HORIZON_H = 5.0 / 60.0
 # force until a later cycle sees their effect, and outside activations cycles (and telemetry) come every 15 minutes.
 DISCHARGE_HOLD_H = 0.25
 # A planned car is held at its plan below its even pace only while a quarter hour there leaves its need feasible
-# at 70 % of what it can draw afterwards (taper near full). On an AC charger (up to 22 kW) a car is taken to draw
-# at most 11 kW (three-phase 16 A, most onboard chargers) until it is seen drawing more.
+# afterwards at what it can draw (``PLAN_FLOOR_DERATE`` of it: limits and readings lag), with the taper near full
+# (``vpp.algorithms.taper``). On an AC charger (up to 22 kW) a car is taken to draw at most 11 kW (three-phase
+# 16 A, most onboard chargers) until it is seen drawing more, and at least ``AC_CAR_LEAST_KW`` until it has been
+# seen drawing (a single-phase 16 A onboard charger: 5 % of the registrations draw 3.6 kW).
 PLAN_FLOOR_STEP_H = 0.25
-PLAN_FLOOR_DERATE = 0.7
+PLAN_FLOOR_DERATE = 0.9
 AC_CHARGER_MAX_KW = 22.0
 AC_CAR_ASSUMED_KW = 11.0
-
+AC_CAR_LEAST_KW = 3.6
 
 @dataclass(frozen=True)
 class PoolLimits:
@@ -100,6 +103,7 @@ def build_problem(
     finish_margin_h: float = 0.0,
     need_horizon_h: float = NEED_HORIZON_H,
     plan_floors: bool = False,
+    seen_kw: FloatArray | None = None,
 ) -> CycleProblem:
     """The allocation problem: snapshot bounds, pins (NaN = free), overrides of max (NaN = none), DSO groups.
 
@@ -173,7 +177,11 @@ def build_problem(
             flags["group_caps_exceeded_by_fixed_load"] = int(infeasible.sum())
 
     hours = np.maximum(np.asarray(snapshot.hours_to_departure, dtype=np.float64) - finish_margin_h, 0.0)
-    need_floor = plan_need_floor_kw(snapshot, hours, max_kw) if plan_floors else None
+    need_floor = None
+    if plan_floors:
+        # A planned car's pace ends the taper's extra time early (a car without a plan keeps its even pace).
+        need_floor = plan_need_floor_kw(snapshot, hours, max_kw, seen_kw=seen_kw,
+                                        paced_hours=taper_hours(snapshot, hours, seen_kw))
     if need_floor is not None:
         flags["planned_below_pace"] = int(np.sum(need_floor < np.asarray(snapshot.energy_needed_kwh) / np.where(
             hours > 0, hours, np.inf) - 1e-6))
@@ -201,16 +209,46 @@ def build_problem(
     return CycleProblem(problem=problem, flags=flags)
 
 
+def car_power_kw(charger_max_kw: FloatArray, seen_kw: FloatArray | None) -> tuple[FloatArray, FloatArray]:
+    """What each car is taken to draw at full power (the taper's scale) and at the least (for its laxity floor).
+
+    On an AC charger (up to 22 kW) a car draws at most 11 kW unless seen drawing more, and at least 3.6 kW (a
+    single-phase onboard charger) until seen drawing more; elsewhere (DC) the charger's maximum. ``seen_kw``: the
+    most each session was seen drawing (NaN or None: not seen).
+    """
+    charger = np.maximum(np.asarray(charger_max_kw, dtype=np.float64), 0.0)
+    seen = np.zeros_like(charger) if seen_kw is None else np.minimum(
+        np.maximum(np.nan_to_num(np.asarray(seen_kw, dtype=np.float64), nan=0.0), 0.0), charger)
+    ac = charger <= AC_CHARGER_MAX_KW
+    full = np.maximum(np.where(ac, np.minimum(charger, AC_CAR_ASSUMED_KW), charger), seen)
+    least = np.maximum(np.where(ac, np.minimum(charger, AC_CAR_LEAST_KW), charger), seen)
+    return full, least
+
+
+def taper_hours(snapshot: DispatchSnapshot, hours: FloatArray, seen_kw: FloatArray | None) -> FloatArray:
+    """Hours left to pace each need over: ``hours`` less what the taper near full adds to it
+    (``vpp.algorithms.taper``; SoC and battery unknown, so the need is taken to end full)."""
+    full, _ = car_power_kw(np.asarray(snapshot.max_kw, dtype=np.float64), seen_kw)
+    need = np.maximum(np.nan_to_num(np.asarray(snapshot.energy_needed_kwh, dtype=np.float64), nan=0.0), 0.0)
+    out: FloatArray = np.maximum(hours - extra_hours(need, full), 0.0)
+    return out
+
+
 def plan_need_floor_kw(snapshot: DispatchSnapshot, hours: FloatArray, max_kw: FloatArray, *,
-                       step_h: float = PLAN_FLOOR_STEP_H, derate: float = PLAN_FLOOR_DERATE) -> FloatArray | None:
+                       step_h: float = PLAN_FLOOR_STEP_H, derate: float = PLAN_FLOOR_DERATE,
+                       seen_kw: FloatArray | None = None, paced_hours: FloatArray | None = None
+                       ) -> FloatArray | None:
     """Each planned session's need floor: its plan, not its even pace, where the plan keeps its need feasible.
 
     The rolling-horizon planner defers a car to the cheap hours of its stay and re-plans every ISP with what the
     car really took, so below its even pace the allocator may hold it at its plan; never below its laxity floor,
-    the least power for the next ``step_h`` after which ``derate`` of what it can draw (taper; on an AC charger
-    11 kW unless it draws more) still meets its need by departure (``hours``: the finish margin already taken
-    off). A session without a plan keeps its even pace; the floor is never above the pace.
+    the least power for the next ``step_h`` after which the car still meets its need by departure (``hours``: the
+    finish margin already taken off) drawing ``derate`` of what it can: at most its least power (an AC car not yet
+    seen drawing: 3.6 kW), and near full no more than the taper lets it (``vpp.algorithms.taper``, at its full
+    power). A session without a plan keeps its even pace (over ``paced_hours``, default ``hours``); the floor is
+    never above the pace. ``max_kw`` bounds nothing here (the allocator clips the floor to it).
     """
+    del max_kw
     if snapshot.planned_kw is None:
         return None
     planned = np.asarray(snapshot.planned_kw, dtype=np.float64)
@@ -218,12 +256,15 @@ def plan_need_floor_kw(snapshot: DispatchSnapshot, hours: FloatArray, max_kw: Fl
         return None
     need = np.maximum(np.nan_to_num(np.asarray(snapshot.energy_needed_kwh, dtype=np.float64), nan=0.0), 0.0)
     drawn = np.nan_to_num(np.asarray(snapshot.current_kw, dtype=np.float64), nan=0.0)
-    can_draw = np.maximum(np.where(max_kw <= AC_CHARGER_MAX_KW, np.minimum(max_kw, AC_CAR_ASSUMED_KW), max_kw),
-                          np.minimum(drawn, max_kw))
+    seen = drawn if seen_kw is None else np.fmax(np.asarray(seen_kw, dtype=np.float64), drawn)
+    full, least = car_power_kw(np.asarray(snapshot.max_kw, dtype=np.float64), seen)
+    paced = hours if paced_hours is None else paced_hours
     with np.errstate(divide="ignore", invalid="ignore"):
-        pace = np.where(hours > 0, need / hours, np.where(need > 0, np.inf, 0.0))
+        pace = np.where(paced > 0, need / paced, np.where(need > 0, np.inf, 0.0))
         step = np.minimum(hours, step_h)
-        laxity = np.where(step > 0, (need - derate * np.maximum(can_draw, 0.0) * (hours - step)) / step, pace)
+        later = np.maximum(hours - step, 0.0)
+        afterwards = np.minimum(derate * least * later, deliverable_kwh(later, derate * full, need))
+        laxity = np.where(step > 0, (need - afterwards) / step, pace)
     floor = np.minimum(pace, np.maximum(np.where(np.isfinite(planned), planned, pace), laxity))
     out: FloatArray = np.maximum(floor, 0.0)
     return out

@@ -44,6 +44,7 @@ from scipy import sparse
 from vpp.algorithms.lp import solve_lp
 from vpp.algorithms.scheduling import SchedulingProblem, solve_schedule
 from vpp.algorithms.scheduling.model import INFEASIBLE, OPTIMAL, window_mask
+from vpp.algorithms.taper import ASSUMED_TARGET_SOC, extra_hours
 from vpp.domain.errors import InvalidInput
 
 # Above this many session-ISPs a coupled charge-only pool is planned by aggregate LP and least-laxity split.
@@ -218,6 +219,36 @@ def plan_pool(problem: PlanProblem) -> Plan:
         seconds=time.perf_counter() - started,
     )
 
+
+
+def taper_departure(departure: IntArray, energy_kwh: FloatArray, power_kw: FloatArray, isp_hours: float, *,
+                    soc_kwh: FloatArray | None = None, battery_kwh: FloatArray | None = None) -> IntArray:
+    """Each present car's departure ISP to plan to: earlier by what the taper near full adds to its need's time
+    (``vpp.algorithms.taper``; whole ISPs, rounded up), never earlier than its need at full power allows from now,
+    nor than the end of the first ISP. ``power_kw``: what the car draws at full power. Where a car's state of
+    charge and battery are known (``soc_kwh``, ``battery_kwh``; NaN: not) its need ends at its own target, else
+    it is taken to end full (``vpp.algorithms.taper``'s assumption).
+
+    A car planned at full power up to its departure cannot draw it in its last hours above ~80 % state of charge
+    and leaves short; planned to be done by this departure it can.
+    """
+    energy = np.maximum(np.nan_to_num(np.asarray(energy_kwh, dtype=np.float64)), 0.0)
+    power = np.asarray(power_kw, dtype=np.float64)
+    target: FloatArray = np.full(energy.shape, ASSUMED_TARGET_SOC)
+    battery: FloatArray | None = None
+    if soc_kwh is not None and battery_kwh is not None:
+        soc = np.asarray(soc_kwh, dtype=np.float64)
+        size = np.asarray(battery_kwh, dtype=np.float64)
+        known = np.isfinite(soc) & np.isfinite(size) & (size > 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            target = np.where(known, np.clip((soc + energy) / size, 0.0, 1.0), target)
+        battery = np.where(known, size, np.nan)
+    extra = np.ceil(extra_hours(energy, power, battery_kwh=battery, target_soc=target) / isp_hours
+                    - 1e-9).astype(np.int64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        at_full = np.where(power > 0, np.ceil(energy / (power * isp_hours) - 1e-9), 0.0).astype(np.int64)
+    out: IntArray = np.maximum(np.maximum(departure - extra, np.minimum(departure, at_full)), 1)
+    return out
 
 
 def absorbable_kw(problem: SchedulingProblem, cap_kw: FloatArray) -> FloatArray:

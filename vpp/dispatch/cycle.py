@@ -56,8 +56,8 @@ class DispatchParams:
     # Plan every need to be met this long before departure (one 15-minute telemetry period and cycle).
     finish_margin_s: float = 900.0
     # Hold a planned car at its plan below its even pace while its laxity allows (vpp.algorithms.dispatch,
-    # ``plan_need_floor_kw``); off: every car at least at its even pace.
-    plan_floors: bool = False
+    # ``plan_need_floor_kw``): the plan's price response; off: every car at least at its even pace.
+    plan_floors: bool = True
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,8 @@ class PoolDispatch:
     car_limits: CarLimits = field(default_factory=CarLimits)
     loop: ClosedLoop = field(default_factory=ClosedLoop)
     fast_at: dict[str, float] = field(default_factory=dict)
+    # The most each session was seen drawing (kW): an AC car not yet seen is planned at the least it may draw.
+    seen_kw: dict[str, float] = field(default_factory=dict)
     _outcomes: deque[tuple[float, list[LimitOutcome], list[float]]] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _prepared: PreparedPool | None = None
@@ -172,12 +174,16 @@ class PoolDispatch:
         present = set(ids)
         tables: tuple[dict[str, float] | dict[str, int], ...] = (
             self.last_kw, self.blocked_until, self.off_above, self.off_below, self.discounted_until,
-            self.changed_cycle, self.changed_at, self.fast_at,
+            self.changed_cycle, self.changed_at, self.fast_at, self.seen_kw,
         )
         for table in tables:
             for sid in [s for s in table if s not in present]:
                 del table[sid]
         measured = np.asarray(snapshot.current_kw, dtype=np.float64)
+        seen = np.array([self.seen_kw.get(s, math.nan) for s in ids], dtype=np.float64)
+        seen = np.fmax(seen, np.where(measured > 0, measured, np.nan))
+        for k in np.flatnonzero(np.isfinite(seen)).tolist():
+            self.seen_kw[ids[k]] = float(seen[k])
         last = np.array([self.last_kw.get(s, math.nan) for s in ids], dtype=np.float64)
         pending = np.array([self.in_flight.get(s, math.nan) for s in ids], dtype=np.float64)
         blocked = np.array([self.blocked_until.get(s, -math.inf) > now_s for s in ids], dtype=bool)
@@ -247,7 +253,7 @@ class PoolDispatch:
         start = np.where(np.isnan(pending), last, pending)
         cycle = build_problem(snapshot, limits, target, start, pinned, max_override,
                               finish_margin_h=self.params.finish_margin_s / 3600.0,
-                              plan_floors=self.params.plan_floors)
+                              plan_floors=self.params.plan_floors, seen_kw=seen)
         problem = cycle.problem
         # The closed loop: the target moves by the integral correction, within what the pool can do.
         low = float(np.sum(problem.min_kw)) - target

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from vpp.algorithms.allocation import allocate
-from vpp.algorithms.dispatch import PoolLimits, build_problem, plan_need_floor_kw
+from vpp.algorithms.dispatch import PoolLimits, build_problem, car_power_kw, plan_need_floor_kw
+from vpp.algorithms.taper import extra_hours
 from vpp.domain.dispatch import DispatchSnapshot, GroupCaps
 
 EMPTY = np.zeros(0, dtype=np.int64)
@@ -25,24 +26,57 @@ def _snapshot(need: list[float], hours: list[float], planned: list[float] | None
 
 
 def test_a_car_planned_for_the_night_may_wait_but_a_car_short_of_time_keeps_its_laxity_floor() -> None:
-    # Car 0: 20 kWh in 10 h, planned at 0 now: floor 0 (pace 2 kW). Car 1: 20 kWh in 2.75 h, planned at 0: at
-    # 70 % of 11 kW the 2.5 h after this quarter give 19.25 kWh, so it must take 0.75 kWh now (3 kW). Car 2 has
-    # no plan (NaN): its pace, 4 kW.
-    snapshot = _snapshot([20.0, 20.0, 20.0], [10.0, 2.75, 5.0], [0.0, 0.0, np.nan])
+    # Car 0: 20 kWh in 10 h, planned at 0 now: even at 3.6 kW (an AC car not yet seen drawing) 90 % of it for the
+    # 9.75 h after this quarter gives 31.6 kWh: floor 0. Car 1: 20 kWh in 6.3 h, planned at 0, not yet seen
+    # drawing: 0.9 x 3.6 kW x 6.05 h = 19.602 kWh afterwards, so it takes 0.398 kWh now (1.592 kW). Car 2 has no
+    # plan (NaN): its pace, 4 kW.
+    snapshot = _snapshot([20.0, 20.0, 20.0], [10.0, 6.3, 5.0], [0.0, 0.0, np.nan])
     floor = plan_need_floor_kw(snapshot, np.asarray(snapshot.hours_to_departure), np.full(3, 11.0))
     assert floor is not None
-    np.testing.assert_allclose(floor, [0.0, 3.0, 4.0], atol=1e-9)
+    np.testing.assert_allclose(floor, [0.0, 1.592, 4.0], atol=1e-9)
 
 
-def test_a_car_on_a_22_kw_charger_is_taken_to_draw_11_kw_until_it_draws_more() -> None:
-    # 20 kWh in 2.75 h on a 22 kW charger, planned at 0: taken as 11 kW (floor 3 kW as above); seen drawing 22 kW
-    # now, it may wait (0.7 * 22 kW * 2.5 h = 38.5 kWh later).
-    snapshot = _snapshot([20.0, 20.0], [2.75, 2.75], [0.0, 0.0])
-    snapshot = DispatchSnapshot(**{**snapshot.__dict__, "max_kw": np.full(2, 22.0),
-                                   "current_kw": np.array([11.0, 22.0])})
-    floor = plan_need_floor_kw(snapshot, np.asarray(snapshot.hours_to_departure), np.full(2, 22.0))
+def test_a_car_seen_drawing_may_wait_longer_than_one_not_yet_seen() -> None:
+    # Car 1 of the case above, seen drawing 11 kW (now, or earlier: ``seen_kw``): 9.9 kW for 6.05 h is far more
+    # than 20 kWh, even with the taper near full, so it may wait.
+    snapshot = _snapshot([20.0, 20.0], [6.3, 6.3], [0.0, 0.0])
+    now = DispatchSnapshot(**{**snapshot.__dict__, "current_kw": np.array([11.0, 0.0])})
+    floor = plan_need_floor_kw(now, np.asarray(snapshot.hours_to_departure), np.full(2, 11.0),
+                               seen_kw=np.array([np.nan, 11.0]))
     assert floor is not None
-    np.testing.assert_allclose(floor, [3.0, 0.0], atol=1e-9)
+    np.testing.assert_allclose(floor, [0.0, 0.0], atol=1e-9)
+
+
+def test_a_car_near_full_is_held_to_its_pace_where_the_taper_leaves_too_little_time() -> None:
+    # 12 kWh in 2 h, seen drawing 11 kW, planned at 0. At full power 1.75 h would give 17.3 kWh, but a need that
+    # ends full has its last 12 kWh in the taper (60 kWh battery): the 1.75 h after this quarter give 1.87 kWh
+    # (1.2 kWh at 10 % of 9.9 kW, 1.21 h, then 0.53 h of the taper). The floor is the even pace, 6 kW.
+    snapshot = _snapshot([12.0], [2.0], [0.0])
+    floor = plan_need_floor_kw(snapshot, np.asarray(snapshot.hours_to_departure), np.full(1, 11.0),
+                               seen_kw=np.array([11.0]))
+    assert floor is not None
+    assert floor[0] == pytest.approx(6.0)
+
+
+def test_car_power_on_ac_is_at_most_11_kw_and_at_least_3_6_kw_until_seen() -> None:
+    full, least = car_power_kw(np.array([22.0, 11.0, 22.0, 50.0, 22.0]), np.array([np.nan, np.nan, 7.4, np.nan, 22.0]))
+    np.testing.assert_allclose(full, [11.0, 11.0, 11.0, 50.0, 22.0])
+    np.testing.assert_allclose(least, [3.6, 3.6, 7.4, 50.0, 22.0])
+
+
+def test_a_planned_cars_pace_ends_the_tapers_extra_time_before_departure() -> None:
+    # 15 kWh in 10 h, planned above its pace: at 11 kW a need that ends full takes 2.51 h more than 15 / 11 h
+    # (vpp.algorithms.taper), so its floor is the pace over 10 - 0.25 - 2.51 h, not 9.75 h. Without a plan the
+    # even pace over 9.75 h.
+    extra = float(extra_hours(np.array([15.0]), np.array([11.0]))[0])
+    assert extra == pytest.approx(2.5119, abs=1e-3)
+    nan = np.full(1, np.nan)
+    planned = build_problem(_snapshot([15.0], [10.0], [11.0]), PoolLimits(), 0.0, nan, nan, nan,
+                            finish_margin_h=0.25, plan_floors=True)
+    assert allocate(planned.problem).setpoints_kw[0] == pytest.approx(15.0 / (9.75 - extra), rel=1e-9)
+    unplanned = build_problem(_snapshot([15.0], [10.0], None), PoolLimits(), 0.0, nan, nan, nan,
+                              finish_margin_h=0.25, plan_floors=True)
+    assert allocate(unplanned.problem).setpoints_kw[0] == pytest.approx(15.0 / 9.75, rel=1e-9)
 
 
 def test_the_floor_is_never_above_the_even_pace_and_none_without_plans() -> None:
@@ -59,7 +93,7 @@ def test_the_pool_follows_a_plan_below_the_sum_of_even_paces() -> None:
     cycle = build_problem(snapshot, PoolLimits(), 0.0, np.full(10, np.nan), np.full(10, np.nan),
                           np.full(10, np.nan), finish_margin_h=0.25, plan_floors=True)
     assert allocate(cycle.problem).setpoints_kw.sum() == pytest.approx(0.0, abs=1e-6)
-    # Off (the default): the even paces, plan or not.
+    # Off: the even paces, plan or not.
     cycle = build_problem(snapshot, PoolLimits(), 0.0, np.full(10, np.nan), np.full(10, np.nan),
                           np.full(10, np.nan), finish_margin_h=0.25)
     assert allocate(cycle.problem).setpoints_kw.sum() == pytest.approx(10 * 20.0 / 9.75, rel=1e-6)
