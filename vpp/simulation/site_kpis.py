@@ -50,14 +50,34 @@ def _prices(site: SiteState, tariff: Tariff | None, isps: list[datetime],
     return np.asarray(tariff.import_eur_per_kwh(isps, spot)), np.asarray(tariff.export_price_eur_per_kwh(isps, spot))
 
 
+def peaks_before(site: SiteState, tariff: Tariff | None, start: datetime) -> dict[tuple[int, int, int], float]:
+    """The highest import (kW) the meter reported to the service before ``start``, per capacity billing period.
+
+    The peak the site's planner takes as already reached (``peak_so_far_kw``): it is billed in the period whatever the
+    delivery day does, so the controlled site, its uncontrolled twin and the house without cars all start from it.
+    """
+    peaks: dict[tuple[int, int, int], float] = {}
+    if tariff is None or tariff.capacity_eur_per_kw <= 0:
+        return peaks
+    for t, row in site.isps.items():
+        if t < start and row.get("hours", 0.0) > 0:
+            key = tariff.capacity_bucket(t)
+            peaks[key] = max(peaks.get(key, 0.0), row["import_kwh"] / row["hours"])
+    return peaks
+
+
 def _bill(tariff: Tariff | None, import_kwh: np.ndarray, export_kwh: np.ndarray, buy: np.ndarray, sell: np.ndarray,
-          isps: list[datetime], battery_out_kwh: float, battery_cost: float, v2g_out_kwh: float) -> dict[str, float]:
+          isps: list[datetime], battery_out_kwh: float, battery_cost: float, v2g_out_kwh: float,
+          earlier: dict[tuple[int, int, int], float] | None = None) -> dict[str, float]:
+    """The bill by component; the capacity charge is the rate times each billing period's peak (kW), the period's
+    peak metered before the window (``earlier``) included: a month's tariff bills the month's peak."""
     capacity = 0.0
     if tariff is not None and tariff.capacity_eur_per_kw > 0:
-        peaks: dict[tuple[int, int, int], float] = defaultdict(float)
+        before = earlier or {}
+        peaks: dict[tuple[int, int, int], float] = {}
         for t, kwh in zip(isps, import_kwh, strict=True):
             key = tariff.capacity_bucket(t)
-            peaks[key] = max(peaks[key], kwh / ISP_H)
+            peaks[key] = max(peaks.get(key, before.get(key, 0.0)), kwh / ISP_H)
         capacity = tariff.capacity_eur_per_kw * sum(peaks.values())
     return {"energy": float(buy @ import_kwh), "export": -float(np.minimum(sell, buy) @ export_kwh),
             "capacity": capacity, "battery_cycles": battery_cost * battery_out_kwh,
@@ -91,6 +111,7 @@ def site_kpis(result: RunResult) -> dict[str, Any]:
         col = {key: rows[:, n] for n, key in enumerate(keys)}
         tariff = tariff_from_spec(site.spec.tariff) if site.spec.tariff else None
         buy, sell = _prices(site, tariff, isps, spot)
+        before = peaks_before(site, tariff, start)
         cars_unc = twins[(site.party, site.location_id)]
         outage = np.asarray([in_window(t.astimezone(tl.zone).time(), site.spec.outages) for t in isps])
         raw = col["load_kwh"] - col["pv_kwh"] + cars_unc
@@ -115,16 +136,16 @@ def site_kpis(result: RunResult) -> dict[str, Any]:
         for key, value in _bill(tariff, col["import_kwh"], col["export_kwh"], buy, sell, isps,
                                 float(col["battery_out_kwh"].sum()),
                                 battery.cycle_cost_eur_per_kwh if battery else 0.0,
-                                float(col["cars_out_kwh"].sum())).items():
+                                float(col["cars_out_kwh"].sum()), before).items():
             bill[key] += value
-        for key, value in _bill(tariff, imp_unc, exp_unc, buy, sell, isps, 0.0, 0.0, 0.0).items():
+        for key, value in _bill(tariff, imp_unc, exp_unc, buy, sell, isps, 0.0, 0.0, 0.0, before).items():
             bill_unc[key] += value
         # The same site without its cars (battery idle): what charging adds to the bill.
         house = col["load_kwh"] - col["pv_kwh"]
         house_exp = np.maximum(-house, 0.0) if limit_kw is None else np.minimum(np.maximum(-house, 0.0),
                                                                                   limit_kw * ISP_H)
         for key, value in _bill(tariff, np.where(outage, 0.0, np.maximum(house, 0.0)), np.where(outage, 0.0, house_exp),
-                                buy, sell, isps, 0.0, 0.0, 0.0).items():
+                                buy, sell, isps, 0.0, 0.0, 0.0, before).items():
             bill_house[key] += value
         total["battery_out_kwh"] += float(col["battery_out_kwh"].sum())
         usable += usable_kwh(site.spec)

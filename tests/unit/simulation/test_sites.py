@@ -6,12 +6,14 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from vpp.portfolio.sites import tariff_from_spec
 from vpp.simulation.plan import timeline_of
 from vpp.simulation.scenario import Scenario, load_scenario
-from vpp.simulation.site_kpis import site_kpis
+from vpp.simulation.site_kpis import _bill, site_kpis
 from vpp.simulation.sites import SitePhysics
 
 BASE: dict[str, Any] = {"name": "t", "start": "2024-06-11", "timezone": "Europe/Paris", "cpos": [
@@ -95,3 +97,38 @@ def test_site_kpis_compare_the_controlled_site_with_its_uncontrolled_twin() -> N
     assert kpis["renewable_share_pct"] == pytest.approx(100.0)
     assert kpis["bill_eur"]["total"] == pytest.approx(
         kpis["bill_eur"]["energy"] + kpis["bill_eur"]["export"], abs=0.02)
+
+
+def test_a_monthly_capacity_charge_bills_the_months_peak_metered_before_the_window() -> None:
+    tariff = tariff_from_spec({"periods": [{"name": "all", "start": "00:00", "end": "24:00", "price_eur_per_kwh": 0.0}],
+                               "capacity_eur_per_kw": 4.0, "capacity_period": "month", "timezone": "Europe/Paris"})
+    june = [datetime(2024, 6, 11, 10, 0, tzinfo=UTC), datetime(2024, 6, 11, 10, 15, tzinfo=UTC)]
+    zero = np.zeros(2)
+
+    def capacity(import_kwh: list[float], earlier: dict[tuple[int, int, int], float] | None) -> float:
+        return _bill(tariff, np.asarray(import_kwh), zero, zero, zero, june, 0.0, 0.0, 0.0, earlier)["capacity"]
+
+    # Hand-computed: 60 kWh in a quarter-hour is 240 kW; 100 kWh is 400 kW; 4 EUR per kW of the month's peak.
+    assert capacity([50.0, 60.0], None) == pytest.approx(4.0 * 240.0)
+    assert capacity([50.0, 60.0], {(2024, 6, 0): 300.0}) == pytest.approx(4.0 * 300.0)  # June's earlier peak stands
+    assert capacity([50.0, 100.0], {(2024, 6, 0): 300.0}) == pytest.approx(4.0 * 400.0)  # the day sets a new one
+    assert capacity([50.0, 60.0], {(2024, 5, 0): 900.0}) == pytest.approx(4.0 * 240.0)  # May's is not June's
+
+    # Through the KPIs: an hour metered before the delivery day at 8 kW (1 kW house + 7 kW car, hourly warm-up step);
+    # the delivery day peaks at 1 + 4 kW. All three bills (controlled, uncontrolled, house) carry the 8 kW, so the
+    # capacity charge adds nothing to the cost of charging.
+    physics = _physics(load="flat", load_kw=1.0, tariff={
+        "periods": [{"name": "all", "start": "00:00", "end": "24:00", "price_eur_per_kwh": 0.0}],
+        "capacity_eur_per_kw": 4.0, "capacity_period": "month"})
+    site = physics.sites[0]
+    start = physics.timeline.delivery_start.astimezone(UTC)
+    physics._balance(site, start - timedelta(hours=5), 3600.0, cars_kwh=7.0)
+    for k in range(96):
+        physics._balance(site, start + timedelta(minutes=15 * k), 900.0, cars_kwh=1.0 if k == 40 else 0.0)
+    result = SimpleNamespace(sites=physics.sites[:1], timeline=physics.timeline, follow_end=start + timedelta(days=1),
+                             prices={}, sessions=[])
+    kpis = site_kpis(result)  # type: ignore[arg-type]
+    assert kpis["peak_import_kw"] == pytest.approx(5.0)
+    assert kpis["bill_eur"]["capacity"] == pytest.approx(4.0 * 8.0)
+    assert kpis["bill_eur_uncontrolled"]["capacity"] == pytest.approx(4.0 * 8.0)
+    assert kpis["charging_cost_eur"] == pytest.approx(0.0)
