@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -98,6 +99,79 @@ def _ping_after_idle(engine: Engine, idle_seconds: float = PING_AFTER_IDLE_SECON
             raise DisconnectionError("pooled connection failed its ping after idling") from exc
 
 
+_WRITE_VERBS = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+
+
+def _serialize_sqlite_writes(engine: Engine, *, timeout_s: float) -> None:
+    """Writers of one SQLite database take turns on a lock of this process, from their first write to their
+    commit or rollback (the span SQLite itself holds its write lock), instead of in SQLite's busy handler.
+
+    SQLite lets one transaction write at a time; the others wait in its busy handler, which sleeps 1 to 100 ms
+    between tries, so a writer often sleeps long after the lock was freed. With many request threads writing at
+    once (a simulation's CPOs push side by side) the waits were most of the service's time: 347 s of wall time
+    against 6.6 s of CPU for 47,688 Session PATCH updates in a cut demo run. Here the next writer wakes as soon as
+    the lock is released. Readers are not affected (WAL). A writer that cannot get the lock within ``timeout_s``
+    goes on to SQLite's own wait, as before.
+    """
+    lock = threading.Lock()
+    holders: set[int] = set()
+
+    def release(connection: Any) -> None:
+        # The dialect is given the pool's proxy of a connection; the pool's events the driver's connection.
+        key = id(getattr(connection, "dbapi_connection", connection))
+        if key in holders:
+            holders.discard(key)
+            lock.release()
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _before(conn: Any, _cursor: Any, statement: str, _params: Any, _context: Any, _many: bool) -> None:
+        dbapi_connection = conn.connection.dbapi_connection
+        if id(dbapi_connection) in holders or not statement.lstrip()[:7].upper().startswith(_WRITE_VERBS):
+            return
+        if lock.acquire(timeout=timeout_s):
+            holders.add(id(dbapi_connection))
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def _after(conn: Any, _cursor: Any, _statement: str, _params: Any, _context: Any, _many: bool) -> None:
+        dbapi_connection = conn.connection.dbapi_connection
+        # A write outside a transaction (autocommit) is done once it has run.
+        if id(dbapi_connection) in holders and not dbapi_connection.in_transaction:
+            release(dbapi_connection)
+
+    @event.listens_for(engine, "handle_error")
+    def _failed(context: Any) -> None:
+        dbapi_connection = getattr(context.connection, "connection", None)
+        raw = getattr(dbapi_connection, "dbapi_connection", None)
+        if raw is not None and id(raw) in holders and not raw.in_transaction:
+            release(raw)
+
+    dialect = engine.dialect
+    base_commit, base_rollback = dialect.do_commit, dialect.do_rollback
+
+    def do_commit(dbapi_connection: Any) -> None:
+        try:
+            base_commit(dbapi_connection)
+        finally:
+            release(dbapi_connection)
+
+    def do_rollback(dbapi_connection: Any) -> None:
+        try:
+            base_rollback(dbapi_connection)
+        finally:
+            release(dbapi_connection)
+
+    dialect.do_commit = do_commit  # type: ignore[method-assign]
+    dialect.do_rollback = do_rollback  # type: ignore[method-assign]
+
+    @event.listens_for(engine.pool, "close")
+    def _closed(dbapi_connection: Any, _record: Any) -> None:
+        release(dbapi_connection)
+
+    @event.listens_for(engine.pool, "invalidate")
+    def _invalidated(dbapi_connection: Any, _record: Any, _exc: Any) -> None:
+        release(dbapi_connection)
+
+
 def create_db_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
     """An engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout so that threads can share it."""
     if url.startswith("sqlite"):
@@ -116,6 +190,7 @@ def create_db_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> En
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
 
+        _serialize_sqlite_writes(engine, timeout_s=30.0)
         return engine
     engine = create_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
     _ping_after_idle(engine)

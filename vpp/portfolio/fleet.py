@@ -7,6 +7,7 @@ starts from a :class:`Fleet`, so the database is read in a handful of queries wh
 from __future__ import annotations
 
 import threading
+import weakref
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -120,24 +121,134 @@ def site_frame(db: Session) -> pd.DataFrame:
 
 
 def completed_history(db: Session, now: datetime, days: int = 90) -> pd.DataFrame:
-    """Completed sessions of the last ``days`` days, in the shape the need learner and the forecast take."""
-    rows = db.execute(
-        select(ChargingSession.party_key, ChargingSession.location_id, ChargingSession.evse_uid,
-               ChargingSession.start_at, ChargingSession.end_at, ChargingSession.energy_kwh)
-        .where(ChargingSession.status == "completed", ChargingSession.end_at.is_not(None),
-               ChargingSession.start_at >= now - timedelta(days=days))
-    ).all()
-    frame = pd.DataFrame(rows, columns=["party_key", "location_id", "evse_uid", "arrival", "departure", "energy_kwh"])
-    sites = site_frame(db)
+    """Completed sessions of the last ``days`` days, in the shape the need learner and the forecast take
+    (ordered by arrival, then session id; kept between calls by :data:`COMPLETED_HISTORY`)."""
+    return COMPLETED_HISTORY.read(db, now, days)
+
+
+_HISTORY_COLUMNS = ["id", "party_key", "location_id", "evse_uid", "arrival", "departure", "energy_kwh", "updated_at"]
+
+
+def _history_rows(db: Session, since: datetime, changed_since: datetime | None = None) -> pd.DataFrame:
+    """Completed sessions that arrived from ``since`` on; with ``changed_since``, every session written since then
+    (whatever its status, so that one no longer completed can be dropped), with a ``completed`` column."""
+    columns = (ChargingSession.id, ChargingSession.party_key, ChargingSession.location_id, ChargingSession.evse_uid,
+               ChargingSession.start_at, ChargingSession.end_at, ChargingSession.energy_kwh,
+               ChargingSession.updated_at)
+    completed = (ChargingSession.status == "completed") & ChargingSession.end_at.is_not(None)
+    if changed_since is None:
+        frame = pd.DataFrame(db.execute(select(*columns).where(completed, ChargingSession.start_at >= since)).all(),
+                             columns=_HISTORY_COLUMNS)
+        frame["completed"] = True
+    else:
+        changed = db.execute(select(*columns, completed).where(ChargingSession.start_at >= since,
+                                                               ChargingSession.updated_at >= changed_since)).all()
+        frame = pd.DataFrame(changed, columns=[*_HISTORY_COLUMNS, "completed"])
+        frame["completed"] = frame["completed"].astype(bool)
+    frame["arrival"] = pd.to_datetime(frame["arrival"], utc=True)
+    frame["departure"] = pd.to_datetime(frame["departure"], utc=True)
+    return frame
+
+
+def _history_frame(rows: pd.DataFrame, sites: pd.DataFrame) -> pd.DataFrame:
+    """The kept rows joined to the topology, as ``completed_history`` returns them."""
+    frame = rows[["party_key", "location_id", "evse_uid", "arrival", "departure", "energy_kwh"]].reset_index(drop=True)
     frame["location_key"] = frame["location_id"].str.casefold()
     frame = frame.merge(sites[["party_key", "location_key", "category", "site_id", "ean", "zone"]],
                         on=["party_key", "location_key"], how="left")
     frame["category"] = frame["category"].fillna("public")
     frame["evse_id"] = frame["party_key"] + "|" + frame["location_key"] + "|" + frame["evse_uid"].str.casefold()
     frame["location_id"] = frame["party_key"] + "|" + frame["location_key"]
-    frame["arrival"] = pd.to_datetime(frame["arrival"], utc=True)
-    frame["departure"] = pd.to_datetime(frame["departure"], utc=True)
     return frame
+
+
+@dataclass
+class _KeptHistory:
+    since: datetime
+    # Completed sessions from ``since`` on, ordered by arrival and id, and the latest write among them.
+    rows: pd.DataFrame
+    newest: datetime | None
+    sites: pd.DataFrame | None = None
+    frame: pd.DataFrame | None = None
+
+
+class CompletedHistoryCache:
+    """Completed sessions kept per database between reads.
+
+    Every re-plan reads weeks of completed sessions for its forecast, while only the few sessions that ended
+    since the last one are new: the rows are kept, and each read asks the database only for the count and latest
+    write (``updated_at``, stamped on every write of a session) of the completed sessions in the period. When that
+    moved, the sessions written since (less :attr:`COMMIT_MARGIN`, for writes that committed after a later one)
+    replace or join the kept rows, and the count checks the result: when it disagrees (a deletion, a write that
+    committed later still) or the period reaches further back than the rows kept, everything is read again. The
+    join to the topology is redone when the rows or the sites changed. The rows are ordered by arrival and session
+    id, so a forecast does not depend on the order a database returns them in.
+    """
+
+    COMMIT_MARGIN = timedelta(minutes=5)
+    # The kept rows start at the period first asked for; once the period has moved on by this much they are read
+    # again from its new start (so a long-running service does not keep every session since it started).
+    REBASE_AFTER = timedelta(days=1)
+
+    def __init__(self) -> None:
+        self._kept: weakref.WeakKeyDictionary[Any, dict[int, _KeptHistory]] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+        self.full_reads = 0
+        self.partial_reads = 0
+
+    def clear(self) -> None:
+        """Forget every kept history."""
+        with self._lock:
+            self._kept.clear()
+
+    def read(self, db: Session, now: datetime, days: int) -> pd.DataFrame:
+        """Completed sessions that arrived in the ``days`` days before ``now``, joined to the topology."""
+        since = now - timedelta(days=days)
+        bind = db.get_bind()
+        with self._lock:
+            kept = self._kept.get(bind, {}).get(days)
+        if kept is None or since < kept.since or since - kept.since > self.REBASE_AFTER:
+            kept = self._full(db, since)
+        else:
+            count, newest = db.execute(
+                select(func.count(), func.max(ChargingSession.updated_at))
+                .where(ChargingSession.status == "completed", ChargingSession.end_at.is_not(None),
+                       ChargingSession.start_at >= kept.since)).one()
+            if count != len(kept.rows) or newest != kept.newest:
+                kept = self._update(db, kept, int(count))
+        sites = site_frame(db)
+        if kept.frame is None or kept.sites is None or not sites.equals(kept.sites):
+            kept.frame, kept.sites = _history_frame(kept.rows, sites), sites
+        with self._lock:
+            self._kept.setdefault(bind, {})[days] = kept
+        frame = kept.frame
+        if since > kept.since:
+            frame = frame[frame["arrival"] >= since].reset_index(drop=True)
+        return frame.copy()
+
+    @staticmethod
+    def _kept_rows(since: datetime, rows: pd.DataFrame) -> _KeptHistory:
+        rows = rows.sort_values(["arrival", "id"], kind="stable", ignore_index=True)
+        newest = rows["updated_at"].max().to_pydatetime() if len(rows) else None
+        return _KeptHistory(since=since, rows=rows, newest=newest)
+
+    def _full(self, db: Session, since: datetime) -> _KeptHistory:
+        self.full_reads += 1
+        return self._kept_rows(since, _history_rows(db, since).drop(columns="completed"))
+
+    def _update(self, db: Session, kept: _KeptHistory, count: int) -> _KeptHistory:
+        if kept.newest is None:
+            return self._full(db, kept.since)
+        self.partial_reads += 1
+        changed = _history_rows(db, kept.since, changed_since=kept.newest - self.COMMIT_MARGIN)
+        rows = pd.concat([kept.rows[~kept.rows["id"].isin(changed["id"])],
+                          changed[changed["completed"]].drop(columns="completed")], ignore_index=True)
+        if len(rows) != count:
+            return self._full(db, kept.since)
+        return self._kept_rows(kept.since, rows)
+
+
+COMPLETED_HISTORY = CompletedHistoryCache()
 
 
 def latest_readings(db: Session) -> pd.DataFrame:
