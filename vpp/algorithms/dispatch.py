@@ -32,6 +32,9 @@ DISCHARGE_HOLD_H = 0.25
 # seen drawing (a single-phase 16 A onboard charger: 5 % of the registrations draw 3.6 kW).
 PLAN_FLOOR_STEP_H = 0.25
 PLAN_FLOOR_DERATE = 0.9
+# A site's car feeds back (V2H, a discharge signal) only while 70 % of what its charger gives still meets its need:
+# more cautious than the plan floors, as energy fed back must be charged again on top of the need.
+DISCHARGE_LAXITY_DERATE = 0.7
 AC_CHARGER_MAX_KW = 22.0
 AC_CAR_ASSUMED_KW = 11.0
 AC_CAR_LEAST_KW = 3.6
@@ -271,7 +274,7 @@ def plan_need_floor_kw(snapshot: DispatchSnapshot, hours: FloatArray, max_kw: Fl
 
 
 def discharge_laxity_kw(snapshot: DispatchSnapshot, hours: FloatArray, *, step_h: float = PLAN_FLOOR_STEP_H,
-                        derate: float = PLAN_FLOOR_DERATE) -> FloatArray:
+                        derate: float = DISCHARGE_LAXITY_DERATE) -> FloatArray:
     """Each session's least power for the next ``step_h`` (negative: it may feed back that much) after which
     ``derate`` of what its charger gives (on AC 11 kW at most, as in ``plan_need_floor_kw``) still meets its need,
     grown by what it fed back, by departure (``hours``: the finish margin already taken off); inf when due."""
