@@ -21,7 +21,9 @@ class SetpointCreate(BaseModel):
 
     pool: Pool = Field(description="Pool id `<kind>:<key>`, e.g. `zone:NL`.")
     seq: Integer = Field(
-        ge=0, description="Sequence number, increasing per pool; a repeat is acknowledged and ignored."
+        ge=0, le=2**53 - 1,
+        description="Sequence number, increasing per pool (at most 2^53 - 1, exact in every JSON parser); a repeat is "
+                    "acknowledged and ignored.",
     )
     timestamp: UtcDatetime = Field(description="The time step the setpoint is for (UTC or with offset).")
     setpoint_mw: Number = Field(
