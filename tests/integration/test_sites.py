@@ -21,7 +21,7 @@ from vpp.portfolio import needs, sites, topology
 from vpp.portfolio.needs import NeedInput
 from vpp.portfolio.planning import PlanSettings, replan
 from vpp.portfolio.service import PortfolioService, site_loads_kw
-from vpp.portfolio.tables import Site, SiteEquipmentRow, SitePlanRow
+from vpp.portfolio.tables import Site, SiteEquipmentRow, SiteLoad, SitePlanRow
 
 NOW = floor_to_isp(datetime.now(UTC))
 TOPOLOGY = """ean,dso,site_id,site_capacity_kw,party,location_id,category
@@ -262,3 +262,18 @@ def test_in_an_outage_the_dispatcher_has_the_v2g_car_feed_the_house_and_the_othe
     assert setpoints[ids[0]] == pytest.approx(-2.5)
     assert setpoints[ids[1]] == pytest.approx(0.0)
     assert snapshot.min_kw[position[ids[1]]] == 0.0
+
+
+def test_a_load_metered_hourly_is_forecast_from_the_nearest_isp_of_the_day_before_not_an_older_day(
+    session_factory: sessionmaker[Session]
+) -> None:
+    # The day before has the load only at :45 (a meter read hourly); three days before has the exact ISP, at a
+    # lower load (a weekend). The forecast for 08:00 takes 07:45 of the day before (276 kW), not the old 96.6 kW.
+    _site(session_factory)
+    at = datetime(2024, 6, 11, 8, tzinfo=UTC)
+    with unit_of_work(session_factory) as db:
+        db.add(SiteLoad(site_id="depot", isp_start=at - timedelta(days=1, minutes=15), load_kw=276.0))
+        db.add(SiteLoad(site_id="depot", isp_start=at - timedelta(days=3), load_kw=96.6))
+    with session_factory() as db:
+        forecast = sites.series_forecast(db, "depot", "load", IspHorizon(at, 2), "UTC")
+    np.testing.assert_allclose(forecast, [276.0, 276.0])
