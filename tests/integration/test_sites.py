@@ -136,13 +136,12 @@ def test_a_replan_gives_the_cars_of_an_equipped_site_their_site_plan(
     with unit_of_work(session_factory) as db:
         # At 30 % of 60 kWh the need ends far below the taper near full.
         for sid in ids:
-            needs.put_need(db, sid, NeedInput(departure=NOW + timedelta(hours=3), energy_kwh=2.0 + 9.9,
+            needs.put_need(db, sid, NeedInput(departure=NOW + timedelta(hours=3), energy_kwh=2.0 + 11.04,
                                               battery_kwh=60.0), now=NOW)
     admin = _admin(session_factory)
     assert _put(client, admin, {"pv_kwp": 40.0, "tariff": FLAT}).status_code == 200
-    # 29.7 kW of PV in the second hour only: the three cars' 9.9 kWh each fit into it exactly at what the site
-    # plans a car to draw (90 % of its 11 kW, as the dispatcher's need floors count on).
-    pv = [0.0] * 4 + [29.7] * 4 + [0.0] * 4
+    # 33.12 kW of PV in the second hour only: the three cars' 11.04 kWh each fit into it exactly.
+    pv = [0.0] * 4 + [33.12] * 4 + [0.0] * 4
     assert client.put("/api/v1/portfolio/sites/depot/series/pv", headers=admin,
                       json={"start": NOW.isoformat(), "values": pv}).status_code == 200
     portfolio = PortfolioService(session_factory)
@@ -151,17 +150,17 @@ def test_a_replan_gives_the_cars_of_an_equipped_site_their_site_plan(
                      price_forecast=lambda isps: np.full(len(isps), 80.0))
         assert row is not None and row.method.endswith("+sites")
         assert row.pool_kw[:4] == pytest.approx([0.0] * 4, abs=1e-6)
-        assert row.pool_kw[4:8] == pytest.approx([29.7] * 4, abs=1e-3)
+        assert row.pool_kw[4:8] == pytest.approx([33.12] * 4, abs=1e-3)
     with session_factory() as db:
         plan = db.get(SitePlanRow, "depot")
         assert plan is not None and plan.import_kw[:8] == pytest.approx([0.0] * 8, abs=1e-6)
         assert plan.bill_eur["energy"] == pytest.approx(0.0, abs=1e-6)
         # The dispatcher's cap of the site counts the PV as room (no load, no battery), cautiously: not more than
-        # the last ISP's PV (0 before hour two), so 0 kW at its start and -29.7 kW once an ISP of it has passed.
+        # the last ISP's PV (0 before hour two), so 0 kW at its start and -33.12 kW once an ISP of it has passed.
         assert site_loads_kw(db, NOW + timedelta(hours=1))["site:depot"] == pytest.approx(0.0)
-        assert site_loads_kw(db, NOW + timedelta(hours=1, minutes=15))["site:depot"] == pytest.approx(-29.7)
+        assert site_loads_kw(db, NOW + timedelta(hours=1, minutes=15))["site:depot"] == pytest.approx(-33.12)
     read = client.get("/api/v1/portfolio/sites/depot/plan", headers=admin)
-    assert read.status_code == 200 and read.json()["cars_kw"][4] == pytest.approx(29.7, abs=1e-3)
+    assert read.status_code == 200 and read.json()["cars_kw"][4] == pytest.approx(33.12, abs=1e-3)
 
 
 def test_a_site_without_cars_plans_its_battery_on_request(

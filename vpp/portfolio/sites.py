@@ -454,14 +454,17 @@ def plan_sites(db: Session, fleet: Fleet, at: datetime, horizon: IspHorizon, pro
         site, equipment = sites[pool]
         rows = np.asarray([row_of[sid] for sid in ids], dtype=np.int64)
         discharge = np.maximum(-s.min_kw[rows], 0.0)
-        # Planned as the dispatcher can follow: done a finish margin before departure, at what its need floors
-        # count on a car drawing (``PLAN_FLOOR_DERATE`` of its full power); a car planned just in time at its
-        # charger's maximum is held above its plan by its laxity floor, and above the site's paid peak with it.
-        full, _ = car_power_kw(s.max_kw[rows], None)
-        departure = np.maximum(s.departure[rows] - SITE_FINISH_MARGIN_ISPS, np.minimum(s.arrival[rows] + 1,
-                                                                                        s.departure[rows]))
+        # Under a capacity tariff, planned as the dispatcher can follow: done a finish margin before departure, at
+        # what its need floors count on a car drawing (``PLAN_FLOOR_DERATE`` of its full power); a car planned just
+        # in time at its charger's maximum is held above its plan by its laxity floor, and above the site's paid
+        # peak with it. Elsewhere that pull ahead costs less than planning every car so (paris-home).
+        max_kw, departure = s.max_kw[rows], s.departure[rows]
+        if equipment.tariff is not None and equipment.tariff.capacity_eur_per_kw > 0:
+            full, _ = car_power_kw(max_kw, None)
+            max_kw = np.minimum(max_kw, PLAN_FLOOR_DERATE * full)
+            departure = np.maximum(departure - SITE_FINISH_MARGIN_ISPS, np.minimum(s.arrival[rows] + 1, departure))
         cars = {"ids": ids, "arrival": s.arrival[rows], "departure": departure, "energy_kwh": s.energy_kwh[rows],
-                "max_kw": np.minimum(s.max_kw[rows], PLAN_FLOOR_DERATE * full), "discharge_kw": discharge,
+                "max_kw": max_kw, "discharge_kw": discharge,
                 "battery_kwh": s.battery_kwh[rows] if s.battery_kwh is not None else np.full(rows.size, np.nan),
                 "soc_kwh": s.soc_kwh[rows] if s.soc_kwh is not None else np.full(rows.size, np.nan),
                 "min_soc_kwh": s.min_soc_kwh[rows] if s.min_soc_kwh is not None else np.full(rows.size, np.nan)}
