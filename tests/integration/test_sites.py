@@ -21,7 +21,7 @@ from vpp.portfolio import needs, sites, topology
 from vpp.portfolio.needs import NeedInput
 from vpp.portfolio.planning import PlanSettings, replan
 from vpp.portfolio.service import PortfolioService, site_loads_kw
-from vpp.portfolio.tables import Site, SiteEquipmentRow, SitePlanRow
+from vpp.portfolio.tables import Site, SiteEquipmentRow, SiteLoad, SitePlanRow
 
 NOW = floor_to_isp(datetime.now(UTC))
 TOPOLOGY = """ean,dso,site_id,site_capacity_kw,party,location_id,category
@@ -262,3 +262,53 @@ def test_in_an_outage_the_dispatcher_has_the_v2g_car_feed_the_house_and_the_othe
     assert setpoints[ids[0]] == pytest.approx(-2.5)
     assert setpoints[ids[1]] == pytest.approx(0.0)
     assert snapshot.min_kw[position[ids[1]]] == 0.0
+
+
+def test_a_load_metered_hourly_is_forecast_from_the_nearest_isp_of_the_day_before_not_an_older_day(
+    session_factory: sessionmaker[Session]
+) -> None:
+    # The day before has the load only at :45 (a meter read hourly); three days before has the exact ISP, at a
+    # lower load (a weekend). The forecast for 08:00 takes 07:45 of the day before (276 kW), not the old 96.6 kW.
+    _site(session_factory)
+    at = datetime(2024, 6, 11, 8, tzinfo=UTC)
+    with unit_of_work(session_factory) as db:
+        db.add(SiteLoad(site_id="depot", isp_start=at - timedelta(days=1, minutes=15), load_kw=276.0))
+        db.add(SiteLoad(site_id="depot", isp_start=at - timedelta(days=3), load_kw=96.6))
+    with session_factory() as db:
+        forecast = sites.series_forecast(db, "depot", "load", IspHorizon(at, 2), "UTC")
+    np.testing.assert_allclose(forecast, [276.0, 276.0])
+
+
+def test_under_a_capacity_tariff_the_site_plans_its_cars_as_the_dispatcher_can_follow_them(
+    client: TestClient, session_factory: sessionmaker[Session]
+) -> None:
+    # The replan case above with a power tariff: each car is planned at no more than 90 % of its 11 kW (9.9 kW,
+    # what its need floors count on) and done one ISP before it leaves, so the 33.12 kW of PV is no longer
+    # taken whole (29.7 kW at most) and nothing is planned in the last ISP.
+    cid = add_cpo(session_factory)
+    add_location(session_factory, cid, location_id="LOC1", evses=3, at=NOW - timedelta(days=1))
+    ids = [add_session(session_factory, cid, session_id=f"S{k}", location_id="LOC1", evse=k,
+                       start=NOW - timedelta(hours=1), delivered_kwh=2.0, power_kw=11.0, soc_pct=30.0,
+                       token_uid=f"CAR{k}")
+           for k in range(3)]
+    _site(session_factory)
+    with unit_of_work(session_factory) as db:
+        for sid in ids:
+            needs.put_need(db, sid, NeedInput(departure=NOW + timedelta(hours=3), energy_kwh=2.0 + 11.04,
+                                              battery_kwh=60.0), now=NOW)
+    admin = _admin(session_factory)
+    tariff = {**FLAT, "capacity_eur_per_kw": 4.0, "capacity_period": "month"}
+    assert _put(client, admin, {"pv_kwp": 40.0, "tariff": tariff}).status_code == 200
+    assert client.put("/api/v1/portfolio/sites/depot/series/pv", headers=admin,
+                      json={"start": NOW.isoformat(), "values": [0.0] * 4 + [33.12] * 4 + [0.0] * 4}).status_code == 200
+    portfolio = PortfolioService(session_factory)
+    with unit_of_work(session_factory) as db:
+        row = replan(db, portfolio, "zone:NL", NOW, PlanSettings(),
+                     price_forecast=lambda isps: np.full(len(isps), 80.0))
+        assert row is not None
+    with session_factory() as db:
+        plan = db.get(SitePlanRow, "depot")
+        assert plan is not None
+        assert max(plan.cars_kw) <= 29.7 + 1e-3
+        assert plan.cars_kw[11] == pytest.approx(0.0, abs=1e-6)
+        assert sum(plan.cars_kw[:12]) * 0.25 == pytest.approx(33.12, abs=1e-2)

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
 
 from vpp.algorithms.allocation import AllocationProblem
-from vpp.algorithms.taper import deliverable_kwh, extra_hours
+from vpp.algorithms.taper import ASSUMED_TARGET_SOC, deliverable_kwh, extra_hours
 from vpp.domain.dispatch import DispatchSnapshot
 
 FloatArray = npt.NDArray[np.float64]
@@ -195,6 +195,7 @@ def build_problem(
         if snapshot.stress_signal is not None:
             flags["stress_signal"] = int(np.sum(snapshot.stress_signal))
         need_floor = discharge_floor
+    group_max = tariff_caps(snapshot, group_max, need_floor, hours, min_kw, max_kw, seen_kw, flags)
     start = np.where(np.isnan(start_kw), snapshot.current_kw, start_kw)
     problem = AllocationProblem(
         min_kw=min_kw,
@@ -210,6 +211,38 @@ def build_problem(
         need_floor_kw=need_floor,
     )
     return CycleProblem(problem=problem, flags=flags)
+
+
+def tariff_caps(snapshot: DispatchSnapshot, group_max: FloatArray, need_floor: FloatArray | None,
+                hours: FloatArray, min_kw: FloatArray, max_kw: FloatArray, seen_kw: FloatArray | None,
+                flags: dict[str, int]) -> FloatArray:
+    """Group caps tightened to the capacity tariff's free import (``DispatchSnapshot.tariff_max_kw``), as far as
+    the members' needs allow: never below the sum of what they must draw now, each its need floor without its
+    plan (its laxity floor, or its even pace without plan floors), and the plan-following discharge floors.
+
+    The site planner treats import up to the peak already paid for as free; without this cap a car held at its
+    plan, a new arrival or the pool target could take the site above it, and the month's bill with it.
+    """
+    cap = snapshot.tariff_max_kw
+    if cap is None or group_max.size == 0:
+        return group_max
+    member_session = np.asarray(snapshot.groups.member_session, dtype=np.int64)
+    member_group = np.asarray(snapshot.groups.member_group, dtype=np.int64)
+    unplanned = replace(snapshot, planned_kw=np.zeros(len(snapshot.session_ids)))
+    must = plan_need_floor_kw(unplanned, hours, max_kw, seen_kw=seen_kw, paced_hours=taper_hours(snapshot, hours,
+                                                                                                 seen_kw))
+    if must is None:
+        must = np.zeros(len(snapshot.session_ids))
+    if need_floor is not None:
+        must = np.minimum(must, need_floor)
+    must = np.clip(np.maximum(must, min_kw), 0.0, max_kw)
+    required = np.bincount(member_group, weights=must[member_session], minlength=group_max.size)
+    soft = np.maximum(np.asarray(cap, dtype=np.float64), required)
+    tightened = soft < group_max
+    if tightened.any():
+        flags["tariff_capped_groups"] = int(tightened.sum())
+    out: FloatArray = np.minimum(group_max, soft)
+    return out
 
 
 def car_power_kw(charger_max_kw: FloatArray, seen_kw: FloatArray | None) -> tuple[FloatArray, FloatArray]:
@@ -228,12 +261,30 @@ def car_power_kw(charger_max_kw: FloatArray, seen_kw: FloatArray | None) -> tupl
     return full, least
 
 
+def need_target(snapshot: DispatchSnapshot) -> tuple[FloatArray | None, FloatArray]:
+    """The battery (kWh; NaN: the taper's assumed one) and the state of charge (fraction) each need ends at: its
+    own where the car's state of charge and battery are known, else full (``vpp.algorithms.taper``), as the
+    planner's ``taper_departure`` has it."""
+    need = np.maximum(np.nan_to_num(np.asarray(snapshot.energy_needed_kwh, dtype=np.float64), nan=0.0), 0.0)
+    target: FloatArray = np.full(need.shape, ASSUMED_TARGET_SOC)
+    if snapshot.soc_kwh is None or snapshot.battery_kwh is None:
+        return None, target
+    soc = np.asarray(snapshot.soc_kwh, dtype=np.float64)
+    size = np.asarray(snapshot.battery_kwh, dtype=np.float64)
+    known = np.isfinite(soc) & np.isfinite(size) & (size > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        target = np.where(known, np.clip((soc + need) / size, 0.0, 1.0), target)
+    battery: FloatArray = np.where(known, size, np.nan)
+    return battery, target
+
+
 def taper_hours(snapshot: DispatchSnapshot, hours: FloatArray, seen_kw: FloatArray | None) -> FloatArray:
     """Hours left to pace each need over: ``hours`` less what the taper near full adds to it
-    (``vpp.algorithms.taper``; SoC and battery unknown, so the need is taken to end full)."""
+    (``vpp.algorithms.taper``; where SoC and battery are unknown the need is taken to end full)."""
     full, _ = car_power_kw(np.asarray(snapshot.max_kw, dtype=np.float64), seen_kw)
     need = np.maximum(np.nan_to_num(np.asarray(snapshot.energy_needed_kwh, dtype=np.float64), nan=0.0), 0.0)
-    out: FloatArray = np.maximum(hours - extra_hours(need, full), 0.0)
+    battery, target = need_target(snapshot)
+    out: FloatArray = np.maximum(hours - extra_hours(need, full, battery_kwh=battery, target_soc=target), 0.0)
     return out
 
 
@@ -266,7 +317,9 @@ def plan_need_floor_kw(snapshot: DispatchSnapshot, hours: FloatArray, max_kw: Fl
         pace = np.where(paced > 0, need / paced, np.where(need > 0, np.inf, 0.0))
         step = np.minimum(hours, step_h)
         later = np.maximum(hours - step, 0.0)
-        afterwards = np.minimum(derate * least * later, deliverable_kwh(later, derate * full, need))
+        battery, target = need_target(snapshot)
+        afterwards = np.minimum(derate * least * later, deliverable_kwh(later, derate * full, need,
+                                                                        battery_kwh=battery, target_soc=target))
         laxity = np.where(step > 0, (need - afterwards) / step, pace)
     floor = np.minimum(pace, np.maximum(np.where(np.isfinite(planned), planned, pace), laxity))
     out: FloatArray = np.maximum(floor, 0.0)

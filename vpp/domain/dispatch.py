@@ -60,3 +60,10 @@ class DispatchSnapshot:
     stress_signal: BoolArray | None = None
     # Sessions whose site is in an outage (its grid is gone): they charge not at all; None: none.
     islanded: BoolArray | None = None
+    # Per group (aligned with ``groups``): what its cars may draw without raising a capacity tariff's paid peak
+    # (the site's free import less its load; inf: none). Soft: never below what the cars' needs require now.
+    tariff_max_kw: FloatArray | None = None
+    # Each car's state of charge and battery where known (kWh; NaN: not; None: none known): its need then ends at
+    # its own target, not full, in the taper the need floors allow for (``vpp.algorithms.taper``).
+    soc_kwh: FloatArray | None = None
+    battery_kwh: FloatArray | None = None

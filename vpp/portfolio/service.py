@@ -45,7 +45,13 @@ from vpp.portfolio.planning import (
     plan_recorded_at,
     stored_plan_row,
 )
-from vpp.portfolio.sites import behind_the_meter_loads_kw, equipped_sites, site_outages, stress_signal_pools
+from vpp.portfolio.sites import (
+    behind_the_meter_loads_kw,
+    capacity_import_caps_kw,
+    equipped_sites,
+    site_outages,
+    stress_signal_pools,
+)
 from vpp.portfolio.tables import SiteLoad
 from vpp.ports import Clock, CongestionFlexibility, SystemClock
 from vpp.sessions.tables import ChargingSession, SessionReading
@@ -302,7 +308,8 @@ def site_loads_kw(db: Session, at: datetime) -> dict[str, float]:
 def dispatch_snapshot(fleet: Fleet, pool: str, at: datetime, site_load_kw: dict[str, float], *,
                       outages: Mapping[str, Sequence[tuple[float, float]]] | None = None,
                       site_planned: frozenset[str] = frozenset(),
-                      stress_signal: frozenset[str] = frozenset()) -> DispatchSnapshot:
+                      stress_signal: frozenset[str] = frozenset(),
+                      import_caps_kw: Mapping[str, float] | None = None) -> DispatchSnapshot:
     """What the dispatcher controls in ``pool`` now: bounds, needs, measured power and group caps.
 
     A site in an outage now (``outages``: windows in epoch seconds by site pool) imports nothing: its cap is minus
@@ -311,7 +318,8 @@ def dispatch_snapshot(fleet: Fleet, pool: str, at: datetime, site_load_kw: dict[
     only then). The cars of the sites in ``site_planned`` (planned by their site behind the meter) follow their
     plan under a grid-stress signal (the sites in ``stress_signal``: stop, or discharge too) down to their laxity
     floor, and their plan's other discharges where the dispatcher follows plans (plan floors;
-    ``DispatchSnapshot.follows_plan_discharge``).
+    ``DispatchSnapshot.follows_plan_discharge``). A site in ``import_caps_kw`` (its capacity tariff's free import)
+    holds its cars under that import less its load, as far as their needs allow (``DispatchSnapshot.tariff_max_kw``).
     """
     idx = fleet.members(pool)
     hours = np.maximum((fleet.departure[idx].asi8 - pd.Timestamp(at).value) / 3.6e12, 0.0)
@@ -337,6 +345,7 @@ def dispatch_snapshot(fleet: Fleet, pool: str, at: datetime, site_load_kw: dict[
     island_pools = {site_of[k] for k in np.flatnonzero(islanded)}
     group_ids: list[str] = []
     caps: list[float] = []
+    tariff_caps: list[float] = []
     member_session: list[npt.NDArray[np.int64]] = []
     member_group: list[npt.NDArray[np.int64]] = []
     for column, limits in ((fleet.site_pool, fleet.site_capacity_kw), (fleet.congestion_pool, fleet.congestion_max_kw),
@@ -351,6 +360,9 @@ def dispatch_snapshot(fleet: Fleet, pool: str, at: datetime, site_load_kw: dict[
                 cap = limits.get(name, math.inf) - site_load_kw.get(name, 0.0)
                 group_ids.append(name)
                 caps.append(max(cap, 0.0) if math.isfinite(cap) else math.inf)
+            free = (import_caps_kw or {}).get(name)
+            tariff_caps.append(math.inf if free is None or name in island_pools
+                               else max(free - site_load_kw.get(name, 0.0), 0.0))
             members = np.flatnonzero(values == name).astype(np.int64)
             member_session.append(members)
             member_group.append(np.full(members.size, len(group_ids) - 1, dtype=np.int64))
@@ -369,6 +381,9 @@ def dispatch_snapshot(fleet: Fleet, pool: str, at: datetime, site_load_kw: dict[
         follows_plan_discharge=np.array([s in site_planned for s in site_of], dtype=bool) if site_planned else None,
         islanded=islanded if islanded.any() else None,
         stress_signal=np.array([s in stress_signal for s in site_of], dtype=bool) if stress_signal else None,
+        tariff_max_kw=np.asarray(tariff_caps, dtype=np.float64) if np.isfinite(tariff_caps).any() else None,
+        soc_kwh=fleet.soc_kwh[idx].copy() if np.isfinite(fleet.soc_kwh[idx]).any() else None,
+        battery_kwh=fleet.battery_kwh[idx].copy() if np.isfinite(fleet.battery_kwh[idx]).any() else None,
     )
 
 
@@ -661,7 +676,8 @@ class PortfolioService:
             equipped = equipped_sites(db)
             snapshot = dispatch_snapshot(fleet, pool, at, site_loads_kw(db, at), outages=site_outages(db, at),
                                          site_planned=frozenset(equipped),
-                                         stress_signal=stress_signal_pools(db, at, equipped))
+                                         stress_signal=stress_signal_pools(db, at, equipped),
+                                         import_caps_kw=capacity_import_caps_kw(db, at, equipped))
             plan = self._stored_plan(db, pool)
             if plan is None:
                 return snapshot, "no plan"

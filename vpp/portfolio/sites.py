@@ -26,6 +26,7 @@ import numpy.typing as npt
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from vpp.algorithms.dispatch import PLAN_FLOOR_DERATE, car_power_kw
 from vpp.algorithms.site_planning import SitePlan, SiteProblem, plan_site
 from vpp.db import utcnow
 from vpp.domain.errors import InvalidInput, NotFound
@@ -256,9 +257,15 @@ def add_signal(db: Session, kind: str, start: datetime, end: datetime, *, site_i
 # ----------------------------------------------------------------------------------------- forecasts
 
 
+# A site's cars are planned to be done this many ISPs before departure (the dispatcher's finish margin).
+SITE_FINISH_MARGIN_ISPS = 1
+# The ISPs of a day before tried for a missing one, nearest first (within about an hour).
+NEAREST_ISPS = (0, -1, 1, -2, 2, -3, 3)
+
+
 def series_forecast(db: Session, site_id: str, kind: str, horizon: IspHorizon, tz: str) -> FloatArray:
     """kW per ISP of the horizon: stated values where there are some, else the latest of the seven days before
-    at the same local time, else 0."""
+    at the same local time (or, where that day lacks it, its nearest ISP within about an hour), else 0."""
     def read(first: datetime, end: datetime) -> dict[datetime, float]:
         if kind == "load":
             rows = db.execute(select(SiteLoad.isp_start, SiteLoad.load_kw).where(
@@ -285,7 +292,8 @@ def series_forecast(db: Session, site_id: str, kind: str, horizon: IspHorizon, t
             local = at.astimezone(zone)
             for back in range(1, HISTORY_DAYS + 1):
                 earlier = (local - timedelta(days=back)).astimezone(ZoneInfo("UTC"))
-                value = known.get(earlier)
+                # A meter read less often than every ISP: the nearest ISP of that day's hour, before an older day.
+                value = next((known[x] for x in (earlier + ISP * d for d in NEAREST_ISPS) if x in known), None)
                 if value is not None:
                     break
         out[k] = value or 0.0
@@ -341,11 +349,7 @@ def site_problem(db: Session, site: Site, equipment: SiteEquipment, horizon: Isp
         order = {key: n for n, key in enumerate(dict.fromkeys(keys))}
         bucket = np.asarray([order[key] for key in keys], dtype=np.int64)
         so_far = np.zeros(len(order))
-        first_key = keys[0]
-        metered = db.execute(select(SiteSeriesRow.isp_start, SiteSeriesRow.power_kw).where(
-            SiteSeriesRow.site_id == site.id, SiteSeriesRow.kind == "import",
-            SiteSeriesRow.isp_start >= horizon.start - timedelta(days=31), SiteSeriesRow.isp_start < horizon.start))
-        so_far[0] = max((float(kw) for ts, kw in metered if tariff.capacity_bucket(ts) == first_key), default=0.0)
+        so_far[0] = paid_peak_kw(db, site.id, tariff, horizon.start)
     empty = np.zeros(0)
     cars = cars or {}
     return SiteProblem(
@@ -364,6 +368,37 @@ def site_problem(db: Session, site: Site, equipment: SiteEquipment, horizon: Isp
         v2g_cycle_eur_per_kwh=tariff.v2g_cycle_eur_per_kwh if tariff is not None else 0.0,
         outage=outage, stress=stress, stress_credit_eur_per_kwh=credit,
         car_ids=tuple(cars.get("ids", ())))
+
+
+def paid_peak_kw(db: Session, site_id: str, tariff: Tariff, start: datetime) -> float:
+    """The highest import metered before ``start`` in the capacity tariff's billing bucket of ``start`` (kW; 0
+    when none): import up to it is already paid for."""
+    key = tariff.capacity_bucket(start)
+    metered = db.execute(select(SiteSeriesRow.isp_start, SiteSeriesRow.power_kw).where(
+        SiteSeriesRow.site_id == site_id, SiteSeriesRow.kind == "import",
+        SiteSeriesRow.isp_start >= start - timedelta(days=31), SiteSeriesRow.isp_start < start))
+    return max((float(kw) for ts, kw in metered if tariff.capacity_bucket(ts) == key), default=0.0)
+
+
+def capacity_import_caps_kw(db: Session, at: datetime, sites: Mapping[str, tuple[Site, SiteEquipment]]
+                            ) -> dict[str, float]:
+    """Import each site with a capacity tariff may take in the ISP of ``at`` without raising its bill (site pool
+    -> kW): the month's (or day's) peak already paid for, or its stored plan's import now where the plan chose
+    to raise it. The dispatcher holds the site's cars under it as far as their needs allow."""
+    isp = floor_to_isp(_utc(at))
+    out: dict[str, float] = {}
+    for pool, (site, equipment) in sites.items():
+        tariff = equipment.tariff
+        if tariff is None or tariff.capacity_eur_per_kw <= 0:
+            continue
+        cap = paid_peak_kw(db, site.id, tariff, isp)
+        row = db.get(SitePlanRow, site.id)
+        if row is not None and row.import_kw:
+            k = int((isp - _utc(row.start)).total_seconds() // ISP.total_seconds())
+            if 0 <= k < len(row.import_kw):
+                cap = max(cap, float(row.import_kw[k]))
+        out[pool] = cap
+    return out
 
 
 def store_site_plan(db: Session, site_id: str, at: datetime, start: datetime, plan: SitePlan) -> SitePlanRow:
@@ -419,8 +454,17 @@ def plan_sites(db: Session, fleet: Fleet, at: datetime, horizon: IspHorizon, pro
         site, equipment = sites[pool]
         rows = np.asarray([row_of[sid] for sid in ids], dtype=np.int64)
         discharge = np.maximum(-s.min_kw[rows], 0.0)
-        cars = {"ids": ids, "arrival": s.arrival[rows], "departure": s.departure[rows],
-                "energy_kwh": s.energy_kwh[rows], "max_kw": s.max_kw[rows], "discharge_kw": discharge,
+        # Under a capacity tariff, planned as the dispatcher can follow: done a finish margin before departure, at
+        # what its need floors count on a car drawing (``PLAN_FLOOR_DERATE`` of its full power); a car planned just
+        # in time at its charger's maximum is held above its plan by its laxity floor, and above the site's paid
+        # peak with it. Elsewhere that pull ahead costs less than planning every car so (paris-home).
+        max_kw, departure = s.max_kw[rows], s.departure[rows]
+        if equipment.tariff is not None and equipment.tariff.capacity_eur_per_kw > 0:
+            full, _ = car_power_kw(max_kw, None)
+            max_kw = np.minimum(max_kw, PLAN_FLOOR_DERATE * full)
+            departure = np.maximum(departure - SITE_FINISH_MARGIN_ISPS, np.minimum(s.arrival[rows] + 1, departure))
+        cars = {"ids": ids, "arrival": s.arrival[rows], "departure": departure, "energy_kwh": s.energy_kwh[rows],
+                "max_kw": max_kw, "discharge_kw": discharge,
                 "battery_kwh": s.battery_kwh[rows] if s.battery_kwh is not None else np.full(rows.size, np.nan),
                 "soc_kwh": s.soc_kwh[rows] if s.soc_kwh is not None else np.full(rows.size, np.nan),
                 "min_soc_kwh": s.min_soc_kwh[rows] if s.min_soc_kwh is not None else np.full(rows.size, np.nan)}
