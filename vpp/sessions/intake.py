@@ -30,7 +30,7 @@ from sqlalchemy import Engine
 
 from vpp.db import utcnow
 from vpp.domain.errors import InvalidInput, NotFound
-from vpp.sessions.service import _SCALAR_FIELDS, Intake, _check_status, _unique_by_start, party_key
+from vpp.sessions.service import Intake, checked_patch, party_key
 from vpp.sessions.values import SessionChanges
 
 _JSON_FIELDS = frozenset({"driver_token"})
@@ -64,19 +64,9 @@ def _utc(value: datetime) -> datetime:
 def prepare(item: PatchItem) -> PatchItem:
     """Check a PATCH and compute its statement parameters (InvalidInput before anything is queued)."""
     changes = item.changes
-    unknown = set(changes.fields) - _SCALAR_FIELDS
-    if unknown:
-        raise InvalidInput(f"cannot change {sorted(unknown)} of a session")
-    if "status" in changes.fields:
-        _check_status(changes.fields["status"])
+    fields, readings = checked_patch(changes)
     from psycopg.types.json import Json
 
-    fields = tuple(sorted(changes.fields))
-    readings = [
-        {"start_at": r.start.isoformat(), "power_kw": r.power_kw, "energy_kwh": r.energy_kwh, "soc_pct": r.soc_pct,
-         "current_a": r.current_a, "extra": r.extra}
-        for r in _unique_by_start(changes.readings)
-    ]
     params: dict[str, Any] = {
         "key_connection_id": item.connection_id, "key_external_key": item.external_id.casefold(),
         "key_party_key": party_key(item.country_code, item.party_id),

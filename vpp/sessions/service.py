@@ -219,6 +219,22 @@ def update(
     return outcome
 
 
+
+def checked_patch(changes: SessionChanges) -> tuple[tuple[str, ...], list[dict[str, Any]]]:
+    """A PATCH's changed fields (sorted) and its readings as the one-statement writes take them; InvalidInput for
+    a field that cannot change or a status that does not exist."""
+    unknown = set(changes.fields) - _SCALAR_FIELDS
+    if unknown:
+        raise InvalidInput(f"cannot change {sorted(unknown)} of a session")
+    if "status" in changes.fields:
+        _check_status(changes.fields["status"])
+    readings = [
+        {"start_at": r.start.isoformat(), "power_kw": r.power_kw, "energy_kwh": r.energy_kwh, "soc_pct": r.soc_pct,
+         "current_a": r.current_a, "extra": r.extra}
+        for r in _unique_by_start(changes.readings)
+    ]
+    return tuple(sorted(changes.fields)), readings
+
 def update_alone(
     session: Session, connection_id: str, country_code: str, party_id: str, external_id: str, changes: SessionChanges
 ) -> Intake:
@@ -230,17 +246,7 @@ def update_alone(
     """
     if session.in_transaction() or session.get_bind().dialect.name != "postgresql":
         return update(session, connection_id, country_code, party_id, external_id, changes)
-    unknown = set(changes.fields) - _SCALAR_FIELDS
-    if unknown:
-        raise InvalidInput(f"cannot change {sorted(unknown)} of a session")
-    if "status" in changes.fields:
-        _check_status(changes.fields["status"])
-    fields = tuple(sorted(changes.fields))
-    readings = [
-        {"start_at": r.start.isoformat(), "power_kw": r.power_kw, "energy_kwh": r.energy_kwh, "soc_pct": r.soc_pct,
-         "current_a": r.current_a, "extra": r.extra}
-        for r in _unique_by_start(changes.readings)
-    ]
+    fields, readings = checked_patch(changes)
     connection = session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
     found = connection.execute(
         _patch_statement(fields),
