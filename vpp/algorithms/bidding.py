@@ -118,19 +118,11 @@ def _v2g_rows(problem: SchedulingProblem, i: int, rows: IntArray, levels: FloatA
     """
     h = problem.isp_hours
     prices = problem.prices_eur_per_mwh
-    window = np.flatnonzero(window_mask(problem)[i])
-    cap_kwh = np.maximum(problem.max_kw_by_isp()[i], 0.0) * h
+    window, cap_kwh, give, need, slots = _v2g_car(problem, i)
     count_levels = 1 if levels is None else levels.size
     demand = np.zeros((rows.size, count_levels))
     power = np.zeros(rows.size)
     threshold = np.full(rows.size, np.inf)
-    soc = float(np.nan_to_num(problem.soc_kwh[i]))
-    budget = soc - float(np.nan_to_num(problem.min_soc_kwh[i]))
-    give = min(-float(problem.min_kw[i]), budget / h) if budget > 0 else 0.0
-    need = max(float(problem.energy_kwh[i]), 0.0)
-    battery = float(problem.battery_kwh[i])
-    can_sell = window.size >= 2 and give > 1e-9 and not (math.isfinite(battery) and soc + need > battery + 1e-6)
-    slots = max(1, math.floor(budget / (give * h) + 1e-9)) if can_sell else 0
     in_window = np.isin(rows, window)
     for r, t in enumerate(rows):
         if not in_window[r]:
@@ -170,13 +162,13 @@ def _v2g_rows(problem: SchedulingProblem, i: int, rows: IntArray, levels: FloatA
     return demand, power, threshold
 
 
-def _v2g_row_shifted(problem: SchedulingProblem, i: int, t: int, levels: FloatArray, spread_eur_per_mwh: float,
-                     day: NDArray[np.bool_]) -> FloatArray:
-    """V2G session i at ISP t with the day moving with t's level (see ``_v2g_rows``): demand per level."""
+def _v2g_car(problem: SchedulingProblem, i: int) -> tuple[NDArray[np.int64], FloatArray, float, float, int]:
+    """V2G session i as its curve rows see it: its stay's ISPs, its charging cap per ISP (kWh), the power it may
+    give (within its energy above the floor for an ISP), its need (kWh) and how many ISPs it can sell in (0: none;
+    a car whose need would overfill its battery sells nothing)."""
     h = problem.isp_hours
-    prices = problem.prices_eur_per_mwh
     window = np.flatnonzero(window_mask(problem)[i])
-    cap_kwh = np.maximum(problem.max_kw_by_isp()[i], 0.0) * h
+    cap_kwh: FloatArray = np.maximum(problem.max_kw_by_isp()[i], 0.0) * h
     soc = float(np.nan_to_num(problem.soc_kwh[i]))
     budget = soc - float(np.nan_to_num(problem.min_soc_kwh[i]))
     give = min(-float(problem.min_kw[i]), budget / h) if budget > 0 else 0.0
@@ -184,6 +176,15 @@ def _v2g_row_shifted(problem: SchedulingProblem, i: int, t: int, levels: FloatAr
     battery = float(problem.battery_kwh[i])
     can_sell = window.size >= 2 and give > 1e-9 and not (math.isfinite(battery) and soc + need > battery + 1e-6)
     slots = max(1, math.floor(budget / (give * h) + 1e-9)) if can_sell else 0
+    return window, cap_kwh, give, need, slots
+
+
+def _v2g_row_shifted(problem: SchedulingProblem, i: int, t: int, levels: FloatArray, spread_eur_per_mwh: float,
+                     day: NDArray[np.bool_]) -> FloatArray:
+    """V2G session i at ISP t with the day moving with t's level (see ``_v2g_rows``): demand per level."""
+    h = problem.isp_hours
+    prices = problem.prices_eur_per_mwh
+    window, cap_kwh, give, need, slots = _v2g_car(problem, i)
     others, filled = _others(prices, cap_kwh, window, t)
     own = prices[t]
     first = int(np.flatnonzero(day)[0]) if day.any() else 0
