@@ -171,3 +171,28 @@ def test_split_falls_back_to_the_exact_lp_when_a_need_stays_short() -> None:
     assert result.method == "v2g-lp-dual-simplex"
     assert result.status == "feasible"
     np.testing.assert_allclose(result.unmet_kwh, [1.25, 0.0], atol=1e-6)
+
+
+def test_split_trades_no_bound_past_what_a_group_can_draw() -> None:
+    # Found by the property test above: at a negative price every group binds its upper share of ISP 0, the
+    # trades moved charge-only groups' upper bounds below 0 kW (no schedule of theirs keeps that), their LPs
+    # became infeasible, and the V2G car's group took 3.7 kW under a 3 kW pool bound.
+    charge_only = {"max_kw": 3.7, "min_kw": 0.0, "energy_kwh": 0.0}
+    instance = {
+        "start": "2025-01-01T00:00:00Z", "isp_minutes": 15, "prices_eur_per_mwh": [-1.0, 0.0, 0.0],
+        "pool_max_kw": 3.0, "pool_min_kw": -3.0,
+        "sessions": [
+            {"id": "s0", "arrival": 0, "departure": 1, "energy_kwh": 0.0, "max_kw": 3.7, "min_kw": -3.7,
+             "battery_kwh": 20.0, "soc_kwh": 10.0, "min_soc_kwh": 5.0},
+            {"id": "s1", "arrival": 1, "departure": 2, **charge_only},
+            {"id": "s2", "arrival": 0, "departure": 1, **charge_only},
+            {"id": "s3", "arrival": 0, "departure": 1, **charge_only},
+        ],
+    }
+    problem = problem_from_instance(instance)
+    with mock.patch.object(fast, "GROUP_SESSIONS", 1):
+        result = solve_schedule(problem)
+    _assert_within_bounds(problem, result)
+    assert result.status != "infeasible"
+    # Charging pays at -1 EUR/MWh: the whole 3 kW of the pool bound is taken in ISP 0.
+    assert abs(result.pool_kw[0] - 3.0) <= 1e-6

@@ -59,10 +59,14 @@ class PoolLp:
         self.highs.passModel(lp)
         self._duals = np.zeros(problem.n_isps)
         self.objective = 0.0
+        # False after a solve whose bounds admit no schedule (a pool bound past what the sessions can reach):
+        # the values HiGHS leaves then are no schedule, and its objective no cost.
+        self.feasible = True
 
     def solve(self) -> FloatArray:
         """Run HiGHS and return the sessions x ISPs schedule."""
         self.highs.run()
+        self.feasible = self.highs.getModelStatus() == highspy.HighsModelStatus.kOptimal
         solution = self.highs.getSolution()
         values = np.asarray(solution.col_value, dtype=np.float64)
         self._duals = np.asarray(solution.row_dual, dtype=np.float64)[: self._shape[1]]

@@ -33,7 +33,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from vpp.algorithms.scheduling.exact import PoolLp, clip_to_bounds
-from vpp.algorithms.scheduling.model import ENERGY_TOL_KWH, unmet_kwh, window_mask
+from vpp.algorithms.scheduling.model import ENERGY_TOL_KWH, pool_violation_kw, unmet_kwh, window_mask
 from vpp.algorithms.scheduling.problem import FloatArray, IntArray, SchedulingProblem
 
 GROUP_SESSIONS = 500
@@ -112,9 +112,15 @@ def _hand_over(bound: FloatArray, load: FloatArray, duals: FloatArray, sign: flo
 
 
 def _trade(
-    bound: FloatArray, scale: FloatArray, load: FloatArray, duals: FloatArray, sign: float, step: float
+    bound: FloatArray, scale: FloatArray, load: FloatArray, duals: FloatArray, sign: float, step: float,
+    reach: FloatArray,
 ) -> FloatArray:
-    """One side's bounds with room moved between binding groups, from low to high duals (zero-sum per ISP)."""
+    """One side's bounds with room moved between binding groups, from low to high duals (zero-sum per ISP).
+
+    ``reach`` is groups x ISPs, the power each group's sessions cannot go past on this side (their lowest for the
+    upper bound, their highest for the lower one): an ISP whose trade would put a bound past it is not traded, as
+    no schedule of that group could keep it.
+    """
     room = np.maximum(sign * (bound - load), 0.0)
     binding = np.isfinite(bound) & (room <= _SLACK_KW)
     weight = np.where(binding, scale, 0.0)
@@ -126,7 +132,9 @@ def _trade(
         return bound
     # Sum over binding groups of scale * (dual - mean) is zero, so the pool bound is kept exactly.
     delta = step * weight * (duals - mean) / np.where(mean > 0.0, mean, spread + _DUAL_EPS)
-    return np.where(binding & moving[None, :], bound + sign * delta, bound)
+    traded = np.where(binding & moving[None, :], bound + sign * delta, bound)
+    reachable = (sign * (traded - reach) >= -_SLACK_KW).all(axis=0)
+    return np.where(reachable[None, :], traded, bound)
 
 
 def _any_per_group(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
@@ -142,6 +150,9 @@ def solve_split(
     upper = _scaled(problem.pool_max_kw, shares)
     lower = _scaled(problem.pool_min_kw, shares)
     scale_up, scale_down = np.abs(upper), np.abs(lower)
+    plugged = window_mask(problem)
+    lowest = np.stack([(problem.min_kw[rows, None] * plugged[rows]).sum(axis=0) for rows in groups])
+    highest = np.stack([(problem.max_kw[rows, None] * plugged[rows]).sum(axis=0) for rows in groups])
     lps = [PoolLp(_subproblem(problem, rows, lower[g], upper[g]), "simplex") for g, rows in enumerate(groups)]
     parts = [lp.solve() for lp in lps]
     step = TRADE_STEP
@@ -155,8 +166,8 @@ def solve_split(
         if trading:
             if step < MIN_TRADE_STEP:
                 break
-            new_upper = _trade(upper, scale_up, load, duals, 1.0, step)
-            new_lower = _trade(lower, scale_down, load, duals, -1.0, step)
+            new_upper = _trade(upper, scale_up, load, duals, 1.0, step, lowest)
+            new_lower = _trade(lower, scale_down, load, duals, -1.0, step, highest)
         changed = _any_per_group((new_upper != upper) | (new_lower != lower))
         if not changed.any():
             break
@@ -170,7 +181,8 @@ def solve_split(
                 parts[g] = lps[g].solve()
         if not trading:
             continue
-        if sum(lp.objective for lp in lps) < before - 1e-9 * max(1.0, abs(before)):
+        solvable = all(lps[g].feasible for g in np.flatnonzero(changed))
+        if solvable and sum(lp.objective for lp in lps) < before - 1e-9 * max(1.0, abs(before)):
             step = min(2.0 * step, MAX_TRADE_STEP)
             continue
         upper, lower, parts = old
@@ -182,6 +194,12 @@ def solve_split(
     for rows, part in zip(groups, parts, strict=True):
         schedule[rows] = part
     schedule = clip_to_bounds(problem, schedule)
+    # A group whose share admits no schedule leaves values that keep neither its share nor the pool's bounds:
+    # the exact LP then decides, as it does for a need left short.
+    pool_kw = schedule.sum(axis=0)
+    round_off = 1e-6 * max(1.0, float(np.abs(pool_kw).max(initial=0.0)))
+    if not all(lp.feasible for lp in lps) or pool_violation_kw(problem, pool_kw) > round_off:
+        return None
     if float(unmet_kwh(problem, schedule).max(initial=0.0)) > ENERGY_TOL_KWH:
         return None
     return schedule
