@@ -133,7 +133,7 @@ def _trade(
     # Sum over binding groups of scale * (dual - mean) is zero, so the pool bound is kept exactly.
     delta = step * weight * (duals - mean) / np.where(mean > 0.0, mean, spread + _DUAL_EPS)
     traded = np.where(binding & moving[None, :], bound + sign * delta, bound)
-    reachable = (sign * (traded - reach) >= -_SLACK_KW).all(axis=0)
+    reachable = np.asarray((sign * (traded - reach) >= -_SLACK_KW).all(axis=0), dtype=np.bool_)
     return np.where(reachable[None, :], traded, bound)
 
 
