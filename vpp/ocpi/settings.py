@@ -22,6 +22,8 @@ class OcpiSettings(BaseSettings):
         2, ge=0, description="Session PATCH batches written at once per process (group commit, PostgreSQL); 0 = "
         "each PATCH in a transaction of its own")
     intake_batch_max: int = Field(256, ge=1, description="most Session PATCHes written in one batch")
+    fast_session_patch: bool = Field(
+        True, description="answer Session PATCHes on the lean path ahead of the API's router (same answers)")
     auth_cache_seconds: float = Field(5.0, ge=0, description="how long a token verdict is cached")
     pull_interval_seconds: float = Field(3600.0, gt=0, description="periodic Sessions/CDRs/Locations resync")
     pull_overlap_seconds: float = Field(600.0, ge=0, description="date_from goes back this far past the last pull")

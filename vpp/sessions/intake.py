@@ -164,6 +164,19 @@ def _refused(exc: Exception) -> BaseException:
 before_commit: Callable[[Any], None] | None = None
 
 
+def _runs(items: Sequence[PatchItem]) -> list[tuple[str, Sequence[PatchItem]]]:
+    """The batch cut into runs of consecutive PATCHes with the same statement, in order."""
+    runs: list[tuple[str, Sequence[PatchItem]]] = []
+    start = 0
+    while start < len(items):
+        end = start + 1
+        while end < len(items) and items[end].fields == items[start].fields:
+            end += 1
+        runs.append((patch_sql(items[start].fields), items[start:end]))
+        start = end
+    return runs
+
+
 def _write_together(engine: Engine, items: Sequence[PatchItem]) -> list[Intake | BaseException]:
     proxied = engine.raw_connection()
     healthy = True
@@ -173,13 +186,16 @@ def _write_together(engine: Engine, items: Sequence[PatchItem]) -> list[Intake |
         if connection.autocommit:
             connection.autocommit = False
         try:
-            cursors = []
+            rows: list[Sequence[Any] | None] = []
             with connection.pipeline():
-                for item in items:
-                    cursor = connection.cursor()
-                    cursor.execute(patch_sql(item.fields), item.params)
-                    cursors.append(cursor)
-            rows = [cursor.fetchone() for cursor in cursors]
+                # One cursor and one executemany per run of PATCHes setting the same fields (in a batch of one CPO's
+                # periodic PATCHes, usually all): a cursor per PATCH cost ~0.1 ms of CPU each, this ~0.03 ms.
+                cursor = connection.cursor()
+                for sql, run in _runs(items):
+                    cursor.executemany(sql, [item.params for item in run], returning=True)
+                    rows.append(cursor.fetchone())  # one result per statement, an empty one for an unknown session
+                    while cursor.nextset():
+                        rows.append(cursor.fetchone())
             if before_commit is not None:
                 before_commit(connection)
             connection.commit()

@@ -6,6 +6,7 @@ from anyio import CapacityLimiter
 from fastapi import FastAPI
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.middleware import Middleware
 
 from adapters.ocpi.v2_2_1 import registration
 from adapters.ocpi.v2_2_1.context import HttpFactory, OcpiContext
@@ -16,6 +17,7 @@ from adapters.ocpi.v2_2_1.routers.common import (
     StripTrailingSlash,
     install_envelope_handlers,
 )
+from adapters.ocpi.v2_2_1.routers.fast import SessionPatchFastPath
 from vpp.config import Settings
 from vpp.ocpi.settings import OcpiSettings
 from vpp.ports import TaskQueue
@@ -76,6 +78,9 @@ def install_ocpi(
     # PATCH (the prefixes do not overlap, so the order changes no answer).
     mount = app.router.routes.pop()
     app.router.routes.insert(0, mount)
+    if ocpi_app.state.ocpi.settings.fast_session_patch:
+        # Innermost of the API's middlewares, so inside RequestContextMiddleware (ids, metrics, access line).
+        app.user_middleware.append(Middleware(SessionPatchFastPath, ocpi_app=ocpi_app))
     app.state.ocpi_app = ocpi_app
 
     async def rotate_credentials(connection_id: str) -> None:

@@ -12,7 +12,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -146,11 +147,35 @@ _INTAKE_MODULES = frozenset({"sessions", "locations"})
 _INTAKE_METHODS = frozenset({"PUT", "PATCH"})
 
 
+class ModuleAnswers:
+    """What every answer of one OCPI module gets on its way out: routing headers (functional modules), the
+    inbound request counter and, for a successful intake push, an access line at DEBUG."""
+
+    def __init__(self, module: str) -> None:
+        self.module = module
+        self.routed = module not in UNROUTED_MODULES
+        self.intake = module in _INTAKE_MODULES
+        self._counters: dict[tuple[str, int], Any] = {}
+
+    def finish(self, app: Starlette, method: str, headers: Mapping[str, str], response: Response) -> Response:
+        """Complete ``response`` (an answer of ``app``, the OCPI app) to a ``method`` request with ``headers``."""
+        if self.routed:
+            context: OcpiContext = app.state.ocpi
+            requester = Routing.from_headers(headers).sender
+            response.headers.update(routing_headers(context.party, requester))
+        status = getattr(response, "ocpi_status", response.status_code)
+        counter = self._counters.get((method, status))
+        if counter is None:
+            counter = self._counters[(method, status)] = OCPI_REQUESTS.labels(self.module, method, str(status))
+        counter.inc()
+        if self.intake and status == OcpiStatus.SUCCESS and method in _INTAKE_METHODS:
+            quiet_access_log()
+        return response
+
+
 def ocpi_route_class(module: str) -> type[APIRoute]:
     """A route class answering every outcome in the OCPI envelope, with routing headers and metrics."""
-    routed = module not in UNROUTED_MODULES
-    intake = module in _INTAKE_MODULES
-    counters: dict[tuple[str, int], Any] = {}
+    answers = ModuleAnswers(module)
 
     class OcpiRoute(APIRoute):
         def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
@@ -161,20 +186,7 @@ def ocpi_route_class(module: str) -> type[APIRoute]:
                     response = await original(request)
                 except Exception as exc:
                     response = error_response(exc)
-                if routed:
-                    context: OcpiContext = request.app.state.ocpi
-                    requester = Routing.from_headers(request.headers).sender
-                    response.headers.update(routing_headers(context.party, requester))
-                status = getattr(response, "ocpi_status", response.status_code)
-                counter = counters.get((request.method, status))
-                if counter is None:
-                    counter = counters[(request.method, status)] = OCPI_REQUESTS.labels(
-                        module, request.method, str(status)
-                    )
-                counter.inc()
-                if intake and status == OcpiStatus.SUCCESS and request.method in _INTAKE_METHODS:
-                    quiet_access_log()
-                return response
+                return answers.finish(request.app, request.method, request.headers, response)
 
             return handler
 
@@ -268,36 +280,42 @@ def _unauthorized(message: str) -> OcpiRequestError:
                             headers={"WWW-Authenticate": "Token"})
 
 
+async def authorize(app: Starlette, headers: Mapping[str, str], access: Access) -> Caller:
+    """The caller of a request to ``app`` (the OCPI app) allowed ``access``, or OcpiRequestError (401, 429, 2001)."""
+    authenticator: OcpiAuthenticator = app.state.ocpi_authenticator
+    header = headers.get(AUTHORIZATION)
+    if not header:
+        raise _unauthorized("missing Authorization header: send 'Token <base64 token>'")
+    caller = await authenticator.authenticate(header)
+    if caller is None:
+        raise _unauthorized("unknown token")
+    auth = caller.auth
+    if auth.via_token_a and access == "module":
+        raise _unauthorized("token A is only valid on versions and credentials: register first")
+    if not auth.via_token_a and (
+        (access == "module" and auth.status != "connected")
+        or (access != "module" and auth.status not in _VERSION_STATUSES)
+    ):
+        raise _unauthorized(f"connection is {auth.status}")
+    if access == "module":
+        _rate_limit(app, auth)
+        if auth.flags.require_routing_headers and Routing.from_headers(headers).sender is None:
+            raise OcpiRequestError(OcpiStatus.INVALID_OR_MISSING_PARAMETERS, "OCPI-from-* headers are required")
+    return caller
+
+
 def _caller_dependency(access: Access) -> Callable[[Request], Awaitable[Caller]]:
     async def dependency(request: Request) -> Caller:
-        authenticator: OcpiAuthenticator = request.app.state.ocpi_authenticator
-        header = request.headers.get(AUTHORIZATION)
-        if not header:
-            raise _unauthorized("missing Authorization header: send 'Token <base64 token>'")
-        caller = await authenticator.authenticate(header)
-        if caller is None:
-            raise _unauthorized("unknown token")
-        auth = caller.auth
-        if auth.via_token_a and access == "module":
-            raise _unauthorized("token A is only valid on versions and credentials: register first")
-        if not auth.via_token_a and (
-            (access == "module" and auth.status != "connected")
-            or (access != "module" and auth.status not in _VERSION_STATUSES)
-        ):
-            raise _unauthorized(f"connection is {auth.status}")
-        if access == "module":
-            _rate_limit(request, auth)
-            if auth.flags.require_routing_headers and Routing.from_headers(request.headers).sender is None:
-                raise OcpiRequestError(OcpiStatus.INVALID_OR_MISSING_PARAMETERS, "OCPI-from-* headers are required")
+        caller = await authorize(request.app, request.headers, access)
         request.state.ocpi_caller = caller
         return caller
 
     return dependency
 
 
-def _rate_limit(request: Request, auth: ConnectionAuth) -> None:
-    context: OcpiContext = request.app.state.ocpi
-    limiter: RateLimiter = request.app.state.ocpi_rate_limiter
+def _rate_limit(app: Starlette, auth: ConnectionAuth) -> None:
+    context: OcpiContext = app.state.ocpi
+    limiter: RateLimiter = app.state.ocpi_rate_limiter
     rate = auth.flags.rate_limit_per_s or context.settings.rate_limit_per_s
     burst = auth.flags.rate_limit_burst or max(context.settings.rate_limit_burst, rate)
     wait = limiter.acquire(auth.connection_id, rate_per_s=rate, burst=burst)
@@ -338,7 +356,11 @@ ResultT = TypeVar("ResultT")
 
 async def read_body(request: Request, model: type[ModelT]) -> ModelT:
     """Parse the body straight from bytes: HTTP 400 when it is not JSON, 2001 naming the field otherwise."""
-    raw = await request.body()
+    return parse_body(await request.body(), model)
+
+
+def parse_body(raw: bytes, model: type[ModelT]) -> ModelT:
+    """``model`` from a raw JSON body: HTTP 400 when it is not JSON, 2001 naming the field otherwise."""
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
@@ -357,13 +379,18 @@ async def read_body(request: Request, model: type[ModelT]) -> ModelT:
 
 async def in_transaction(request: Request, work: Callable[[Session], ResultT]) -> ResultT:
     """Run ``work`` in one transaction on a worker thread (one hop: the hot intake path stays lean)."""
-    factory: sessionmaker[Session] = request.app.state.session_factory
+    return await in_transaction_of(request.app, work)
+
+
+async def in_transaction_of(app: Starlette, work: Callable[[Session], ResultT]) -> ResultT:
+    """``in_transaction`` for a request to ``app`` (the OCPI app)."""
+    factory: sessionmaker[Session] = app.state.session_factory
 
     def run() -> ResultT:
         with unit_of_work(factory) as session:
             return work(session)
 
-    limiter: CapacityLimiter = request.app.state.ocpi_db_limiter
+    limiter: CapacityLimiter = app.state.ocpi_db_limiter
     return await to_thread.run_sync(run, limiter=limiter)
 
 

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 from fastapi import Request, Response
 from sqlalchemy.orm import Session as DbSession
+from starlette.applications import Starlette
 
 from adapters.ocpi.v2_2_1 import mapping
 from adapters.ocpi.v2_2_1.routers.common import (
+    Caller,
     ModuleCaller,
     OcpiRequestError,
     envelope,
     in_transaction,
+    in_transaction_of,
     ocpi_router,
+    parse_body,
     read_body,
     require_party,
     require_same,
@@ -70,14 +74,24 @@ async def patch_session(
 ) -> Response:
     """Update some fields of a session; charging periods are appended (de-duplicated by start time)."""
     require_party(caller, country_code, party_id)
-    body = await read_body(request, SessionPatch)
+    return await apply_patch(request.app, caller, country_code, party_id, session_id, await request.body())
+
+
+async def apply_patch(
+    app: Starlette, caller: Caller, country_code: str, party_id: str, session_id: str, raw: bytes
+) -> Response:
+    """A Session PATCH of ``caller`` (authorized, party checked) to ``app`` (the OCPI app), written and answered.
+
+    Shared by the route above and the lean path of ``fast``: both give the same answers and write the same way.
+    """
+    body = parse_body(raw, SessionPatch)
     if body.last_updated is None and not caller.auth.flags.lenient_last_updated:
         raise OcpiRequestError(OcpiStatus.INVALID_OR_MISSING_PARAMETERS, "last_updated is required in a PATCH")
     require_same("id", session_id, body.id)
     require_same("country_code", country_code, body.country_code)
     require_same("party_id", party_id, body.party_id)
     changes = mapping.session_patch_to_changes(body, received_at=utcnow())
-    batcher: PatchBatcher | None = request.app.state.ocpi_patch_batcher
+    batcher: PatchBatcher | None = app.state.ocpi_patch_batcher
     if batcher is not None:
         outcome = await batcher.submit(caller.connection_id, country_code, party_id, session_id, changes)
     else:
@@ -85,7 +99,7 @@ async def patch_session(
         def write(db: DbSession) -> sessions.Intake:
             return sessions.update_alone(db, caller.connection_id, country_code, party_id, session_id, changes)
 
-        outcome = await in_transaction(request, write)
+        outcome = await in_transaction_of(app, write)
     if outcome == "stale":
         return envelope(message="fields ignored: last_updated is older than the stored session")
     return envelope()
