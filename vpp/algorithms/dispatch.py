@@ -38,11 +38,6 @@ DISCHARGE_LAXITY_DERATE = 0.7
 AC_CHARGER_MAX_KW = 22.0
 AC_CAR_ASSUMED_KW = 11.0
 AC_CAR_LEAST_KW = 3.6
-# A car on AC never seen drawing this much (below the least onboard charger, a reading's rounding off) has not
-# shown what it can draw: held to its laxity floor at 3.6 kW it trickles at that for hours, whatever its plan.
-# Once that floor binds it is probed instead (``plan_need_floor_kw``): its full power for a step, so the next
-# reading shows its onboard charger and its plan is followed again (or, at 3.6 kW, the floor holds it from then).
-AC_PROBE_SEEN_KW = AC_CAR_LEAST_KW - 0.5
 
 @dataclass(frozen=True)
 class PoolLimits:
@@ -235,8 +230,7 @@ def tariff_caps(snapshot: DispatchSnapshot, group_max: FloatArray, need_floor: F
     member_group = np.asarray(snapshot.groups.member_group, dtype=np.int64)
     unplanned = replace(snapshot, planned_kw=np.zeros(len(snapshot.session_ids)))
     must = plan_need_floor_kw(unplanned, hours, max_kw, seen_kw=seen_kw, paced_hours=taper_hours(snapshot, hours,
-                                                                                                 seen_kw),
-                              probe=False)
+                                                                                                 seen_kw))
     if must is None:
         must = np.zeros(len(snapshot.session_ids))
     if need_floor is not None:
@@ -296,8 +290,8 @@ def taper_hours(snapshot: DispatchSnapshot, hours: FloatArray, seen_kw: FloatArr
 
 def plan_need_floor_kw(snapshot: DispatchSnapshot, hours: FloatArray, max_kw: FloatArray, *,
                        step_h: float = PLAN_FLOOR_STEP_H, derate: float = PLAN_FLOOR_DERATE,
-                       seen_kw: FloatArray | None = None, paced_hours: FloatArray | None = None,
-                       probe: bool = True) -> FloatArray | None:
+                       seen_kw: FloatArray | None = None, paced_hours: FloatArray | None = None
+                       ) -> FloatArray | None:
     """Each planned session's need floor: its plan, not its even pace, where the plan keeps its need feasible.
 
     The rolling-horizon planner defers a car to the cheap hours of its stay and re-plans every ISP with what the
@@ -307,11 +301,6 @@ def plan_need_floor_kw(snapshot: DispatchSnapshot, hours: FloatArray, max_kw: Fl
     seen drawing: 3.6 kW), and near full no more than the taper lets it (``vpp.algorithms.taper``, at its full
     power). A session without a plan keeps its even pace (over ``paced_hours``, default ``hours``); the floor is
     never above the pace. ``max_kw`` bounds nothing here (the allocator clips the floor to it).
-
-    With ``probe``, a planned car on AC not yet seen drawing (``AC_PROBE_SEEN_KW``) whose laxity floor binds (is
-    above its plan) is given its full power for the step instead (at most its need in the step): the reading
-    after it shows what it draws, and from then its laxity counts with that, so an 11 kW car goes back to its
-    plan instead of trickling at the 3.6 kW assumption until it leaves. This floor may pass the pace.
     """
     del max_kw
     if snapshot.planned_kw is None:
@@ -333,13 +322,6 @@ def plan_need_floor_kw(snapshot: DispatchSnapshot, hours: FloatArray, max_kw: Fl
                                                                         battery_kwh=battery, target_soc=target))
         laxity = np.where(step > 0, (need - afterwards) / step, pace)
     floor = np.minimum(pace, np.maximum(np.where(np.isfinite(planned), planned, pace), laxity))
-    if probe:
-        charger = np.asarray(snapshot.max_kw, dtype=np.float64)
-        unseen = (charger <= AC_CHARGER_MAX_KW) & (np.nan_to_num(seen, nan=0.0) < AC_PROBE_SEEN_KW)
-        binding = np.isfinite(planned) & (laxity > np.maximum(np.nan_to_num(planned), 0.0) + 1e-9) & (need > 0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            whole = np.where(step > 0, need / np.where(step > 0, step, 1.0), full)
-        floor = np.where(unseen & binding, np.minimum(full, whole), floor)
     out: FloatArray = np.maximum(floor, 0.0)
     return out
 

@@ -30,31 +30,10 @@ def test_a_car_planned_for_the_night_may_wait_but_a_car_short_of_time_keeps_its_
     # 9.75 h after this quarter gives 31.6 kWh: floor 0. Car 1: 20 kWh in 6.3 h, planned at 0, not yet seen
     # drawing: 0.9 x 3.6 kW x 6.05 h = 19.602 kWh afterwards, so it takes 0.398 kWh now (1.592 kW). Car 2 has no
     # plan (NaN): its pace, 4 kW.
-    # (Without the probe: with it, car 1 draws its full power instead, see the next test.)
     snapshot = _snapshot([20.0, 20.0, 20.0], [10.0, 6.3, 5.0], [0.0, 0.0, np.nan])
-    floor = plan_need_floor_kw(snapshot, np.asarray(snapshot.hours_to_departure), np.full(3, 11.0), probe=False)
+    floor = plan_need_floor_kw(snapshot, np.asarray(snapshot.hours_to_departure), np.full(3, 11.0))
     assert floor is not None
     np.testing.assert_allclose(floor, [0.0, 1.592, 4.0], atol=1e-9)
-
-
-def test_a_car_not_yet_seen_drawing_is_probed_at_full_power_when_its_laxity_floor_binds() -> None:
-    # The case above with the probe: car 1's laxity floor binds (1.592 kW above its plan of 0) and it was never
-    # seen drawing, so it gets its full power (11 kW on AC) for the step. Car 0's floor does not bind: it waits.
-    # Car 2 has no plan: its pace. Car 3: 2 kWh left, 1.3 h, never seen: at most its need in the quarter, 8 kW.
-    # Car 4: the same as car 1 but seen drawing 7.4 kW: no probe, its laxity floor at 0.9 x 7.4 kW for 6.05 h
-    # (40.3 kWh) does not bind. Car 5: seen drawing 3.6 kW (a single-phase car, probed before): its laxity
-    # floor, 1.592 kW, not a second probe.
-    snapshot = _snapshot([20.0, 20.0, 20.0, 2.0, 20.0, 20.0], [10.0, 6.3, 5.0, 1.3, 6.3, 6.3],
-                         [0.0, 0.0, np.nan, 0.0, 0.0, 0.0])
-    seen = np.array([np.nan, np.nan, np.nan, 0.0, 7.4, 3.6])
-    floor = plan_need_floor_kw(snapshot, np.asarray(snapshot.hours_to_departure), np.full(6, 11.0), seen_kw=seen)
-    assert floor is not None
-    np.testing.assert_allclose(floor, [0.0, 11.0, 4.0, 8.0, 0.0, 1.592], atol=1e-9)
-    # A car planned at or above its laxity floor is followed: no probe.
-    planned = _snapshot([20.0], [6.3], [2.0])
-    kept = plan_need_floor_kw(planned, np.asarray(planned.hours_to_departure), np.full(1, 11.0))
-    assert kept is not None
-    np.testing.assert_allclose(kept, [2.0], atol=1e-9)
 
 
 def test_a_car_seen_drawing_may_wait_longer_than_one_not_yet_seen() -> None:
