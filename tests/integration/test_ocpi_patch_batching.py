@@ -1,5 +1,5 @@
-"""Group commit of Session PATCHes (PostgreSQL): PATCHes share a transaction, yet each is answered after its commit
-with its own outcome, and one bad PATCH fails alone."""
+"""Group commit of Session PATCHes (PostgreSQL and SQLite): PATCHes share a transaction, yet each is answered after
+its commit with its own outcome, and one bad PATCH fails alone."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def postgres(database_url: str) -> None:
 
 
 @pytest.fixture
-def peer(postgres: None, app: FastAPI) -> Peer:
+def peer(app: FastAPI) -> Peer:
     flags = ConnectionFlags(rate_limit_per_s=1e5, rate_limit_burst=1e5)
     peer = connect(app.state.session_factory, TEST_SECRET, flags=flags)
     with TestClient(app) as client:
@@ -47,8 +47,8 @@ def _changes(n: int, **fields: object) -> SessionChanges:
                           readings=(Reading(T0 + timedelta(minutes=5 * n), power_kw=float(n)),))
 
 
-def _item(peer: Peer, session_id: str, n: int, **fields: object) -> PatchItem:
-    return prepare(PatchItem(peer.connection_id, "NL", "CPA", session_id, _changes(n, **fields)))
+def _item(peer: Peer, session_id: str, n: int, dialect: str = "postgresql", **fields: object) -> PatchItem:
+    return prepare(PatchItem(peer.connection_id, "NL", "CPA", session_id, _changes(n, **fields)), dialect)
 
 
 def _readings(engine: Engine, session_id: str) -> list[float]:
@@ -67,7 +67,9 @@ def _session(engine: Engine, session_id: str) -> tuple[float, str]:
         return float(row[0]), str(row[1])
 
 
-def test_a_bad_patch_in_a_batch_fails_alone_and_the_others_are_written(peer: Peer, engine: Engine) -> None:
+def test_a_bad_patch_in_a_batch_fails_alone_and_the_others_are_written(
+    postgres: None, peer: Peer, engine: Engine
+) -> None:
     items = [
         _item(peer, "S1", 1),
         _item(peer, "S2", 2, location_id=None),  # NOT NULL: PostgreSQL refuses it, and so the whole batch at first
@@ -89,8 +91,31 @@ def test_a_bad_patch_in_a_batch_fails_alone_and_the_others_are_written(peer: Pee
     assert _session(engine, "S3")[0] == 5.0
 
 
+def test_on_sqlite_a_refused_patch_fails_alone_and_the_others_are_written(peer: Peer, engine: Engine) -> None:
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's batch")
+    items = [
+        _item(peer, "S1", 1, dialect="sqlite"),
+        _item(peer, "S2", 2, dialect="sqlite", location_id=None),  # NOT NULL: SQLite refuses it too
+        _item(peer, "S9", 3, dialect="sqlite"),  # unknown session
+        _item(peer, "S3", 4, dialect="sqlite"),
+        _item(peer, "S3", 5, dialect="sqlite"),
+    ]
+    outcomes = write_batch(engine, items)
+    assert outcomes[0] == "updated"
+    assert isinstance(outcomes[1], InvalidInput) and "location_id" in outcomes[1].message
+    assert isinstance(outcomes[2], NotFound)
+    assert outcomes[3:] == ["updated", "updated"]
+    assert _readings(engine, "S1") == [1.0]
+    assert _readings(engine, "S2") == []  # nothing half-written: neither its fields nor its reading
+    assert _session(engine, "S2") == (0.0, "LOC1")
+    assert _readings(engine, "S3") == [4.0, 5.0]
+    assert _session(engine, "S3")[0] == 5.0
+
+
 def test_patches_of_one_session_in_one_batch_keep_their_order(peer: Peer, engine: Engine) -> None:
-    items = [_item(peer, "S1", 3), _item(peer, "S1", 1), _item(peer, "S1", 2)]
+    dialect = engine.dialect.name
+    items = [_item(peer, "S1", 3, dialect), _item(peer, "S1", 1, dialect), _item(peer, "S1", 2, dialect)]
     assert write_batch(engine, items) == ["updated", "stale", "stale"]
     assert _session(engine, "S1")[0] == 3.0  # the newest fields, all three readings
     assert _readings(engine, "S1") == [1.0, 2.0, 3.0]

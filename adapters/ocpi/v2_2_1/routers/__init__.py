@@ -52,12 +52,13 @@ def create_ocpi_app(
     state.ocpi_rate_limiter = RateLimiter()
     # Few intake threads: more only contend for the GIL and the connection pool.
     state.ocpi_db_limiter = CapacityLimiter(ocpi_settings.intake_threads)
-    # Group commit of Session PATCHes (PostgreSQL): concurrent PATCHes share a transaction and its WAL flush.
+    # Group commit of Session PATCHes: concurrent PATCHes share a transaction (and on PostgreSQL its WAL flush).
     bind = session_factory.kw.get("bind")
     state.ocpi_patch_batcher = (
         PatchBatcher(bind, writers=ocpi_settings.intake_batch_writers, max_batch=ocpi_settings.intake_batch_max,
                      limiter=state.ocpi_db_limiter)
-        if isinstance(bind, Engine) and bind.dialect.name == "postgresql" and ocpi_settings.intake_batch_writers
+        if isinstance(bind, Engine) and bind.dialect.name in ("postgresql", "sqlite")
+        and ocpi_settings.intake_batch_writers
         else None
     )
     for router in ROUTERS:
