@@ -363,26 +363,30 @@ def site_discharge_bounds(snapshot: DispatchSnapshot, min_kw: FloatArray, max_kw
 
 def plan_discharge_floor_kw(snapshot: DispatchSnapshot, hours: FloatArray, min_kw: FloatArray,
                             floor: FloatArray | None, *, every_plan: bool = False) -> FloatArray | None:
-    """Need floors with which a site's car follows its plan under a grid-stress signal (stop, or discharge too) and
-    its plan's discharge (V2H); None: unchanged.
+    """Need floors with which a car follows its plan's discharge, and a site's car its plan under a grid-stress
+    signal (stop, or discharge too); None: unchanged.
 
     The allocator holds every car at least at its need floor (``floor``: the plan floors, None for the even
     pace), never below 0 kW, so no target could make a car feed back, and without plan floors a car charges at its
-    pace through a signal to stop. A session that ``follows_plan_discharge`` gets its plan as its floor instead,
-    no lower than its laxity floor (``discharge_laxity_kw``) and never above the floor it had: under a grid-stress
-    signal (``stress_signal``) whatever its plan, else only where it discharges (``min_kw`` < 0, plan < 0) and with
-    ``every_plan`` (plan floors: a car that fed back is also recharged when its plan says, not at its even pace in
-    the dear hours).
+    pace through a signal to stop. A car gets its plan as its floor instead, no lower than its laxity floor
+    (``discharge_laxity_kw``) and never above the floor it had, where its plan discharges (``min_kw`` < 0,
+    plan < 0) and with ``every_plan`` (plan floors: a car that fed back is also recharged when its plan says, not
+    at its even pace in the dear hours): a site's car planned behind its meter (V2H) and a pool's V2G car the
+    rolling-horizon planner has selling what the day-ahead position sold alike (before, only a site's car did,
+    so a pool's planned sales were never dispatched and its aFRR baseline, the plans' sum, was out of reach). A
+    session that ``follows_plan_discharge`` also does so under a grid-stress signal (``stress_signal``)
+    whatever its plan.
     """
     follows, planned_kw = snapshot.follows_plan_discharge, snapshot.planned_kw
-    if follows is None or planned_kw is None:
+    if planned_kw is None:
         return None
     planned = np.asarray(planned_kw, dtype=np.float64)
-    site_car = np.asarray(follows, dtype=bool) & np.isfinite(planned)
+    has_plan = np.isfinite(planned)
+    site_car = has_plan & (np.zeros_like(has_plan) if follows is None else np.asarray(follows, dtype=bool))
     signal = snapshot.stress_signal
     stressed = site_car & (np.zeros_like(site_car) if signal is None else np.asarray(signal, dtype=bool))
     with np.errstate(invalid="ignore"):
-        chosen = stressed | (site_car & every_plan & (planned < 0) & (min_kw < 0))
+        chosen = stressed | (has_plan & every_plan & (planned < 0) & (min_kw < 0))
     if not chosen.any():
         return None
     need = np.maximum(np.nan_to_num(np.asarray(snapshot.energy_needed_kwh, dtype=np.float64), nan=0.0), 0.0)

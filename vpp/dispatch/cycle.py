@@ -203,6 +203,12 @@ class PoolDispatch:
             # Known to the loop: a fast reading not long ago (a silent car keeps its estimate, with a wider margin).
             recent = (age <= loop.estimate_max_age_s) & (self._fast_at(ids) >= now_s - loop.estimate_max_age_s)
         above, below = off_limit(measured, last, self.params.follow_tolerance_kw)
+        # A car that gives back less than it was asked (its own discharge limit, its state of charge) is not a
+        # non-follower: pinned at its discharge it went on feeding back past its floor and its need (afrr-v2g-4h:
+        # 7.4-kW cars asked for 11 kW were held at -7.4 kW to 20 % SoC and left with nothing). It stays steered:
+        # the floors keep it within its state of charge and its need, and the loop makes up the difference.
+        with np.errstate(invalid="ignore"):
+            above &= ~((last < 0) & (measured <= self.params.follow_tolerance_kw))
         # A session is judged only once its limit has had time to take effect: with fast telemetry, once its
         # latest reading began after its last change; else after ``settle_s``.
         changed_at = np.array([self.changed_at.get(s, -math.inf) for s in ids], dtype=np.float64)

@@ -65,6 +65,9 @@ class Fleet:
     # The period the latest reading averages (epoch seconds, NaN without one): the dispatcher's closed loop.
     reading_start_s: FloatArray = field(default_factory=lambda: np.zeros(0))
     reading_end_s: FloatArray = field(default_factory=lambda: np.zeros(0))
+    # V2G by EVSE, connection and consent with a known battery, whether or not a reading has given its state of
+    # charge yet (``discharge_kw`` waits for one): the model of the V2G cars still to come (empty: none known).
+    v2g_able: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
     @property
     def n(self) -> int:
@@ -386,7 +389,8 @@ def _resolve(frame: pd.DataFrame, db: Session, now: datetime, defaults: LearnedN
     soc_kwh = frame["soc_pct"].to_numpy(dtype=np.float64) / 100.0 * battery if n else np.zeros(0)
     min_soc = np.nan_to_num(frame["min_soc_pct"].to_numpy(dtype=np.float64) / 100.0 * battery) if n else np.zeros(0)
     # V2G needs the EVSE, the CPO connection and the driver to agree, and a known battery to guard the floor.
-    v2g = v2g_capable & discharge_flag & consent & np.isfinite(battery) & np.isfinite(soc_kwh)
+    v2g_able = v2g_capable & discharge_flag & consent & np.isfinite(battery) & (battery > 0)
+    v2g = v2g_able & np.isfinite(soc_kwh)
     discharge_kw = np.where(v2g, max_kw, 0.0)
 
     departure = np.empty(n, dtype="datetime64[ns]")
@@ -470,6 +474,7 @@ def _resolve(frame: pd.DataFrame, db: Session, now: datetime, defaults: LearnedN
         congestion_max_kw=cp_limits,
         reading_start_s=_epoch_s(frame["reading_start"]) if n else np.zeros(0),
         reading_end_s=np.fmax(_epoch_s(frame["reading_end"]), _epoch_s(frame["reading_start"])) if n else np.zeros(0),
+        v2g_able=v2g_able if n else np.zeros(0, dtype=bool),
     )
 
 

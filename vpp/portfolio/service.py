@@ -476,13 +476,23 @@ FORECAST_MAX_KW = 11.0
 
 def forecast_v2g(fleet: Fleet, idx: npt.NDArray[np.int64]) -> tuple[float, float, float, float] | None:
     """(share, battery kWh, state of charge at arrival kWh, floor kWh) of the pool's V2G cars plugged in now, the
-    model of the V2G cars still to come; None without any."""
+    model of the V2G cars still to come; None without any.
+
+    A car counts as V2G once its EVSE, connection and driver allow discharge and its battery is known, before any
+    reading has given its state of charge (``Fleet.v2g_able``): at the trading moment the pool's cars have often
+    just arrived, and leaving them out made the cars to come charge-only. A car without a state of charge is
+    taken to arrive with its battery full less its need (the state of charge at arrival is the battery here; the
+    instance caps it at the battery less each forecast car's energy).
+    """
     battery = fleet.battery_kwh[idx]
     soc = fleet.soc_kwh[idx]
-    v2g = (fleet.discharge_kw[idx] > 0) & np.isfinite(battery) & (battery > 0) & np.isfinite(soc)
+    able = fleet.v2g_able[idx] if fleet.v2g_able.size == fleet.n else fleet.discharge_kw[idx] > 0
+    v2g = (able | (fleet.discharge_kw[idx] > 0)) & np.isfinite(battery) & (battery > 0)
     if not v2g.any():
         return None
-    arrived_with = np.clip(soc[v2g] - fleet.delivered_kwh[idx][v2g], 0.0, battery[v2g])
+    known = np.isfinite(soc[v2g])
+    arrived_with = np.where(known, np.clip(np.nan_to_num(soc[v2g]) - fleet.delivered_kwh[idx][v2g], 0.0,
+                                           battery[v2g]), battery[v2g])
     floor = np.clip(np.nan_to_num(fleet.min_soc_kwh[idx][v2g]), 0.0, battery[v2g])
     return (float(v2g.mean()), float(battery[v2g].mean()), float(arrived_with.mean()), float(floor.mean()))
 

@@ -147,3 +147,30 @@ def test_without_a_stress_signal_a_planned_discharge_is_followed_only_with_plan_
         pytest.approx([0.2])
     assert allocate(build_problem(snap, PoolLimits(), -5.0, nan1, nan1, nan1, plan_floors=True).problem
                     ).setpoints_kw == pytest.approx([-5.0])
+
+
+def test_a_pools_v2g_car_follows_its_planned_sale_and_a_down_activation_from_there() -> None:
+    # A V2G car of a plain pool (no site plans it) sells what the day-ahead position sold: planned -5 kW, 2 kWh
+    # to go in 10 h at 7 kW. Its discharge laxity floor (2 - 0.7 * 7 * 9.75) / 0.25 = -183.1 kW is far below the
+    # plan, so with plan floors its floor is the plan: at the plans' sum it gives 5 kW, and an aFRR down
+    # activation of 3 kW (target -2 kW) is met by giving less, not by charging.
+    snap = _snapshot([-5.0], need=[2.0], hours=[10.0], min_kw=[-7.0], follows=None, signal=False)
+    hours = np.asarray(snap.hours_to_departure)
+    floor = plan_discharge_floor_kw(snap, hours, np.asarray(snap.min_kw), np.array([0.0]), every_plan=True)
+    assert floor == pytest.approx([-5.0])
+    nan1 = np.full(1, math.nan)
+    for target in (-5.0, -2.0):
+        cycle = build_problem(snap, PoolLimits(), target, nan1, nan1, nan1, plan_floors=True)
+        assert allocate(cycle.problem).setpoints_kw == pytest.approx([target])
+        assert cycle.flags["planned_discharge"] == 1
+    # Without plan floors it is held at its even pace, 2 / 10 = 0.2 kW, as before.
+    assert allocate(build_problem(snap, PoolLimits(), -5.0, nan1, nan1, nan1).problem).setpoints_kw == \
+        pytest.approx([0.2])
+
+
+def test_a_pools_v2g_car_about_to_leave_sells_no_more_than_its_laxity_allows() -> None:
+    # Planned -7 kW, 10 kWh to go in 2.25 h at 7 kW: (10 - 0.7 * 7 * 2.0) / 0.25 = 0.8 kW, so it does not sell.
+    snap = _snapshot([-7.0], need=[10.0], hours=[2.25], min_kw=[-7.0], follows=None, signal=False)
+    floor = plan_discharge_floor_kw(snap, np.asarray(snap.hours_to_departure), np.asarray(snap.min_kw),
+                                    np.array([4.0]), every_plan=True)
+    assert floor == pytest.approx([0.8])

@@ -438,3 +438,33 @@ def test_a_car_whose_need_is_met_is_not_planned_to_draw_more() -> None:
     assert cycle.flags["need_limited"] == 2
     result = allocate(cycle.problem)
     assert result.setpoints_kw.tolist() == pytest.approx([0.0, 6.0, 22.0])
+
+
+def _v2g_session(at: datetime, current_kw: float, min_kw: float) -> DispatchSnapshot:
+    from vpp.domain.dispatch import GroupCaps
+
+    empty = np.zeros(0, dtype=np.int64)
+    # Planned to give 11 kW (its position sells), 10 kWh to go in 10 h on an 11 kW charger.
+    return DispatchSnapshot(
+        pool="zone:NL", at=at, session_ids=("v2g",), min_kw=np.array([min_kw]), max_kw=np.array([11.0]),
+        energy_needed_kwh=np.array([10.0]), hours_to_departure=np.array([10.0]),
+        current_kw=np.array([current_kw]), baseline_kw=np.array([11.0]),
+        groups=GroupCaps(group_ids=(), max_kw=np.zeros(0), member_session=empty, member_group=empty),
+        schedule_kw=math.nan, planned_kw=np.array([-11.0]), discharge_kwh=np.array([20.0 if min_kw < 0 else 0.0]))
+
+
+def test_a_car_giving_back_less_than_asked_is_not_pinned_at_its_discharge() -> None:
+    # Asked for -11 kW it gives -7.4 kW (its own discharge limit) cycle after cycle: it is not a non-follower, so
+    # it is not pinned there; once at its floor (min_kw 0) it is not asked to discharge at all.
+    state = PoolDispatch(pool="zone:NL", params=DispatchParams(follow_cycles=2, settle_cycles=1, settle_s=0.0))
+    measured = 0.0
+    for k in range(8):
+        at = AT + timedelta(seconds=4 * k)
+        plan = state.plan(_v2g_session(at, measured, -11.0), Setpoint(k, 0.0, at), PoolLimits())
+        _ack(state, plan.send_ids, plan.send_kw, at=at)
+        measured = -7.4
+    assert "discounted" not in plan.flags and "pinned" not in plan.flags
+    assert plan.setpoints_kw[0] == pytest.approx(-11.0)
+    at = AT + timedelta(seconds=40)
+    plan = state.plan(_v2g_session(at, 0.0, 0.0), Setpoint(9, 0.0, at), PoolLimits())
+    assert plan.setpoints_kw[0] >= 0.0

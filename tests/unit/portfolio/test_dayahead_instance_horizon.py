@@ -12,7 +12,13 @@ import pytest
 from vpp.algorithms.scheduling.problem import problem_from_instance
 from vpp.domain.isp import IspHorizon
 from vpp.portfolio.fleet import Fleet
-from vpp.portfolio.service import ForecastFlex, PortfolioConfig, dayahead_instance, forecast_flexibility
+from vpp.portfolio.service import (
+    ForecastFlex,
+    PortfolioConfig,
+    dayahead_instance,
+    forecast_flexibility,
+    forecast_v2g,
+)
 
 DAY = IspHorizon(datetime(2024, 6, 11, 22, tzinfo=UTC), 96)
 TRADED_AT = datetime(2024, 6, 11, 6, 45, tzinfo=UTC)
@@ -148,3 +154,30 @@ def test_the_uncontrolled_baseline_counts_the_hours_since_plug_in() -> None:
     fleet = Fleet(**{**fleet.__dict__, "plugged_in": fleet.plugged_in.as_unit("us")})
     snapshot = dispatch_snapshot(fleet, POOL, at, {})
     assert list(snapshot.baseline_kw) == [11.0, 0.0]
+
+
+def test_cars_to_come_are_v2g_like_the_pools_v2g_cars_before_their_first_reading() -> None:
+    # At the trading moment two cars have just arrived: one may discharge (60 kWh battery, floor 18 kWh) but has
+    # sent no reading yet (no state of charge), the other is charge-only. Half the cars to come are V2G, taken to
+    # arrive full less their need: a forecast car with 15 kWh to charge arrives with 60 - 15 = 45 kWh.
+    fleet = _fleet([(TRADED_AT, TRADED_AT + timedelta(hours=2), 10.0)] * 2)
+    fleet = Fleet(**{**fleet.__dict__, "battery_kwh": np.array([60.0, np.nan]), "min_soc_kwh": np.array([18.0, 0.0]),
+                     "v2g_able": np.array([True, False])})
+    assert forecast_v2g(fleet, np.arange(2)) == pytest.approx((0.5, 60.0, 60.0, 18.0))
+    arriving = [s for s in _sessions(fleet, _forecast({72: 4}, dwell_hours=4.0, energy_kwh=15.0))
+                if str(s["id"]).startswith("forecast")]
+    v2g = [s for s in arriving if s["min_kw"] < 0]
+    assert len(arriving) == 4 and len(v2g) == 2
+    for car in v2g:
+        assert (car["battery_kwh"], car["soc_kwh"], car["min_soc_kwh"], car["min_kw"]) == \
+            pytest.approx((60.0, 45.0, 18.0, -11.0))
+
+
+def test_a_read_state_of_charge_sets_the_arrival_of_the_cars_to_come_and_no_v2g_car_none() -> None:
+    # The V2G car read 40 kWh after taking 10 kWh: it arrived with 30 kWh.
+    fleet = _fleet([(TRADED_AT, TRADED_AT + timedelta(hours=2), 10.0)])
+    fleet = Fleet(**{**fleet.__dict__, "battery_kwh": np.array([60.0]), "soc_kwh": np.array([40.0]),
+                     "delivered_kwh": np.array([10.0]), "min_soc_kwh": np.array([18.0]),
+                     "discharge_kw": np.array([11.0]), "v2g_able": np.array([True])})
+    assert forecast_v2g(fleet, np.arange(1)) == pytest.approx((1.0, 60.0, 30.0, 18.0))
+    assert forecast_v2g(_fleet([(TRADED_AT, TRADED_AT + timedelta(hours=2), 10.0)]), np.arange(1)) is None
