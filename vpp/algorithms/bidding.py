@@ -94,6 +94,41 @@ def _others(prices: FloatArray, cap_kwh: FloatArray, window: IntArray, t: int) -
     return others, np.cumsum(cap_kwh[others])
 
 
+@dataclass(frozen=True)
+class _SaleLadder:
+    """A V2G car's sales seen from ISP t, for j = 1 .. ``slots`` sales (see ``_v2g_rows``): ``at`` and ``x0`` where
+    and at what price the cheapest other ISPs buy back its need plus j sales, ``x1`` the same with t charging full
+    (-inf: t alone covers it), its dearest other ISPs (``by_dearness``, their prices ``dearest``) and how many of
+    those pay against their buy-back plus the spread (``paying``)."""
+
+    slots: int
+    at: IntArray
+    x0: FloatArray
+    x1: FloatArray
+    by_dearness: IntArray
+    dearest: FloatArray
+    paying: int
+
+
+def _sale_ladder(problem: SchedulingProblem, cap_kwh: FloatArray, others: IntArray, filled: FloatArray, t: int,
+                 car: tuple[float, float, int, int], spread_eur_per_mwh: float) -> _SaleLadder:
+    """The sale ladder of a car (``car``: the power it may give, its need, its sale slots and its stay's ISPs)."""
+    give, need, slots, stay = car
+    prices = problem.prices_eur_per_mwh
+    ascending = np.append(prices[others], np.inf)
+    j = np.arange(1, min(slots, stay) + 1)
+    wanted = need + j * give * problem.isp_hours
+    at = np.searchsorted(filled, wanted - 1e-9)
+    x0 = ascending[at]
+    x1 = np.where(wanted - cap_kwh[t] > 1e-9, ascending[np.searchsorted(filled, wanted - cap_kwh[t] - 1e-9)],
+                  -np.inf)
+    by_dearness = others[::-1]
+    dearest = prices[by_dearness[: min(j.size, others.size)]]
+    pays = dearest > x0[: dearest.size] + spread_eur_per_mwh
+    paying = int(np.argmin(pays)) if not pays.all() else int(pays.size)
+    return _SaleLadder(int(j.size), np.asarray(at, dtype=np.int64), x0, x1, by_dearness, dearest, paying)
+
+
 def _v2g_rows(problem: SchedulingProblem, i: int, rows: IntArray, levels: FloatArray | None,
               spread_eur_per_mwh: float, day: NDArray[np.bool_] | None = None
               ) -> tuple[FloatArray, FloatArray, FloatArray]:
@@ -133,23 +168,16 @@ def _v2g_rows(problem: SchedulingProblem, i: int, rows: IntArray, levels: FloatA
             continue
         level = np.array([prices[t]]) if levels is None else levels
         others, filled = _others(prices, cap_kwh, window, int(t))
-        ascending = np.append(prices[others], np.inf)
         # Where t ranks at each level among the others (cheaper others: lower price, or equal and earlier).
         keys = prices[others] + others * TIE_EUR_PER_MWH
         cheaper = np.append(0.0, filled)[np.searchsorted(keys, level + t * TIE_EUR_PER_MWH)]
         sold = np.zeros(count_levels)
         if slots:
-            j = np.arange(1, min(slots, window.size) + 1)
-            wanted = need + j * give * h
-            x0 = ascending[np.searchsorted(filled, wanted - 1e-9)]  # buy-back without t
-            x1 = np.where(wanted - cap_kwh[t] > 1e-9,
-                          ascending[np.searchsorted(filled, wanted - cap_kwh[t] - 1e-9)], -np.inf)
-            by_dearness = others[::-1]
-            dearest = prices[by_dearness[: min(j.size, others.size)]]
-            pays = dearest > x0[: dearest.size] + spread_eur_per_mwh
-            m = int(np.argmin(pays)) if not pays.all() else int(pays.size)
+            ladder = _sale_ladder(problem, cap_kwh, others, filled, int(t), (give, need, slots, window.size),
+                                  spread_eur_per_mwh)
+            m, dearest, by_dearness, x0, x1 = ladder.paying, ladder.dearest, ladder.by_dearness, ladder.x0, ladder.x1
             options = [float(dearest[m - 1]) - (TIE_EUR_PER_MWH if by_dearness[m - 1] < t else 0.0)] if m else []
-            if m < j.size:
+            if m < ladder.slots:
                 options.append(float(x0[m]) + spread_eur_per_mwh)
             if options and math.isfinite(min(options)):
                 power[r], threshold[r] = give, min(options)
@@ -201,18 +229,10 @@ def _v2g_row_shifted(problem: SchedulingProblem, i: int, t: int, levels: FloatAr
     sold = 0.0
     sells = np.zeros(levels.size, dtype=bool)
     if slots:
-        ascending = np.append(prices[others], np.inf)
+        ladder = _sale_ladder(problem, cap_kwh, others, filled, t, (give, need, slots, window.size),
+                              spread_eur_per_mwh)
+        m, dearest, by_dearness, x0, x1 = ladder.paying, ladder.dearest, ladder.by_dearness, ladder.x0, ladder.x1
         order_idx = np.append(others, -1)
-        j = np.arange(1, min(slots, window.size) + 1)
-        wanted = need + j * give * h
-        at0 = np.searchsorted(filled, wanted - 1e-9)
-        x0 = ascending[at0]
-        x1 = np.where(wanted - cap_kwh[t] > 1e-9,
-                      ascending[np.searchsorted(filled, wanted - cap_kwh[t] - 1e-9)], -np.inf)
-        by_dearness = others[::-1]
-        dearest = prices[by_dearness[: min(j.size, others.size)]]
-        pays = dearest > x0[: dearest.size] + spread_eur_per_mwh
-        m = int(np.argmin(pays)) if not pays.all() else int(pays.size)
         sales = int((dearest > np.minimum(x0[: dearest.size], np.maximum(own, x1[: dearest.size]))
                      + spread_eur_per_mwh).sum())
         sold = sales * give * h
@@ -225,8 +245,8 @@ def _v2g_row_shifted(problem: SchedulingProblem, i: int, t: int, levels: FloatAr
         if m:
             u = int(by_dearness[m - 1])
             sells |= beats(u, float(dearest[m - 1]) - (TIE_EUR_PER_MWH if u < t else 0.0))
-        if m < j.size and math.isfinite(float(x0[m])):
-            sells |= beats(int(order_idx[min(int(at0[m]), others.size)]), float(x0[m]) + spread_eur_per_mwh)
+        if m < ladder.slots and math.isfinite(float(x0[m])):
+            sells |= beats(int(order_idx[min(int(ladder.at[m]), others.size)]), float(x0[m]) + spread_eur_per_mwh)
     charge = np.clip(need + sold - cheaper, 0.0, cap_kwh[t]) / h
     out: FloatArray = np.where(sells, -give, charge)
     return out
