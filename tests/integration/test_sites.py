@@ -123,9 +123,8 @@ def test_a_topology_csv_with_bad_equipment_writes_nothing(
         assert home2 is not None and home2.battery_min_soc_kwh == pytest.approx(1.0) and home2.pv_kwp == 4.0
 
 
-def test_a_replan_gives_the_cars_of_an_equipped_site_their_site_plan(
-    client: TestClient, session_factory: sessionmaker[Session]
-) -> None:
+def _three_cars_at_the_depot(session_factory: sessionmaker[Session]) -> None:
+    """Three cars plugged in at the depot an hour ago, each needing 11.04 kWh more within 3 hours."""
     cid = add_cpo(session_factory)
     add_location(session_factory, cid, location_id="LOC1", evses=3, at=NOW - timedelta(days=1))
     ids = [add_session(session_factory, cid, session_id=f"S{k}", location_id="LOC1", evse=k,
@@ -138,6 +137,12 @@ def test_a_replan_gives_the_cars_of_an_equipped_site_their_site_plan(
         for sid in ids:
             needs.put_need(db, sid, NeedInput(departure=NOW + timedelta(hours=3), energy_kwh=2.0 + 11.04,
                                               battery_kwh=60.0), now=NOW)
+
+
+def test_a_replan_gives_the_cars_of_an_equipped_site_their_site_plan(
+    client: TestClient, session_factory: sessionmaker[Session]
+) -> None:
+    _three_cars_at_the_depot(session_factory)
     admin = _admin(session_factory)
     assert _put(client, admin, {"pv_kwp": 40.0, "tariff": FLAT}).status_code == 200
     # 33.12 kW of PV in the second hour only: the three cars' 11.04 kWh each fit into it exactly.
@@ -285,17 +290,7 @@ def test_under_a_capacity_tariff_the_site_plans_its_cars_as_the_dispatcher_can_f
     # The replan case above with a power tariff: each car is planned at no more than 90 % of its 11 kW (9.9 kW,
     # what its need floors count on) and done one ISP before it leaves, so the 33.12 kW of PV is no longer
     # taken whole (29.7 kW at most) and nothing is planned in the last ISP.
-    cid = add_cpo(session_factory)
-    add_location(session_factory, cid, location_id="LOC1", evses=3, at=NOW - timedelta(days=1))
-    ids = [add_session(session_factory, cid, session_id=f"S{k}", location_id="LOC1", evse=k,
-                       start=NOW - timedelta(hours=1), delivered_kwh=2.0, power_kw=11.0, soc_pct=30.0,
-                       token_uid=f"CAR{k}")
-           for k in range(3)]
-    _site(session_factory)
-    with unit_of_work(session_factory) as db:
-        for sid in ids:
-            needs.put_need(db, sid, NeedInput(departure=NOW + timedelta(hours=3), energy_kwh=2.0 + 11.04,
-                                              battery_kwh=60.0), now=NOW)
+    _three_cars_at_the_depot(session_factory)
     admin = _admin(session_factory)
     tariff = {**FLAT, "capacity_eur_per_kw": 4.0, "capacity_period": "month"}
     assert _put(client, admin, {"pv_kwp": 40.0, "tariff": tariff}).status_code == 200
