@@ -51,7 +51,25 @@ def inside(t: float, windows: Iterable[FaultWindow]) -> bool:
     return any(w.start <= t <= w.end for w in windows)
 
 
-def setpoint_figures(db: Session, sent: Sequence[SetpointSent], windows: Sequence[FaultWindow]) -> dict[str, Any]:
+def slowest_acks(sent: Sequence[SetpointSent], windows: Sequence[FaultWindow], origin: float,
+                 count: int = 5) -> list[dict[str, Any]]:
+    """The ``count`` slowest acknowledgements outside the faults, slowest first, each with when it was sent (seconds
+    from ``origin``) and how long after the end of the last fault before it: what an operator needs to tell a tail
+    left by a fault's recovery from one of the service's own."""
+    outside = [s for s in sent if s.latency_ms is not None and not inside(s.sent_at, windows)]
+    slowest = sorted(outside, key=lambda s: s.latency_ms or 0.0, reverse=True)[:count]
+    rows = []
+    for s in slowest:
+        before = [w for w in windows if w.end < s.sent_at]
+        last = max(before, key=lambda w: w.end) if before else None
+        rows.append({"at_s": round(s.sent_at - origin, 1), "ms": round(s.latency_ms or 0.0, 1), "pool": s.pool,
+                     "after_fault": last.name if last else None,
+                     "s_after_fault_end": round(s.sent_at - last.end, 1) if last else None})
+    return rows
+
+
+def setpoint_figures(db: Session, sent: Sequence[SetpointSent], windows: Sequence[FaultWindow],
+                     origin: float | None = None) -> dict[str, Any]:
     """Acknowledged vs persisted vs applied, and the acknowledgement latency inside and outside the faults."""
     pools = sorted({s.pool for s in sent})
     stored = {(p, q) for p, q in db.execute(select(AfrrSetpoint.pool, AfrrSetpoint.seq)
@@ -79,6 +97,8 @@ def setpoint_figures(db: Session, sent: Sequence[SetpointSent], windows: Sequenc
         "ack_max_ms": round(max(outside_ms + inside_ms), 1) if acked else None,
         "ack_samples_outside_faults": len(outside_ms),
         "ack_samples_in_faults": len(inside_ms),
+        "ack_slowest_outside_faults": slowest_acks(
+            sent, windows, origin if origin is not None else min((s.sent_at for s in sent), default=0.0)),
     }
 
 

@@ -266,7 +266,7 @@ class Soak:
         self.secrets += await asyncio.to_thread(_outgoing_tokens, factory, stack.env["VPP_TOKEN_KEY"])
         with unit_of_work(factory) as session:
             figures = {
-                **report.setpoint_figures(session, tso.sent, schedule.windows),
+                **report.setpoint_figures(session, tso.sent, schedule.windows, soak_start),
                 **report.reading_figures(session, ingest.stats, ingest_connection),
                 **report.dispatch_figures(session, pools, soak_start + 5, soak_end, schedule.kills),
             }

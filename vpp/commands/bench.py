@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from vpp.benchmarks import BENCHMARKS, Benchmark
-from vpp.commands.common import print_json, stdout_to_stderr
+from vpp.commands.common import print_json, stdout_to_stderr, terminated_as_interrupted
 
 
 class _BenchmarkParser(argparse.ArgumentParser):
@@ -46,7 +46,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 def _runner(item: Benchmark) -> Any:
     def run(args: argparse.Namespace) -> int:
-        with stdout_to_stderr():
+        with terminated_as_interrupted(), stdout_to_stderr():
             result = item.load().run(args)
         print_json(result)
         return 0

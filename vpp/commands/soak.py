@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from vpp.commands.common import CommandError, print_json, stdout_to_stderr
+from vpp.commands.common import CommandError, print_json, stdout_to_stderr, terminated_as_interrupted
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -36,7 +36,7 @@ def soak(args: argparse.Namespace) -> int:
     config = SoakConfig(minutes=args.minutes, cars=args.cars, ingest_sessions=args.ingest_sessions,
                         cpos=args.cpos, evses_per_cpo=args.evses, api_workers=args.api_workers, keep=args.keep_logs)
     try:
-        with stdout_to_stderr():
+        with terminated_as_interrupted(), stdout_to_stderr():
             result = run_soak(config)
     except ServiceError as exc:
         raise CommandError(str(exc)) from exc
