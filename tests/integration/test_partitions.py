@@ -222,3 +222,38 @@ def test_flexibility_reads_the_latest_reading_of_each_active_session_only(
     assert list(frame["id"]) == [active]
     assert frame["current_kw"].iloc[0] == 8.0  # the reading at NOW - 5 min (the second one filled)
     assert frame["reading_start"].iloc[0] == NOW - timedelta(minutes=5)
+
+
+def test_the_oldest_active_start_is_one_index_probe_whatever_the_completed_sessions_kept(
+    engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
+    """The flexibility read's lower bound (``min(start_at)`` of the active sessions) must not walk the completed
+    sessions stored before the first active one. With ``start_at`` alone indexed PostgreSQL did: one active session
+    in ten looks as if the first would come after ten rows, but every active session started after every completed
+    one (a day of sessions more to walk for each day kept: the flexibility read took 1.47x as long at day 30 as at
+    day 2 in ``vpp bench partitions``)."""
+    from sqlalchemy import insert
+    from sqlalchemy.dialects import postgresql
+
+    from vpp.portfolio.fleet import OLDEST_ACTIVE_START
+
+    _require_postgres(engine)
+    with unit_of_work(session_factory) as db:
+        connection = OcpiConnection(name="cpo")
+        db.add(connection)
+        db.flush()
+        first = NOW - timedelta(days=30)
+        db.execute(insert(ChargingSession), [
+            {"connection_id": connection.id, "country_code": "NL", "party_id": "CPO", "party_key": "nl|cpo",
+             "external_id": f"S{k}", "external_key": f"s{k}", "status": "completed" if k < 3000 else "active",
+             "start_at": first + timedelta(minutes=k), "location_id": "L", "evse_uid": "E", "connector_id": "1",
+             "currency": "EUR", "last_updated": NOW}
+            for k in range(3300)])
+    compiled = OLDEST_ACTIVE_START.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE charging_sessions"))  # as autovacuum leaves a table it has visited
+        assert conn.scalar(OLDEST_ACTIVE_START) == first + timedelta(minutes=3000)
+        plan = conn.scalar(text(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {compiled}"))
+    top = plan[0]["Plan"]
+    # A probe reads an index root and leaf and checks a heap tuple; the walk reads 3,000 rows (a scan, 300 or more).
+    assert top["Shared Hit Blocks"] + top["Shared Read Blocks"] <= 10, plan

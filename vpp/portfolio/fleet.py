@@ -34,6 +34,10 @@ DEFAULT_MAX_KW = 11.0
 # A reading may start this long before its session's start (CPO clocks); older ones are not looked at.
 READING_BEFORE_START = timedelta(days=1)
 V2G_CAPABILITIES = frozenset({"V2G_CAPABLE", "V2G", "BIDIRECTIONAL"})
+# The oldest active session's start: the lower bound of the readings the flexibility read looks at. One probe of
+# the (status, start_at) index; with start_at alone PostgreSQL walked every completed session older than the first
+# active one, a walk that grew by a day of sessions with each day kept.
+OLDEST_ACTIVE_START = select(func.min(ChargingSession.start_at)).where(ChargingSession.status == "active")
 _CATEGORY_OF_SITE = {"home": LocationCategory.PRIVATE, "public": LocationCategory.PUBLIC,
                      "workplace": LocationCategory.WORKPLACE}
 
@@ -261,7 +265,7 @@ def latest_readings(db: Session) -> pd.DataFrame:
     only the partitions of the days the fleet has been plugged in are read, however many days are kept.
     """
     columns = ["id", "current_kw", "soc_pct", "reading_start", "reading_end"]
-    oldest = db.scalar(select(func.min(ChargingSession.start_at)).where(ChargingSession.status == "active"))
+    oldest = db.scalar(OLDEST_ACTIVE_START)
     if oldest is None:
         return pd.DataFrame(columns=columns)
     since = oldest - READING_BEFORE_START

@@ -22,6 +22,9 @@ class ChargingSession(Base):
         ),
         Index("ix_charging_sessions_status_connection", "status", "connection_id"),
         Index("ix_charging_sessions_start_at", "start_at"),
+        # The oldest active session's start (the flexibility read's lower bound on readings) in one probe: with
+        # start_at alone, the probe walked every completed session before the first active one.
+        Index("ix_charging_sessions_status_start_at", "status", "start_at"),
     )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
