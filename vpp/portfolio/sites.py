@@ -449,9 +449,10 @@ def capacity_import_caps_kw(db: Session, at: datetime, sites: Mapping[str, tuple
     return out
 
 
-def store_site_plan(db: Session, site_id: str, at: datetime, start: datetime, plan: SitePlan) -> SitePlanRow:
-    """Replace the site's stored plan."""
-    row = db.get(SitePlanRow, site_id)
+def store_site_plan(db: Session, site_id: str, at: datetime, start: datetime, plan: SitePlan, *,
+                    stored: SitePlanRow | None = None) -> SitePlanRow:
+    """Replace the site's stored plan (``stored``: its row when the caller read it already)."""
+    row = stored if stored is not None else db.get(SitePlanRow, site_id)
     if row is None:
         row = SitePlanRow(site_id=site_id)
         db.add(row)
@@ -500,7 +501,9 @@ def plan_sites(db: Session, fleet: Fleet, at: datetime, horizon: IspHorizon, pro
         return plan
     # Read once for all the sites: the signals over the horizon, and their stored plans (each replaced below).
     signals = _signal_rows(db, horizon)
-    db.scalars(select(SitePlanRow).where(SitePlanRow.site_id.in_([sites[pool][0].id for pool in by_site]))).all()
+    # (Held here: the session's identity map keeps unmodified rows only while something refers to them.)
+    stored = {row.site_id: row for row in db.scalars(
+        select(SitePlanRow).where(SitePlanRow.site_id.in_([sites[pool][0].id for pool in by_site])))}
     for pool, ids in by_site.items():
         site, equipment = sites[pool]
         rows = np.asarray([row_of[sid] for sid in ids], dtype=np.int64)
@@ -521,7 +524,7 @@ def plan_sites(db: Session, fleet: Fleet, at: datetime, horizon: IspHorizon, pro
                 "min_soc_kwh": s.min_soc_kwh[rows] if s.min_soc_kwh is not None else np.full(rows.size, np.nan)}
         result = plan_site(site_problem(db, site, equipment, horizon, s.prices_eur_per_mwh, at, tz, cars,
                                         signals=signals))
-        store_site_plan(db, site.id, at, horizon.start, result)
+        store_site_plan(db, site.id, at, horizon.start, result, stored=stored.get(site.id))
         for k, sid in enumerate(ids):
             schedule[plan_row[sid]] = result.car_kw[k]
     pool_kw = plan.pool_kw - plan.schedule_kw.sum(axis=0) + schedule.sum(axis=0)
