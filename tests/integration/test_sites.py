@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
@@ -21,7 +22,7 @@ from vpp.portfolio import needs, sites, topology
 from vpp.portfolio.needs import NeedInput
 from vpp.portfolio.planning import PlanSettings, replan
 from vpp.portfolio.service import PortfolioService, site_loads_kw
-from vpp.portfolio.tables import Site, SiteEquipmentRow, SiteLoad, SitePlanRow
+from vpp.portfolio.tables import Site, SiteEquipmentRow, SiteLoad, SitePlanRow, SiteSeriesRow
 
 NOW = floor_to_isp(datetime.now(UTC))
 TOPOLOGY = """ean,dso,site_id,site_capacity_kw,party,location_id,category
@@ -307,3 +308,51 @@ def test_under_a_capacity_tariff_the_site_plans_its_cars_as_the_dispatcher_can_f
         assert max(plan.cars_kw) <= 29.7 + 1e-3
         assert plan.cars_kw[11] == pytest.approx(0.0, abs=1e-6)
         assert sum(plan.cars_kw[:12]) * 0.25 == pytest.approx(33.12, abs=1e-2)
+
+
+def _walk_forecast(known: dict[datetime, float], horizon: IspHorizon, tz: str) -> list[float]:
+    """The forecast's definition, ISP by ISP (the walk ``series_forecast`` did before it was vectorised): the
+    stated value, else the same local time on the latest of the seven days before, or that day's nearest ISP
+    within 45 minutes, else 0."""
+    zone = ZoneInfo(tz)
+    out = []
+    for k in range(horizon.count):
+        at = horizon.start + ISP * k
+        value = known.get(at)
+        back = 1
+        while value is None and back <= 7:
+            earlier = (at.astimezone(zone) - timedelta(days=back)).astimezone(UTC)
+            value = next((known[x] for x in (earlier + ISP * d for d in sites.NEAREST_ISPS) if x in known), None)
+            back += 1
+        out.append(value or 0.0)
+    return out
+
+
+@pytest.mark.parametrize("day", [datetime(2024, 3, 31, tzinfo=UTC), datetime(2024, 6, 11, 8, 15, tzinfo=UTC),
+                                 datetime(2024, 10, 27, tzinfo=UTC)])
+def test_the_forecast_of_a_patchy_history_is_the_walk_isp_by_isp_across_clock_changes(
+    session_factory: sessionmaker[Session], day: datetime
+) -> None:
+    # A week of PV and load with holes (whole days, hours metered only hourly, single ISPs), a few values stated
+    # ahead, and horizons across the clock changes of Europe/Paris: the vectorised forecast must be the walk.
+    _site(session_factory)
+    rng = np.random.default_rng(int(day.timestamp()))
+    known: dict[str, dict[datetime, float]] = {"pv": {}, "load": {}}
+    with unit_of_work(session_factory) as db:
+        for kind, values in known.items():
+            for k in range(-8 * 96, 2 * 96):
+                at = day + ISP * k
+                lost = (at.day % 3 == 0 and kind == "load") or (at.hour % 4 == 1 and at.minute != 45)
+                if (k >= 0 and rng.random() > 0.05) or lost or rng.random() < 0.1:
+                    continue
+                values[at] = round(float(rng.random() * 3), 3) if rng.random() > 0.1 else 0.0
+                if kind == "load":
+                    db.add(SiteLoad(site_id="depot", isp_start=at, load_kw=values[at]))
+                else:
+                    db.add(SiteSeriesRow(site_id="depot", kind=kind, isp_start=at, power_kw=values[at]))
+    with session_factory() as db:
+        for kind, values in known.items():
+            for start, count in ((day, 192), (day - 2 * ISP, 7), (day + 30 * ISP, 150)):
+                horizon = IspHorizon(start, count)
+                forecast = sites.series_forecast(db, "depot", kind, horizon, "Europe/Paris")
+                assert forecast.tolist() == _walk_forecast(values, horizon, "Europe/Paris"), (kind, start)

@@ -17,7 +17,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -37,6 +38,7 @@ from vpp.domain.sites import (
     PowerSeries,
     SiteEquipment,
     Tariff,
+    isp_starts,
     power_series,
     tou_period,
 )
@@ -47,7 +49,10 @@ if TYPE_CHECKING:
     from vpp.portfolio.fleet import Fleet
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
 ISP_H = ISP.total_seconds() / 3600.0
+ISP_S = int(ISP.total_seconds())
+ISPS_PER_DAY = int(timedelta(days=1) / ISP)
 HISTORY_DAYS = 7
 SIGNAL_KINDS = ("grid_stress", "outage")
 STRESS_MODES = ("stop", "discharge")
@@ -265,8 +270,13 @@ NEAREST_ISPS = (0, -1, 1, -2, 2, -3, 3)
 
 def series_forecast(db: Session, site_id: str, kind: str, horizon: IspHorizon, tz: str) -> FloatArray:
     """kW per ISP of the horizon: stated values where there are some, else the latest of the seven days before
-    at the same local time (or, where that day lacks it, its nearest ISP within about an hour), else 0."""
-    def read(first: datetime, end: datetime) -> dict[datetime, float]:
+    at the same local time (or, where that day lacks it, its nearest ISP within about an hour), else 0.
+
+    Called for every equipped site on every re-plan, so the walk is one numpy lookup: each ISP's candidates (itself,
+    then per day back its nearest ISPs in ``NEAREST_ISPS`` order) are ISP numbers found in the sorted numbers of the
+    ISPs read, the first one found wins. The same local time on the days before is a pure function of the ISP and
+    the zone, kept in ``_same_time_days_before`` across re-plans; only the rows are read each time."""
+    def read(first: datetime, end: datetime) -> tuple[IntArray, FloatArray]:
         if kind == "load":
             rows = db.execute(select(SiteLoad.isp_start, SiteLoad.load_kw).where(
                 SiteLoad.site_id == site_id, SiteLoad.isp_start >= first, SiteLoad.isp_start < end)).all()
@@ -274,41 +284,64 @@ def series_forecast(db: Session, site_id: str, kind: str, horizon: IspHorizon, t
             rows = db.execute(select(SiteSeriesRow.isp_start, SiteSeriesRow.power_kw).where(
                 SiteSeriesRow.site_id == site_id, SiteSeriesRow.kind == kind, SiteSeriesRow.isp_start >= first,
                 SiteSeriesRow.isp_start < end)).all()
-        return {at: float(kw) for at, kw in rows}
+        seconds = np.asarray([at.timestamp() for at, _ in rows], dtype=np.float64)
+        values = np.asarray([float(kw) for _, kw in rows], dtype=np.float64)
+        # An ISP start off the grid is never any ISP's value (it was never a key the walk looked up).
+        on_grid = seconds % ISP_S == 0
+        return (seconds[on_grid] // ISP_S).astype(np.int64), values[on_grid]
 
+    def lookup(numbers: IntArray, values: FloatArray, wanted: IntArray) -> tuple[npt.NDArray[np.bool_], FloatArray]:
+        """Whether each wanted ISP number was read, and its value (0 where not)."""
+        if numbers.size == 0:
+            return np.zeros(wanted.shape, bool), np.zeros(wanted.shape)
+        order = np.argsort(numbers)
+        numbers, values = numbers[order], values[order]
+        at = np.minimum(np.searchsorted(numbers, wanted), numbers.size - 1)
+        return numbers[at] == wanted, values[at]
+
+    first = int(horizon.start.timestamp()) // ISP_S
+    isps = first + np.arange(horizon.count, dtype=np.int64)
     # Most ISPs find a value within the day before; the older days are read only when some do not.
-    known = read(horizon.start - timedelta(days=2), horizon.end)
-    missing = [k for k in range(horizon.count) if horizon.start + ISP * k not in known
-               and horizon.start + ISP * k - timedelta(days=1) not in known
-               and horizon.start + ISP * k - timedelta(days=2) not in known]
-    if missing:
-        known.update(read(horizon.start - timedelta(days=HISTORY_DAYS), horizon.start - timedelta(days=2)))
-    zone = ZoneInfo(tz)
-    out = np.zeros(horizon.count)
-    for k in range(horizon.count):
-        at = horizon.start + ISP * k
-        value = known.get(at)
-        if value is None:
-            local = at.astimezone(zone)
-            for back in range(1, HISTORY_DAYS + 1):
-                earlier = (local - timedelta(days=back)).astimezone(ZoneInfo("UTC"))
-                # A meter read less often than every ISP: the nearest ISP of that day's hour, before an older day.
-                value = next((known[x] for x in (earlier + ISP * d for d in NEAREST_ISPS) if x in known), None)
-                if value is not None:
-                    break
-        out[k] = value or 0.0
-    return out
+    numbers, values = read(horizon.start - timedelta(days=2), horizon.end)
+    found, _ = lookup(numbers, values, isps[:, None] - np.asarray([0, 1, 2], dtype=np.int64) * ISPS_PER_DAY)
+    if not found.any(axis=1).all():
+        older, older_values = read(horizon.start - timedelta(days=HISTORY_DAYS), horizon.start - timedelta(days=2))
+        numbers, values = np.concatenate([numbers, older]), np.concatenate([values, older_values])
+    # Candidates per ISP in the walk's order: the ISP itself, then each day back its nearest ISPs.
+    before = np.asarray([_same_time_days_before(horizon.start + ISP * k, tz) for k in range(horizon.count)],
+                        dtype=np.int64).reshape(horizon.count, HISTORY_DAYS)
+    candidates = np.concatenate(
+        [isps[:, None], (before[:, :, None] + np.asarray(NEAREST_ISPS, dtype=np.int64)).reshape(horizon.count, -1)],
+        axis=1)
+    found, value = lookup(numbers, values, candidates)
+    pick = np.argmax(found, axis=1)
+    chosen = value[np.arange(horizon.count), pick]
+    return np.where(found.any(axis=1), chosen, 0.0).astype(np.float64)
 
 
-def _signals(db: Session, site: Site, horizon: IspHorizon) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_],
-                                                                    float]:
-    """Outage and stress masks over the horizon, and the credit a kWh fed back earns under stress."""
-    rows = db.scalars(select(SiteSignalRow).where(SiteSignalRow.end_at > horizon.start,
-                                                  SiteSignalRow.start_at < horizon.end)).all()
+@lru_cache(maxsize=16384)
+def _same_time_days_before(at: datetime, tz: str) -> tuple[int, ...]:
+    """The ISP numbers (epoch seconds // ISP) of ``at``'s local time (wall clock, in ``tz``) on each of the
+    ``HISTORY_DAYS`` days before, nearest first: a day across a clock change is 23 or 25 hours."""
+    local = at.astimezone(ZoneInfo(tz))
+    return tuple(int((local - timedelta(days=back)).astimezone(UTC).timestamp()) // ISP_S
+                 for back in range(1, HISTORY_DAYS + 1))
+
+
+def _signal_rows(db: Session, horizon: IspHorizon) -> list[SiteSignalRow]:
+    """Every signal overlapping ``horizon`` (of any site or zone)."""
+    return list(db.scalars(select(SiteSignalRow).where(SiteSignalRow.end_at > horizon.start,
+                                                       SiteSignalRow.start_at < horizon.end)).all())
+
+
+def _signals(site: Site, horizon: IspHorizon, rows: Sequence[SiteSignalRow]
+             ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_], float]:
+    """Outage and stress masks over the horizon from the signals ``rows`` that overlap it, and the credit a kWh
+    fed back earns under stress."""
     outage = np.zeros(horizon.count, bool)
     stress = np.zeros(horizon.count, bool)
     credit = 0.0
-    starts = np.asarray([(horizon.start + ISP * k).timestamp() for k in range(horizon.count)])
+    starts = horizon.start.timestamp() + ISP.total_seconds() * np.arange(horizon.count, dtype=np.float64)
     for row in rows:
         if row.site_id not in (None, site.id) or (row.site_id is None and row.bidding_zone != site.bidding_zone):
             continue
@@ -322,30 +355,45 @@ def _signals(db: Session, site: Site, horizon: IspHorizon) -> tuple[npt.NDArray[
     return outage, stress, credit
 
 
+@lru_cache(maxsize=256)
+def _time_of_use_prices(tariff: Tariff, start: datetime, count: int) -> FloatArray:
+    """A time-of-use tariff's import price per ISP from ``start`` (EUR/kWh): the same for every site with the same
+    tariff and for every re-plan of the same horizon, so kept (read-only)."""
+    prices = np.asarray(tariff.import_eur_per_kwh(isp_starts(start, count), []), dtype=np.float64)
+    prices.setflags(write=False)
+    return prices
+
+
 # ----------------------------------------------------------------------------------------- planning
 
 
 def site_problem(db: Session, site: Site, equipment: SiteEquipment, horizon: IspHorizon, spot_eur_per_mwh: FloatArray,
-                 at: datetime, tz: str, cars: Mapping[str, Any] | None = None) -> SiteProblem:
-    """The site's problem over ``horizon``: forecasts, tariff prices, limits, signals, battery and ``cars``."""
+                 at: datetime, tz: str, cars: Mapping[str, Any] | None = None, *,
+                 signals: Sequence[SiteSignalRow] | None = None) -> SiteProblem:
+    """The site's problem over ``horizon``: forecasts, tariff prices, limits, signals, battery and ``cars``.
+
+    ``signals``: the signal rows overlapping ``horizon`` when the caller read them once for many sites."""
     t = horizon.count
-    isps = [horizon.start + ISP * k for k in range(t)]
     spot = [float(v) for v in spot_eur_per_mwh]
     tariff = equipment.tariff
     if tariff is None:
         import_price = np.asarray(spot) / 1000.0
         export_price = import_price.copy()
+    elif tariff.energy == "tou":
+        import_price = _time_of_use_prices(tariff, horizon.start, t).copy()
+        export_price = np.asarray(tariff.export_price_eur_per_kwh(isp_starts(horizon.start, t), spot))
     else:
+        isps = isp_starts(horizon.start, t)
         import_price = np.asarray(tariff.import_eur_per_kwh(isps, spot))
         export_price = np.asarray(tariff.export_price_eur_per_kwh(isps, spot))
     pv = series_forecast(db, site.id, "pv", horizon, tz) if equipment.pv_kwp > 0 else np.zeros(t)
     load = series_forecast(db, site.id, "load", horizon, tz)
-    outage, stress, credit = _signals(db, site, horizon)
+    outage, stress, credit = _signals(site, horizon, _signal_rows(db, horizon) if signals is None else signals)
     bucket = None
     so_far = None
     rate = tariff.capacity_eur_per_kw if tariff is not None else 0.0
     if tariff is not None and rate > 0:
-        keys = [tariff.capacity_bucket(x) for x in isps]
+        keys = [tariff.capacity_bucket(x) for x in isp_starts(horizon.start, t)]
         order = {key: n for n, key in enumerate(dict.fromkeys(keys))}
         bucket = np.asarray([order[key] for key in keys], dtype=np.int64)
         so_far = np.zeros(len(order))
@@ -401,9 +449,10 @@ def capacity_import_caps_kw(db: Session, at: datetime, sites: Mapping[str, tuple
     return out
 
 
-def store_site_plan(db: Session, site_id: str, at: datetime, start: datetime, plan: SitePlan) -> SitePlanRow:
-    """Replace the site's stored plan."""
-    row = db.get(SitePlanRow, site_id)
+def store_site_plan(db: Session, site_id: str, at: datetime, start: datetime, plan: SitePlan, *,
+                    stored: SitePlanRow | None = None) -> SitePlanRow:
+    """Replace the site's stored plan (``stored``: its row when the caller read it already)."""
+    row = stored if stored is not None else db.get(SitePlanRow, site_id)
     if row is None:
         row = SitePlanRow(site_id=site_id)
         db.add(row)
@@ -450,6 +499,11 @@ def plan_sites(db: Session, fleet: Fleet, at: datetime, horizon: IspHorizon, pro
             by_site.setdefault(pool, []).append(sid)
     if not by_site:
         return plan
+    # Read once for all the sites: the signals over the horizon, and their stored plans (each replaced below).
+    signals = _signal_rows(db, horizon)
+    # (Held here: the session's identity map keeps unmodified rows only while something refers to them.)
+    stored = {row.site_id: row for row in db.scalars(
+        select(SitePlanRow).where(SitePlanRow.site_id.in_([sites[pool][0].id for pool in by_site])))}
     for pool, ids in by_site.items():
         site, equipment = sites[pool]
         rows = np.asarray([row_of[sid] for sid in ids], dtype=np.int64)
@@ -468,8 +522,9 @@ def plan_sites(db: Session, fleet: Fleet, at: datetime, horizon: IspHorizon, pro
                 "battery_kwh": s.battery_kwh[rows] if s.battery_kwh is not None else np.full(rows.size, np.nan),
                 "soc_kwh": s.soc_kwh[rows] if s.soc_kwh is not None else np.full(rows.size, np.nan),
                 "min_soc_kwh": s.min_soc_kwh[rows] if s.min_soc_kwh is not None else np.full(rows.size, np.nan)}
-        result = plan_site(site_problem(db, site, equipment, horizon, s.prices_eur_per_mwh, at, tz, cars))
-        store_site_plan(db, site.id, at, horizon.start, result)
+        result = plan_site(site_problem(db, site, equipment, horizon, s.prices_eur_per_mwh, at, tz, cars,
+                                        signals=signals))
+        store_site_plan(db, site.id, at, horizon.start, result, stored=stored.get(site.id))
         for k, sid in enumerate(ids):
             schedule[plan_row[sid]] = result.car_kw[k]
     pool_kw = plan.pool_kw - plan.schedule_kw.sum(axis=0) + schedule.sum(axis=0)
