@@ -6,11 +6,11 @@ other core. Only *when* things happen is still decided by the simulation: a smal
 ``/_sim`` (guarded by a one-off token, never part of the product's app) sets the service's clock and runs the
 production dispatcher's cycles on it, exactly as the one-process run called them.
 
-The OCPI intake (what the CPOs push, and their answers to our ChargingProfiles) is served by a third process, the
-service's app again on the same database (``VPP_SIM_INTAKE_PROCESS=false``: in the service's process): the
-service's process alone was the bottleneck of a run, one interpreter on one core, and most of its work was
-intake. The peers are given the intake's URL as the service's public URL; the simulation's API calls and the
-control interface stay with the dispatcher's process.
+The OCPI intake (what the CPOs push, and their answers to our ChargingProfiles) is served by processes of its own,
+the service's app again on the same database, all listening on one port (``VPP_SIM_INTAKE_PROCESSES``, default 2;
+0: in the service's process): the service's process alone was the bottleneck of a run, one interpreter on one
+core, and most of its work was intake. The peers are given the intake's URL as the service's public URL; the
+simulation's API calls and the control interface stay with the dispatcher's process.
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ from pydantic import BaseModel
 
 log = logging.getLogger(__name__)
 CONTROL_HEADER = "X-Sim-Control"
-# ``VPP_SIM_INTAKE_PROCESS=false`` serves the OCPI intake in the service's own process, as before.
-INTAKE_PROCESS_ENV = "VPP_SIM_INTAKE_PROCESS"
+# How many processes serve the OCPI intake (``VPP_SIM_INTAKE_PROCESSES``; 0: the service's own process, as before).
+INTAKE_PROCESSES_ENV = "VPP_SIM_INTAKE_PROCESSES"
+INTAKE_PROCESSES = 2
 START_TIMEOUT_S = 300.0
 # How often (simulated seconds) the dispatch step looks for new pools to take.
 LEASE_CHECK_S = 900.0
@@ -74,10 +75,9 @@ def _control_router(state: dict[str, Any], token: str) -> APIRouter:
         delta = (now - clock.now()).total_seconds()
         if delta > 0:
             clock.advance(delta)
-            # The intake's process keeps the same time (its OCPI answers read no clock today; whatever does
+            # The intake's processes keep the same time (their OCPI answers read no clock today; whatever does
             # later sees the simulated time, not the start).
-            intake = state.get("intake")
-            if intake is not None:
+            for intake in state.get("intakes", ()):
                 (await intake.control.post("/_sim/clock", json={"now": now.isoformat()})).raise_for_status()
 
     @router.post("/clock")
@@ -138,9 +138,9 @@ class _Intake:
     control: Any
 
 
-def intake_process_wanted() -> bool:
-    """Whether the OCPI intake gets a process of its own (``VPP_SIM_INTAKE_PROCESS``, default yes)."""
-    return os.environ.get(INTAKE_PROCESS_ENV, "true").strip().lower() not in ("0", "false", "no", "off")
+def intake_processes() -> int:
+    """How many processes serve the OCPI intake (``VPP_SIM_INTAKE_PROCESSES``, default ``INTAKE_PROCESSES``)."""
+    return max(0, int(os.environ.get(INTAKE_PROCESSES_ENV, "").strip() or INTAKE_PROCESSES))
 
 
 def _shared_secrets(settings: Any) -> dict[str, str]:
@@ -188,13 +188,14 @@ async def _stop_intake(intake: _Intake) -> None:
 async def _serve_intake(data_dir: Path, start: datetime, port: int, overrides: dict[str, Any], token: str) -> None:
     """The OCPI intake of a simulation's service in a process of its own: the same app on the same database.
 
-    The CPOs reach the service at its public URL, which is this process's: registration, Locations, Session
-    PUT/PATCH, CDRs, profile results and active profiles are written here, on the machine's other core, while the
-    service's process dispatches and re-plans; everything between the two goes through the database, as between
-    the API and the dispatcher of a deployment.
+    The CPOs reach the service at its public URL, ``port``, on which every intake process listens (SO_REUSEPORT:
+    the kernel spreads the CPOs' keep-alive connections over them): registration, Locations, Session PUT/PATCH,
+    CDRs, profile results and active profiles are written here, on both cores, while the service's process
+    dispatches and re-plans; everything between them goes through the database, as between the API workers and
+    the dispatcher of a deployment. The control interface (clock, stop) listens on a port of this process alone.
     """
     from sim.cpo.clock import ManualClock
-    from sim.world import Served, simulation_settings
+    from sim.world import Served, free_port, shared_listener, simulation_settings
     from vpp.api.app import create_app
     from vpp.db import create_db_engine, create_session_factory
     from workers.runtime import InProcessTaskQueue, Runtime
@@ -208,7 +209,8 @@ async def _serve_intake(data_dir: Path, start: datetime, port: int, overrides: d
                      task_queue=tasks)
     state: dict[str, Any] = {"clock": clock, "engine": engine, "stop": asyncio.Event()}
     app.include_router(_control_router(state, token))
-    served = Served(app, port)
+    own = free_port()
+    served = Served(app, own, sockets=[shared_listener(port), shared_listener(own)])
     await served.start()
     _report({"url": served.url})
     try:
@@ -229,15 +231,17 @@ async def _serve(data_dir: Path, start: datetime, overrides: dict[str, Any], tok
 
     clock = ManualClock(start)
     port = free_port()
-    intake_port = free_port() if intake_process_wanted() else None
+    intakes = intake_processes()
+    intake_port = free_port() if intakes else None
     if intake_port is not None:
         # Peers are told the intake's URL (versions, endpoints, the profiles' response URLs).
         overrides = {**overrides, "public_url": f"http://127.0.0.1:{intake_port}"}
     settings, engine, app, tasks, keys = service_app(data_dir, port, clock, overrides)
     state: dict[str, Any] = {"clock": clock, "engine": engine, "next_lease_check": start, "stop": asyncio.Event()}
     if intake_port is not None:
-        state["intake"] = await _start_intake(data_dir, start, intake_port,
-                                              {**overrides, **_shared_secrets(settings)}, token)
+        shared = {**overrides, **_shared_secrets(settings)}
+        state["intakes"] = list(await asyncio.gather(*(
+            _start_intake(data_dir, start, intake_port, shared, token) for _ in range(intakes))))
     app.include_router(_control_router(state, token))
     served = Served(app, port)
     await served.start()
@@ -255,8 +259,7 @@ async def _serve(data_dir: Path, start: datetime, overrides: dict[str, Any], tok
         await state["stop"].wait()
     finally:
         await http.aclose()
-        if "intake" in state:
-            await _stop_intake(state["intake"])
+        await asyncio.gather(*(_stop_intake(intake) for intake in state.get("intakes", ())))
         await served.stop()
         await asyncio.to_thread(tasks.shutdown)
         engine.dispose()
