@@ -6,11 +6,13 @@ other core. Only *when* things happen is still decided by the simulation: a smal
 ``/_sim`` (guarded by a one-off token, never part of the product's app) sets the service's clock and runs the
 production dispatcher's cycles on it, exactly as the one-process run called them.
 
-The OCPI intake (what the CPOs push, and their answers to our ChargingProfiles) is served by processes of its own,
-the service's app again on the same database, all listening on one port (``VPP_SIM_INTAKE_PROCESSES``, default 2;
-0: in the service's process): the service's process alone was the bottleneck of a run, one interpreter on one
-core, and most of its work was intake. The peers are given the intake's URL as the service's public URL; the
-simulation's API calls and the control interface stay with the dispatcher's process.
+With ``VPP_SIM_INTAKE_PROCESSES=N`` (N > 0) the OCPI intake (what the CPOs push, and their answers to our
+ChargingProfiles) is served by N processes of its own, the service's app again on the same database, all listening
+on one port: the service's process was the bottleneck of a run, one interpreter on one core, and most of its work
+was intake. The peers are given the intake's URL as the service's public URL; the simulation's API calls and the
+control interface stay with the dispatcher's process. The default is 0 (the intake in the service's process): on a
+loaded machine two more interpreters cost more CPU than they saved (docs/scenarios.md, "Speed"); a quiet machine
+is still to be measured.
 """
 
 from __future__ import annotations
@@ -34,9 +36,9 @@ from pydantic import BaseModel
 
 log = logging.getLogger(__name__)
 CONTROL_HEADER = "X-Sim-Control"
-# How many processes serve the OCPI intake (``VPP_SIM_INTAKE_PROCESSES``; 0: the service's own process, as before).
+# How many processes serve the OCPI intake (``VPP_SIM_INTAKE_PROCESSES``; 0: the service's own process).
 INTAKE_PROCESSES_ENV = "VPP_SIM_INTAKE_PROCESSES"
-INTAKE_PROCESSES = 2
+INTAKE_PROCESSES = 0
 START_TIMEOUT_S = 300.0
 # How often (simulated seconds) the dispatch step looks for new pools to take.
 LEASE_CHECK_S = 900.0

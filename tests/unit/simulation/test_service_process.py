@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[3]
 # A stand-in for `vpp simulate`: starts the service's process as start_service_process does, prints its pid and
 # waits to be killed. The service waits for its configuration on the stdin it inherits, whose other end the test
@@ -64,9 +66,13 @@ def _serves(url: str) -> bool:
     return True
 
 
-def test_the_ocpi_intake_runs_in_a_process_of_its_own_on_the_same_database(tmp_path: Path) -> None:
-    """Peers are given the intake's URL: it answers OCPI with what the service's process wrote (the invitation's
-    token A), the simulation's API stays with the service, and stopping the service stops the intake."""
+def test_the_ocpi_intake_runs_in_processes_of_its_own_on_the_same_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With VPP_SIM_INTAKE_PROCESSES=2 peers are given the intake's URL: it answers OCPI with what the service's
+    process wrote (the invitation's token A), the simulation's API stays with the service, and stopping the
+    service stops the intake."""
+    monkeypatch.setenv("VPP_SIM_INTAKE_PROCESSES", "2")
     import asyncio
     from datetime import UTC, datetime
     from urllib.parse import urlsplit
