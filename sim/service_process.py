@@ -5,6 +5,14 @@ service only over its real interfaces (HTTP API, OCPI), so the service and its d
 other core. Only *when* things happen is still decided by the simulation: a small control interface under
 ``/_sim`` (guarded by a one-off token, never part of the product's app) sets the service's clock and runs the
 production dispatcher's cycles on it, exactly as the one-process run called them.
+
+With ``VPP_SIM_INTAKE_PROCESSES=N`` (N > 0) the OCPI intake (what the CPOs push, and their answers to our
+ChargingProfiles) is served by N processes of its own, the service's app again on the same database, all listening
+on one port: the service's process was the bottleneck of a run, one interpreter on one core, and most of its work
+was intake. The peers are given the intake's URL as the service's public URL; the simulation's API calls and the
+control interface stay with the dispatcher's process. The default is 0 (the intake in the service's process): on a
+loaded machine two more interpreters cost more CPU than they saved (docs/scenarios.md, "Speed"); a quiet machine
+is still to be measured.
 """
 
 from __future__ import annotations
@@ -28,6 +36,9 @@ from pydantic import BaseModel
 
 log = logging.getLogger(__name__)
 CONTROL_HEADER = "X-Sim-Control"
+# How many processes serve the OCPI intake (``VPP_SIM_INTAKE_PROCESSES``; 0: the service's own process).
+INTAKE_PROCESSES_ENV = "VPP_SIM_INTAKE_PROCESSES"
+INTAKE_PROCESSES = 0
 START_TIMEOUT_S = 300.0
 # How often (simulated seconds) the dispatch step looks for new pools to take.
 LEASE_CHECK_S = 900.0
@@ -61,22 +72,26 @@ def _control_router(state: dict[str, Any], token: str) -> APIRouter:
         if value is None or not secrets.compare_digest(value, token):
             raise HTTPException(status_code=403, detail="simulation control token required")
 
-    def move_clock(now: datetime) -> None:
+    async def move_clock(now: datetime) -> None:
         clock = state["clock"]
         delta = (now - clock.now()).total_seconds()
         if delta > 0:
             clock.advance(delta)
+            # The intake's processes keep the same time (their OCPI answers read no clock today; whatever does
+            # later sees the simulated time, not the start).
+            for intake in state.get("intakes", ()):
+                (await intake.control.post("/_sim/clock", json={"now": now.isoformat()})).raise_for_status()
 
     @router.post("/clock")
     async def set_clock(body: ClockSet, x_sim_control: str | None = Header(None)) -> dict[str, str]:
         guard(x_sim_control)
-        move_clock(body.now)
+        await move_clock(body.now)
         return {"now": state["clock"].now().isoformat()}
 
     @router.post("/dispatch")
     async def dispatch(body: ClockSet, x_sim_control: str | None = Header(None)) -> dict[str, int]:
         guard(x_sim_control)
-        move_clock(body.now)
+        await move_clock(body.now)
         dispatcher = state["dispatcher"]
         now = state["clock"].now()
         # Leases and pools on the simulated clock: the pools are taken at the first step and looked for again
@@ -108,11 +123,104 @@ def _control_router(state: dict[str, Any], token: str) -> APIRouter:
     @router.post("/stop")
     async def stop(x_sim_control: str | None = Header(None)) -> dict[str, bool]:
         guard(x_sim_control)
-        await state["dispatcher"].shutdown()
+        if "dispatcher" in state:
+            await state["dispatcher"].shutdown()
         state["stop"].set()
         return {"stopping": True}
 
     return router
+
+
+@dataclass
+class _Intake:
+    """The OCPI intake's process as the service's process sees it."""
+
+    url: str
+    process: Any
+    control: Any
+
+
+def intake_processes() -> int:
+    """How many processes serve the OCPI intake (``VPP_SIM_INTAKE_PROCESSES``, default ``INTAKE_PROCESSES``)."""
+    return max(0, int(os.environ.get(INTAKE_PROCESSES_ENV, "").strip() or INTAKE_PROCESSES))
+
+
+def _shared_secrets(settings: Any) -> dict[str, str]:
+    """The secrets the intake's process must share with the service's (peppered token hashes, sealed tokens):
+    set explicitly outside embedded mode (embedded, both read the same files under the data directory)."""
+    out: dict[str, str] = {}
+    for name in ("secret_key", "uftp_signing_key", "token_key", "token_keys_previous"):
+        value = getattr(settings, name, None)
+        if value is not None and hasattr(value, "get_secret_value"):
+            out[name] = value.get_secret_value()
+    return out
+
+
+async def _start_intake(data_dir: Path, start: datetime, port: int, overrides: dict[str, Any],
+                        token: str) -> _Intake:
+    """Start the OCPI intake's process on ``port`` (the database is migrated and the keys minted already)."""
+    import httpx
+
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sim.service_process", str(os.getpid()),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    assert process.stdin is not None and process.stdout is not None
+    process.stdin.write(json.dumps({"role": "intake", "data_dir": str(data_dir), "start": start.isoformat(),
+                                    "port": port, "overrides": overrides, "token": token}).encode() + b"\n")
+    await process.stdin.drain()
+    process.stdin.close()
+    message = await _first_message(process)
+    control = httpx.AsyncClient(base_url=message["url"], headers={CONTROL_HEADER: token}, timeout=600.0)
+    return _Intake(url=message["url"], process=process, control=control)
+
+
+async def _stop_intake(intake: _Intake) -> None:
+    try:
+        await intake.control.post("/_sim/stop")
+    except Exception:  # gone already; ended below either way
+        log.warning("the intake's process did not take the stop request", exc_info=True)
+    await intake.control.aclose()
+    try:
+        await asyncio.wait_for(intake.process.wait(), 30.0)
+    except TimeoutError:
+        intake.process.kill()
+        await intake.process.wait()
+
+
+async def _serve_intake(data_dir: Path, start: datetime, port: int, overrides: dict[str, Any], token: str) -> None:
+    """The OCPI intake of a simulation's service in a process of its own: the same app on the same database.
+
+    The CPOs reach the service at its public URL, ``port``, on which every intake process listens (SO_REUSEPORT:
+    the kernel spreads the CPOs' keep-alive connections over them): registration, Locations, Session PUT/PATCH,
+    CDRs, profile results and active profiles are written here, on both cores, while the service's process
+    dispatches and re-plans; everything between them goes through the database, as between the API workers and
+    the dispatcher of a deployment. The control interface (clock, stop) listens on a port of this process alone.
+    """
+    from sim.cpo.clock import ManualClock
+    from sim.world import Served, free_port, shared_listener, simulation_settings
+    from vpp.api.app import create_app
+    from vpp.db import create_db_engine, create_session_factory
+    from workers.runtime import InProcessTaskQueue, Runtime
+
+    clock = ManualClock(start)
+    settings = simulation_settings(data_dir, port, **overrides)
+    engine = create_db_engine(settings.resolved_database_url, pool_size=settings.db_pool_size)
+    factory = create_session_factory(engine)
+    tasks = InProcessTaskQueue(Runtime(settings=settings, session_factory=factory, tasks_in_process=True))
+    app = create_app(settings, engine=engine, session_factory=factory, background=False, clock=clock,
+                     task_queue=tasks)
+    state: dict[str, Any] = {"clock": clock, "engine": engine, "stop": asyncio.Event()}
+    app.include_router(_control_router(state, token))
+    own = free_port()
+    served = Served(app, own, sockets=[shared_listener(port), shared_listener(own)])
+    await served.start()
+    _report({"url": served.url})
+    try:
+        await state["stop"].wait()
+    finally:
+        await served.stop()
+        await asyncio.to_thread(tasks.shutdown)
+        engine.dispose()
 
 
 async def _serve(data_dir: Path, start: datetime, overrides: dict[str, Any], token: str) -> None:
@@ -125,8 +233,17 @@ async def _serve(data_dir: Path, start: datetime, overrides: dict[str, Any], tok
 
     clock = ManualClock(start)
     port = free_port()
+    intakes = intake_processes()
+    intake_port = free_port() if intakes else None
+    if intake_port is not None:
+        # Peers are told the intake's URL (versions, endpoints, the profiles' response URLs).
+        overrides = {**overrides, "public_url": f"http://127.0.0.1:{intake_port}"}
     settings, engine, app, tasks, keys = service_app(data_dir, port, clock, overrides)
     state: dict[str, Any] = {"clock": clock, "engine": engine, "next_lease_check": start, "stop": asyncio.Event()}
+    if intake_port is not None:
+        shared = {**overrides, **_shared_secrets(settings)}
+        state["intakes"] = list(await asyncio.gather(*(
+            _start_intake(data_dir, start, intake_port, shared, token) for _ in range(intakes))))
     app.include_router(_control_router(state, token))
     served = Served(app, port)
     await served.start()
@@ -144,6 +261,7 @@ async def _serve(data_dir: Path, start: datetime, overrides: dict[str, Any], tok
         await state["stop"].wait()
     finally:
         await http.aclose()
+        await asyncio.gather(*(_stop_intake(intake) for intake in state.get("intakes", ())))
         await served.stop()
         await asyncio.to_thread(tasks.shutdown)
         engine.dispose()
@@ -179,12 +297,29 @@ def main() -> None:
     # The simulation names itself (it may die before this process gets here, which would then watch init).
     exit_with_parent(int(sys.argv[1]) if len(sys.argv) > 1 else os.getppid())
     config = json.loads(sys.stdin.readline())
+    data_dir, start = Path(config["data_dir"]), datetime.fromisoformat(config["start"])
     try:
-        aio.run(_serve(Path(config["data_dir"]), datetime.fromisoformat(config["start"]), config["overrides"],
-                       config["token"]))
+        if config.get("role") == "intake":
+            aio.run(_serve_intake(data_dir, start, int(config["port"]), config["overrides"], config["token"]))
+        else:
+            aio.run(_serve(data_dir, start, config["overrides"], config["token"]))
     except BaseException:
         _report({"error": traceback.format_exc()})
         raise
+
+
+async def _first_message(process: Any) -> dict[str, Any]:
+    """The line a started process reports once it serves (or why it could not)."""
+    try:
+        line = await asyncio.wait_for(process.stdout.readline(), START_TIMEOUT_S)
+    except TimeoutError:
+        process.kill()
+        raise RuntimeError(f"the simulated service did not start within {START_TIMEOUT_S:.0f} s") from None
+    message: dict[str, Any] = json.loads(line) if line.strip() else {"error": "it exited without a word"}
+    if "error" in message:
+        await process.wait()
+        raise RuntimeError(f"the simulated service failed to start:\n{message['error']}")
+    return message
 
 
 async def start_service_process(data_dir: Path, start: datetime, overrides: dict[str, Any]) -> ServiceHandle:
@@ -198,15 +333,7 @@ async def start_service_process(data_dir: Path, start: datetime, overrides: dict
                                     "token": token}).encode() + b"\n")
     await process.stdin.drain()
     process.stdin.close()
-    try:
-        line = await asyncio.wait_for(process.stdout.readline(), START_TIMEOUT_S)
-    except TimeoutError:
-        process.kill()
-        raise RuntimeError(f"the simulated service did not start within {START_TIMEOUT_S:.0f} s") from None
-    message: dict[str, Any] = json.loads(line) if line.strip() else {"error": "it exited without a word"}
-    if "error" in message:
-        await process.wait()
-        raise RuntimeError(f"the simulated service failed to start:\n{message['error']}")
+    message = await _first_message(process)
     return ServiceHandle(url=message["url"], keys=message["keys"], control_token=token, process=process)
 
 

@@ -46,6 +46,17 @@ ROLES = ("admin", "trader", "market", "dso", "partner")
 UNTHROTTLED_PER_S = 1_000_000.0
 
 
+def shared_listener(port: int) -> socket.socket:
+    """A socket listening on ``port`` of localhost that other processes may listen on too (SO_REUSEPORT): the
+    kernel spreads the connections made to the port over them."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(2048)
+    return sock
+
+
 def free_port() -> int:
     """A TCP port free on localhost now."""
     with socket.socket() as sock:
@@ -57,9 +68,11 @@ def free_port() -> int:
 class Served:
     """An ASGI app served by uvicorn on a task of the running loop."""
 
-    def __init__(self, app: FastAPI, port: int) -> None:
+    def __init__(self, app: FastAPI, port: int, sockets: list[socket.socket] | None = None) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
+        # Listening sockets made by the caller (e.g. one shared by several processes), instead of ``port``'s.
+        self.sockets = sockets
         # Idle keep-alive connections stay open for the run: uvicorn's 5-s default closed connections the other
         # process was about to reuse (a wall-clock pause of a step is often longer), and the request then failed
         # with a ReadError (`make demo` from a fresh clone stopped at a charging-need PUT).
@@ -70,7 +83,7 @@ class Served:
 
     async def start(self) -> None:
         """Start serving and wait until the socket listens."""
-        self.task = asyncio.create_task(self.server.serve())
+        self.task = asyncio.create_task(self.server.serve(sockets=self.sockets))
         for _ in range(500):
             if self.server.started:
                 return

@@ -3,6 +3,8 @@ writer starts as soon as the lock is free, and a transaction that ends in any wa
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -64,4 +66,46 @@ def test_concurrent_writers_all_commit_and_every_way_out_of_a_transaction_frees_
     assert done and done[0] < 5.0
     with engine.connect() as conn:
         assert conn.execute(text("SELECT v FROM t WHERE id = 1")).scalar_one() == 9
+    engine.dispose()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="flock")
+def test_a_write_turn_holds_the_file_lock_that_other_processes_wait_for(tmp_path: Path) -> None:
+    """Processes sharing a database (a simulation's service and its OCPI intake) take turns on a file lock beside
+    it: a transaction that has written holds it until it ends, and a writer waits while someone else holds it."""
+    import fcntl
+
+    database = tmp_path / "w.sqlite3"
+    engine = create_db_engine(f"sqlite:///{database}")
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER)"))
+        conn.execute(text("INSERT INTO t VALUES (1, 0)"))
+    # Another open file description, as another process would have: flock excludes it like another process.
+    other = os.open(f"{database}-writelock", os.O_RDWR)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE t SET v = 1 WHERE id = 1"))
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free again after the commit
+
+        # Held elsewhere: a write waits for it (and not in SQLite's busy handler: that would not wait at all,
+        # nothing holds SQLite's own lock), then goes on as soon as it is released.
+        done = threading.Event()
+
+        def write() -> None:
+            with engine.begin() as conn:
+                conn.execute(text("UPDATE t SET v = 2 WHERE id = 1"))
+            done.set()
+
+        thread = threading.Thread(target=write)
+        thread.start()
+        assert not done.wait(0.5)
+        fcntl.flock(other, fcntl.LOCK_UN)
+        assert done.wait(5.0)
+        thread.join(5.0)
+    finally:
+        os.close(other)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT v FROM t WHERE id = 1")).scalar_one() == 2
     engine.dispose()

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[3]
 # A stand-in for `vpp simulate`: starts the service's process as start_service_process does, prints its pid and
 # waits to be killed. The service waits for its configuration on the stdin it inherits, whose other end the test
@@ -52,3 +54,59 @@ def test_the_service_process_exits_when_its_simulation_is_killed() -> None:
         parent.stdin.close()
         if _alive(child):
             os.kill(child, signal.SIGKILL)
+
+
+def _serves(url: str) -> bool:
+    import httpx
+
+    try:
+        httpx.get(f"{url}/health", timeout=2.0)
+    except httpx.TransportError:
+        return False
+    return True
+
+
+def test_the_ocpi_intake_runs_in_processes_of_its_own_on_the_same_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With VPP_SIM_INTAKE_PROCESSES=2 peers are given the intake's URL: it answers OCPI with what the service's
+    process wrote (the invitation's token A), the simulation's API stays with the service, and stopping the
+    service stops the intake."""
+    monkeypatch.setenv("VPP_SIM_INTAKE_PROCESSES", "2")
+    import asyncio
+    from datetime import UTC, datetime
+    from urllib.parse import urlsplit
+
+    import httpx
+
+    from adapters.ocpi.v2_2_1.transport import authorization_header
+    from sim.service_process import CONTROL_HEADER, start_service_process, stop_service_process
+
+    async def scenario() -> tuple[str, str]:
+        handle = await start_service_process(tmp_path, datetime(2024, 6, 11, tzinfo=UTC), {})
+        control = httpx.AsyncClient(base_url=handle.url, headers={CONTROL_HEADER: handle.control_token})
+        try:
+            async with httpx.AsyncClient(base_url=handle.url, headers={
+                    "Authorization": f"Bearer {handle.keys['admin']}"}) as admin:
+                invite = await admin.post("/api/v1/ocpi/connections", json={"name": "a CPO"})
+                assert invite.status_code < 300, invite.text
+                body = invite.json()
+            versions_url = body["versions_url"]
+            intake = "{0.scheme}://{0.netloc}".format(urlsplit(versions_url))
+            assert intake != handle.url
+            async with httpx.AsyncClient() as peer:
+                answer = await peer.get(versions_url, headers={"Authorization": authorization_header(body["token_a"])})
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["status_code"] == 1000
+            assert any(v["version"] == "2.2.1" for v in answer.json()["data"])
+            # The service's clock moves the intake's too.
+            moved = await control.post("/_sim/clock", json={"now": "2024-06-11T01:00:00+00:00"})
+            assert moved.status_code == 200
+        finally:
+            await stop_service_process(handle, control)
+            await control.aclose()
+        return handle.url, intake
+
+    service, intake = asyncio.run(scenario())
+    assert not _serves(service)
+    assert not _serves(intake)
