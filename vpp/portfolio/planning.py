@@ -200,23 +200,6 @@ def _forecast_arrivals(forecast: ForecastFlex | None, horizon: IspHorizon,
     return forecast_stays(forecast, expected, horizon.count)
 
 
-def planned_departures(arrivals: Sequence[tuple[int, int, float]], isps: int) -> IntArray:
-    """The departure ISP each forecast arrival (arrival, departure, energy) is planned to: as the car will be
-    planned once plugged in, and as the day-ahead position buys it (``vpp.bids.dayahead.as_planned``), done by the
-    taper's departure at the forecast's 11 kW (``taper_departure``), unless its stay reaches the horizon's end
-    (``isps``), past which its taper falls."""
-    from vpp.portfolio.service import FORECAST_MAX_KW  # the service imports this module
-
-    leaves = np.asarray([d for _, d, _ in arrivals], dtype=np.int64)
-    if leaves.size == 0:
-        return leaves
-    planned = taper_departure(leaves, np.asarray([e for _, _, e in arrivals], dtype=np.float64),
-                              np.full(leaves.size, FORECAST_MAX_KW), ISP_H,
-                              arrival=np.asarray([a for a, _, _ in arrivals], dtype=np.int64))
-    out: IntArray = np.where(leaves >= isps, leaves, np.minimum(leaves, planned))
-    return out
-
-
 def drawable_kw(db: Session, fleet: Fleet, idx: IntArray, pool: str,
                 known: dict[str, float] | None = None) -> FloatArray:
     """What each present session's car is known to draw at most (NaN: its charger's maximum), learned from its
@@ -293,7 +276,6 @@ def plan_problem(db: Session, fleet: Fleet, pool: str, at: datetime, forecast: F
     full_kw = np.where(fleet.max_kw[idx] <= AC_CHARGER_MAX_KW, np.fmin(present_max, AC_CAR_ASSUMED_KW), present_max)
     departure = taper_departure(departure, np.maximum(fleet.energy_needed_kwh[idx], 0.0), full_kw, ISP_H,
                                 soc_kwh=fleet.soc_kwh[idx], battery_kwh=fleet.battery_kwh[idx])
-    leaves = planned_departures(arrivals, t_count)
     max_kw = np.concatenate([present_max, np.full(len(arrivals), FORECAST_MAX_KW)])
     min_kw = np.concatenate([np.where(v2g, -fleet.discharge_kw[idx], 0.0), np.zeros(len(arrivals))])
     nan_tail = np.full(len(arrivals), np.nan)
@@ -314,7 +296,7 @@ def plan_problem(db: Session, fleet: Fleet, pool: str, at: datetime, forecast: F
         session_ids=tuple(fleet.session_ids[i] for i in idx) + tuple(f"forecast-{k}" for k in range(len(arrivals))),
         arrival=np.concatenate([np.zeros(n_present, dtype=np.int64),
                                 np.asarray([a for a, _, _ in arrivals], dtype=np.int64)]),
-        departure=np.concatenate([departure, leaves]),
+        departure=np.concatenate([departure, np.asarray([d for _, d, _ in arrivals], dtype=np.int64)]),
         energy_kwh=energy, max_kw=max_kw, min_kw=min_kw,
         battery_kwh=np.concatenate([np.where(v2g, battery, np.nan), nan_tail]),
         soc_kwh=np.concatenate([soc_now, nan_tail]),

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from vpp.portfolio.planning import planned_departures, remember_draw
+from vpp.portfolio.planning import remember_draw
 
 
 def test_a_car_known_to_draw_little_stays_known_while_it_draws_no_more_and_is_forgotten_when_it_does() -> None:
@@ -24,11 +24,3 @@ def test_a_car_known_to_draw_little_stays_known_while_it_draws_no_more_and_is_fo
     out = remember_draw(known, ["a", "b"], np.array([nan, nan]), np.array([10.0, 11.0]))
     assert known == {}
     assert np.isnan(out).all()
-
-
-def test_cars_to_come_are_planned_to_the_tapers_departure_as_the_position_buys_them() -> None:
-    # 15 kWh at the forecast's 11 kW ending full: 11 ISPs early; 40 kWh in 16 ISPs: done by arrival + 15; a stay
-    # that reaches the horizon's end (96) keeps it.
-    np.testing.assert_array_equal(planned_departures([(20, 60, 15.0), (10, 26, 40.0), (90, 96, 15.0)], 96),
-                                  [49, 25, 96])
-    assert planned_departures([], 96).size == 0
