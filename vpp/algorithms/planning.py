@@ -222,12 +222,14 @@ def plan_pool(problem: PlanProblem) -> Plan:
 
 
 def taper_departure(departure: IntArray, energy_kwh: FloatArray, power_kw: FloatArray, isp_hours: float, *,
-                    soc_kwh: FloatArray | None = None, battery_kwh: FloatArray | None = None) -> IntArray:
-    """Each present car's departure ISP to plan to: earlier by what the taper near full adds to its need's time
-    (``vpp.algorithms.taper``; whole ISPs, rounded up), never earlier than its need at full power allows from now,
-    nor than the end of the first ISP. ``power_kw``: what the car draws at full power. Where a car's state of
-    charge and battery are known (``soc_kwh``, ``battery_kwh``; NaN: not) its need ends at its own target, else
-    it is taken to end full (``vpp.algorithms.taper``'s assumption).
+                    soc_kwh: FloatArray | None = None, battery_kwh: FloatArray | None = None,
+                    arrival: IntArray | None = None) -> IntArray:
+    """Each car's departure ISP to plan to: earlier by what the taper near full adds to its need's time
+    (``vpp.algorithms.taper``; whole ISPs, rounded up), never earlier than its need at full power allows from its
+    ``arrival`` (default: now, ISP 0, for present cars), nor than the end of its first ISP. ``power_kw``: what the
+    car draws at full power. Where a car's state of charge and battery are known (``soc_kwh``, ``battery_kwh``;
+    NaN: not) its need ends at its own target, else it is taken to end full (``vpp.algorithms.taper``'s
+    assumption).
 
     A car planned at full power up to its departure cannot draw it in its last hours above ~80 % state of charge
     and leaves short; planned to be done by this departure it can.
@@ -247,7 +249,8 @@ def taper_departure(departure: IntArray, energy_kwh: FloatArray, power_kw: Float
                     - 1e-9).astype(np.int64)
     with np.errstate(divide="ignore", invalid="ignore"):
         at_full = np.where(power > 0, np.ceil(energy / (power * isp_hours) - 1e-9), 0.0).astype(np.int64)
-    out: IntArray = np.maximum(np.maximum(departure - extra, np.minimum(departure, at_full)), 1)
+    first = np.zeros_like(departure) if arrival is None else np.asarray(arrival, dtype=np.int64)
+    out: IntArray = np.maximum(np.maximum(departure - extra, np.minimum(departure, first + at_full)), first + 1)
     return out
 
 

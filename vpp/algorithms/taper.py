@@ -89,3 +89,20 @@ def deliverable_kwh(hours: FloatArray, power_kw: FloatArray, need_kwh: FloatArra
         energy = np.where(h <= floor_h, in_floor, np.where(h <= floor_h + taper_h, in_taper, in_flat))
     out: FloatArray = np.minimum(np.nan_to_num(energy, nan=0.0, posinf=np.inf), need)
     return out
+
+
+def taken_kwh(hours: FloatArray, power_kw: FloatArray, need_kwh: FloatArray, *,
+              battery_kwh: FloatArray | float | None = None,
+              target_soc: FloatArray | float = ASSUMED_TARGET_SOC) -> FloatArray:
+    """What each car charging at ``power_kw`` (its full power) from the start of its need takes of it in its first
+    ``hours``: full power, then the taper's slow end (what is left is what it can still take in the time its
+    need has left, ``deliverable_kwh``). A car that cannot charge takes nothing."""
+    h = np.maximum(np.asarray(hours, dtype=np.float64), 0.0)
+    power = np.maximum(np.asarray(power_kw, dtype=np.float64), 0.0)
+    need = np.maximum(np.asarray(need_kwh, dtype=np.float64), 0.0)
+    total = need_hours(need, power, battery_kwh=battery_kwh, target_soc=target_soc)
+    with np.errstate(invalid="ignore"):
+        left_h = np.where(np.isfinite(total), np.maximum(total - h, 0.0), 0.0)
+    left = deliverable_kwh(left_h, power, need, battery_kwh=battery_kwh, target_soc=target_soc)
+    out: FloatArray = np.where(power > 0, np.clip(need - left, 0.0, need), 0.0)
+    return out

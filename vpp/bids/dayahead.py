@@ -10,7 +10,10 @@ from typing import Any
 import numpy as np
 
 from vpp.algorithms.bidding import build_demand_curves, price_ladder
+from vpp.algorithms.dispatch import car_power_kw
+from vpp.algorithms.planning import taper_departure
 from vpp.algorithms.scheduling import SchedulingProblem, problem_from_instance, solve_schedule
+from vpp.algorithms.taper import ASSUMED_TARGET_SOC, taken_kwh
 from vpp.bids.forecast import forecast_for
 from vpp.bids.policy import BidPolicy
 from vpp.domain.commitments import CommitmentKind, CommitmentValue
@@ -79,7 +82,9 @@ def build_content(portfolio: PortfolioView, policy: BidPolicy, *, pool: str, day
                            f"{len(lead) + len(isps) + len(after)}")
     committed = set(committed_before)
     uncontrolled = next((k for k, t in enumerate(lead) if t in committed), len(lead))
-    instance = settle_lead(instance, uncontrolled)
+    instance = settle_lead(instance, uncontrolled, taper=policy.dayahead_planner_model)
+    if policy.dayahead_planner_model:
+        instance = as_planned(instance)
     offset = len(lead) - uncontrolled
     problem = problem_from_instance(within_reach(instance, offset + len(isps)))
     early = {str(item["id"]) for item in instance["sessions"]
@@ -141,10 +146,28 @@ def lead_isps(day_start: datetime, now: datetime | None, step: timedelta) -> lis
     return [first + k * step for k in range(int((day_start - first) / step))]
 
 
-def settle_lead(instance: dict[str, Any], lead: int) -> dict[str, Any]:
+def _full_kw(item: dict[str, Any]) -> float:
+    """What the planner takes a session's car to draw at full power: on an AC charger at most 11 kW unless seen
+    drawing more (``vpp.algorithms.dispatch.car_power_kw``), elsewhere its charger's maximum."""
+    return float(car_power_kw(np.array([max(float(item["max_kw"]), 0.0)]), None)[0][0])
+
+
+def _target(item: dict[str, Any]) -> tuple[float | None, float]:
+    """The battery (None: the taper's assumed one) and the state of charge a session's need ends at: its own where
+    the instance knows its state of charge and battery, else full (``vpp.algorithms.taper``'s assumption)."""
+    battery, soc = item.get("battery_kwh"), item.get("soc_kwh")
+    if battery is None or soc is None or not float(battery) > 0:
+        return None, ASSUMED_TARGET_SOC
+    return float(battery), min(max((float(soc) + float(item["energy_kwh"])) / float(battery), 0.0), 1.0)
+
+
+def settle_lead(instance: dict[str, Any], lead: int, *, taper: bool = False) -> dict[str, Any]:
     """The instance from ISP ``lead`` on, its first ``lead`` ISPs charged as the cars come (full power from
     arrival until their energy is in): what an undispatched pool draws. A session's energy is what is left;
-    a V2G car's state of charge rises by what it took; sessions gone by then, or done and charge-only, drop."""
+    a V2G car's state of charge rises by what it took; sessions gone by then, or done and charge-only, drop.
+
+    ``taper``: the cars charge as the planner models them (``as_planned``): on AC at most 11 kW, and a need's
+    end slows near full (``vpp.algorithms.taper``), so more of a late car's need is left for the day."""
     if lead <= 0:
         return instance
     hours = float(instance.get("isp_minutes", 15)) / 60.0
@@ -153,7 +176,14 @@ def settle_lead(instance: dict[str, Any], lead: int) -> dict[str, Any]:
         arrival, departure = int(item["arrival"]), int(item["departure"])
         if departure <= lead:
             continue
-        taken = min(float(item["energy_kwh"]), max(float(item["max_kw"]), 0.0) * hours * max(lead - arrival, 0))
+        charging_h = hours * max(lead - arrival, 0)
+        if taper:
+            battery, target = _target(item)
+            taken = float(taken_kwh(np.array([charging_h]), np.array([_full_kw(item)]),
+                                    np.array([max(float(item["energy_kwh"]), 0.0)]), battery_kwh=battery,
+                                    target_soc=target)[0])
+        else:
+            taken = min(float(item["energy_kwh"]), max(float(item["max_kw"]), 0.0) * charging_h)
         settled = {**item, "arrival": max(arrival - lead, 0), "departure": departure - lead,
                    "energy_kwh": float(item["energy_kwh"]) - taken}
         if arrival < lead:
@@ -172,6 +202,41 @@ def settle_lead(instance: dict[str, Any], lead: int) -> dict[str, Any]:
         start = parse_time(str(instance["start"]), "start")
         cut["start"] = iso(start + lead * timedelta(hours=hours))
     return cut
+
+
+def as_planned(instance: dict[str, Any]) -> dict[str, Any]:
+    """The instance's cars as the rolling-horizon planner that controls them models them (``vpp.portfolio.planning.
+    plan_problem``), so that what the position buys is what the control will draw: each car at most what it is
+    taken to draw at full power (on AC 11 kW), done by the taper's departure (``vpp.algorithms.planning.
+    taper_departure``: a need taken to end full, unless its state of charge and battery are known, is planned to be
+    in the taper's extra time before the car leaves). A stay that reaches the instance's end (cut there) keeps its
+    departure: its taper falls after the end.
+
+    Bought with each car at its charger's power up to its departure, the position put the evening's needs into the
+    cheapest ISPs just before the cars leave, where the control, which plans them to be done earlier, never draws.
+    """
+    n_isps = len(instance["prices_eur_per_mwh"])
+    items = list(instance["sessions"])
+    if not items:
+        return instance
+    full = np.array([_full_kw(item) for item in items])
+    energy = np.array([max(float(item["energy_kwh"]), 0.0) for item in items])
+    targets = [_target(item) for item in items]
+    battery = np.array([np.nan if b is None else b for b, _ in targets])
+    soc = np.array([float(item["soc_kwh"]) if b is not None else np.nan
+                    for item, (b, _) in zip(items, targets, strict=True)])
+    arrival = np.array([int(item["arrival"]) for item in items], dtype=np.int64)
+    departure = np.array([int(item["departure"]) for item in items], dtype=np.int64)
+    planned = taper_departure(departure, energy, full, float(instance.get("isp_minutes", 15)) / 60.0,
+                              soc_kwh=soc, battery_kwh=battery, arrival=arrival)
+    planned = np.where(departure >= n_isps, departure, np.minimum(planned, departure))
+    sessions = []
+    for k, item in enumerate(items):
+        changed = {**item, "departure": int(planned[k])}
+        if float(item["max_kw"]) > full[k]:
+            changed["max_kw"] = float(full[k])
+        sessions.append(changed)
+    return {**instance, "sessions": sessions}
 
 
 def within_reach(instance: dict[str, Any], mtus: int) -> dict[str, Any]:

@@ -53,6 +53,10 @@ class BidPolicy:
     # Each MTU's curve moves the whole delivery day with its price (a forecast off by a level shifts energy
     # between days, not out of every MTU at once); False: the other MTUs stay at their forecast.
     dayahead_curve_shift: bool = True
+    # The position models the cars as the planner that controls them does (on AC 11 kW, done by the taper's
+    # departure, the lead charged with the taper: ``vpp.bids.dayahead.as_planned``); False: each car at its
+    # charger's power up to its departure.
+    dayahead_planner_model: bool = True
     forecast_weeks: int = 4
     reliability: float = 0.9
     afrr_product_hours: int = 4

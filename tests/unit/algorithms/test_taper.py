@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from vpp.algorithms.planning import taper_departure
-from vpp.algorithms.taper import deliverable_kwh, extra_hours, need_hours
+from vpp.algorithms.taper import deliverable_kwh, extra_hours, need_hours, taken_kwh
 
 
 def test_a_need_below_80_pct_takes_its_energy_at_full_power() -> None:
@@ -65,3 +65,25 @@ def test_a_car_whose_soc_and_battery_are_known_is_planned_to_its_own_target() ->
     departure = taper_departure(np.array([40, 40]), np.array([15.0, 15.0]), np.full(2, 11.0), 0.25,
                                 soc_kwh=np.array([12.0, np.nan]), battery_kwh=np.array([60.0, np.nan]))
     np.testing.assert_array_equal(departure, [40, 29])
+
+
+def test_what_a_car_takes_in_its_first_hours_is_full_power_then_the_taper() -> None:
+    # 15 kWh at 11 kW ending full of 60 kWh: 3 kWh to 80 % in 3/11 h, then 1 - soc falls as exp(-t / tau), tau =
+    # 0.2 x 60 / 11 h. In 0.2 h: 2.2 kWh; in 1 h: 3 + 12 (1 - exp(-(1 - 3/11) / tau)); in 10 h: all 15. A car that
+    # cannot charge takes nothing.
+    tau = 0.2 * 60.0 / 11.0
+    taken = taken_kwh(np.array([0.2, 1.0, 10.0, 1.0]), np.array([11.0, 11.0, 11.0, 0.0]), np.array([15.0] * 4))
+    np.testing.assert_allclose(taken, [2.2, 3.0 + 12.0 * (1.0 - math.exp(-(1.0 - 3.0 / 11.0) / tau)), 15.0, 0.0],
+                               rtol=1e-9)
+    # Ending at 45 % of a known 60 kWh battery: no taper, 11 kWh in the first hour.
+    assert taken_kwh(np.array([1.0]), np.array([11.0]), np.array([15.0]), battery_kwh=60.0,
+                     target_soc=0.45)[0] == pytest.approx(11.0)
+
+
+def test_a_car_to_come_is_planned_from_its_own_arrival() -> None:
+    # Arriving at ISP 20: 15 kWh at 11 kW, 11 ISPs early (49, not 60); 40 kWh in 16 ISPs from 10: done by 10 + 15.
+    departure = taper_departure(np.array([60, 26]), np.array([15.0, 40.0]), np.full(2, 11.0), 0.25,
+                                arrival=np.array([20, 10]))
+    np.testing.assert_array_equal(departure, [49, 25])
+    # A tiny need is never planned to end before its arrival's ISP is over.
+    assert taper_departure(np.array([30]), np.array([0.5]), np.array([11.0]), 0.25, arrival=np.array([29]))[0] == 30
