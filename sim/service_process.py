@@ -11,8 +11,8 @@ ChargingProfiles) is served by N processes of its own, the service's app again o
 on one port: the service's process was the bottleneck of a run, one interpreter on one core, and most of its work
 was intake. The peers are given the intake's URL as the service's public URL; the simulation's API calls and the
 control interface stay with the dispatcher's process. The default is 0 (the intake in the service's process): on a
-loaded machine two more interpreters cost more CPU than they saved (docs/scenarios.md, "Speed"); a quiet machine
-is still to be measured.
+loaded machine two more interpreters cost more CPU than they saved; on a quiet one two intake processes took the
+demo from 653 to 545 s with the same figures (docs/scenarios.md, "Speed"), so ``make demo`` runs with 2.
 """
 
 from __future__ import annotations
@@ -161,15 +161,8 @@ async def _start_intake(data_dir: Path, start: datetime, port: int, overrides: d
     """Start the OCPI intake's process on ``port`` (the database is migrated and the keys minted already)."""
     import httpx
 
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sim.service_process", str(os.getpid()),
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
-    assert process.stdin is not None and process.stdout is not None
-    process.stdin.write(json.dumps({"role": "intake", "data_dir": str(data_dir), "start": start.isoformat(),
-                                    "port": port, "overrides": overrides, "token": token}).encode() + b"\n")
-    await process.stdin.drain()
-    process.stdin.close()
-    message = await _first_message(process)
+    process, message = await _spawn({"role": "intake", "data_dir": str(data_dir), "start": start.isoformat(),
+                                     "port": port, "overrides": overrides, "token": token})
     control = httpx.AsyncClient(base_url=message["url"], headers={CONTROL_HEADER: token}, timeout=600.0)
     return _Intake(url=message["url"], process=process, control=control)
 
@@ -197,18 +190,10 @@ async def _serve_intake(data_dir: Path, start: datetime, port: int, overrides: d
     the dispatcher of a deployment. The control interface (clock, stop) listens on a port of this process alone.
     """
     from sim.cpo.clock import ManualClock
-    from sim.world import Served, free_port, shared_listener, simulation_settings
-    from vpp.api.app import create_app
-    from vpp.db import create_db_engine, create_session_factory
-    from workers.runtime import InProcessTaskQueue, Runtime
+    from sim.world import Served, free_port, service_app, shared_listener
 
     clock = ManualClock(start)
-    settings = simulation_settings(data_dir, port, **overrides)
-    engine = create_db_engine(settings.resolved_database_url, pool_size=settings.db_pool_size)
-    factory = create_session_factory(engine)
-    tasks = InProcessTaskQueue(Runtime(settings=settings, session_factory=factory, tasks_in_process=True))
-    app = create_app(settings, engine=engine, session_factory=factory, background=False, clock=clock,
-                     task_queue=tasks)
+    _settings, engine, app, tasks, _keys = service_app(data_dir, port, clock, overrides, fresh=False)
     state: dict[str, Any] = {"clock": clock, "engine": engine, "stop": asyncio.Event()}
     app.include_router(_control_router(state, token))
     own = free_port()
@@ -308,6 +293,19 @@ def main() -> None:
         raise
 
 
+async def _spawn(config: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """Start ``python -m sim.service_process`` with ``config`` on its stdin; the process and the line it reports
+    once it serves (or an error saying why it could not)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sim.service_process", str(os.getpid()),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    assert process.stdin is not None and process.stdout is not None
+    process.stdin.write(json.dumps(config).encode() + b"\n")
+    await process.stdin.drain()
+    process.stdin.close()
+    return process, await _first_message(process)
+
+
 async def _first_message(process: Any) -> dict[str, Any]:
     """The line a started process reports once it serves (or why it could not)."""
     try:
@@ -325,15 +323,8 @@ async def _first_message(process: Any) -> dict[str, Any]:
 async def start_service_process(data_dir: Path, start: datetime, overrides: dict[str, Any]) -> ServiceHandle:
     """Start the service of a simulation in a new process and wait until it serves."""
     token = secrets.token_urlsafe(24)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sim.service_process", str(os.getpid()),
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
-    assert process.stdin is not None and process.stdout is not None
-    process.stdin.write(json.dumps({"data_dir": str(data_dir), "start": start.isoformat(), "overrides": overrides,
-                                    "token": token}).encode() + b"\n")
-    await process.stdin.drain()
-    process.stdin.close()
-    message = await _first_message(process)
+    process, message = await _spawn({"data_dir": str(data_dir), "start": start.isoformat(), "overrides": overrides,
+                                     "token": token})
     return ServiceHandle(url=message["url"], keys=message["keys"], control_token=token, process=process)
 
 

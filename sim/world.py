@@ -205,21 +205,24 @@ def simulation_settings(data_dir: Path, port: int, **overrides: Any) -> Settings
     return Settings(**values)
 
 
-def service_app(data_dir: Path, port: int, clock: ManualClock, overrides: dict[str, Any]
+def service_app(data_dir: Path, port: int, clock: ManualClock, overrides: dict[str, Any], *, fresh: bool = True
                 ) -> tuple[Settings, Engine, FastAPI, InProcessTaskQueue, dict[str, str]]:
-    """Migrate a fresh database, mint one key per role, and build the service's app on ``clock``.
+    """Migrate a fresh database, mint one key per role, and build the service's app on ``clock``; with ``fresh``
+    False (an OCPI intake process beside the service's) only the app, on the database as it is, and no keys.
 
     The embedded dispatcher is not started: the simulation runs the production dispatcher's cycles on the
     simulated clock (sim.service_process).
     """
     settings = simulation_settings(data_dir, port, **overrides)
     engine = create_db_engine(settings.resolved_database_url, pool_size=settings.db_pool_size)
-    migrate.upgrade(engine)
     factory = create_session_factory(engine)
     keys: dict[str, str] = {}
-    with unit_of_work(factory) as session:
-        for role in ROLES:
-            _row, keys[role] = apikeys.create(session, name=f"simulation {role}", role=role, pepper=settings.secret)
+    if fresh:
+        migrate.upgrade(engine)
+        with unit_of_work(factory) as session:
+            for role in ROLES:
+                _row, keys[role] = apikeys.create(session, name=f"simulation {role}", role=role,
+                                                  pepper=settings.secret)
     # Background work (OCPI pulls after registration, on request) runs on a thread pool of the service's process in
     # every mode: with Redis configured, Celery workers would run it on the wall clock, and none is started here.
     tasks = InProcessTaskQueue(Runtime(settings=settings, session_factory=factory, tasks_in_process=True))

@@ -374,6 +374,7 @@ def site_problem(db: Session, site: Site, equipment: SiteEquipment, horizon: Isp
 
     ``signals``: the signal rows overlapping ``horizon`` when the caller read them once for many sites."""
     t = horizon.count
+    isps = isp_starts(horizon.start, t)
     spot = [float(v) for v in spot_eur_per_mwh]
     tariff = equipment.tariff
     if tariff is None:
@@ -381,9 +382,8 @@ def site_problem(db: Session, site: Site, equipment: SiteEquipment, horizon: Isp
         export_price = import_price.copy()
     elif tariff.energy == "tou":
         import_price = _time_of_use_prices(tariff, horizon.start, t).copy()
-        export_price = np.asarray(tariff.export_price_eur_per_kwh(isp_starts(horizon.start, t), spot))
+        export_price = np.asarray(tariff.export_price_eur_per_kwh(isps, spot))
     else:
-        isps = isp_starts(horizon.start, t)
         import_price = np.asarray(tariff.import_eur_per_kwh(isps, spot))
         export_price = np.asarray(tariff.export_price_eur_per_kwh(isps, spot))
     pv = series_forecast(db, site.id, "pv", horizon, tz) if equipment.pv_kwp > 0 else np.zeros(t)
@@ -393,7 +393,7 @@ def site_problem(db: Session, site: Site, equipment: SiteEquipment, horizon: Isp
     so_far = None
     rate = tariff.capacity_eur_per_kw if tariff is not None else 0.0
     if tariff is not None and rate > 0:
-        keys = [tariff.capacity_bucket(x) for x in isp_starts(horizon.start, t)]
+        keys = [tariff.capacity_bucket(x) for x in isps]
         order = {key: n for n, key in enumerate(dict.fromkeys(keys))}
         bucket = np.asarray([order[key] for key in keys], dtype=np.int64)
         so_far = np.zeros(len(order))
