@@ -209,8 +209,6 @@ async def _serve_intake(data_dir: Path, start: datetime, port: int, overrides: d
 
 
 async def _serve(data_dir: Path, start: datetime, overrides: dict[str, Any], token: str) -> None:
-    import httpx
-
     from adapters.ocpi.v2_2_1.network import OcpiChargePointNetwork
     from sim.cpo.clock import ManualClock
     from sim.world import Served, free_port, service_app
@@ -233,11 +231,10 @@ async def _serve(data_dir: Path, start: datetime, overrides: dict[str, Any], tok
     served = Served(app, port)
     await served.start()
     app_state: Any = app.state
+    # The production network as it is: its lean keep-alive pools per CPO live for the run (an injected httpx
+    # client, as here before, turns them off and costs the dispatcher's loop httpx's request models per limit).
     source, network = default_components(settings, app_state.session_factory, clock)
     assert isinstance(network, OcpiChargePointNetwork)
-    # The production network, but with one outbound client for the run instead of one per batch of limits.
-    http = httpx.AsyncClient(timeout=network._context.settings.http_timeout_seconds)
-    network = OcpiChargePointNetwork(network._context, http=http, clock=clock)
     state["source"] = source
     state["dispatcher"] = build_dispatcher(settings, app_state.session_factory, bus=app_state.activation_bus,
                                            source=source, network=network, clock=clock)
@@ -245,7 +242,7 @@ async def _serve(data_dir: Path, start: datetime, overrides: dict[str, Any], tok
     try:
         await state["stop"].wait()
     finally:
-        await http.aclose()
+        await network.aclose()
         await asyncio.gather(*(_stop_intake(intake) for intake in state.get("intakes", ())))
         await served.stop()
         await asyncio.to_thread(tasks.shutdown)

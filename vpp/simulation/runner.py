@@ -349,23 +349,21 @@ class Simulation:
     async def _report_history(self, world: World) -> None:
         """Each CPO reports the completed sessions of the days before the begin (OCPI Session PUTs): the history
         the forecast learns from, as an aggregator connected for a while would have it, without simulating it."""
-        import httpx
-
         gate = asyncio.Semaphore(8)
-        async with httpx.AsyncClient(timeout=60.0) as http:
-            for spec in self.scenario.cpos:
-                cpo = world.cpos[spec.party]
-                history = plan_history(spec, self.timeline, self.scenario.seed, self.scenario.history_days)
-                refused = await asyncio.gather(*(self._report_completed(http, gate, cpo, spec, number, planned)
-                                                 for number, planned in enumerate(history, 1)))
-                if any(refused):
-                    self.notes.append(f"{spec.party}: {sum(map(bool, refused))} of {len(history)} history "
-                                      f"sessions refused, e.g. {next(r for r in refused if r)}")
+        for spec in self.scenario.cpos:
+            cpo = world.cpos[spec.party]
+            history = plan_history(spec, self.timeline, self.scenario.seed, self.scenario.history_days)
+            refused = await asyncio.gather(*(self._report_completed(gate, cpo, spec, number, planned)
+                                             for number, planned in enumerate(history, 1)))
+            if any(refused):
+                self.notes.append(f"{spec.party}: {sum(map(bool, refused))} of {len(history)} history "
+                                  f"sessions refused, e.g. {next(r for r in refused if r)}")
 
     @staticmethod
-    async def _report_completed(http: Any, gate: asyncio.Semaphore, cpo: SimulatedCpo, spec: CpoSpec, number: int,
+    async def _report_completed(gate: asyncio.Semaphore, cpo: SimulatedCpo, spec: CpoSpec, number: int,
                                 planned: PlannedSession) -> str:
-        """PUT one completed session as the CPO; the refusal, or an empty string."""
+        """PUT one completed session as the CPO (on its own keep-alive pushes, as its live sessions go); the
+        refusal, or an empty string."""
         from adapters.ocpi.v2_2_1.schemas import (
             AuthMethod,
             CdrToken,
@@ -377,6 +375,7 @@ class Simulation:
             TokenType,
         )
         from adapters.ocpi.v2_2_1.transport import join_url
+        from sim.cpo.state import Outbound
 
         simulator = cpo.simulator
         connection = next(iter(simulator.connections.values()))
@@ -399,12 +398,11 @@ class Simulation:
             auth_method=AuthMethod.WHITELIST, location_id=planned.location_id, evse_uid=slot.evse_uid,
             connector_id=slot.connector_id, currency="EUR", charging_periods=[], total_cost=Price(excl_vat=0.0),
             status=SessionStatus.COMPLETED, last_updated=planned.departure.astimezone(UTC))
-        # The headers the simulated CPO puts on its own pushes (token, message ids, routing).
-        headers = simulator._headers(connection.outgoing_token, ModuleID.SESSIONS, connection)
+        push = Outbound("PUT", join_url(url, party.country_code, party.party_id, external_id), ModuleID.SESSIONS,
+                        connection, body.to_json_dict(), "history", lane=external_id)
         async with gate:
-            response = await http.put(join_url(url, party.country_code, party.party_id, external_id),
-                                      headers=headers, json=body.to_json_dict())
-        return "" if response.status_code < 300 else f"{response.status_code} {response.text[:160]}"
+            status, answer = await simulator._push(push)
+        return "" if status < 300 else f"{status} {answer[:160].decode(errors='replace')}"
 
     # ------------------------------------------------------------------------------- markets and grid
 
