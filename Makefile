@@ -21,8 +21,11 @@ venv: $(STAMP)
 demo: $(STAMP)
 	VPP_SIM_INTAKE_PROCESSES=$${VPP_SIM_INTAKE_PROCESSES:-2} $(BIN)/vpp simulate --scenario demo --out var/demo
 
+# pytest-xdist: one worker per core (at most 4), each test file whole on one worker (its module fixtures built once);
+# each worker has its own PostgreSQL databases and Redis database (tests/conftest.py). TEST_WORKERS=0 runs serially.
+TEST_WORKERS ?= auto
 test: $(STAMP)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile $(PYTEST_ARGS)
 
 # The web view in headless Chromium (apt-get install chromium chromium-driver); screenshots in test-artifacts/web.
 test-web: $(STAMP)

@@ -11,6 +11,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from fastapi import FastAPI
@@ -30,6 +31,18 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 TEST_SECRET = "test-secret-not-for-production"
 # What Settings(secret_key=TEST_SECRET) seals outgoing OCPI tokens with (no VPP_TOKEN_KEY: derived from the secret).
 TEST_KEYRING = Keyring.of(derive_key(TEST_SECRET))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist each worker flushes and fills a Redis database of its own (15, 13, 12, ...; 14 is
+    tests/e2e/test_deploy_local.py's stack), so one worker's flush never empties another's streams and leases.
+    PostgreSQL needs nothing: every run of ``_fresh_postgres_database`` makes its own database."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    url = os.environ.get("VPP_TEST_REDIS_URL")
+    if url and worker.startswith("gw") and worker[2:].isdigit() and int(worker[2:]) > 0:
+        database = 14 - int(worker[2:])
+        assert database >= 0, f"Redis has 16 databases: too many xdist workers ({worker})"
+        os.environ["VPP_TEST_REDIS_URL"] = urlsplit(url)._replace(path=f"/{database}").geturl()
 
 
 def require_service(env_var: str, what: str) -> str:
@@ -142,7 +155,7 @@ def trader_headers(session_factory: sessionmaker[Session]) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def redis_url() -> str:
-    """A reachable Redis (database 15, flushed), or a skip (a failure under CI)."""
+    """A reachable Redis (database 15, or the xdist worker's own, flushed), or a skip (a failure under CI)."""
     import redis
 
     url = require_service("VPP_TEST_REDIS_URL", "Redis")

@@ -35,7 +35,7 @@ def test_vpp_serve_on_embedded_defaults_answers_health_metrics_and_enforces_role
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # a cold start beside the other xdist worker's tests
         while True:
             try:
                 health = httpx.get(f"{base}/health", timeout=1)

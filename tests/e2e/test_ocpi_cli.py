@@ -38,7 +38,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
     server = subprocess.Popen([sys.executable, "-m", "vpp.cli", "serve", "--port", str(port)], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # a cold start beside the other xdist worker's tests
         while True:
             try:
                 httpx.get(f"{base}/health", timeout=1)

@@ -132,7 +132,10 @@ def _takeover(settings: Settings, factory: sessionmaker[Session], first: PoolLea
         await crashed.run_cycle(POOL)
         await crashed.drain()
         left = crashed.owned[POOL].state.in_force()
-        # Killed: no release. The successor waits for the lease to expire, meanwhile a setpoint arrives.
+        # Killed right after renewing its lease (so a slow cycle above cannot have let it lapse already): no release.
+        # The successor waits for the lease to expire, meanwhile a setpoint arrives.
+        await crashed.manage_leases()
+        assert POOL in crashed.owned
         await successor.manage_leases()
         assert POOL not in successor.owned
         _award_and_setpoint(factory, 5, 0.03)

@@ -308,7 +308,7 @@ def test_keys_are_never_stored_in_clear(session_factory: sessionmaker[Session]) 
         dump = str([tuple(r) for r in session.execute(text("SELECT * FROM api_keys")).all()])
         conns = str([tuple(r) for r in session.execute(text("SELECT * FROM ocpi_connections")).all()])
     assert "'k'" in dump and "'p'" in conns
-    assert key.split("_")[2] not in dump and token_a not in conns
+    assert key.split("_", 2)[2] not in dump and token_a not in conns
     assert OcpiConnection.__table__.c.get("outgoing_token") is None
 
 

@@ -84,9 +84,9 @@ def test_the_ocpi_intake_runs_in_processes_of_its_own_on_the_same_database(
 
     async def scenario() -> tuple[str, str]:
         handle = await start_service_process(tmp_path, datetime(2024, 6, 11, tzinfo=UTC), {})
-        control = httpx.AsyncClient(base_url=handle.url, headers={CONTROL_HEADER: handle.control_token})
+        control = httpx.AsyncClient(base_url=handle.url, headers={CONTROL_HEADER: handle.control_token}, timeout=30)
         try:
-            async with httpx.AsyncClient(base_url=handle.url, headers={
+            async with httpx.AsyncClient(base_url=handle.url, timeout=30, headers={
                     "Authorization": f"Bearer {handle.keys['admin']}"}) as admin:
                 invite = await admin.post("/api/v1/ocpi/connections", json={"name": "a CPO"})
                 assert invite.status_code < 300, invite.text
@@ -94,7 +94,7 @@ def test_the_ocpi_intake_runs_in_processes_of_its_own_on_the_same_database(
             versions_url = body["versions_url"]
             intake = "{0.scheme}://{0.netloc}".format(urlsplit(versions_url))
             assert intake != handle.url
-            async with httpx.AsyncClient() as peer:
+            async with httpx.AsyncClient(timeout=30) as peer:
                 answer = await peer.get(versions_url, headers={"Authorization": authorization_header(body["token_a"])})
             assert answer.status_code == 200, answer.text
             assert answer.json()["status_code"] == 1000
