@@ -15,7 +15,10 @@ else 0.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import secrets
+import threading
+import weakref
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -25,6 +28,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from vpp.algorithms.dispatch import PLAN_FLOOR_DERATE, car_power_kw
@@ -42,7 +46,15 @@ from vpp.domain.sites import (
     power_series,
     tou_period,
 )
-from vpp.portfolio.tables import Site, SiteEquipmentRow, SiteLoad, SitePlanRow, SiteSeriesRow, SiteSignalRow
+from vpp.portfolio.tables import (
+    Site,
+    SiteEquipmentRow,
+    SiteLoad,
+    SitePlanRow,
+    SiteSeriesMark,
+    SiteSeriesRow,
+    SiteSignalRow,
+)
 
 if TYPE_CHECKING:
     from vpp.algorithms.planning import Plan, PlanProblem
@@ -159,6 +171,7 @@ def put_series(db: Session, site_id: str, series: PowerSeries | tuple[str, Power
                                           SiteLoad.isp_start <= starts[-1]))
         db.add_all(SiteLoad(site_id=site_id, isp_start=at, load_kw=kw) for at, kw in zip(starts, values.values_kw,
                                                                                            strict=True))
+        mark_series_written(db, [site_id], kind, starts[0], starts[-1])
     else:
         if kind not in ("pv", "import", "export"):
             raise InvalidInput(f"series kind {kind!r} is unknown; pv, load, import or export")
@@ -167,6 +180,7 @@ def put_series(db: Session, site_id: str, series: PowerSeries | tuple[str, Power
                                                SiteSeriesRow.isp_start <= starts[-1]))
         db.add_all(SiteSeriesRow(site_id=site_id, kind=kind, isp_start=at, power_kw=kw)
                    for at, kw in zip(starts, values.values_kw, strict=True))
+        mark_series_written(db, [site_id], kind, starts[0], starts[-1])
     db.flush()
     return len(starts)
 
@@ -220,6 +234,16 @@ def put_readings(db: Session, readings: Sequence[MeterReading]) -> int:
             db.add_all(SiteLoad(site_id=sid, isp_start=at, load_kw=kw) for sid, at, kw in rows)
         else:
             db.add_all(SiteSeriesRow(site_id=sid, kind=kind, isp_start=at, power_kw=kw) for sid, at, kw in rows)
+        # One marker per site: the span from its first to its last ISP written (sites alike share a statement).
+        spans: dict[str, tuple[datetime, datetime]] = {}
+        for sid, at, _ in rows:
+            first, last = spans.get(sid, (at, at))
+            spans[sid] = (min(first, at), max(last, at))
+        by_span: dict[tuple[datetime, datetime], list[str]] = {}
+        for sid, span in spans.items():
+            by_span.setdefault(span, []).append(sid)
+        for (first, last), ids in by_span.items():
+            mark_series_written(db, ids, kind, first, last)
     for reading in readings:
         if reading.battery_soc_kwh is not None:
             put_battery_soc(db, reading.site_id, reading.battery_soc_kwh, reading.isp_start)
@@ -259,6 +283,141 @@ def add_signal(db: Session, kind: str, start: datetime, end: datetime, *, site_i
     return row
 
 
+# ----------------------------------------------------------------------------------------- kept history
+
+
+def mark_series_written(db: Session, site_ids: Iterable[str], kind: str, first: datetime, last: datetime) -> None:
+    """After a write of ``first`` .. ``last`` (inclusive) of the ``kind`` series of ``site_ids``: each site's
+    marker takes a new random token, keeps the one it replaces and the span (``SiteSeriesMark``).
+
+    One statement that replaces the token in the database (``previous`` set from the row as it is then), so two
+    writers never leave a marker whose ``previous`` skips the other's write. Random tokens (not the simulation's
+    seeded ``random``) never repeat: a write rolled back or a site deleted and made again cannot match rows kept."""
+    ids = sorted(set(site_ids))
+    if not ids:
+        return
+    insert = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(SiteSeriesMark).values([{"site_id": sid, "kind": kind, "token": secrets.randbits(63),
+                                           "previous": None, "changed_from": first, "changed_to": last}
+                                          for sid in ids])
+    db.execute(stmt.on_conflict_do_update(
+        index_elements=[SiteSeriesMark.site_id, SiteSeriesMark.kind],
+        set_={"previous": SiteSeriesMark.token, "token": stmt.excluded.token,
+              "changed_from": stmt.excluded.changed_from, "changed_to": stmt.excluded.changed_to}))
+
+
+def _read_series(db: Session, site_id: str, kind: str, first: datetime, end: datetime, *,
+                 inclusive: bool = False) -> tuple[IntArray, FloatArray]:
+    """The ISP numbers (epoch seconds // ISP) and values of the rows from ``first`` to before ``end`` (to ``end``
+    with ``inclusive``), in the database's order; rows off the ISP grid are left out (no ISP's value)."""
+    if kind == "load":
+        at_col, kw_col = SiteLoad.isp_start, SiteLoad.load_kw
+        where = [SiteLoad.site_id == site_id]
+    else:
+        at_col, kw_col = SiteSeriesRow.isp_start, SiteSeriesRow.power_kw
+        where = [SiteSeriesRow.site_id == site_id, SiteSeriesRow.kind == kind]
+    rows = db.execute(select(at_col, kw_col).where(
+        *where, at_col >= first, at_col <= end if inclusive else at_col < end)).all()
+    seconds = np.asarray([at.timestamp() for at, _ in rows], dtype=np.float64)
+    values = np.asarray([float(kw) for _, kw in rows], dtype=np.float64)
+    on_grid = seconds % ISP_S == 0
+    return (seconds[on_grid] // ISP_S).astype(np.int64), values[on_grid]
+
+
+@dataclass(frozen=True)
+class _KeptSeries:
+    token: int
+    lo: int  # the ISP numbers [lo, hi) are as the database held them under ``token``
+    hi: int
+    numbers: IntArray  # sorted
+    values: FloatArray
+
+
+class SeriesHistoryCache:
+    """The metered history of each site's series, kept per database between re-plans.
+
+    Each re-plan forecasts every equipped site's PV and load from a week of history, of which the meter changed one
+    ISP since the last re-plan. The rows read are kept with the token of the site's marker (``SiteSeriesMark``) read
+    *before* them: when the marker still holds that token nothing is read; when its ``previous`` is that token (one
+    write since), only the span it wrote is read again; otherwise (several writes, a write rolled back, a site made
+    anew, no marker yet) everything. Rows read after the marker are at least as new as it, so a write between the
+    two is read again next time (its marker follows the one kept). The kept span follows the asked one: ISPs before
+    it are read and kept as asked, those a day behind it dropped."""
+
+    DROP_AFTER_ISPS = ISPS_PER_DAY
+
+    def __init__(self) -> None:
+        self._kept: weakref.WeakKeyDictionary[Any, dict[tuple[str, str], _KeptSeries]] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+        self.full_reads = 0
+        self.span_reads = 0
+        self.kept_reads = 0
+
+    def clear(self) -> None:
+        """Forget every kept series."""
+        with self._lock:
+            self._kept.clear()
+
+    def rows(self, db: Session, site_id: str, kind: str, lo: int, hi: int) -> tuple[IntArray, FloatArray]:
+        """The on-grid ISP numbers in ``[lo, hi)`` of the site's ``kind`` series (sorted) and their values, as the
+        database holds them now."""
+        mark = db.execute(select(SiteSeriesMark.token, SiteSeriesMark.previous, SiteSeriesMark.changed_from,
+                                 SiteSeriesMark.changed_to).where(SiteSeriesMark.site_id == site_id,
+                                                                  SiteSeriesMark.kind == kind)).one_or_none()
+        if mark is None:
+            self.full_reads += 1
+            numbers, values = _read_series(db, site_id, kind, _isp_time(lo), _isp_time(hi))
+            order = np.argsort(numbers)
+            return numbers[order], values[order]
+        token, previous, changed_from, changed_to = mark
+        bind = db.get_bind()
+        with self._lock:
+            kept = self._kept.get(bind, {}).get((site_id, kind))
+        if kept is None or (kept.token != token and kept.token != previous):
+            self.full_reads += 1
+            numbers, values = _read_series(db, site_id, kind, _isp_time(lo), _isp_time(hi))
+            kept = _KeptSeries(token, lo, hi, numbers, values)
+        else:
+            parts: list[tuple[IntArray, FloatArray]] = [(kept.numbers, kept.values)]
+            if kept.token != token:
+                self.span_reads += 1
+                first, last = changed_from.timestamp(), changed_to.timestamp()
+                seconds = kept.numbers * ISP_S
+                unchanged = (seconds < first) | (seconds > last)
+                numbers, values = _read_series(db, site_id, kind, changed_from, changed_to, inclusive=True)
+                inside = (numbers >= kept.lo) & (numbers < kept.hi)
+                parts = [(kept.numbers[unchanged], kept.values[unchanged]), (numbers[inside], values[inside])]
+            else:
+                self.kept_reads += 1
+            start, end = kept.lo, kept.hi
+            if lo < start:
+                parts.append(_read_series(db, site_id, kind, _isp_time(lo), _isp_time(start)))
+                start = lo
+            if hi > end:
+                parts.append(_read_series(db, site_id, kind, _isp_time(end), _isp_time(hi)))
+                end = hi
+            if lo - start > self.DROP_AFTER_ISPS:
+                start = lo
+            numbers = np.concatenate([n for n, _ in parts])
+            values = np.concatenate([v for _, v in parts])
+            keep = (numbers >= start) & (numbers < end)
+            kept = _KeptSeries(token, start, end, numbers[keep], values[keep])
+        if kept.numbers.size > 1 and (np.diff(kept.numbers) <= 0).any():
+            order = np.argsort(kept.numbers)
+            kept = replace(kept, numbers=kept.numbers[order], values=kept.values[order])
+        with self._lock:
+            self._kept.setdefault(bind, {})[(site_id, kind)] = kept
+        inside = (kept.numbers >= lo) & (kept.numbers < hi)
+        return kept.numbers[inside], kept.values[inside]
+
+
+SERIES_HISTORY = SeriesHistoryCache()
+
+
+def _isp_time(number: int) -> datetime:
+    return datetime.fromtimestamp(number * ISP_S, UTC)
+
+
 # ----------------------------------------------------------------------------------------- forecasts
 
 
@@ -275,21 +434,8 @@ def series_forecast(db: Session, site_id: str, kind: str, horizon: IspHorizon, t
     Called for every equipped site on every re-plan, so the walk is one numpy lookup: each ISP's candidates (itself,
     then per day back its nearest ISPs in ``NEAREST_ISPS`` order) are ISP numbers found in the sorted numbers of the
     ISPs read, the first one found wins. The same local time on the days before is a pure function of the ISP and
-    the zone, kept in ``_same_time_days_before`` across re-plans; only the rows are read each time."""
-    def read(first: datetime, end: datetime) -> tuple[IntArray, FloatArray]:
-        if kind == "load":
-            rows = db.execute(select(SiteLoad.isp_start, SiteLoad.load_kw).where(
-                SiteLoad.site_id == site_id, SiteLoad.isp_start >= first, SiteLoad.isp_start < end)).all()
-        else:
-            rows = db.execute(select(SiteSeriesRow.isp_start, SiteSeriesRow.power_kw).where(
-                SiteSeriesRow.site_id == site_id, SiteSeriesRow.kind == kind, SiteSeriesRow.isp_start >= first,
-                SiteSeriesRow.isp_start < end)).all()
-        seconds = np.asarray([at.timestamp() for at, _ in rows], dtype=np.float64)
-        values = np.asarray([float(kw) for _, kw in rows], dtype=np.float64)
-        # An ISP start off the grid is never any ISP's value (it was never a key the walk looked up).
-        on_grid = seconds % ISP_S == 0
-        return (seconds[on_grid] // ISP_S).astype(np.int64), values[on_grid]
-
+    the zone, kept in ``_same_time_days_before`` across re-plans; the rows are kept too (``SERIES_HISTORY``: only
+    what was written since the last re-plan is read)."""
     def lookup(numbers: IntArray, values: FloatArray, wanted: IntArray) -> tuple[npt.NDArray[np.bool_], FloatArray]:
         """Whether each wanted ISP number was read, and its value (0 where not)."""
         if numbers.size == 0:
@@ -301,12 +447,17 @@ def series_forecast(db: Session, site_id: str, kind: str, horizon: IspHorizon, t
 
     first = int(horizon.start.timestamp()) // ISP_S
     isps = first + np.arange(horizon.count, dtype=np.int64)
-    # Most ISPs find a value within the day before; the older days are read only when some do not.
-    numbers, values = read(horizon.start - timedelta(days=2), horizon.end)
+    # The week before to the horizon's end, kept between re-plans (``SERIES_HISTORY``); the ISPs of the two days
+    # before and the horizon first: the older days count only when some ISP finds no value within them.
+    recent, oldest, end = (_isp_number_at_or_after(horizon.start - timedelta(days=2)),
+                           _isp_number_at_or_after(horizon.start - timedelta(days=HISTORY_DAYS)),
+                           _isp_number_at_or_after(horizon.end))
+    all_numbers, all_values = SERIES_HISTORY.rows(db, site_id, kind, oldest, end)
+    near = all_numbers >= recent
+    numbers, values = all_numbers[near], all_values[near]
     found, _ = lookup(numbers, values, isps[:, None] - np.asarray([0, 1, 2], dtype=np.int64) * ISPS_PER_DAY)
     if not found.any(axis=1).all():
-        older, older_values = read(horizon.start - timedelta(days=HISTORY_DAYS), horizon.start - timedelta(days=2))
-        numbers, values = np.concatenate([numbers, older]), np.concatenate([values, older_values])
+        numbers, values = all_numbers, all_values
     # Candidates per ISP in the walk's order: the ISP itself, then each day back its nearest ISPs.
     before = np.asarray([_same_time_days_before(horizon.start + ISP * k, tz) for k in range(horizon.count)],
                         dtype=np.int64).reshape(horizon.count, HISTORY_DAYS)
@@ -317,6 +468,11 @@ def series_forecast(db: Session, site_id: str, kind: str, horizon: IspHorizon, t
     pick = np.argmax(found, axis=1)
     chosen = value[np.arange(horizon.count), pick]
     return np.where(found.any(axis=1), chosen, 0.0).astype(np.float64)
+
+
+def _isp_number_at_or_after(at: datetime) -> int:
+    """The first ISP number whose start is at or after ``at``."""
+    return -(-math.ceil(at.timestamp()) // ISP_S)
 
 
 @lru_cache(maxsize=16384)
