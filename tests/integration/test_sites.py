@@ -18,6 +18,7 @@ from vpp.algorithms.dispatch import PoolLimits
 from vpp.db import unit_of_work
 from vpp.dispatch.cycle import PoolDispatch
 from vpp.domain.isp import ISP, IspHorizon, floor_to_isp
+from vpp.domain.sites import power_series
 from vpp.portfolio import needs, sites, topology
 from vpp.portfolio.needs import NeedInput
 from vpp.portfolio.planning import PlanSettings, replan
@@ -356,3 +357,75 @@ def test_the_forecast_of_a_patchy_history_is_the_walk_isp_by_isp_across_clock_ch
                 horizon = IspHorizon(start, count)
                 forecast = sites.series_forecast(db, "depot", kind, horizon, "Europe/Paris")
                 assert forecast.tolist() == _walk_forecast(values, horizon, "Europe/Paris"), (kind, start)
+
+
+def _meter(factory: sessionmaker[Session], rng: np.random.Generator, known: dict[str, dict[datetime, float]],
+           at: datetime) -> None:
+    reading = sites.MeterReading("depot", at, load_kw=round(float(rng.random()), 3),
+                                 pv_kw=round(float(rng.random()), 3))
+    with unit_of_work(factory) as db:
+        sites.put_readings(db, [reading])
+    known["load"][at], known["pv"][at] = reading.load_kw or 0.0, reading.pv_kw or 0.0
+
+
+def test_the_kept_history_is_read_again_where_it_was_written_and_forecasts_as_a_fresh_read(
+    session_factory: sessionmaker[Session],
+) -> None:
+    # A week of PV and load written through the API's functions, then a meter reporting ISP by ISP, an owner
+    # restating a past day, a load CSV, two writes between forecasts and a write rolled back: after each, the
+    # forecast from the kept rows is the walk over what the database holds, and only what changed was read again.
+    _site(session_factory)
+    day, tz = datetime(2024, 6, 11, tzinfo=UTC), "Europe/Paris"
+    rng = np.random.default_rng(19)
+    known: dict[str, dict[datetime, float]] = {"pv": {}, "load": {}}
+    kept = sites.SERIES_HISTORY
+
+    def write(db: Session, kind: str, start: datetime, values: list[float]) -> None:
+        sites.put_series(db, "depot", (kind, power_series(kind, start, values)))
+        known[kind].update({start + ISP * k: v for k, v in enumerate(values)})
+
+    def check(at: datetime, full: int, span: int, none: int) -> None:
+        reads = (kept.full_reads, kept.span_reads, kept.kept_reads)
+        horizon = IspHorizon(at, 160)  # reaches past two days: the whole week is looked at
+        with session_factory() as db:
+            for kind, values in known.items():
+                forecast = sites.series_forecast(db, "depot", kind, horizon, tz)
+                assert forecast.tolist() == _walk_forecast(values, horizon, tz), (kind, at)
+        assert (kept.full_reads - reads[0], kept.span_reads - reads[1], kept.kept_reads - reads[2]) == (
+            full, span, none)
+
+    with unit_of_work(session_factory) as db:
+        for kind in known:
+            write(db, kind, day - timedelta(days=7), [round(float(v), 3) for v in rng.random(7 * 96) * 3])
+    check(day, 2, 0, 0)
+    check(day, 0, 0, 2)
+    at = day
+    for _ in range(3):  # the meter reports the ISP that ended, the horizon moves on: one ISP read per series
+        _meter(session_factory, rng, known, at)
+        at += ISP
+        check(at, 0, 2, 0)
+    # The owner restates a past afternoon, and a CSV the load of the day before: one span each.
+    with unit_of_work(session_factory) as db:
+        write(db, "pv", day - timedelta(days=3, hours=-12), [0.5] * 12)
+    with unit_of_work(session_factory) as db:
+        points = [(day - timedelta(hours=6) + ISP * k, 1.25) for k in range(8)]
+        topology.put_site_load(db, "depot", points)
+        known["load"].update(dict(points))
+    check(at, 0, 2, 0)
+    # Two writes of the PV between forecasts: the kept rows miss one span, so the PV is read whole.
+    with unit_of_work(session_factory) as db:
+        write(db, "pv", day - timedelta(days=1), [2.0] * 4)
+    with unit_of_work(session_factory) as db:
+        write(db, "pv", day - timedelta(days=2), [2.5] * 4)
+    check(at, 1, 0, 1)
+    # Two ISPs of the meter between forecasts: both series read whole.
+    for _ in range(2):
+        _meter(session_factory, rng, known, at)
+        at += ISP
+    check(at, 2, 0, 0)
+    # A write seen by the forecast of its own transaction, then rolled back: the load is read whole again.
+    with session_factory() as db:
+        sites.put_series(db, "depot", ("load", power_series("load", day - timedelta(days=1), [9.0] * 96)))
+        assert sites.series_forecast(db, "depot", "load", IspHorizon(at, 4), tz).tolist() == [9.0] * 4
+        db.rollback()
+    check(at, 1, 0, 1)

@@ -15,7 +15,10 @@ else 0.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import secrets
+import threading
+import weakref
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -24,7 +27,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from vpp.algorithms.dispatch import PLAN_FLOOR_DERATE, car_power_kw
@@ -42,7 +46,15 @@ from vpp.domain.sites import (
     power_series,
     tou_period,
 )
-from vpp.portfolio.tables import Site, SiteEquipmentRow, SiteLoad, SitePlanRow, SiteSeriesRow, SiteSignalRow
+from vpp.portfolio.tables import (
+    Site,
+    SiteEquipmentRow,
+    SiteLoad,
+    SitePlanRow,
+    SiteSeriesMark,
+    SiteSeriesRow,
+    SiteSignalRow,
+)
 
 if TYPE_CHECKING:
     from vpp.algorithms.planning import Plan, PlanProblem
@@ -159,6 +171,7 @@ def put_series(db: Session, site_id: str, series: PowerSeries | tuple[str, Power
                                           SiteLoad.isp_start <= starts[-1]))
         db.add_all(SiteLoad(site_id=site_id, isp_start=at, load_kw=kw) for at, kw in zip(starts, values.values_kw,
                                                                                            strict=True))
+        mark_series_written(db, [site_id], kind, starts[0], starts[-1])
     else:
         if kind not in ("pv", "import", "export"):
             raise InvalidInput(f"series kind {kind!r} is unknown; pv, load, import or export")
@@ -167,6 +180,7 @@ def put_series(db: Session, site_id: str, series: PowerSeries | tuple[str, Power
                                                SiteSeriesRow.isp_start <= starts[-1]))
         db.add_all(SiteSeriesRow(site_id=site_id, kind=kind, isp_start=at, power_kw=kw)
                    for at, kw in zip(starts, values.values_kw, strict=True))
+        mark_series_written(db, [site_id], kind, starts[0], starts[-1])
     db.flush()
     return len(starts)
 
@@ -220,6 +234,16 @@ def put_readings(db: Session, readings: Sequence[MeterReading]) -> int:
             db.add_all(SiteLoad(site_id=sid, isp_start=at, load_kw=kw) for sid, at, kw in rows)
         else:
             db.add_all(SiteSeriesRow(site_id=sid, kind=kind, isp_start=at, power_kw=kw) for sid, at, kw in rows)
+        # One marker per site: the span from its first to its last ISP written (sites alike share a statement).
+        spans: dict[str, tuple[datetime, datetime]] = {}
+        for sid, at, _ in rows:
+            first, last = spans.get(sid, (at, at))
+            spans[sid] = (min(first, at), max(last, at))
+        by_span: dict[tuple[datetime, datetime], list[str]] = {}
+        for sid, span in spans.items():
+            by_span.setdefault(span, []).append(sid)
+        for (first, last), ids in by_span.items():
+            mark_series_written(db, ids, kind, first, last)
     for reading in readings:
         if reading.battery_soc_kwh is not None:
             put_battery_soc(db, reading.site_id, reading.battery_soc_kwh, reading.isp_start)
@@ -259,6 +283,188 @@ def add_signal(db: Session, kind: str, start: datetime, end: datetime, *, site_i
     return row
 
 
+# ----------------------------------------------------------------------------------------- kept history
+
+
+def mark_series_written(db: Session, site_ids: Iterable[str], kind: str, first: datetime, last: datetime) -> None:
+    """After a write of ``first`` .. ``last`` (inclusive) of the ``kind`` series of ``site_ids``: their markers take a
+    new random token, keep the one it replaces and the span (``SiteSeriesMark``).
+
+    One UPDATE for all of them (one token: a marker is read per site, so sites may share it), which replaces the
+    token in the database (``previous`` set from the row as it is then), so two writers never leave a marker whose
+    ``previous`` skips the other's write; an upsert for the sites without a marker yet. Random tokens (not the
+    simulation's seeded ``random``) never repeat: a write rolled back or a site made anew cannot match rows kept."""
+    ids = sorted(set(site_ids))
+    if not ids:
+        return
+    token = secrets.randbits(63)
+    done = db.execute(update(SiteSeriesMark).where(SiteSeriesMark.kind == kind, SiteSeriesMark.site_id.in_(ids))
+                      .values(previous=SiteSeriesMark.token, token=token, changed_from=first, changed_to=last)
+                      .execution_options(synchronize_session=False))
+    if getattr(done, "rowcount", -1) == len(ids):
+        return
+    have = set(db.scalars(select(SiteSeriesMark.site_id).where(SiteSeriesMark.kind == kind,
+                                                                SiteSeriesMark.site_id.in_(ids))))
+    missing = [sid for sid in ids if sid not in have]
+    if not missing:
+        return
+    insert = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(SiteSeriesMark).values([{"site_id": sid, "kind": kind, "token": token, "previous": None,
+                                           "changed_from": first, "changed_to": last} for sid in missing])
+    db.execute(stmt.on_conflict_do_update(
+        index_elements=[SiteSeriesMark.site_id, SiteSeriesMark.kind],
+        set_={"previous": SiteSeriesMark.token, "token": stmt.excluded.token,
+              "changed_from": stmt.excluded.changed_from, "changed_to": stmt.excluded.changed_to}))
+
+
+Rows = tuple[IntArray, FloatArray]
+
+
+def _read_series(db: Session, site_ids: Sequence[str], kind: str, first: datetime, end: datetime, *,
+                 inclusive: bool = False) -> dict[str, Rows]:
+    """Per site, the ISP numbers (epoch seconds // ISP) and values of the rows from ``first`` to before ``end`` (to
+    ``end`` with ``inclusive``); rows off the ISP grid are left out (no ISP's value). One query for all."""
+    if kind == "load":
+        sid_col, at_col, kw_col = SiteLoad.site_id, SiteLoad.isp_start, SiteLoad.load_kw
+        where: list[ColumnElement[bool]] = [SiteLoad.site_id.in_(site_ids)]
+    else:
+        sid_col, at_col, kw_col = SiteSeriesRow.site_id, SiteSeriesRow.isp_start, SiteSeriesRow.power_kw
+        where = [SiteSeriesRow.site_id.in_(site_ids), SiteSeriesRow.kind == kind]
+    found: dict[str, tuple[list[float], list[float]]] = {sid: ([], []) for sid in site_ids}
+    for sid, at, kw in db.execute(select(sid_col, at_col, kw_col).where(
+            *where, at_col >= first, at_col <= end if inclusive else at_col < end)):
+        times, kws = found[sid]
+        times.append(at.timestamp())
+        kws.append(float(kw))
+    out = {}
+    for sid, (times, kws) in found.items():
+        seconds = np.asarray(times, dtype=np.float64)
+        values = np.asarray(kws, dtype=np.float64)
+        on_grid = seconds % ISP_S == 0
+        out[sid] = ((seconds[on_grid] // ISP_S).astype(np.int64), values[on_grid])
+    return out
+
+
+@dataclass(frozen=True)
+class _KeptSeries:
+    token: int
+    lo: int  # the ISP numbers [lo, hi) are as the database held them under ``token``
+    hi: int
+    numbers: IntArray  # sorted
+    values: FloatArray
+
+
+class SeriesHistoryCache:
+    """The metered history of each site's series, kept per database between re-plans.
+
+    Each re-plan forecasts every equipped site's PV and load from a week of history, of which the meter changed one
+    ISP since the last re-plan. The rows read are kept with the token of the site's marker (``SiteSeriesMark``) read
+    *before* them: when the marker still holds that token nothing is read; when its ``previous`` is that token (one
+    write since), only the span it wrote is read again; otherwise (several writes, a write rolled back, a site made
+    anew) everything; without a marker (rows written around the writers of this module) everything, every time.
+    Rows read after the marker are at least as new as it, so a write between the two is read again next time (its
+    marker follows the one kept). The kept span follows the asked one: ISPs before it are read and kept as asked,
+    those a day behind it dropped. The sites of one re-plan are read together: one query for their markers and one
+    per kind of read (whole, a span, the days the horizon moved on to)."""
+
+    DROP_AFTER_ISPS = ISPS_PER_DAY
+
+    def __init__(self) -> None:
+        self._kept: weakref.WeakKeyDictionary[Any, dict[tuple[str, str], _KeptSeries]] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+        self.full_reads = 0
+        self.span_reads = 0
+        self.kept_reads = 0
+
+    def clear(self) -> None:
+        """Forget every kept series."""
+        with self._lock:
+            self._kept.clear()
+
+    def rows(self, db: Session, site_ids: Sequence[str], kind: str, lo: int, hi: int) -> dict[str, Rows]:
+        """Per site, the on-grid ISP numbers in ``[lo, hi)`` of its ``kind`` series (sorted) and their values, as
+        the database holds them now."""
+        ids = list(dict.fromkeys(site_ids))
+        if not ids:
+            return {}
+        marks = {sid: (token, previous, changed_from, changed_to) for sid, token, previous, changed_from, changed_to
+                 in db.execute(select(SiteSeriesMark.site_id, SiteSeriesMark.token, SiteSeriesMark.previous,
+                                      SiteSeriesMark.changed_from, SiteSeriesMark.changed_to).where(
+                     SiteSeriesMark.kind == kind, SiteSeriesMark.site_id.in_(ids)))}
+        bind = db.get_bind()
+        with self._lock:
+            kept_now = self._kept.get(bind, {})
+            kept = {sid: kept_now.get((sid, kind)) for sid in ids}
+        whole: list[str] = []
+        spans: dict[tuple[datetime, datetime], list[str]] = {}
+        result: dict[str, _KeptSeries] = {}
+        for sid in ids:
+            mark, old = marks.get(sid), kept[sid]
+            if mark is None or old is None or old.token not in (mark[0], mark[1]):
+                whole.append(sid)
+            elif old.token == mark[0]:
+                self.kept_reads += 1
+                result[sid] = old
+            else:
+                spans.setdefault((mark[2], mark[3]), []).append(sid)
+        if whole:
+            self.full_reads += len(whole)
+            for sid, (numbers, values) in _read_series(db, whole, kind, _isp_time(lo), _isp_time(hi)).items():
+                result[sid] = _KeptSeries(marks[sid][0] if sid in marks else 0, lo, hi, numbers, values)
+        for (changed_from, changed_to), span_ids in spans.items():
+            self.span_reads += len(span_ids)
+            first, last = changed_from.timestamp(), changed_to.timestamp()
+            for sid, (numbers, values) in _read_series(db, span_ids, kind, changed_from, changed_to,
+                                                       inclusive=True).items():
+                old = kept[sid]
+                assert old is not None
+                seconds = old.numbers * ISP_S
+                unchanged = (seconds < first) | (seconds > last)
+                inside = (numbers >= old.lo) & (numbers < old.hi)
+                result[sid] = _KeptSeries(marks[sid][0], old.lo, old.hi,
+                                          np.concatenate([old.numbers[unchanged], numbers[inside]]),
+                                          np.concatenate([old.values[unchanged], values[inside]]))
+        # The ISPs asked for beyond those kept (the horizon moved on), read for the sites alike at once.
+        extend: dict[tuple[int, int], list[str]] = {}
+        for sid, series in result.items():
+            if lo < series.lo:
+                extend.setdefault((lo, series.lo), []).append(sid)
+            if hi > series.hi:
+                extend.setdefault((series.hi, hi), []).append(sid)
+        for (start, end), more_ids in extend.items():
+            for sid, (numbers, values) in _read_series(db, more_ids, kind, _isp_time(start),
+                                                       _isp_time(end)).items():
+                series = result[sid]
+                result[sid] = replace(series, lo=min(series.lo, start), hi=max(series.hi, end),
+                                      numbers=np.concatenate([series.numbers, numbers]),
+                                      values=np.concatenate([series.values, values]))
+        out: dict[str, Rows] = {}
+        store: dict[tuple[str, str], _KeptSeries] = {}
+        for sid in ids:
+            series = result[sid]
+            if lo - series.lo > self.DROP_AFTER_ISPS:
+                keep = series.numbers >= lo
+                series = replace(series, lo=lo, numbers=series.numbers[keep], values=series.values[keep])
+            if series.numbers.size > 1 and (np.diff(series.numbers) <= 0).any():
+                order = np.argsort(series.numbers, kind="stable")
+                series = replace(series, numbers=series.numbers[order], values=series.values[order])
+            if sid in marks and series is not kept[sid]:
+                store[(sid, kind)] = series
+            inside = (series.numbers >= lo) & (series.numbers < hi)
+            out[sid] = (series.numbers[inside], series.values[inside])
+        if store:
+            with self._lock:
+                self._kept.setdefault(bind, {}).update(store)
+        return out
+
+
+SERIES_HISTORY = SeriesHistoryCache()
+
+
+def _isp_time(number: int) -> datetime:
+    return datetime.fromtimestamp(number * ISP_S, UTC)
+
+
 # ----------------------------------------------------------------------------------------- forecasts
 
 
@@ -268,28 +474,23 @@ SITE_FINISH_MARGIN_ISPS = 1
 NEAREST_ISPS = (0, -1, 1, -2, 2, -3, 3)
 
 
-def series_forecast(db: Session, site_id: str, kind: str, horizon: IspHorizon, tz: str) -> FloatArray:
+def history_window(horizon: IspHorizon) -> tuple[int, int]:
+    """The ISP numbers ``[lo, hi)`` a forecast over ``horizon`` looks at: the week before to its end."""
+    return (_isp_number_at_or_after(horizon.start - timedelta(days=HISTORY_DAYS)),
+            _isp_number_at_or_after(horizon.end))
+
+
+def series_forecast(db: Session, site_id: str, kind: str, horizon: IspHorizon, tz: str, *,
+                    history: Rows | None = None) -> FloatArray:
     """kW per ISP of the horizon: stated values where there are some, else the latest of the seven days before
     at the same local time (or, where that day lacks it, its nearest ISP within about an hour), else 0.
 
     Called for every equipped site on every re-plan, so the walk is one numpy lookup: each ISP's candidates (itself,
     then per day back its nearest ISPs in ``NEAREST_ISPS`` order) are ISP numbers found in the sorted numbers of the
     ISPs read, the first one found wins. The same local time on the days before is a pure function of the ISP and
-    the zone, kept in ``_same_time_days_before`` across re-plans; only the rows are read each time."""
-    def read(first: datetime, end: datetime) -> tuple[IntArray, FloatArray]:
-        if kind == "load":
-            rows = db.execute(select(SiteLoad.isp_start, SiteLoad.load_kw).where(
-                SiteLoad.site_id == site_id, SiteLoad.isp_start >= first, SiteLoad.isp_start < end)).all()
-        else:
-            rows = db.execute(select(SiteSeriesRow.isp_start, SiteSeriesRow.power_kw).where(
-                SiteSeriesRow.site_id == site_id, SiteSeriesRow.kind == kind, SiteSeriesRow.isp_start >= first,
-                SiteSeriesRow.isp_start < end)).all()
-        seconds = np.asarray([at.timestamp() for at, _ in rows], dtype=np.float64)
-        values = np.asarray([float(kw) for _, kw in rows], dtype=np.float64)
-        # An ISP start off the grid is never any ISP's value (it was never a key the walk looked up).
-        on_grid = seconds % ISP_S == 0
-        return (seconds[on_grid] // ISP_S).astype(np.int64), values[on_grid]
-
+    the zone, kept in ``_same_time_days_before`` across re-plans; the rows are kept too (``SERIES_HISTORY``: only
+    what was written since the last re-plan is read). ``history``: the site's rows over ``history_window`` when
+    the caller read them for many sites at once."""
     def lookup(numbers: IntArray, values: FloatArray, wanted: IntArray) -> tuple[npt.NDArray[np.bool_], FloatArray]:
         """Whether each wanted ISP number was read, and its value (0 where not)."""
         if numbers.size == 0:
@@ -301,22 +502,40 @@ def series_forecast(db: Session, site_id: str, kind: str, horizon: IspHorizon, t
 
     first = int(horizon.start.timestamp()) // ISP_S
     isps = first + np.arange(horizon.count, dtype=np.int64)
-    # Most ISPs find a value within the day before; the older days are read only when some do not.
-    numbers, values = read(horizon.start - timedelta(days=2), horizon.end)
+    # The week before to the horizon's end, kept between re-plans (``SERIES_HISTORY``); the ISPs of the two days
+    # before and the horizon first: the older days count only when some ISP finds no value within them.
+    recent = _isp_number_at_or_after(horizon.start - timedelta(days=2))
+    if history is None:
+        oldest, end = history_window(horizon)
+        history = SERIES_HISTORY.rows(db, [site_id], kind, oldest, end)[site_id]
+    all_numbers, all_values = history
+    near = all_numbers >= recent
+    numbers, values = all_numbers[near], all_values[near]
     found, _ = lookup(numbers, values, isps[:, None] - np.asarray([0, 1, 2], dtype=np.int64) * ISPS_PER_DAY)
     if not found.any(axis=1).all():
-        older, older_values = read(horizon.start - timedelta(days=HISTORY_DAYS), horizon.start - timedelta(days=2))
-        numbers, values = np.concatenate([numbers, older]), np.concatenate([values, older_values])
-    # Candidates per ISP in the walk's order: the ISP itself, then each day back its nearest ISPs.
-    before = np.asarray([_same_time_days_before(horizon.start + ISP * k, tz) for k in range(horizon.count)],
-                        dtype=np.int64).reshape(horizon.count, HISTORY_DAYS)
-    candidates = np.concatenate(
-        [isps[:, None], (before[:, :, None] + np.asarray(NEAREST_ISPS, dtype=np.int64)).reshape(horizon.count, -1)],
-        axis=1)
-    found, value = lookup(numbers, values, candidates)
+        numbers, values = all_numbers, all_values
+    found, value = lookup(numbers, values, _candidates(horizon.start, horizon.count, tz))
     pick = np.argmax(found, axis=1)
     chosen = value[np.arange(horizon.count), pick]
     return np.where(found.any(axis=1), chosen, 0.0).astype(np.float64)
+
+
+@lru_cache(maxsize=64)
+def _candidates(start: datetime, count: int, tz: str) -> IntArray:
+    """Per ISP of the horizon, its candidates in the walk's order: the ISP itself, then each day back its nearest
+    ISPs (read-only: the same for every site of a re-plan)."""
+    isps = int(start.timestamp()) // ISP_S + np.arange(count, dtype=np.int64)
+    before = np.asarray([_same_time_days_before(start + ISP * k, tz) for k in range(count)],
+                        dtype=np.int64).reshape(count, HISTORY_DAYS)
+    out = np.concatenate(
+        [isps[:, None], (before[:, :, None] + np.asarray(NEAREST_ISPS, dtype=np.int64)).reshape(count, -1)], axis=1)
+    out.setflags(write=False)
+    return out
+
+
+def _isp_number_at_or_after(at: datetime) -> int:
+    """The first ISP number whose start is at or after ``at``."""
+    return -(-math.ceil(at.timestamp()) // ISP_S)
 
 
 @lru_cache(maxsize=16384)
@@ -369,10 +588,12 @@ def _time_of_use_prices(tariff: Tariff, start: datetime, count: int) -> FloatArr
 
 def site_problem(db: Session, site: Site, equipment: SiteEquipment, horizon: IspHorizon, spot_eur_per_mwh: FloatArray,
                  at: datetime, tz: str, cars: Mapping[str, Any] | None = None, *,
-                 signals: Sequence[SiteSignalRow] | None = None) -> SiteProblem:
+                 signals: Sequence[SiteSignalRow] | None = None,
+                 history: Mapping[str, Rows | None] | None = None) -> SiteProblem:
     """The site's problem over ``horizon``: forecasts, tariff prices, limits, signals, battery and ``cars``.
 
-    ``signals``: the signal rows overlapping ``horizon`` when the caller read them once for many sites."""
+    ``signals``: the signal rows overlapping ``horizon`` when the caller read them once for many sites;
+    ``history``: the site's PV and load rows over ``history_window`` (by kind), likewise."""
     t = horizon.count
     isps = isp_starts(horizon.start, t)
     spot = [float(v) for v in spot_eur_per_mwh]
@@ -386,8 +607,10 @@ def site_problem(db: Session, site: Site, equipment: SiteEquipment, horizon: Isp
     else:
         import_price = np.asarray(tariff.import_eur_per_kwh(isps, spot))
         export_price = np.asarray(tariff.export_price_eur_per_kwh(isps, spot))
-    pv = series_forecast(db, site.id, "pv", horizon, tz) if equipment.pv_kwp > 0 else np.zeros(t)
-    load = series_forecast(db, site.id, "load", horizon, tz)
+    history = history or {}
+    pv = (series_forecast(db, site.id, "pv", horizon, tz, history=history.get("pv")) if equipment.pv_kwp > 0
+          else np.zeros(t))
+    load = series_forecast(db, site.id, "load", horizon, tz, history=history.get("load"))
     outage, stress, credit = _signals(site, horizon, _signal_rows(db, horizon) if signals is None else signals)
     bucket = None
     so_far = None
@@ -504,6 +727,10 @@ def plan_sites(db: Session, fleet: Fleet, at: datetime, horizon: IspHorizon, pro
     # (Held here: the session's identity map keeps unmodified rows only while something refers to them.)
     stored = {row.site_id: row for row in db.scalars(
         select(SitePlanRow).where(SitePlanRow.site_id.in_([sites[pool][0].id for pool in by_site])))}
+    # And their PV and load history, read together (what changed since the last re-plan: ``SERIES_HISTORY``).
+    lo, hi = history_window(horizon)
+    pv = SERIES_HISTORY.rows(db, [sites[pool][0].id for pool in by_site if sites[pool][1].pv_kwp > 0], "pv", lo, hi)
+    load = SERIES_HISTORY.rows(db, [sites[pool][0].id for pool in by_site], "load", lo, hi)
     for pool, ids in by_site.items():
         site, equipment = sites[pool]
         rows = np.asarray([row_of[sid] for sid in ids], dtype=np.int64)
@@ -523,7 +750,7 @@ def plan_sites(db: Session, fleet: Fleet, at: datetime, horizon: IspHorizon, pro
                 "soc_kwh": s.soc_kwh[rows] if s.soc_kwh is not None else np.full(rows.size, np.nan),
                 "min_soc_kwh": s.min_soc_kwh[rows] if s.min_soc_kwh is not None else np.full(rows.size, np.nan)}
         result = plan_site(site_problem(db, site, equipment, horizon, s.prices_eur_per_mwh, at, tz, cars,
-                                        signals=signals))
+                                        signals=signals, history={"pv": pv.get(site.id), "load": load[site.id]}))
         store_site_plan(db, site.id, at, horizon.start, result, stored=stored.get(site.id))
         for k, sid in enumerate(ids):
             schedule[plan_row[sid]] = result.car_kw[k]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from vpp.db import Base, utcnow
@@ -159,6 +159,23 @@ class SiteSeriesRow(Base):
     kind: Mapped[str] = mapped_column(String(8), primary_key=True)
     isp_start: Mapped[datetime] = mapped_column(primary_key=True)
     power_kw: Mapped[float] = mapped_column(Float)
+
+
+class SiteSeriesMark(Base):
+    """The change marker of one site's series (``load`` in ``site_loads``; ``pv``, ``import``, ``export`` in
+    ``site_series``): every write replaces ``token`` with a new random one, keeps the one it replaced in
+    ``previous`` and the span it wrote in ``changed_from`` .. ``changed_to`` (inclusive). A reader that kept the rows
+    under ``previous`` need read only that span again; under any other token, everything (see
+    ``vpp.portfolio.sites.SeriesHistoryCache``)."""
+
+    __tablename__ = "site_series_marks"
+
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    token: Mapped[int] = mapped_column(BigInteger)
+    previous: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    changed_from: Mapped[datetime]
+    changed_to: Mapped[datetime]
 
 
 class SiteSignalRow(Base):

@@ -219,6 +219,7 @@ def put_site_load(session: Session, site_id: str, points: Sequence[tuple[datetim
     session.execute(delete(SiteLoad).where(SiteLoad.site_id == site_id, SiteLoad.isp_start >= min(starts),
                                            SiteLoad.isp_start <= max(starts)))
     session.add_all(SiteLoad(site_id=site_id, isp_start=at, load_kw=kw) for at, kw in points)
+    behind_the_meter.mark_series_written(session, [site_id], "load", min(starts), max(starts))
     session.flush()
     return len(points)
 
