@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from sim.soak import report
 from sim.soak.faults import FaultSchedule
-from sim.soak.load import OCPI_PERIOD_S, Ingest, Tso
+from sim.soak.load import OCPI_PERIOD_S, Ingest, LoopLag, Tso, percentile
 from sim.soak.services import HOST, LocalPostgres, LocalRedis, ServiceError, free_port, port_open
 from sim.soak.stack import Stack, stack_env
 from vpp import aio
@@ -60,6 +60,7 @@ class SoakConfig:
     cpos: int = 2
     evses_per_cpo: int = 20
     api_workers: int = 2
+    market_workers: int = 2  # the market API (the TSO's setpoints) in a process of its own; 0: on the API
     award_mw: float = 0.05
     keep: Path | None = None  # copy the logs here before the run directory is deleted
 
@@ -151,7 +152,8 @@ class Soak:
         token_key = generate_key()
         signing_key = base64.b64encode(crypto_sign_keypair()[1]).decode()
         self.secrets += [secret, token_key, signing_key]
-        stack = self.stack = Stack(self.root / "stack", {}, api_workers=self.config.api_workers)
+        stack = self.stack = Stack(self.root / "stack", {}, api_workers=self.config.api_workers,
+                                   market_workers=self.config.market_workers)
         stack.env = stack_env(
             os.environ, VPP_DATABASE_URL=self.postgres.url, VPP_REDIS_URL=self.redis.url, VPP_SECRET_KEY=secret,
             VPP_TOKEN_KEY=token_key, VPP_UFTP_SIGNING_KEY=signing_key, VPP_DATA_DIR=str(self.root / "stack" / "data"),
@@ -239,7 +241,7 @@ class Soak:
                     ingest_connection: str, pools: list[str]) -> dict[str, Any]:
         rate = self.config.cars / OCPI_PERIOD_S
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-        async with httpx.AsyncClient(base_url=stack.base_url, timeout=5, limits=limits,
+        async with httpx.AsyncClient(base_url=stack.market_url, timeout=5, limits=limits,
                                      headers={"Authorization": f"Bearer {market_key}"}) as tso_http, \
                 httpx.AsyncClient(base_url=stack.base_url, timeout=10, limits=limits) as cpo_http:
             tso = Tso(tso_http, pools, capacity_mw=self.config.award_mw)
@@ -252,8 +254,9 @@ class Soak:
                                      seconds=self.config.minutes * 60)
             stop = asyncio.Event()
             soak_start = time.time()
+            lag = LoopLag()
             loads = [asyncio.create_task(tso.run(stop, first_seq=int(soak_start))),
-                     asyncio.create_task(ingest.run(stop, begin))]
+                     asyncio.create_task(ingest.run(stop, begin)), asyncio.create_task(lag.run(stop))]
             try:
                 await schedule.run()
             finally:
@@ -270,6 +273,8 @@ class Soak:
                 **report.reading_figures(session, ingest.stats, ingest_connection),
                 **report.dispatch_figures(session, pools, soak_start + 5, soak_end, schedule.kills),
             }
+        if self.config.keep is not None:
+            self._keep_samples(tso, lag, soak_start)
         return {
             "minutes": self.config.minutes,
             "cars": self.config.cars,
@@ -277,14 +282,26 @@ class Soak:
             "ingest_sessions": self.config.ingest_sessions,
             "simulated_cpos": len(self.cpos),
             "api_workers": self.config.api_workers,
+            "market_workers": self.config.market_workers,
             "dispatchers": 2,
             **figures,
             "faults": [{"name": w.name, "at_s": round(w.start - soak_start, 1),
                         "disturbed_s": round(w.end - w.start, 1), **w.detail} for w in schedule.windows],
             "exit_codes": exits,
             "secrets_in_logs": self.secrets_in_logs(),
+            "soak_loop_lag_p99_ms": percentile(lag.lags_ms, 0.99),
+            "soak_loop_lag_max_ms": round(max(lag.lags_ms), 1) if lag.lags_ms else None,
             "load_1m": round(os.getloadavg()[0], 2),
         }
+
+    def _keep_samples(self, tso: Tso, lag: LoopLag, origin: float) -> None:
+        """Every setpoint the TSO sent (its request id is ``tso-<pool>-<seq>`` in the service's access log) and the
+        soak loop's late wake-ups, next to the kept logs."""
+        assert self.config.keep is not None
+        with contextlib.suppress(OSError):
+            self.config.keep.mkdir(parents=True, exist_ok=True)
+            samples = {"origin": origin, "setpoints": [vars(s) for s in tso.sent], "loop_late": lag.late}
+            (self.config.keep / "samples.json").write_text(json.dumps(samples))
 
     # ------------------------------------------------------------------------------------------------ after
 
@@ -338,6 +355,8 @@ class Soak:
         ports = [self.postgres.port, self.redis.port, *(c.port for c in self.cpos)]
         if self.stack is not None:
             ports += [self.stack.api_port, *self.stack.metrics_ports.values()]
+            if self.stack.market_workers:
+                ports.append(self.stack.market_port)
         leftovers += [f"port {port}" for port in ports if port_open(port)]
         shutil.rmtree(self.root, ignore_errors=True)
         return leftovers
