@@ -1,0 +1,37 @@
+"""The API process logs its long garbage-collector pauses (a full collection stalls every request in flight)."""
+
+import gc
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from vpp.observability import watch_gc_pauses
+
+
+@pytest.fixture
+def no_watcher() -> Iterator[None]:
+    before = list(gc.callbacks)
+    gc.callbacks[:] = [cb for cb in before if getattr(cb, "__name__", "") != "_gc_pause"]
+    yield
+    gc.callbacks[:] = before
+
+
+def test_a_collection_over_the_threshold_is_logged_once_per_process(
+    no_watcher: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    watch_gc_pauses(threshold_ms=0.0)
+    watch_gc_pauses(threshold_ms=0.0)
+    assert sum(1 for cb in gc.callbacks if getattr(cb, "__name__", "") == "_gc_pause") == 1
+    with caplog.at_level(logging.INFO, logger="vpp.gc"):
+        gc.collect()
+    pauses = [r for r in caplog.records if r.name == "vpp.gc"]
+    assert len(pauses) == 1
+    assert pauses[0].generation == 2 and pauses[0].pause_ms >= 0  # type: ignore[attr-defined]
+
+
+def test_a_short_collection_is_not_logged(no_watcher: None, caplog: pytest.LogCaptureFixture) -> None:
+    watch_gc_pauses(threshold_ms=60_000.0)
+    with caplog.at_level(logging.INFO, logger="vpp.gc"):
+        gc.collect()
+    assert [r for r in caplog.records if r.name == "vpp.gc"] == []
