@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from fastapi import FastAPI
 
 from vpp.api.app import create_app
@@ -14,4 +16,14 @@ def app_from_env() -> FastAPI:
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
     watch_gc_pauses()
-    return create_app(settings)
+    app = create_app(settings)
+    freeze_startup_heap()
+    return app
+
+
+def freeze_startup_heap() -> None:
+    """Move everything alive after start-up (modules, routes, schemas: ~250,000 objects) out of the collector's
+    reach: a full collection scanned them all and stopped the process for 150-200 ms on a 2-core VM, in front of
+    every request in flight. They live as long as the process; start-up's garbage is collected first."""
+    gc.collect()
+    gc.freeze()

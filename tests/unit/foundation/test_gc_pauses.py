@@ -35,3 +35,25 @@ def test_a_short_collection_is_not_logged(no_watcher: None, caplog: pytest.LogCa
     with caplog.at_level(logging.INFO, logger="vpp.gc"):
         gc.collect()
     assert [r for r in caplog.records if r.name == "vpp.gc"] == []
+
+
+def test_the_api_process_freezes_its_start_up_heap_after_collecting_its_garbage() -> None:
+    import weakref
+
+    from vpp.api.main import freeze_startup_heap
+
+    class Node:
+        pass
+
+    cycle = Node()
+    cycle.self = cycle  # type: ignore[attr-defined]
+    dead = weakref.ref(cycle)
+    del cycle
+    gc.disable()
+    try:
+        freeze_startup_heap()
+        assert dead() is None, "start-up garbage is collected, not frozen"
+        assert gc.get_freeze_count() > 10_000  # the test process's modules, as the API's would be
+    finally:
+        gc.unfreeze()
+        gc.enable()
