@@ -30,6 +30,7 @@ from sim.soak.load import Tso
 from sim.soak.report import FaultWindow
 from sim.soak.services import LocalPostgres, LocalRedis
 from sim.soak.stack import Stack
+from sim.soak.tso_process import TsoProcess
 from vpp.activations.tables import DispatchFence
 from vpp.db import unit_of_work
 
@@ -47,7 +48,7 @@ class FaultSchedule:
     """Runs the faults at their offsets; records their windows and the dispatcher kills."""
 
     def __init__(self, stack: Stack, postgres: LocalPostgres, redis: LocalRedis, cpos: Sequence[SimCpo],
-                 factory: sessionmaker[Session], pools: Sequence[str], tso: Tso, seconds: float) -> None:
+                 factory: sessionmaker[Session], pools: Sequence[str], tso: Tso | TsoProcess, seconds: float) -> None:
         self.stack = stack
         self.postgres = postgres
         self.redis = redis

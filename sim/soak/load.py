@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -45,6 +45,7 @@ class Tso:
     step_s: float = STEP_S
     sent: list[SetpointSent] = field(default_factory=list)
     acked: asyncio.Event = field(default_factory=asyncio.Event)
+    on_sent: Callable[[SetpointSent], None] | None = None  # told of each post as soon as it is answered
 
     def setpoint_mw(self, k: int) -> float:
         """A slow sine between -capacity and +capacity, so limits change every step."""
@@ -66,6 +67,8 @@ class Tso:
             ok, error = False, type(exc).__name__
         latency = (time.perf_counter() - started) * 1000
         self.sent.append(SetpointSent(pool, seq, sent_at, latency if ok else None, error))
+        if self.on_sent is not None:
+            self.on_sent(self.sent[-1])
         if ok:
             self.acked.set()
 

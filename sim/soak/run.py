@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import gc
 import json
 import os
 import secrets
@@ -33,9 +34,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from sim.soak import report
 from sim.soak.faults import FaultSchedule
-from sim.soak.load import OCPI_PERIOD_S, Ingest, LoopLag, Tso, percentile
+from sim.soak.load import OCPI_PERIOD_S, Ingest, LoopLag, percentile
 from sim.soak.services import HOST, LocalPostgres, LocalRedis, ServiceError, free_port, port_open
 from sim.soak.stack import Stack, stack_env
+from sim.soak.tso_process import TsoProcess
 from vpp import aio
 from vpp.commitments import service as commitments
 from vpp.db import create_db_engine, create_session_factory, unit_of_work
@@ -241,10 +243,10 @@ class Soak:
                     ingest_connection: str, pools: list[str]) -> dict[str, Any]:
         rate = self.config.cars / OCPI_PERIOD_S
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-        async with httpx.AsyncClient(base_url=stack.market_url, timeout=5, limits=limits,
-                                     headers={"Authorization": f"Bearer {market_key}"}) as tso_http, \
-                httpx.AsyncClient(base_url=stack.base_url, timeout=10, limits=limits) as cpo_http:
-            tso = Tso(tso_http, pools, capacity_mw=self.config.award_mw)
+        async with httpx.AsyncClient(base_url=stack.base_url, timeout=10, limits=limits) as cpo_http:
+            # The TSO posts from a process of its own, as a TSO would: not behind this process's CPO load.
+            tso = TsoProcess(stack.market_url, market_key, pools, capacity_mw=self.config.award_mw,
+                             env=dict(stack.env))
             ingest = Ingest(cpo_http, ingest_token, INGEST_PARTY, sessions=self.config.ingest_sessions, rate=rate)
             # Whole seconds: the periods' start times are compared with what the database stored.
             begin = datetime.now(UTC).replace(microsecond=0) - timedelta(
@@ -253,6 +255,9 @@ class Soak:
             schedule = FaultSchedule(stack, self.postgres, self.redis, self.cpos, factory, pools, tso,
                                      seconds=self.config.minutes * 60)
             stop = asyncio.Event()
+            # The load generator's own full collections would stall the CPO's requests and the fault schedule.
+            gc.collect()
+            gc.freeze()
             soak_start = time.time()
             lag = LoopLag()
             loads = [asyncio.create_task(tso.run(stop, first_seq=int(soak_start))),
@@ -294,7 +299,7 @@ class Soak:
             "load_1m": round(os.getloadavg()[0], 2),
         }
 
-    def _keep_samples(self, tso: Tso, lag: LoopLag, origin: float) -> None:
+    def _keep_samples(self, tso: TsoProcess, lag: LoopLag, origin: float) -> None:
         """Every setpoint the TSO sent (its request id is ``tso-<pool>-<seq>`` in the service's access log) and the
         soak loop's late wake-ups, next to the kept logs."""
         assert self.config.keep is not None
