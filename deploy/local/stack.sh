@@ -22,13 +22,10 @@ ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 BIN="${VPP_STACK_BIN:-$ROOT/.venv/bin}"
 RUN="${VPP_STACK_DIR:-$ROOT/var/stack}"
 MARKET_WORKERS="${VPP_STACK_MARKET_WORKERS:-2}"
-if (( MARKET_WORKERS > 0 )); then
-  PROCESSES=(api market worker beat dispatcher)
-  STOP_ORDER=(api market dispatcher beat worker)  # intake first, the worker last so it drains what the others enqueued
-else
-  PROCESSES=(api worker beat dispatcher)
-  STOP_ORDER=(api dispatcher beat worker)
-fi
+PROCESSES=(api market worker beat dispatcher)
+(( MARKET_WORKERS > 0 )) || PROCESSES=(api worker beat dispatcher)
+# Intake first, the worker last so it drains what the others enqueued; a process that was not started is skipped.
+STOP_ORDER=(api market dispatcher beat worker)
 
 export VPP_DATABASE_URL="${VPP_DATABASE_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/vpp}"
 export VPP_REDIS_URL="${VPP_REDIS_URL:-redis://127.0.0.1:6379/0}"
