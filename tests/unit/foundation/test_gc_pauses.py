@@ -57,3 +57,31 @@ def test_the_api_process_freezes_its_start_up_heap_after_collecting_its_garbage(
     finally:
         gc.unfreeze()
         gc.enable()
+
+
+def test_a_worker_warms_its_database_and_redis_connections_and_shrugs_off_a_failure(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from types import SimpleNamespace
+    from typing import Any, cast
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import QueuePool
+
+    from vpp.api.main import warm_up
+
+    pings: list[str] = []
+    engine = create_engine("sqlite://", poolclass=QueuePool)
+    redis_client = SimpleNamespace(ping=lambda: pings.append("ping"))
+    app = SimpleNamespace(state=SimpleNamespace(engine=engine, redis=redis_client))
+    warm_up(cast(Any, app))
+    assert engine.pool.checkedin() == 1, "a connection waits in the pool"
+    assert pings == ["ping"]
+
+    def down() -> None:
+        raise ConnectionError("redis is restarting")
+
+    app.state.redis = SimpleNamespace(ping=down)
+    with caplog.at_level(logging.INFO, logger="vpp.api"):
+        warm_up(cast(Any, app))
+    assert "warm-up" in caplog.text
