@@ -258,9 +258,11 @@ class Soak:
             # The load generator's own full collections would stall the CPO's requests and the fault schedule.
             gc.collect()
             gc.freeze()
+            # The run's clock starts once the TSO's process has started (35 s at load 14), as the CPO's load does.
+            await tso.start(first_seq=int(time.time()))
             soak_start = time.time()
             lag = LoopLag()
-            loads = [asyncio.create_task(tso.run(stop, first_seq=int(soak_start))),
+            loads = [asyncio.create_task(tso.run(stop)),
                      asyncio.create_task(ingest.run(stop, begin)), asyncio.create_task(lag.run(stop))]
             try:
                 await schedule.run()

@@ -17,6 +17,7 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -25,6 +26,7 @@ import httpx
 from sim.soak.load import SetpointSent, Tso
 
 KEY_ENV = "SOAK_TSO_KEY"
+READY = b"ready"
 
 
 def encode(sent: SetpointSent) -> str:
@@ -52,13 +54,28 @@ class TsoProcess:
     sent: list[SetpointSent] = field(default_factory=list)
     acked: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def run(self, stop: asyncio.Event, first_seq: int) -> None:
-        """Post until ``stop`` (then the child finishes its step's posts and exits); every answer lands in ``sent``."""
-        child = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "sim.soak.tso_process", "--base-url", self.base_url, "--pools", ",".join(self.pools),
-            "--capacity-mw", str(self.capacity_mw), "--first-seq", str(first_seq),
+    _child: asyncio.subprocess.Process | None = None
+
+    async def start(self, first_seq: int, timeout_s: float = 300) -> None:
+        """Start the child and wait until it has imported what it needs: it posts its first step right after."""
+        self._child = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "from sim.soak.tso_process import main; raise SystemExit(main())",
+            "--base-url", self.base_url, "--pools", ",".join(self.pools), "--capacity-mw", str(self.capacity_mw),
+            "--first-seq", str(first_seq),
             env={**self.env, KEY_ENV: self.key}, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE)
-        assert child.stdout is not None
+        assert self._child.stdout is not None
+        line = await asyncio.wait_for(self._child.stdout.readline(), timeout=timeout_s)
+        if line.strip() != READY:
+            raise RuntimeError(f"the TSO process did not start: {line!r}")
+
+    async def run(self, stop: asyncio.Event, first_seq: int | None = None) -> None:
+        """Post until ``stop`` (then the child finishes its step's posts and exits); every answer lands in ``sent``.
+
+        Starts the child first unless ``start`` did (``first_seq`` is then that of ``start``)."""
+        if self._child is None:
+            await self.start(int(time.time()) if first_seq is None else first_seq)
+        child = self._child
+        assert child is not None and child.stdout is not None
         reader = asyncio.create_task(self._read(child.stdout))
         try:
             await stop.wait()
@@ -92,6 +109,8 @@ async def _post(args: argparse.Namespace) -> None:
         sys.stdout.write(encode(sent) + "\n")
         sys.stdout.flush()
 
+    sys.stdout.write(READY.decode() + "\n")
+    sys.stdout.flush()
     limits = httpx.Limits(max_connections=8, max_keepalive_connections=8)
     async with httpx.AsyncClient(base_url=args.base_url, timeout=5, limits=limits,
                                  headers={"Authorization": f"Bearer {os.environ[KEY_ENV]}"}) as client:

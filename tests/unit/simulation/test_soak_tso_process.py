@@ -58,7 +58,8 @@ def test_the_child_posts_each_pool_and_reports_every_answer(tso_endpoint: tuple[
 
     async def soak() -> None:
         stop = asyncio.Event()
-        running = asyncio.create_task(tso.run(stop, first_seq=100))
+        await tso.start(first_seq=100)  # returns once the child is ready: it posts its first step right away
+        running = asyncio.create_task(tso.run(stop))
         await asyncio.wait_for(tso.acked.wait(), timeout=60)
         for _ in range(600):  # the other pool's answer of the same step
             if len(tso.sent) >= 2:
