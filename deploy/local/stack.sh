@@ -15,6 +15,7 @@
 #   VPP_STACK_API_PORT [8000]  VPP_STACK_API_WORKERS [2]  VPP_STACK_WORKER_METRICS_PORT [9102]
 #   VPP_STACK_MARKET_PORT [8001]  VPP_STACK_MARKET_WORKERS [2; 0 = no market process, the TSO posts to the api]
 #   VPP_STACK_DISPATCHER_METRICS_PORT [9101]  VPP_STACK_WORKER_CONCURRENCY [2]  VPP_STACK_STOP_TIMEOUT [60]
+#   VPP_STACK_START_TIMEOUT [180: seconds the api and the market may take to answer /health]
 #   VPP_STACK_BIN [the repository's .venv/bin]
 set -euo pipefail
 
@@ -38,6 +39,8 @@ WORKER_METRICS_PORT="${VPP_STACK_WORKER_METRICS_PORT:-9102}"
 DISPATCHER_METRICS_PORT="${VPP_STACK_DISPATCHER_METRICS_PORT:-9101}"
 WORKER_CONCURRENCY="${VPP_STACK_WORKER_CONCURRENCY:-2}"
 STOP_TIMEOUT="${VPP_STACK_STOP_TIMEOUT:-60}"
+# Four API workers import the app at once (api and market): on a loaded 2-core host that took over 60 s.
+START_TIMEOUT="${VPP_STACK_START_TIMEOUT:-180}"
 
 say() { printf 'stack: %s\n' "$*" >&2; }
 pid_of() { cat "$RUN/$1.pid" 2>/dev/null || true; }
@@ -127,8 +130,8 @@ start() {
   launch worker "$BIN/vpp" worker --concurrency "$WORKER_CONCURRENCY" --metrics-port "$WORKER_METRICS_PORT"
   launch beat "$BIN/vpp" beat
   launch dispatcher "$BIN/vpp" dispatcher --metrics-port "$DISPATCHER_METRICS_PORT"
-  wait_until api 60 api_healthy \
-    && { (( MARKET_WORKERS == 0 )) || wait_until market 60 api_healthy "$MARKET_PORT"; } \
+  wait_until api "$START_TIMEOUT" api_healthy \
+    && { (( MARKET_WORKERS == 0 )) || wait_until market "$START_TIMEOUT" api_healthy "$MARKET_PORT"; } \
     && wait_until dispatcher 30 metrics_up "$DISPATCHER_METRICS_PORT" \
     && wait_until worker 60 worker_answers \
     && wait_until beat 10 alive beat \

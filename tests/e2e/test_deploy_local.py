@@ -72,7 +72,7 @@ class Stack:
 
     def stack(self, command: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["bash", str(STACK), command], env=self.env, capture_output=True, text=True,
-                              timeout=180, check=False)
+                              timeout=420, check=False)
 
     def vpp(self, *args: str) -> Any:
         done = subprocess.run([str(ROOT / ".venv" / "bin" / "vpp"), *args], env=self.env, capture_output=True,
