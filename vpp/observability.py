@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import re
 import sys
+import time
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
@@ -262,3 +264,30 @@ class _Proxy:
 def render_metrics(state: object | None = None) -> bytes:
     """The Prometheus text exposition for one scrape."""
     return generate_latest(metrics_registry(state))
+
+
+# ------------------------------------------------------------------------------- garbage collector pauses
+
+_gc_started: list[float] = []
+
+
+def watch_gc_pauses(threshold_ms: float = 20.0) -> None:
+    """Log every garbage collection of this process that stops it for more than ``threshold_ms`` (logger
+    ``vpp.gc``): a full collection of a large heap stalls every request in flight, and shows nowhere else.
+
+    Idempotent: one callback per process.
+    """
+    if any(getattr(cb, "__name__", "") == "_gc_pause" for cb in gc.callbacks):
+        return
+    gc_log = logging.getLogger("vpp.gc")
+
+    def _gc_pause(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            _gc_started[:] = [time.perf_counter()]
+        elif _gc_started:
+            ms = (time.perf_counter() - _gc_started[0]) * 1000
+            if ms > threshold_ms:
+                gc_log.info("gc pause", extra={"generation": info.get("generation"), "pause_ms": round(ms, 1),
+                                               "collected": info.get("collected")})
+
+    gc.callbacks.append(_gc_pause)

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The whole stack on one machine against a local PostgreSQL and Redis: api (uvicorn, several workers), one Celery
-# worker, Celery beat (exactly one) and one dispatcher, each a `vpp` subcommand with settings from the environment.
+# The whole stack on one machine against a local PostgreSQL and Redis: api (uvicorn, several workers), market (the
+# same API in a process of its own, on its own port, for the TSO's aFRR setpoints, so that OCPI intake bursts never
+# queue in front of them), one Celery worker, Celery beat (exactly one) and one dispatcher, each a `vpp` subcommand
+# with settings from the environment.
 #
 #   deploy/local/stack.sh start    create the database if missing, migrate, start, wait until healthy
 #   deploy/local/stack.sh status   one line per process; exit 0 only when all run
@@ -11,15 +13,20 @@
 # VPP_UFTP_SIGNING_KEY are not given. Knobs (environment, defaults in brackets):
 #   VPP_DATABASE_URL [postgresql+psycopg://postgres@127.0.0.1:5432/vpp]   VPP_REDIS_URL [redis://127.0.0.1:6379/0]
 #   VPP_STACK_API_PORT [8000]  VPP_STACK_API_WORKERS [2]  VPP_STACK_WORKER_METRICS_PORT [9102]
+#   VPP_STACK_MARKET_PORT [8001]  VPP_STACK_MARKET_WORKERS [2; 0 = no market process, the TSO posts to the api]
 #   VPP_STACK_DISPATCHER_METRICS_PORT [9101]  VPP_STACK_WORKER_CONCURRENCY [2]  VPP_STACK_STOP_TIMEOUT [60]
+#   VPP_STACK_START_TIMEOUT [180: seconds the api and the market may take to answer /health]
 #   VPP_STACK_BIN [the repository's .venv/bin]
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 BIN="${VPP_STACK_BIN:-$ROOT/.venv/bin}"
 RUN="${VPP_STACK_DIR:-$ROOT/var/stack}"
-PROCESSES=(api worker beat dispatcher)
-STOP_ORDER=(api dispatcher beat worker)  # intake first, the worker last so it drains what the others enqueued
+MARKET_WORKERS="${VPP_STACK_MARKET_WORKERS:-2}"
+PROCESSES=(api market worker beat dispatcher)
+(( MARKET_WORKERS > 0 )) || PROCESSES=(api worker beat dispatcher)
+# Intake first, the worker last so it drains what the others enqueued; a process that was not started is skipped.
+STOP_ORDER=(api market dispatcher beat worker)
 
 export VPP_DATABASE_URL="${VPP_DATABASE_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/vpp}"
 export VPP_REDIS_URL="${VPP_REDIS_URL:-redis://127.0.0.1:6379/0}"
@@ -27,10 +34,13 @@ export VPP_DATA_DIR="${VPP_DATA_DIR:-$RUN/data}"
 API_PORT="${VPP_STACK_API_PORT:-8000}"
 export VPP_PUBLIC_URL="${VPP_PUBLIC_URL:-http://127.0.0.1:$API_PORT}"
 API_WORKERS="${VPP_STACK_API_WORKERS:-2}"
+MARKET_PORT="${VPP_STACK_MARKET_PORT:-8001}"
 WORKER_METRICS_PORT="${VPP_STACK_WORKER_METRICS_PORT:-9102}"
 DISPATCHER_METRICS_PORT="${VPP_STACK_DISPATCHER_METRICS_PORT:-9101}"
 WORKER_CONCURRENCY="${VPP_STACK_WORKER_CONCURRENCY:-2}"
 STOP_TIMEOUT="${VPP_STACK_STOP_TIMEOUT:-60}"
+# Four API workers import the app at once (api and market): on a loaded 2-core host that took over 60 s.
+START_TIMEOUT="${VPP_STACK_START_TIMEOUT:-180}"
 
 say() { printf 'stack: %s\n' "$*" >&2; }
 pid_of() { cat "$RUN/$1.pid" 2>/dev/null || true; }
@@ -96,7 +106,7 @@ wait_until() {  # name, timeout seconds, command...
   say "$name healthy"
 }
 
-api_healthy() { curl -fsS "http://127.0.0.1:$API_PORT/health" | grep -q '"status":"ok"'; }
+api_healthy() { curl -fsS "http://127.0.0.1:${1:-$API_PORT}/health" | grep -q '"status":"ok"'; }
 metrics_up() { curl -fsS "http://127.0.0.1:$1/metrics" >/dev/null; }
 worker_answers() {
   "$BIN/python" -c 'import sys
@@ -114,14 +124,19 @@ start() {
   create_database
   "$BIN/vpp" migrate >>"$RUN/logs/migrate.log" 2>&1 || { say "migration failed; see $RUN/logs/migrate.log"; exit 1; }
   launch api "$BIN/vpp" serve --host 127.0.0.1 --port "$API_PORT" --workers "$API_WORKERS"
+  if (( MARKET_WORKERS > 0 )); then
+    launch market "$BIN/vpp" serve --host 127.0.0.1 --port "$MARKET_PORT" --workers "$MARKET_WORKERS"
+  fi
   launch worker "$BIN/vpp" worker --concurrency "$WORKER_CONCURRENCY" --metrics-port "$WORKER_METRICS_PORT"
   launch beat "$BIN/vpp" beat
   launch dispatcher "$BIN/vpp" dispatcher --metrics-port "$DISPATCHER_METRICS_PORT"
-  wait_until api 60 api_healthy \
+  wait_until api "$START_TIMEOUT" api_healthy \
+    && { (( MARKET_WORKERS == 0 )) || wait_until market "$START_TIMEOUT" api_healthy "$MARKET_PORT"; } \
     && wait_until dispatcher 30 metrics_up "$DISPATCHER_METRICS_PORT" \
     && wait_until worker 60 worker_answers \
     && wait_until beat 10 alive beat \
     || { say "start failed; stopping what runs"; stop || true; exit 1; }
+  (( MARKET_WORKERS == 0 )) || say "market (TSO setpoints) http://127.0.0.1:$MARKET_PORT"
   say "up: api http://127.0.0.1:$API_PORT, metrics :$API_PORT/metrics :$WORKER_METRICS_PORT :$DISPATCHER_METRICS_PORT"
 }
 

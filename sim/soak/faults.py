@@ -30,6 +30,7 @@ from sim.soak.load import Tso
 from sim.soak.report import FaultWindow
 from sim.soak.services import LocalPostgres, LocalRedis
 from sim.soak.stack import Stack
+from sim.soak.tso_process import TsoProcess
 from vpp.activations.tables import DispatchFence
 from vpp.db import unit_of_work
 
@@ -47,7 +48,7 @@ class FaultSchedule:
     """Runs the faults at their offsets; records their windows and the dispatcher kills."""
 
     def __init__(self, stack: Stack, postgres: LocalPostgres, redis: LocalRedis, cpos: Sequence[SimCpo],
-                 factory: sessionmaker[Session], pools: Sequence[str], tso: Tso, seconds: float) -> None:
+                 factory: sessionmaker[Session], pools: Sequence[str], tso: Tso | TsoProcess, seconds: float) -> None:
         self.stack = stack
         self.postgres = postgres
         self.redis = redis
@@ -59,6 +60,7 @@ class FaultSchedule:
         self.windows: list[FaultWindow] = []
         self.kills: list[tuple[float, str]] = []
         self._restarts: set[asyncio.Task[None]] = set()
+        self._api_kills = 0
 
     def offsets(self) -> tuple[float, float]:
         """(warm-up, spacing) of the faults: one every ``spacing`` seconds (at most a minute), ending a tail
@@ -126,19 +128,25 @@ class FaultSchedule:
         self._window("postgres_restart", start, time.time())
 
     async def kill_api_worker(self, _gap: float) -> None:
-        """SIGKILL one uvicorn worker; the supervisor replaces it (the window lasts until the new one serves)."""
-        workers = self.stack.api_worker_pids()
+        """SIGKILL one uvicorn worker; the supervisor replaces it (the window lasts until the new one serves).
+
+        With a market process of several workers, every second kill hits one of its workers instead of the
+        API's: the TSO's path is killed too (a market process of one worker has no supervisor to replace it)."""
+        self._api_kills += 1
+        name = "market" if self.stack.market_workers > 1 and self._api_kills % 2 == 0 else "api"
+        workers = self.stack.api_worker_pids(name)
         start = time.time()
         if workers:
             os.kill(workers[0], signal.SIGKILL)
         replaced = None
         while time.time() - start < 60:
             await asyncio.sleep(0.5)
-            now = self.stack.api_worker_pids()
-            if len(now) >= len(workers) and workers[0] not in now and self.stack.api_serving():
+            now = self.stack.api_worker_pids(name)
+            if len(now) >= len(workers) and workers[0] not in now and self.stack.api_serving(name):
                 replaced = round(time.time() - start, 1)
                 break
-        self._window("api_worker_sigkill", start, time.time(), workers=len(workers), replaced_after_s=replaced)
+        self._window("api_worker_sigkill", start, time.time(), process=name, workers=len(workers),
+                     replaced_after_s=replaced)
 
     async def misbehave_cpo(self, gap: float) -> None:
         """CPO 0: 5xx, then too late, then gone; every CPO delays its callbacks meanwhile."""

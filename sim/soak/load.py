@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -45,6 +45,7 @@ class Tso:
     step_s: float = STEP_S
     sent: list[SetpointSent] = field(default_factory=list)
     acked: asyncio.Event = field(default_factory=asyncio.Event)
+    on_sent: Callable[[SetpointSent], None] | None = None  # told of each post as soon as it is answered
 
     def setpoint_mw(self, k: int) -> float:
         """A slow sine between -capacity and +capacity, so limits change every step."""
@@ -56,13 +57,18 @@ class Tso:
         sent_at = time.time()
         started = time.perf_counter()
         try:
-            answer = await self.client.post("/api/v1/market/afrr/setpoints", json=body)
+            # The request id names the setpoint, so the service's access line and its setpoint line can be joined
+            # with what the TSO measured (``--keep-logs``).
+            answer = await self.client.post("/api/v1/market/afrr/setpoints", json=body,
+                                            headers={"X-Request-Id": f"tso-{pool}-{seq}"})
             ok = answer.status_code in (200, 201)
             error = None if ok else f"HTTP {answer.status_code}"
         except httpx.HTTPError as exc:
             ok, error = False, type(exc).__name__
         latency = (time.perf_counter() - started) * 1000
         self.sent.append(SetpointSent(pool, seq, sent_at, latency if ok else None, error))
+        if self.on_sent is not None:
+            self.on_sent(self.sent[-1])
         if ok:
             self.acked.set()
 
@@ -77,6 +83,26 @@ class Tso:
             if delay > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=delay)
+
+
+@dataclass
+class LoopLag:
+    """How late the soak's own event loop wakes a sleeper: the TSO's answers and the CPO's share this loop, so an
+    acknowledgement the TSO measured late may have waited here rather than in the service."""
+
+    tick_s: float = 0.02
+    lags_ms: list[float] = field(default_factory=list)
+    late: list[tuple[float, float]] = field(default_factory=list)  # (time.time(), ms) of wake-ups over 20 ms late
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Sleep ``tick_s`` at a time until ``stop``, recording how much later than asked each wake-up came."""
+        while not stop.is_set():
+            before = time.perf_counter()
+            await asyncio.sleep(self.tick_s)
+            lag_ms = (time.perf_counter() - before - self.tick_s) * 1000
+            self.lags_ms.append(lag_ms)
+            if lag_ms > 20:
+                self.late.append((time.time(), round(lag_ms, 1)))
 
 
 @dataclass

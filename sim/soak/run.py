@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import gc
 import json
 import os
 import secrets
@@ -33,9 +34,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from sim.soak import report
 from sim.soak.faults import FaultSchedule
-from sim.soak.load import OCPI_PERIOD_S, Ingest, Tso
+from sim.soak.load import OCPI_PERIOD_S, Ingest, LoopLag, percentile
 from sim.soak.services import HOST, LocalPostgres, LocalRedis, ServiceError, free_port, port_open
 from sim.soak.stack import Stack, stack_env
+from sim.soak.tso_process import TsoProcess
 from vpp import aio
 from vpp.commitments import service as commitments
 from vpp.db import create_db_engine, create_session_factory, unit_of_work
@@ -60,6 +62,7 @@ class SoakConfig:
     cpos: int = 2
     evses_per_cpo: int = 20
     api_workers: int = 2
+    market_workers: int = 2  # the market API (the TSO's setpoints) in a process of its own; 0: on the API
     award_mw: float = 0.05
     keep: Path | None = None  # copy the logs here before the run directory is deleted
 
@@ -151,7 +154,8 @@ class Soak:
         token_key = generate_key()
         signing_key = base64.b64encode(crypto_sign_keypair()[1]).decode()
         self.secrets += [secret, token_key, signing_key]
-        stack = self.stack = Stack(self.root / "stack", {}, api_workers=self.config.api_workers)
+        stack = self.stack = Stack(self.root / "stack", {}, api_workers=self.config.api_workers,
+                                   market_workers=self.config.market_workers)
         stack.env = stack_env(
             os.environ, VPP_DATABASE_URL=self.postgres.url, VPP_REDIS_URL=self.redis.url, VPP_SECRET_KEY=secret,
             VPP_TOKEN_KEY=token_key, VPP_UFTP_SIGNING_KEY=signing_key, VPP_DATA_DIR=str(self.root / "stack" / "data"),
@@ -239,10 +243,10 @@ class Soak:
                     ingest_connection: str, pools: list[str]) -> dict[str, Any]:
         rate = self.config.cars / OCPI_PERIOD_S
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-        async with httpx.AsyncClient(base_url=stack.base_url, timeout=5, limits=limits,
-                                     headers={"Authorization": f"Bearer {market_key}"}) as tso_http, \
-                httpx.AsyncClient(base_url=stack.base_url, timeout=10, limits=limits) as cpo_http:
-            tso = Tso(tso_http, pools, capacity_mw=self.config.award_mw)
+        async with httpx.AsyncClient(base_url=stack.base_url, timeout=10, limits=limits) as cpo_http:
+            # The TSO posts from a process of its own, as a TSO would: not behind this process's CPO load.
+            tso = TsoProcess(stack.market_url, market_key, pools, capacity_mw=self.config.award_mw,
+                             env=dict(stack.env))
             ingest = Ingest(cpo_http, ingest_token, INGEST_PARTY, sessions=self.config.ingest_sessions, rate=rate)
             # Whole seconds: the periods' start times are compared with what the database stored.
             begin = datetime.now(UTC).replace(microsecond=0) - timedelta(
@@ -251,9 +255,15 @@ class Soak:
             schedule = FaultSchedule(stack, self.postgres, self.redis, self.cpos, factory, pools, tso,
                                      seconds=self.config.minutes * 60)
             stop = asyncio.Event()
+            # The load generator's own full collections would stall the CPO's requests and the fault schedule.
+            gc.collect()
+            gc.freeze()
+            # The run's clock starts once the TSO's process has started (35 s at load 14), as the CPO's load does.
+            await tso.start(first_seq=int(time.time()))
             soak_start = time.time()
-            loads = [asyncio.create_task(tso.run(stop, first_seq=int(soak_start))),
-                     asyncio.create_task(ingest.run(stop, begin))]
+            lag = LoopLag()
+            loads = [asyncio.create_task(tso.run(stop)),
+                     asyncio.create_task(ingest.run(stop, begin)), asyncio.create_task(lag.run(stop))]
             try:
                 await schedule.run()
             finally:
@@ -270,6 +280,8 @@ class Soak:
                 **report.reading_figures(session, ingest.stats, ingest_connection),
                 **report.dispatch_figures(session, pools, soak_start + 5, soak_end, schedule.kills),
             }
+        if self.config.keep is not None:
+            self._keep_samples(tso, lag, soak_start)
         return {
             "minutes": self.config.minutes,
             "cars": self.config.cars,
@@ -277,14 +289,26 @@ class Soak:
             "ingest_sessions": self.config.ingest_sessions,
             "simulated_cpos": len(self.cpos),
             "api_workers": self.config.api_workers,
+            "market_workers": self.config.market_workers,
             "dispatchers": 2,
             **figures,
             "faults": [{"name": w.name, "at_s": round(w.start - soak_start, 1),
                         "disturbed_s": round(w.end - w.start, 1), **w.detail} for w in schedule.windows],
             "exit_codes": exits,
             "secrets_in_logs": self.secrets_in_logs(),
+            "soak_loop_lag_p99_ms": percentile(lag.lags_ms, 0.99),
+            "soak_loop_lag_max_ms": round(max(lag.lags_ms), 1) if lag.lags_ms else None,
             "load_1m": round(os.getloadavg()[0], 2),
         }
+
+    def _keep_samples(self, tso: TsoProcess, lag: LoopLag, origin: float) -> None:
+        """Every setpoint the TSO sent (its request id is ``tso-<pool>-<seq>`` in the service's access log) and the
+        soak loop's late wake-ups, next to the kept logs."""
+        assert self.config.keep is not None
+        with contextlib.suppress(OSError):
+            self.config.keep.mkdir(parents=True, exist_ok=True)
+            samples = {"origin": origin, "setpoints": [vars(s) for s in tso.sent], "loop_late": lag.late}
+            (self.config.keep / "samples.json").write_text(json.dumps(samples))
 
     # ------------------------------------------------------------------------------------------------ after
 
@@ -338,6 +362,8 @@ class Soak:
         ports = [self.postgres.port, self.redis.port, *(c.port for c in self.cpos)]
         if self.stack is not None:
             ports += [self.stack.api_port, *self.stack.metrics_ports.values()]
+            if self.stack.market_workers:
+                ports.append(self.stack.market_port)
         leftovers += [f"port {port}" for port in ports if port_open(port)]
         shutil.rmtree(self.root, ignore_errors=True)
         return leftovers

@@ -23,7 +23,7 @@ from sim.soak.services import HOST, ServiceError, free_port
 
 # Generous: on a loaded 2-core machine (load 15-18) a process took over 90 s to import and start.
 START_TIMEOUT_S = 300.0
-STOP_ORDER = ("api", "dispatcher-b", "dispatcher-a", "beat", "worker")
+STOP_ORDER = ("api", "market", "dispatcher-b", "dispatcher-a", "beat", "worker")
 
 
 @dataclass
@@ -34,6 +34,8 @@ class Stack:
     env: dict[str, str]
     api_workers: int = 2
     api_port: int = field(default_factory=free_port)
+    market_workers: int = 2  # 0: no market process, the TSO posts to the API
+    market_port: int = field(default_factory=free_port)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     metrics_ports: dict[str, int] = field(default_factory=dict)
     exits: dict[str, list[int]] = field(default_factory=dict)
@@ -42,6 +44,11 @@ class Stack:
     def base_url(self) -> str:
         """The API's URL."""
         return f"http://{HOST}:{self.api_port}"
+
+    @property
+    def market_url(self) -> str:
+        """Where the TSO posts its setpoints: the market process, else the API."""
+        return f"http://{HOST}:{self.market_port}" if self.market_workers else self.base_url
 
     @property
     def logs(self) -> Path:
@@ -75,10 +82,15 @@ class Stack:
         """Migrate, then start every process and wait until each is healthy."""
         self.vpp("migrate")
         self.launch("api", "serve", "--host", HOST, "--port", str(self.api_port), "--workers", str(self.api_workers))
+        if self.market_workers:
+            self.launch("market", "serve", "--host", HOST, "--port", str(self.market_port),
+                        "--workers", str(self.market_workers))
         self.metrics_ports["worker"] = free_port()
         self.launch("worker", "worker", "--concurrency", "2", "--metrics-port", str(self.metrics_ports["worker"]))
         self.launch("beat", "beat")
         self.wait_until("api", lambda: _answers(f"{self.base_url}/health"), START_TIMEOUT_S)
+        if self.market_workers:
+            self.wait_until("market", lambda: _answers(f"{self.market_url}/health"), START_TIMEOUT_S)
         worker_metrics = f"http://{HOST}:{self.metrics_ports['worker']}/metrics"
         self.wait_until("worker", lambda: _answers(worker_metrics), START_TIMEOUT_S)
         self.start_dispatcher("dispatcher-a")
@@ -103,18 +115,19 @@ class Stack:
         self.exits.setdefault(name, []).append(process.returncode)
         return pid
 
-    def api_worker_pids(self) -> list[int]:
-        """The uvicorn worker processes under the API's supervisor (spawned; not multiprocessing's helpers)."""
+    def api_worker_pids(self, name: str = "api") -> list[int]:
+        """The uvicorn worker processes under the supervisor ``name`` (api or market; spawned, not
+        multiprocessing's helpers)."""
         workers = []
-        for pid in _children(self.processes["api"].pid):
+        for pid in _children(self.processes[name].pid):
             with contextlib.suppress(OSError):
                 if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
                     workers.append(pid)
         return workers
 
-    def api_serving(self) -> bool:
-        """Whether the API answers its health check."""
-        return _answers(f"{self.base_url}/health")
+    def api_serving(self, name: str = "api") -> bool:
+        """Whether the API (or the market process) answers its health check."""
+        return _answers(f"{self.market_url if name == 'market' else self.base_url}/health")
 
     def alive(self) -> dict[str, bool]:
         """Whether each process runs."""

@@ -1,5 +1,6 @@
-"""deploy/local/stack.sh: the whole production stack on one machine (api with two uvicorn workers, a Celery worker,
-beat, a dispatcher) against the real PostgreSQL and Redis, one short scenario through it, and a clean stop."""
+"""deploy/local/stack.sh: the whole production stack on one machine (api with two uvicorn workers, the market
+process the TSO posts to, a Celery worker, beat, a dispatcher) against the real PostgreSQL and Redis, one short
+scenario through it, and a clean stop."""
 
 import base64
 import json
@@ -37,7 +38,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 STACK = ROOT / "deploy" / "local" / "stack.sh"
 STACK_REDIS_DB = 14  # the suite's other Redis tests use 15
-PROCESSES = ("api", "worker", "beat", "dispatcher")
+PROCESSES = ("api", "market", "worker", "beat", "dispatcher")
 
 
 def _free_port() -> int:
@@ -64,13 +65,14 @@ class Stack:
     env: dict[str, str]
     run_dir: Path
     base: str
+    market: str
     database_url: str
     redis_url: str
     metrics_ports: tuple[int, int]
 
     def stack(self, command: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["bash", str(STACK), command], env=self.env, capture_output=True, text=True,
-                              timeout=180, check=False)
+                              timeout=420, check=False)
 
     def vpp(self, *args: str) -> Any:
         done = subprocess.run([str(ROOT / ".venv" / "bin" / "vpp"), *args], env=self.env, capture_output=True,
@@ -105,11 +107,12 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         if IN_CI:
             pytest.fail(f"Redis at {redis_url} is unreachable: {exc}")
         pytest.skip(f"Redis unreachable: {exc}")
-    api_port, worker_port, dispatcher_port = _free_port(), _free_port(), _free_port()
+    api_port, market_port, worker_port, dispatcher_port = _free_port(), _free_port(), _free_port(), _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VPP_", "PROMETHEUS_"))}
     env.update({
         "VPP_STACK_DIR": str(tmp_path / "run"), "VPP_DATABASE_URL": database_url, "VPP_REDIS_URL": redis_url,
         "VPP_PUBLIC_URL": f"http://127.0.0.1:{api_port}", "VPP_STACK_API_PORT": str(api_port),
+        "VPP_STACK_MARKET_PORT": str(market_port),
         "VPP_STACK_API_WORKERS": "2", "VPP_STACK_WORKER_CONCURRENCY": "1",
         "VPP_STACK_WORKER_METRICS_PORT": str(worker_port), "VPP_STACK_DISPATCHER_METRICS_PORT": str(dispatcher_port),
         "VPP_STACK_STOP_TIMEOUT": "40", "VPP_DISPATCH_INTERVAL_SECONDS": "1",
@@ -118,6 +121,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         "VPP_UFTP_SIGNING_KEY": base64.b64encode(crypto_sign_keypair()[1]).decode(),
     })
     running = Stack(env=env, run_dir=tmp_path / "run", base=f"http://127.0.0.1:{api_port}",
+                    market=f"http://127.0.0.1:{market_port}",
                     database_url=database_url, redis_url=redis_url, metrics_ports=(worker_port, dispatcher_port))
     try:
         yield running
@@ -170,7 +174,9 @@ def test_the_local_stack_runs_a_scenario_and_stops_cleanly(stack: Stack, tmp_pat
                                 source="e2e", reference="award-e2e")
                 for k in range(2) for kind in (CommitmentKind.AFRR_CAPACITY_UP, CommitmentKind.AFRR_CAPACITY_DOWN)
             ])
-        latencies = tso.run(api, [zone], lambda t: 0.01 if t < 8 else -0.01, steps=4, step_s=0.5, first_seq=1)
+        # The TSO posts to the market process, not to the API beside the OCPI intake.
+        market = httpx.Client(base_url=stack.market, headers={"Authorization": f"Bearer {key}"}, timeout=10)
+        latencies = tso.run(market, [zone], lambda t: 0.01 if t < 8 else -0.01, steps=4, step_s=0.5, first_seq=1)
         assert len(latencies) == 4
         with unit_of_work(factory) as session:
             stored = session.scalar(select(func.count()).select_from(AfrrSetpoint).where(AfrrSetpoint.pool == zone))
@@ -199,10 +205,14 @@ def test_the_local_stack_runs_a_scenario_and_stops_cleanly(stack: Stack, tmp_pat
         assert health.status_code == 200 and health.json()["mode"] == "production"
         # Both uvicorn workers' samples, whichever answers: multi-process metrics.
         metrics = httpx.get(f"{stack.base}/metrics").text
-        for name in ("vpp_afrr_setpoints_total", "vpp_afrr_setpoint_lag_seconds_bucket", "vpp_celery_queue_length",
-                     "vpp_job_interval_seconds", "vpp_dependency_up", "vpp_http_requests_total"):
+        for name in ("vpp_celery_queue_length", "vpp_job_interval_seconds", "vpp_dependency_up",
+                     "vpp_http_requests_total"):
             assert name in metrics, name
-        assert 'vpp_afrr_setpoints_total{outcome="stored"} 4.0' in metrics
+        # The setpoints were counted by the market process (both of its workers, whichever answers): its own series.
+        market_metrics = httpx.get(f"{stack.market}/metrics").text
+        for name in ("vpp_afrr_setpoints_total", "vpp_afrr_setpoint_lag_seconds_bucket", "vpp_http_requests_total"):
+            assert name in market_metrics, name
+        assert 'vpp_afrr_setpoints_total{outcome="stored"} 4.0' in market_metrics
 
         status = stack.stack("status")
         assert status.returncode == 0, status.stdout + stack.logs()
@@ -217,7 +227,7 @@ def test_the_local_stack_runs_a_scenario_and_stops_cleanly(stack: Stack, tmp_pat
         assert not Path(f"/proc/{pid}").exists(), f"{process} still runs"
     assert client.keys(LEASE_PREFIX + "*") == [], "the dispatcher handed its leases back"
     client.close()
-    for process in ("api", "dispatcher", "worker", "beat"):
+    for process in ("api", "market", "dispatcher", "worker", "beat"):
         lines = (stack.run_dir / "logs" / f"{process}.log").read_text().splitlines()
         records = [json.loads(line) for line in lines if line.startswith("{")]
         assert records, f"{process} logs JSON records"

@@ -42,7 +42,7 @@ def test_a_short_soak_loses_nothing_acknowledged_and_logs_no_secret(tmp_path: Pa
 
     # The service's logs, grepped here for every token and key the run handed out (as is and Base64-encoded).
     service_logs = sorted(logs.glob("*.log"))
-    assert {p.stem for p in service_logs} >= {"api", "worker", "beat", "dispatcher-a", "dispatcher-b"}
+    assert {p.stem for p in service_logs} >= {"api", "market", "worker", "beat", "dispatcher-a", "dispatcher-b"}
     assert sum(p.stat().st_size for p in service_logs) > 10_000, "the logs carry the run"
     secrets = soak.known_secrets()
     assert len(secrets) >= 8  # keys, API keys, tokens A, the telemetry CPO's token, the tokens we present

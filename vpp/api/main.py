@@ -2,15 +2,49 @@
 
 from __future__ import annotations
 
+import gc
+import logging
+import threading
+from typing import Any
+
 from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.orm import configure_mappers
 
 from vpp.api.app import create_app
 from vpp.config import Settings
-from vpp.observability import configure_logging
+from vpp.observability import configure_logging, watch_gc_pauses
 
 
 def app_from_env() -> FastAPI:
     """Build the app from ``VPP_*`` environment variables (``uvicorn --factory vpp.api.main:app_from_env``)."""
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
-    return create_app(settings)
+    watch_gc_pauses()
+    app = create_app(settings)
+    configure_mappers()  # else the first request of each worker configures every mapper
+    freeze_startup_heap()
+    threading.Thread(target=warm_up, args=(app,), name="warm-up", daemon=True).start()
+    return app
+
+
+def warm_up(app: FastAPI) -> None:
+    """Open a pooled database connection and the Redis connection before the first request needs them: the first
+    setpoint into a fresh worker paid for both (the slowest of a soak, 1.9 s at load 13). Best effort, on a
+    thread of its own, so that a database still starting delays nothing."""
+    state: Any = app.state
+    try:
+        with state.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        if state.redis is not None:
+            state.redis.ping()
+    except Exception:  # the first request connects, and reports, as it always did
+        logging.getLogger("vpp.api").info("warm-up: a connection could not be opened yet", exc_info=True)
+
+
+def freeze_startup_heap() -> None:
+    """Move everything alive after start-up (modules, routes, schemas: ~250,000 objects) out of the collector's
+    reach: a full collection scanned them all and stopped the process for 150-200 ms on a 2-core VM, in front of
+    every request in flight. They live as long as the process; start-up's garbage is collected first."""
+    gc.collect()
+    gc.freeze()

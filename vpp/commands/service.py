@@ -104,7 +104,9 @@ def serve(args: argparse.Namespace) -> int:
         return 0
     if args.workers > 1:
         # Spawned workers inherit the variable, so /metrics in any of them sums every worker's samples.
-        _prepare_metrics_dir(os.environ.get(METRICS_DIR_ENV) or str(settings.data_dir / "metrics-api"))
+        # One directory per port: two API processes on one machine (deploy/local's api and market) must not share
+        # (each empties its directory at start).
+        _prepare_metrics_dir(os.environ.get(METRICS_DIR_ENV) or str(settings.data_dir / f"metrics-api-{args.port}"))
     if args.worker_healthcheck_timeout < 1:
         raise CommandError("--worker-healthcheck-timeout must be at least 1 s")
     uvicorn.run("vpp.api.main:app_from_env", factory=True, host=args.host, port=args.port,

@@ -42,8 +42,8 @@ def _subcommands() -> set[str]:
 
 def test_compose_has_every_process_of_the_stack_and_prometheus() -> None:
     services = _compose()["services"]
-    assert {"api", "worker", "beat", "dispatcher", "postgres", "redis", "prometheus"} <= set(services)
-    assert {"api", "worker", "beat", "dispatcher"} <= set(_our_services())
+    assert {"api", "market", "worker", "beat", "dispatcher", "postgres", "redis", "prometheus"} <= set(services)
+    assert {"api", "market", "worker", "beat", "dispatcher"} <= set(_our_services())
 
 
 def test_every_service_on_our_image_runs_an_existing_vpp_subcommand() -> None:

@@ -35,3 +35,18 @@ def test_a_timeout_below_one_second_is_refused(production_env: list[dict[str, An
     assert cli.main(["serve", "--workers", "2", "--worker-healthcheck-timeout", "0"]) == 2
     assert "--worker-healthcheck-timeout must be at least 1 s" in capsys.readouterr().err
     assert production_env == []
+
+
+def test_two_api_processes_on_one_machine_keep_their_metrics_apart(
+    production_env: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # deploy/local runs the API twice (api and market): each empties its metrics directory at start, so they
+    # must not share one.
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
+    assert cli.main(["serve", "--port", "8000", "--workers", "2"]) == 0
+    api = tmp_path / "metrics-api-8000"
+    (api / "counter_1.db").write_bytes(b"samples of the api")
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")  # set by the first serve for its workers
+    assert cli.main(["serve", "--port", "8001", "--workers", "2"]) == 0
+    assert (tmp_path / "metrics-api-8001").is_dir()
+    assert (api / "counter_1.db").exists(), "the market process left the api's samples alone"
