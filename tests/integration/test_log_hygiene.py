@@ -31,6 +31,9 @@ def test_a_day_of_handshakes_pushes_profiles_rotations_and_errors_logs_no_token_
     app: FastAPI, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    # configure_logging (called in-process by other tests of the same worker) quiets these to WARNING: hear them all.
+    for noisy in ("uvicorn.access", "httpx", "httpcore", "alembic"):
+        caplog.set_level(logging.DEBUG, logger=noisy)
     w = world(app, evses=3, callback_delay_s=1)
     factory = app.state.session_factory
     keyring = app.state.settings.token_keyring
