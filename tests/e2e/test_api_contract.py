@@ -140,6 +140,8 @@ def test_schemathesis_finds_nothing_to_report_with_the_key_of(role: str, service
     result = subprocess.run(
         [str(schemathesis), "--config-file", str(CONFIG), "run", f"{service.base}/openapi.json",
          "--checks", "all", "--max-examples", str(EXAMPLES), "--seed", SEED, "--no-color",
+         # schemathesis's default is 10 s; the service shares the machine with the other xdist worker's tests
+         "--request-timeout", "30",
          "--header", f"Authorization: Bearer {service.keys[role]}",
          "--report", "json", "--report-json-path", str(report), *selection],
         capture_output=True, text=True, timeout=900, check=False, cwd=tmp_path,  # its cache stays out of the tree

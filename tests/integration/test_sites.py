@@ -210,6 +210,11 @@ def test_meter_readings_of_many_sites_are_stored_at_once_or_not_at_all(
     assert refused.status_code == 422 and "pv" in refused.json()["error"]["message"]
     with session_factory() as db:
         assert sites.series_forecast(db, "depot", "pv", IspHorizon(NOW, 1), "UTC")[0] == 0.0
+    unknown = client.post("/api/v1/portfolio/site-readings", headers=admin,
+                          json=[good, {**good, "site_id": "nowhere"}])
+    assert unknown.status_code == 404 and "nowhere" in unknown.json()["error"]["message"]
+    with session_factory() as db:
+        assert sites.series_forecast(db, "depot", "pv", IspHorizon(NOW, 1), "UTC")[0] == 0.0
     assert client.post("/api/v1/portfolio/site-readings", headers=admin, json=[good]).json() == {"readings": 1}
     with session_factory() as db:
         assert sites.series_forecast(db, "depot", "pv", IspHorizon(NOW, 1), "UTC")[0] == 2.0

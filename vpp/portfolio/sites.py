@@ -201,10 +201,12 @@ class MeterReading:
 def put_readings(db: Session, readings: Sequence[MeterReading]) -> int:
     """Store many sites' meter readings at once (checked first: nothing is written when one is wrong)."""
     values: dict[str, list[tuple[str, datetime, float]]] = {"load": [], "pv": [], "import": [], "export": []}
+    named = {r.site_id for r in readings}
     equipment = {row.site_id: row for row in db.scalars(select(SiteEquipmentRow).where(
-        SiteEquipmentRow.site_id.in_({r.site_id for r in readings})))}
+        SiteEquipmentRow.site_id.in_(named)))}
+    known = set(db.scalars(select(Site.id).where(Site.id.in_(named))))  # one query, not one per reading
     for reading in readings:
-        if db.get(Site, reading.site_id) is None:
+        if reading.site_id not in known:
             raise NotFound(f"site {reading.site_id!r} does not exist")
         for kind, value in (("load", reading.load_kw), ("pv", reading.pv_kw), ("import", reading.import_kw),
                             ("export", reading.export_kw)):
