@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import gc
 import json
 import os
 import secrets
@@ -44,6 +43,7 @@ from vpp.db import create_db_engine, create_session_factory, unit_of_work
 from vpp.domain.commitments import CommitmentKind, CommitmentValue
 from vpp.domain.isp import floor_to_isp
 from vpp.keyring import Keyring, generate_key, parse_key
+from vpp.observability import freeze_startup_heap
 from vpp.ocpi import service as connections
 from vpp.ocpi.schemas import ConnectionFlags, EndpointRef, PartyRole
 from vpp.portfolio import topology
@@ -256,8 +256,7 @@ class Soak:
                                      seconds=self.config.minutes * 60)
             stop = asyncio.Event()
             # The load generator's own full collections would stall the CPO's requests and the fault schedule.
-            gc.collect()
-            gc.freeze()
+            freeze_startup_heap()
             # The run's clock starts once the TSO's process has started (35 s at load 14), as the CPO's load does.
             await tso.start(first_seq=int(time.time()))
             soak_start = time.time()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import json
 import os
 import signal
@@ -24,6 +23,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from sim.soak.load import SetpointSent, Tso
+from vpp.observability import freeze_startup_heap
 
 KEY_ENV = "SOAK_TSO_KEY"
 READY = b"ready"
@@ -126,8 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--capacity-mw", type=float, required=True)
     parser.add_argument("--first-seq", type=int, required=True)
     args = parser.parse_args(argv)
-    gc.collect()
-    gc.freeze()  # what the imports left is never scanned again: a full collection would pause the posts
+    freeze_startup_heap()  # what the imports left is never scanned again: a full collection would pause the posts
     asyncio.run(_post(args))
     return 0
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 import threading
 from typing import Any
@@ -13,7 +12,7 @@ from sqlalchemy.orm import configure_mappers
 
 from vpp.api.app import create_app
 from vpp.config import Settings
-from vpp.observability import configure_logging, watch_gc_pauses
+from vpp.observability import configure_logging, freeze_startup_heap, watch_gc_pauses
 
 
 def app_from_env() -> FastAPI:
@@ -41,10 +40,3 @@ def warm_up(app: FastAPI) -> None:
     except Exception:  # the first request connects, and reports, as it always did
         logging.getLogger("vpp.api").info("warm-up: a connection could not be opened yet", exc_info=True)
 
-
-def freeze_startup_heap() -> None:
-    """Move everything alive after start-up (modules, routes, schemas: ~250,000 objects) out of the collector's
-    reach: a full collection scanned them all and stopped the process for 150-200 ms on a 2-core VM, in front of
-    every request in flight. They live as long as the process; start-up's garbage is collected first."""
-    gc.collect()
-    gc.freeze()

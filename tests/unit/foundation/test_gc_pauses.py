@@ -40,7 +40,7 @@ def test_a_short_collection_is_not_logged(no_watcher: None, caplog: pytest.LogCa
 def test_the_api_process_freezes_its_start_up_heap_after_collecting_its_garbage() -> None:
     import weakref
 
-    from vpp.api.main import freeze_startup_heap
+    from vpp.observability import freeze_startup_heap
 
     class Node:
         pass
