@@ -212,9 +212,9 @@ def as_planned(instance: dict[str, Any]) -> dict[str, Any]:
     """The instance's cars as the rolling-horizon planner that controls them models them (``vpp.portfolio.planning.
     plan_problem``), so that what the position buys is what the control will draw: each car at most what it is
     taken to draw at full power (on AC 11 kW), done by the taper's departure (``vpp.algorithms.planning.
-    taper_departure``: a need taken to end full, unless its state of charge and battery are known, is planned to be
-    in the taper's extra time before the car leaves). A stay that reaches the instance's end (cut there) keeps its
-    departure: its taper falls after the end.
+    taper_departure``: a need taken to end where its state of charge and battery put it, else at the ``target_soc``
+    learned from finished sessions, else full, is planned to be in the taper's extra time before the car leaves).
+    A stay that reaches the instance's end (cut there) keeps its departure: its taper falls after the end.
 
     Bought with each car at its charger's power up to its departure, the position put the evening's needs into the
     cheapest ISPs just before the cars leave, where the control, which plans them to be done earlier, never draws.

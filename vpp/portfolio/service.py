@@ -420,7 +420,9 @@ def dayahead_instance(fleet: Fleet, pool: str, horizon: IspHorizon, forecast: Fo
     response. Even-pace floors were given here while the dispatcher held every car at its pace; with per-car
     plans (vpp.algorithms.planning) and floors that only keep each need feasible, a schedule below the pace
     is one the pool can follow. Forecast arrivals are counted by the running total of the quantile, so ISPs
-    with less than one arrival each still add up to the cars that come.
+    with less than one arrival each still add up to the cars that come. Each session carries where its need is
+    taken to end (``target_soc``: its car's, or for cars to come the pool's, learned from finished sessions;
+    ``Fleet.target_soc``), so the position's model of the taper is the re-plan's.
     """
     if len(prices_eur_per_mwh) != horizon.count:
         raise InvalidInput(f"prices: expected {horizon.count} values (one per ISP), got {len(prices_eur_per_mwh)}")
