@@ -57,7 +57,7 @@ def test_a_car_that_stopped_on_its_own_is_planned_to_its_end_and_a_new_car_to_a_
     assert by_name["A1"] == pytest.approx(EXPECTED)
     # No history of its own and too few judged sessions for a prior: the old full-battery plan.
     assert by_name["A2"] == 1.0
-    assert fleet.pool_target_soc("cpo:NL-CPA") == 1.0
+    assert fleet.pool_target_soc("cpo:NL-CPA", 10.0) == 1.0
 
     # Within its time to live nothing is read; after it only what completed since, judged once.
     with session_factory() as db:

@@ -118,6 +118,25 @@ def session_end_soc(power_kw: Sequence[float], energy_kwh: Sequence[float], soc_
     return float(min(at + max(after, 0.0) / battery_kwh, 1.0))
 
 
+def session_battery_kwh(energy_kwh: Sequence[float], soc_pct: Sequence[float], *,
+                        min_soc_span_pct: float = 20.0) -> float:
+    """A session's battery (kWh) from the state of charge its CPO reported at the end of its readings: the energy
+    taken between the first and the last reported state of charge over the span between them (at least
+    ``min_soc_span_pct`` points, so that rounding does not matter); NaN where not reported over such a span."""
+    energy, soc = np.asarray(energy_kwh, dtype=np.float64), np.asarray(soc_pct, dtype=np.float64)
+    if energy.size != soc.size:
+        raise ValueError("session_battery_kwh: energy and state of charge must have one entry per reading")
+    known = np.flatnonzero(np.isfinite(soc))
+    if known.size < 2:
+        return math.nan
+    first, last = int(known[0]), int(known[-1])
+    span = float(soc[last] - soc[first]) / 100.0
+    taken = float(np.nansum(energy[first + 1: last + 1]))
+    if not span * 100.0 >= min_soc_span_pct or not taken > 0:
+        return math.nan
+    return taken / span
+
+
 @dataclass(frozen=True)
 class LearnedTargets:
     """Where each known car's and each pool's charging ends (fractions), learned from finished sessions."""
@@ -127,31 +146,50 @@ class LearnedTargets:
     # The prior over every judged session (NaN: too few).
     overall: float = math.nan
     judged: int = 0
+    # A small battery of the pool's cars (a low quantile of the batteries their reported states of charge show;
+    # NaN or absent: the taper's assumed battery), and over all pools.
+    small_battery_kwh: dict[str, float] = field(default_factory=dict)
+    overall_small_battery_kwh: float = math.nan
 
-    def target(self, car_keys: Iterable[str | None], pool: str | None) -> float:
+    def target(self, car_keys: Iterable[str | None], pool: str | None, energy_kwh: float = 0.0) -> float:
         """A session's target: its car's (the first of ``car_keys`` known), else its pool's prior, else the overall
-        prior, else the full-battery assumption (``ASSUMED_TARGET_SOC``)."""
+        prior, else the full-battery assumption (``ASSUMED_TARGET_SOC``); never below the share of a small battery
+        its whole energy ``energy_kwh`` fills (a car that takes much ends high: a learned target is where cars stop
+        that had room for their need, and a car without it is the one that leaves short)."""
+        found = math.nan
         for key in car_keys:
             if key and key in self.by_car:
-                return self.by_car[key]
-        if pool is not None and pool in self.by_pool:
-            return self.by_pool[pool]
-        return self.overall if math.isfinite(self.overall) else ASSUMED_TARGET_SOC
+                found = self.by_car[key]
+                break
+        if math.isnan(found) and pool is not None and pool in self.by_pool:
+            found = self.by_pool[pool]
+        if math.isnan(found):
+            found = self.overall if math.isfinite(self.overall) else ASSUMED_TARGET_SOC
+        small = self.small_battery_kwh.get(pool or "", self.overall_small_battery_kwh)
+        if not small > 0:
+            small = ASSUMED_BATTERY_KWH
+        energy = max(float(energy_kwh), 0.0) if math.isfinite(energy_kwh) else 0.0
+        return max(found, min(energy / small, ASSUMED_TARGET_SOC))
 
 
-def _prior(values: Sequence[float], quantile: float, min_sessions: int) -> float:
+def _prior(values: Sequence[float], quantile: float, min_sessions: int, *, method: str = "higher") -> float:
     if len(values) < min_sessions:
         return math.nan
-    return float(np.quantile(np.asarray(values, dtype=np.float64), quantile, method="higher"))
+    return float(np.quantile(np.asarray(values, dtype=np.float64), quantile,
+                             method="lower" if method == "lower" else "higher"))
 
 
 def learn_targets(end_soc: Sequence[float], car_keys: Sequence[Sequence[str | None]], pools: Sequence[str | None],
-                  *, quantile: float = PRIOR_QUANTILE, min_sessions: int = PRIOR_MIN_SESSIONS) -> LearnedTargets:
+                  *, battery_kwh: Sequence[float] | None = None, quantile: float = PRIOR_QUANTILE,
+                  min_sessions: int = PRIOR_MIN_SESSIONS) -> LearnedTargets:
     """Per car the highest end state of charge of its judged sessions (NaN: not judged), per pool and overall
     the ``quantile`` of its judged sessions once there are ``min_sessions``; each session's ``car_keys`` are the
-    keys it is known by (token, home charge point), its pool the one its prior counts for."""
-    if not len(end_soc) == len(car_keys) == len(pools):
-        raise ValueError("learn_targets: end_soc, car_keys and pools must have one entry per session")
+    keys it is known by (token, home charge point), its pool the one its prior counts for. ``battery_kwh``: each
+    session's battery where its states of charge showed it (``session_battery_kwh``; NaN: not), of which the
+    ``1 - quantile`` quantile per pool and overall is the pool's small battery."""
+    batteries = [math.nan] * len(end_soc) if battery_kwh is None else list(battery_kwh)
+    if not len(end_soc) == len(car_keys) == len(pools) == len(batteries):
+        raise ValueError("learn_targets: end_soc, car_keys, pools and battery_kwh must have one entry per session")
     if not 0.0 <= quantile <= 1.0 or min_sessions < 1:
         raise ValueError(f"learn_targets: quantile within [0, 1] and min_sessions >= 1, got {quantile}, "
                          f"{min_sessions}")
@@ -170,5 +208,13 @@ def learn_targets(end_soc: Sequence[float], car_keys: Sequence[Sequence[str | No
             per_pool.setdefault(pool, []).append(value)
     by_pool = {pool: p for pool, values in per_pool.items()
                if math.isfinite(p := _prior(values, quantile, min_sessions))}
+    sizes: dict[str, list[float]] = {}
+    for size, pool in zip(batteries, pools, strict=True):
+        if math.isfinite(size) and size > 0:
+            sizes.setdefault(pool or "", []).append(float(size))
+    small = {pool: b for pool, values in sizes.items() if pool
+             and math.isfinite(b := _prior(values, 1.0 - quantile, min_sessions, method="lower"))}
+    every = [b for values in sizes.values() for b in values]
     return LearnedTargets(by_car=by_car, by_pool=by_pool, overall=_prior(judged, quantile, min_sessions),
-                          judged=len(judged))
+                          judged=len(judged), small_battery_kwh=small,
+                          overall_small_battery_kwh=_prior(every, 1.0 - quantile, min_sessions, method="lower"))

@@ -23,10 +23,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from vpp.algorithms.dispatch import car_power_kw
-from vpp.algorithms.end_soc import LearnedTargets, learn_targets, session_end_soc
+from vpp.algorithms.end_soc import LearnedTargets, learn_targets, session_battery_kwh, session_end_soc
 from vpp.domain.pools import PoolKind
 from vpp.sessions.tables import ChargingSession, LimitRequest, SessionReading
 
+Judged = tuple[datetime, float, tuple[str, ...], str, float]
 # Limits that reached the car: applied, or accepted and not yet answered otherwise.
 IN_FORCE = ("applied", "accepted")
 _CHUNK = 500
@@ -55,8 +56,8 @@ def cpo_pool(country_code: str, party_id: str) -> str:
 @dataclass
 class _Judged:
     since: datetime
-    # session id -> (end of the session, end state of charge (NaN: not judged), car keys, pool)
-    sessions: dict[str, tuple[datetime, float, tuple[str, ...], str]] = field(default_factory=dict)
+    # session id -> (end of the session, end state of charge (NaN: not judged), car keys, pool, battery (NaN))
+    sessions: dict[str, Judged] = field(default_factory=dict)
     newest: datetime | None = None
     learned: LearnedTargets = field(default_factory=LearnedTargets)
     learned_at: datetime | None = None
@@ -68,12 +69,12 @@ def _utc(value: Any) -> datetime:
     return out
 
 
-def judge_sessions(db: Session, ids: list[str]) -> dict[str, tuple[datetime, float, tuple[str, ...], str]]:
-    """Each finished session's end state of charge (``vpp.algorithms.end_soc.session_end_soc``), its car keys and
-    pool, read from its readings, the limits it was sent and its charger."""
+def judge_sessions(db: Session, ids: list[str]) -> dict[str, Judged]:
+    """Each finished session's end state of charge (``vpp.algorithms.end_soc.session_end_soc``), its car keys, pool
+    and battery (``session_battery_kwh``), read from its readings, the limits it was sent and its charger."""
     from vpp.portfolio.fleet import connector_frame, site_frame
 
-    out: dict[str, tuple[datetime, float, tuple[str, ...], str]] = {}
+    out: dict[str, Judged] = {}
     if not ids:
         return out
     sites = site_frame(db)
@@ -112,8 +113,9 @@ def judge_sessions(db: Session, ids: list[str]) -> dict[str, tuple[datetime, flo
             ended = _utc(row["end_at"])
             keys = car_keys(row["driver_token"], party, location, str(row["evse_key"]), category.get((party, location)))
             pool = cpo_pool(str(row["country_code"]), str(row["party_id"]))
-            out[sid] = (ended, _judge(readings.get(sid, []), limits.get(sid, []), ended, _nan(row["max_kw"])), keys,
-                        pool)
+            taken = readings.get(sid, [])
+            out[sid] = (ended, _judge(taken, limits.get(sid, []), ended, _nan(row["max_kw"])), keys, pool,
+                        session_battery_kwh([r[2] for r in taken], [r[3] for r in taken]))
     return out
 
 
@@ -188,14 +190,16 @@ class EndSocCache:
             del kept.sessions[sid]
         kept.since = since
         values = list(kept.sessions.values())
-        kept.learned = learn_targets([v[1] for v in values], [v[2] for v in values], [v[3] for v in values])
+        kept.learned = learn_targets([v[1] for v in values], [v[2] for v in values], [v[3] for v in values],
+                                     battery_kwh=[v[4] for v in values])
         kept.learned_at = now
 
 
-def session_targets(learned: LearnedTargets, keys: Iterable[tuple[str, ...]], pools: Iterable[str | None]
-                    ) -> np.ndarray:
-    """Each session's learned target state of charge (``LearnedTargets.target``)."""
-    return np.array([learned.target(k, p) for k, p in zip(keys, pools, strict=True)], dtype=np.float64)
+def session_targets(learned: LearnedTargets, keys: Iterable[tuple[str, ...]], pools: Iterable[str | None],
+                    energy_kwh: Iterable[float]) -> np.ndarray:
+    """Each session's learned target state of charge (``LearnedTargets.target``) for its whole energy."""
+    return np.array([learned.target(k, p, e) for k, p, e in zip(keys, pools, energy_kwh, strict=True)],
+                    dtype=np.float64)
 
 
 END_SOC = EndSocCache()

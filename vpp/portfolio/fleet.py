@@ -98,9 +98,10 @@ class Fleet:
         out: FloatArray = self.target_soc[idx].copy()
         return out
 
-    def pool_target_soc(self, pool: str) -> float:
-        """Where the need of a car still to come to ``pool`` is taken to end: the pool's learned prior."""
-        return self.learned_targets.target((), pool)
+    def pool_target_soc(self, pool: str, energy_kwh: float) -> float:
+        """Where the need (``energy_kwh``) of a car still to come to ``pool`` is taken to end: the pool's learned
+        prior (``LearnedTargets.target``)."""
+        return self.learned_targets.target((), pool, energy_kwh)
 
     def pools(self) -> list[str]:
         """Every pool with at least one session."""
@@ -502,7 +503,8 @@ def _resolve(frame: pd.DataFrame, db: Session, now: datetime, defaults: LearnedN
         reading_start_s=_epoch_s(frame["reading_start"]) if n else np.zeros(0),
         reading_end_s=np.fmax(_epoch_s(frame["reading_end"]), _epoch_s(frame["reading_start"])) if n else np.zeros(0),
         v2g_able=v2g_able if n else np.zeros(0, dtype=bool),
-        target_soc=session_targets(targets, session_keys, list(cpo_pools)) if n else np.zeros(0),
+        target_soc=session_targets(targets, session_keys, list(cpo_pools),
+                                   delivered + np.nan_to_num(energy)) if n else np.zeros(0),
         learned_targets=targets,
     )
 

@@ -466,7 +466,7 @@ def dayahead_instance(fleet: Fleet, pool: str, horizon: IspHorizon, forecast: Fo
             item = {"id": f"forecast-{t}-{j}", "arrival": t, "departure": leaves, "energy_kwh": energy,
                     "max_kw": FORECAST_MAX_KW, "min_kw": 0.0}
             if fleet.target_soc.size:
-                item["target_soc"] = fleet.pool_target_soc(pool)
+                item["target_soc"] = fleet.pool_target_soc(pool, energy)
             # Cars to come discharge like the pool's V2G cars now, at their share (every k-th arrival).
             if v2g is not None and math.floor((j + 1) * v2g[0]) > math.floor(j * v2g[0]):
                 battery, soc, floor = v2g[1], v2g[2], v2g[3]

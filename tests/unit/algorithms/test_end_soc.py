@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from vpp.algorithms.dispatch import plan_need_floor_kw
-from vpp.algorithms.end_soc import learn_targets, session_end_soc, taper_soc
+from vpp.algorithms.end_soc import learn_targets, session_battery_kwh, session_end_soc, taper_soc
 from vpp.algorithms.planning import taper_departure
 from vpp.bids.dayahead import as_planned
 from vpp.domain.dispatch import DispatchSnapshot, GroupCaps
@@ -93,6 +93,27 @@ def test_targets_per_car_are_the_highest_seen_and_a_pool_takes_a_high_quantile()
     assert learn_targets([NAN], [("token:a",)], ["cpo:NL-A"]).target(["token:a"], "cpo:NL-A") == 1.0
     with pytest.raises(ValueError, match="one entry per session"):
         learn_targets([0.9], [], [])
+
+
+def test_a_battery_shows_in_the_energy_between_two_reported_states_of_charge() -> None:
+    # 40 % -> 80 % over readings 1 and 2 (the first reading's energy came before its 40 %): 24 kWh / 0.4 = 60 kWh.
+    assert session_battery_kwh([5.0, 12.0, 12.0, 0.0], [40.0, 60.0, 80.0, 80.0]) == pytest.approx(60.0)
+    # Too small a span (rounding of whole percents would matter), or not reported: not known.
+    assert math.isnan(session_battery_kwh([5.0, 2.0], [40.0, 44.0]))
+    assert math.isnan(session_battery_kwh([5.0, 2.0], [NAN, NAN]))
+
+
+def test_a_large_need_is_planned_to_end_high_on_a_small_battery_of_its_pool() -> None:
+    # Ten sessions ending at 90 %; batteries 40-85 kWh: the small battery (10 % quantile, lower) is 40 kWh.
+    learned = learn_targets([0.9] * 10, [()] * 10, ["cpo:NL-A"] * 10,
+                            battery_kwh=[40.0, 45.0, 50.0, 55.0, 60.0, 65.0, 70.0, 75.0, 80.0, 85.0])
+    assert learned.small_battery_kwh == {"cpo:NL-A": 40.0}
+    # 20 kWh fills half of it: the prior stands; 38 kWh: 95 %; 45 kWh: more than it holds, full.
+    assert learned.target((), "cpo:NL-A", 20.0) == pytest.approx(0.9)
+    assert learned.target((), "cpo:NL-A", 38.0) == pytest.approx(0.95)
+    assert learned.target((), "cpo:NL-A", 45.0) == pytest.approx(1.0)
+    # Without batteries learned, the taper's assumed 60 kWh: 57 kWh ends at 95 %.
+    assert learn_targets([0.9] * 10, [()] * 10, ["p"] * 10).target((), "p", 57.0) == pytest.approx(0.95)
 
 
 def test_a_learned_target_plans_a_car_to_finish_later_and_no_target_keeps_the_full_battery_plan() -> None:
