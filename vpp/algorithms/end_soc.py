@@ -17,6 +17,11 @@ charging, says nothing about its target and is not judged.
 Per car (the same token across sessions, or the same home charge point) its target is the highest of its
 judged sessions; a pool's prior is a high quantile of its judged sessions (the conservative side: a target
 taken too high only plans a car done earlier). A car with neither keeps the full-battery assumption.
+
+What is judged is biased low for large needs: a car whose need fills its battery ends high and is the one that
+leaves still charging, never judged. So a target is never below the share of a small battery of the pool (a low
+quantile of the batteries reported states of charge show, ``session_battery_kwh``; else the assumed 60 kWh) that
+the session's whole energy fills.
 """
 
 from __future__ import annotations
