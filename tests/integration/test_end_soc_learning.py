@@ -59,9 +59,10 @@ def test_a_car_that_stopped_on_its_own_is_planned_to_its_end_and_a_new_car_to_a_
     assert by_name["A2"] == 1.0
     assert fleet.pool_target_soc("cpo:NL-CPA", 10.0) == 1.0
 
-    # Within its time to live nothing is read; after it only what completed since, judged once.
+    # Within its time to live, or before it, nothing is read; after it only what completed since, judged once.
     with session_factory() as db:
         cache.get(db, NOW + timedelta(minutes=10))
+        cache.get(db, NOW - timedelta(hours=5))
         assert cache.reads == 1
         _finished(session_factory, cid, "F3", "CAR3", NOW - timedelta(hours=3), [11.0, 11.0, 3.0, 0.0])
         again = cache.get(db, NOW + timedelta(minutes=20))

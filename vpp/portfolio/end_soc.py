@@ -161,12 +161,13 @@ class EndSocCache:
         bind = db.get_bind()
         with self._lock:
             kept = self._kept.get(bind)
+            # Within its time to live, or asked for a time before it was learned (what was learned then serves: a
+            # past moment is not worth reading history again for).
             if (kept is not None and kept.learned_at is not None
-                    and abs((now - kept.learned_at).total_seconds()) <= self._ttl):
+                    and (now - kept.learned_at).total_seconds() <= self._ttl):
                 return kept.learned
-            since = now - self._window
-            if kept is None or since < kept.since:
-                kept = _Judged(since=since)
+            if kept is None:
+                kept = _Judged(since=now - self._window)
             self._update(db, kept, now)
             self._kept[bind] = kept
             return kept.learned
