@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import Interval, Select, func, literal, select, true
 from sqlalchemy.orm import Session
 
 from vpp.algorithms.end_soc import LearnedTargets
@@ -287,8 +287,42 @@ def latest_readings(db: Session) -> pd.DataFrame:
     if oldest is None:
         return pd.DataFrame(columns=columns)
     since = oldest - READING_BEFORE_START
-    # Per active session, the newest start from the (session_id, start_at) key: an index probe per session and
-    # partition, instead of reading and grouping every reading of the plugged-in fleet.
+    if db.get_bind().dialect.name == "postgresql":
+        rows = db.execute(_latest_by_probe(since)).all()
+    else:
+        rows = db.execute(_latest_by_max(since)).all()
+    # The latest period ends when the PATCH that carried it was stamped (the session's last_updated).
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _latest_by_probe(since: datetime) -> Select[Any]:
+    """PostgreSQL: per active session, one backward probe of the (session_id, start_at) key in each partition from
+    its own start (less :data:`READING_BEFORE_START`) on, stopping at the first row.
+
+    ``since`` prunes the older partitions when the statement is planned; the session's own bound prunes further at
+    each probe (a session left active for weeks then costs its own probes, not every session's). Joining the
+    readings to a ``max(start_at)`` per session instead let the planner hash every reading since ``since``, about
+    two days of the fleet's readings, spilled to disk at 10,000 cars.
+    """
+    latest = (
+        select(SessionReading.power_kw, SessionReading.soc_pct, SessionReading.start_at)
+        .where(SessionReading.session_id == ChargingSession.id, SessionReading.start_at >= since,
+               SessionReading.start_at >= ChargingSession.start_at - literal(READING_BEFORE_START, Interval()))
+        .order_by(SessionReading.start_at.desc())
+        .limit(1)
+        .lateral()
+    )
+    return (
+        select(ChargingSession.id, latest.c.power_kw, latest.c.soc_pct, latest.c.start_at,
+               ChargingSession.last_updated)
+        .join(latest, true())
+        .where(ChargingSession.status == "active")
+    )
+
+
+def _latest_by_max(since: datetime) -> Select[Any]:
+    """Other databases (SQLite, without LATERAL): per active session the newest start from the (session_id,
+    start_at) key, and the reading at it."""
     newest = (
         select(func.max(SessionReading.start_at))
         .where(SessionReading.session_id == ChargingSession.id, SessionReading.start_at >= since)
@@ -300,15 +334,13 @@ def latest_readings(db: Session) -> pd.DataFrame:
         .subquery()
     )
     # Joined to the active sessions only (not to every session ever stored, which grows with the days kept).
-    rows = db.execute(
+    return (
         select(SessionReading.session_id, SessionReading.power_kw, SessionReading.soc_pct, SessionReading.start_at,
                latest.c.last_updated)
         .join(latest, (latest.c.session_id == SessionReading.session_id)
               & (latest.c.start_at == SessionReading.start_at))
         .where(SessionReading.start_at >= since)
-    ).all()
-    # The latest period ends when the PATCH that carried it was stamped (the session's last_updated).
-    return pd.DataFrame(rows, columns=columns)
+    )
 
 
 def connector_frame(db: Session, connection_ids: list[str]) -> pd.DataFrame:
