@@ -301,7 +301,7 @@ class SessionOutcome:
     need_kwh: float
     deliverable_kwh: float
     delivered_kwh: float
-    soc_end_pct: float
+    soc_arrival_pct: float
     feasible: bool
     met: bool
 
@@ -333,13 +333,13 @@ def session_outcomes(result: RunResult) -> list[SessionOutcome]:
             arrival=record.start, departure=record.departure, car_model=record.car.model.name,
             battery_kwh=record.car.model.battery_kwh, evse_max_kw=record.evse_max_kw, dc=record.dc, v2g=record.v2g,
             need_kwh=record.need_kwh, deliverable_kwh=deliverable, delivered_kwh=record.delivered_kwh,
-            soc_end_pct=100.0 * record.car.soc, feasible=feasible, met=met))
+            soc_arrival_pct=100.0 * record.car.soc, feasible=feasible, met=met))
     return out
 
 
 SESSION_COLUMNS = ("party", "location_id", "session_id", "arrival", "departure", "car_model", "battery_kwh",
                    "evse_max_kw", "dc", "v2g", "need_kwh", "deliverable_kwh", "delivered_kwh", "short_kwh",
-                   "soc_end_pct", "feasible", "met")
+                   "soc_arrival_pct", "feasible", "met")
 
 
 def sessions_csv(outcomes: list[SessionOutcome]) -> str:
