@@ -7,6 +7,8 @@ VPP_TEST_REDIS_URL are set (a fresh database per run), and under CI=true those m
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import os
 import re
 from collections.abc import Iterator
@@ -22,7 +24,7 @@ from vpp.config import Settings
 from vpp.db import create_db_engine, create_session_factory, unit_of_work
 from vpp.settlement import reports
 from vpp.settlement import service as settlement
-from vpp.simulation.kpis import build_series, compute_kpis
+from vpp.simulation.kpis import SESSION_COLUMNS, build_series, compute_kpis, session_outcomes, sessions_csv
 from vpp.simulation.report import render_report
 from vpp.simulation.runner import run_scenario
 from vpp.simulation.scenario import Scenario
@@ -89,6 +91,13 @@ def test_a_small_scenario_meets_needs_respects_the_limit_and_records_every_activ
     assert kpis["price_paid_eur_per_mwh_perfect_foresight"] <= kpis["price_paid_eur_per_mwh"] + 1e-6, kpis
     assert kpis["price_paid_eur_per_mwh_perfect_foresight"] <= kpis["price_paid_eur_per_mwh_uncontrolled"], kpis
     assert kpis["follow_end"] > kpis["delivery_start"]
+    # sessions.csv: one row per judged session, counted as needs_met_pct counts them.
+    outcomes = session_outcomes(result)
+    rows = list(csv.DictReader(io.StringIO(sessions_csv(outcomes))))
+    assert len(rows) == kpis["sessions_judged"] and tuple(rows[0]) == SESSION_COLUMNS
+    assert sum(int(r["feasible"]) for r in rows) == kpis["sessions_feasible"]
+    assert 100.0 * sum(int(r["met"]) for r in rows) / kpis["sessions_feasible"] == kpis["needs_met_pct"]
+    assert all(float(r["delivered_kwh"]) <= float(r["deliverable_kwh"]) + 0.5 for r in rows), rows
     # The service pulled every CPO's locations before the run (in production mode too: no background work lost).
     assert not [note for note in kpis["notes"] if "pulled" in note], kpis["notes"]
     html = render_report(kpis, series, result.timeline.zone, scenario.model_dump(mode="json"), cars=result.car_sample)

@@ -15,9 +15,11 @@ from typing import Any
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Add the simulate command."""
-    p = sub.add_parser("simulate", help="run a scenario (YAML file or bundled name) and write kpis.json, report.html")
+    p = sub.add_parser("simulate", help="run a scenario (YAML file or bundled name) and write kpis.json, "
+                                        "report.html, sessions.csv")
     p.add_argument("--scenario", required=True, help="a scenario file, or a bundled scenario: demo, utrecht, ...")
-    p.add_argument("--out", default="var/simulation", help="directory for kpis.json and report.html")
+    p.add_argument("--out", default="var/simulation",
+                   help="directory for kpis.json, report.html and sessions.csv (each session's need and what it got)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.add_argument("--data-dir", default=None, metavar="DIR",
                    help="keep the service's data (database, secret) in DIR to browse it afterwards with "
@@ -55,7 +57,7 @@ def simulate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     kpis = run_and_write(scenario, out, progress=not args.quiet, data_dir=data_dir)
     print(kpi_table(kpis))
-    print(f"written: {out / 'kpis.json'}, {out / 'report.html'}")
+    print(f"written: {out / 'kpis.json'}, {out / 'report.html'}, {out / 'sessions.csv'}")
     if data_dir is not None:
         print(browse_hint(data_dir))
     return 0
@@ -64,7 +66,7 @@ def simulate(args: argparse.Namespace) -> int:
 def run_and_write(scenario: Any, out: Path, *, progress: bool, data_dir: Path | None = None) -> dict[str, Any]:
     """Run ``scenario``, write ``out/kpis.json`` and ``out/report.html``; the KPIs."""
     from vpp import aio
-    from vpp.simulation.kpis import build_series, compute_kpis
+    from vpp.simulation.kpis import build_series, compute_kpis, session_outcomes, sessions_csv
     from vpp.simulation.report import render_report
     from vpp.simulation.runner import run_scenario
 
@@ -74,6 +76,7 @@ def run_and_write(scenario: Any, out: Path, *, progress: bool, data_dir: Path | 
     kpis = compute_kpis(result, series)
     out.mkdir(parents=True, exist_ok=True)
     (out / "kpis.json").write_text(json.dumps(kpis, indent=2, sort_keys=True) + "\n")
+    (out / "sessions.csv").write_text(sessions_csv(session_outcomes(result)), encoding="utf-8")
     (out / "report.html").write_text(render_report(kpis, series, result.timeline.zone, scenario.model_dump(
         mode="json"), cars=result.car_sample), encoding="utf-8")
     return kpis

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -282,6 +284,84 @@ def dayahead_imbalance_pct(delivered_kw: FloatArray, committed_kw: FloatArray) -
     return round(100.0 * float(np.sum(np.abs(delivered_kw[committed] - committed_kw[committed]))) / total, 2)
 
 
+@dataclass(frozen=True)
+class SessionOutcome:
+    """One session of the delivery period, judged as ``needs_met_pct`` judges it (kWh; state of charge in %)."""
+
+    party: str
+    location_id: str
+    session_id: str
+    arrival: datetime
+    departure: datetime
+    car_model: str
+    battery_kwh: float
+    evse_max_kw: float
+    dc: bool
+    v2g: bool
+    need_kwh: float
+    deliverable_kwh: float
+    delivered_kwh: float
+    soc_arrival_pct: float
+    feasible: bool
+    met: bool
+
+    @property
+    def short_kwh(self) -> float:
+        """How much of what it could have had the car left without (0 when met or not feasible)."""
+        if not self.feasible or self.met:
+            return 0.0
+        return max(min(self.need_kwh, self.deliverable_kwh) - self.delivered_kwh, 0.0)
+
+
+def session_outcomes(result: RunResult) -> list[SessionOutcome]:
+    """Every session of the delivery period that left before the run stopped (the run follows them past the
+    period), with what its uncontrolled twin could deliver (``deliverable_kwh``), whether its need was feasible
+    (the twin delivers it, within ``NEED_TOLERANCE_KWH``) and whether it was met (within the tolerance and 1 %)."""
+    tl = result.timeline
+    end = tl.end.astimezone(UTC)
+    follow_end = max(end, result.follow_end or end)
+    out: list[SessionOutcome] = []
+    for record in result.sessions:
+        if not in_period(record, result) or record.departure > follow_end:
+            continue
+        deliverable = sum(kwh for _, kwh in _twin(record))
+        required = min(record.need_kwh, deliverable)
+        feasible = deliverable + NEED_TOLERANCE_KWH >= record.need_kwh
+        met = feasible and record.delivered_kwh >= required - NEED_TOLERANCE_KWH - 0.01 * required
+        out.append(SessionOutcome(
+            party=record.party, location_id=record.location_id, session_id=record.external_id,
+            arrival=record.start, departure=record.departure, car_model=record.car.model.name,
+            battery_kwh=record.car.model.battery_kwh, evse_max_kw=record.evse_max_kw, dc=record.dc, v2g=record.v2g,
+            need_kwh=record.need_kwh, deliverable_kwh=deliverable, delivered_kwh=record.delivered_kwh,
+            soc_arrival_pct=100.0 * record.car.soc, feasible=feasible, met=met))
+    return out
+
+
+SESSION_COLUMNS = ("party", "location_id", "session_id", "arrival", "departure", "car_model", "battery_kwh",
+                   "evse_max_kw", "dc", "v2g", "need_kwh", "deliverable_kwh", "delivered_kwh", "short_kwh",
+                   "soc_arrival_pct", "feasible", "met")
+
+
+def sessions_csv(outcomes: list[SessionOutcome]) -> str:
+    """The outcomes as CSV (``sessions.csv`` beside kpis.json): one row per session, times in UTC ISO 8601."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(SESSION_COLUMNS)
+    for o in outcomes:
+        row: list[object] = []
+        for column in SESSION_COLUMNS:
+            value = getattr(o, column)
+            if isinstance(value, datetime):
+                value = value.astimezone(UTC).isoformat()
+            elif isinstance(value, float):
+                value = round(value, 3)
+            elif isinstance(value, bool):
+                value = int(value)
+            row.append(value)
+        writer.writerow(row)
+    return buffer.getvalue()
+
+
 def compute_kpis(result: RunResult, series: Series | None = None) -> dict[str, Any]:
     """The KPI dictionary written to kpis.json.
 
@@ -312,18 +392,9 @@ def compute_kpis(result: RunResult, series: Series | None = None) -> dict[str, A
     price_unc = _price_paid(cost_unc, float(energy_unc.sum()))
     price_pf = _price_paid(cost_pf, energy_pf) if has_pf else None
     follow_end = max(end, result.follow_end or end)
-
-    # Followed until they left: every session of the period that left before the run stopped.
-    judged = [r for r in result.sessions if in_period(r, result) and r.departure <= follow_end]
-    feasible = met = 0
-    for record in judged:
-        deliverable = sum(kwh for _, kwh in _twin(record))
-        required = min(record.need_kwh, deliverable)
-        if deliverable + NEED_TOLERANCE_KWH < record.need_kwh:
-            continue
-        feasible += 1
-        if record.delivered_kwh >= required - NEED_TOLERANCE_KWH - 0.01 * required:
-            met += 1
+    outcomes = session_outcomes(result)
+    feasible = sum(o.feasible for o in outcomes)
+    met = sum(o.met for o in outcomes)
     violations = 0
     worst_excess_kw = 0.0
     for point, limit in series.point_limit_kw.items():
@@ -356,7 +427,7 @@ def compute_kpis(result: RunResult, series: Series | None = None) -> dict[str, A
         "chargers": result.chargers,
         "sessions": len(result.sessions),
         "sessions_in_delivery": sum(1 for r in result.sessions if r.start < end and r.departure > start),
-        "sessions_judged": len(judged),
+        "sessions_judged": len(outcomes),
         "sessions_feasible": feasible,
         "needs_met_pct": round(100.0 * met / feasible, 2) if feasible else None,
         "follow_end": follow_end.isoformat(),
