@@ -43,7 +43,7 @@ from vpp.domain.errors import DomainError
 from vpp.domain.isp import ISP, IspHorizon, delivery_day_bounds, delivery_day_of, floor_to_isp
 from vpp.domain.pools import PoolId, PoolKind
 from vpp.portfolio.fleet import Fleet
-from vpp.portfolio.sites import plan_sites
+from vpp.portfolio.sites import equipped_sites, plan_sites
 from vpp.portfolio.tables import PoolPlan
 
 if TYPE_CHECKING:
@@ -376,12 +376,14 @@ def replan(db: Session, portfolio: PortfolioService, pool: str, at: datetime, se
         return None
     horizon = plan_horizon(fleet, fleet.members(pool), at, settings.market_timezone)
     forecast = pool_forecast(db, fleet, pool, horizon, portfolio.config)
-    problem, horizon = plan_problem(db, fleet, pool, at, forecast, settings, site_load_kw=site_loads_kw(db, at),
+    equipped = equipped_sites(db)
+    problem, horizon = plan_problem(db, fleet, pool, at, forecast, settings,
+                                    site_load_kw=site_loads_kw(db, at, equipped),
                                     price_forecast=price_forecast,
                                     drawable=drawable_kw(db, fleet, fleet.members(pool), pool, known_draw_kw))
     plan = plan_pool(problem)
     # Equipped sites (PV, battery, tariff) re-plan their own cars behind their meter; others keep this plan.
-    plan = plan_sites(db, fleet, at, horizon, problem, plan, settings.market_timezone)
+    plan = plan_sites(db, fleet, at, horizon, problem, plan, settings.market_timezone, sites=equipped)
     return store_plan(db, pool, at, horizon, plan, fleet, settings)
 
 
