@@ -203,6 +203,24 @@ def test_site_plans_stored_together_are_the_rows_stored_one_by_one(session_facto
     assert together["home"]["cars_kw"][3] == pytest.approx(5.0 * 8.0 / 7.0, abs=1e-4)
 
 
+def test_the_dispatchers_site_load_counts_the_planned_battery_of_a_site_with_a_battery_only(
+    client: TestClient, session_factory: sessionmaker[Session]
+) -> None:
+    _site(session_factory)
+    admin = _admin(session_factory)
+    assert _put(client, admin, {"battery": {"capacity_kwh": 10, "power_kw": 5}}).status_code == 200
+    plan = _site_plan(4, 3.0)  # the battery discharges 0, 1, 2, 3 kW in the four ISPs from NOW
+    with unit_of_work(session_factory) as db:
+        sites.store_site_plan(db, "depot", NOW, NOW, plan)
+        db.add(SiteLoad(site_id="depot", isp_start=NOW + 2 * ISP, load_kw=4.0))
+    with session_factory() as db:
+        assert site_loads_kw(db, NOW + 2 * ISP)["site:depot"] == pytest.approx(4.0 - 2.0)
+    # Without its battery now, the site has no battery power to count, whatever its last plan said.
+    assert _put(client, admin, {"subscription_kva": 12.0}).status_code == 200
+    with session_factory() as db:
+        assert site_loads_kw(db, NOW + 2 * ISP)["site:depot"] == pytest.approx(4.0)
+
+
 def test_a_site_without_cars_plans_its_battery_on_request(
     client: TestClient, session_factory: sessionmaker[Session]
 ) -> None:

@@ -47,6 +47,7 @@ from vpp.portfolio.sites import equipped_sites, plan_sites
 from vpp.portfolio.tables import PoolPlan
 
 if TYPE_CHECKING:
+    from vpp.algorithms.price_forecast import ForecastMemo
     from vpp.config import Settings
     from vpp.portfolio.service import ForecastFlex, PortfolioService
 
@@ -139,10 +140,25 @@ def _history_forecast(settings: PlanSettings) -> Callable[[list[datetime]], Floa
         from vpp.algorithms.price_forecast import forecast_prices
         from vpp.data.prices import load_day_ahead_prices
 
-        return forecast_prices(load_day_ahead_prices(), isps, weeks=settings.forecast_weeks,
-                               tz=settings.market_timezone)
+        history = load_day_ahead_prices()
+        return forecast_prices(history, isps, weeks=settings.forecast_weeks, tz=settings.market_timezone,
+                               memo=_price_memo(history))
 
     return forecast
+
+
+_PRICE_MEMOS: dict[int, ForecastMemo] = {}
+
+
+def _price_memo(history: pd.Series) -> ForecastMemo:
+    """The forecast memo of the bundled price history (read once and kept: ``load_day_ahead_prices``), so that each
+    re-plan forecasts only the ISPs its horizon gained."""
+    from vpp.algorithms.price_forecast import ForecastMemo
+
+    memo = _PRICE_MEMOS.get(id(history))
+    if memo is None or memo.history is not history:
+        memo = _PRICE_MEMOS[id(history)] = ForecastMemo(history)
+    return memo
 
 
 def _group_caps(db: Session, fleet: Fleet, idx: IntArray, horizon: IspHorizon,

@@ -842,6 +842,14 @@ def _utc(at: datetime) -> datetime:
     return at if at.tzinfo is not None else at.replace(tzinfo=ZoneInfo("UTC"))
 
 
+def _by_site(rows: Iterable[Any]) -> dict[str, dict[datetime, float]]:
+    """(site, ISP start, kW) rows by site and ISP start."""
+    out: dict[str, dict[datetime, float]] = {}
+    for site_id, at, kw in rows:
+        out.setdefault(site_id, {})[at] = float(kw)
+    return out
+
+
 def behind_the_meter_loads_kw(db: Session, at: datetime,
                               sites: Mapping[str, tuple[Site, SiteEquipment]] | None = None) -> dict[str, float]:
     """For every equipped site: what the chargers share the connection with now (pool id -> kW): load minus PV
@@ -860,17 +868,24 @@ def behind_the_meter_loads_kw(db: Session, at: datetime,
     moments = [isp - timedelta(days=back) for back in range(HISTORY_DAYS + 1)]
     last = isp - ISP
     ids = [site.id for site, _ in sites.values()]
-    loads = db.execute(select(SiteLoad.site_id, SiteLoad.isp_start, SiteLoad.load_kw).where(
-        SiteLoad.site_id.in_(ids), SiteLoad.isp_start.in_([*moments, last]))).all()
-    pvs = db.execute(select(SiteSeriesRow.site_id, SiteSeriesRow.isp_start, SiteSeriesRow.power_kw).where(
-        SiteSeriesRow.site_id.in_(ids), SiteSeriesRow.kind == "pv",
-        SiteSeriesRow.isp_start.in_([*moments, last]))).all()
-    # Only the columns used: a whole row decodes five more JSON arrays of the horizon, every dispatcher cycle.
+    # A kVA subscription is a breaker: PV, which can drop within the ISP, is not counted on to keep it.
+    counted_pv = [site.id for site, equipment in sites.values()
+                  if equipment.pv_kwp > 0 and equipment.connection.subscription_kva is None]
+    counted = set(counted_pv)
+    loads = _by_site(db.execute(select(SiteLoad.site_id, SiteLoad.isp_start, SiteLoad.load_kw).where(
+        SiteLoad.site_id.in_(ids), SiteLoad.isp_start.in_([*moments, last]))))
+    pvs = _by_site(db.execute(select(SiteSeriesRow.site_id, SiteSeriesRow.isp_start, SiteSeriesRow.power_kw).where(
+        SiteSeriesRow.site_id.in_(counted_pv), SiteSeriesRow.kind == "pv",
+        SiteSeriesRow.isp_start.in_([*moments, last])))) if counted_pv else {}
+    # The planned battery power of the sites with a battery (the others have none to plan), and only that column:
+    # a whole row decodes five more JSON arrays of the horizon, every dispatcher cycle.
+    batteries = [site.id for site, equipment in sites.values() if equipment.battery is not None]
     plans = {site_id: (start, battery_kw) for site_id, start, battery_kw in db.execute(
-        select(SitePlanRow.site_id, SitePlanRow.start, SitePlanRow.battery_kw).where(SitePlanRow.site_id.in_(ids)))}
+        select(SitePlanRow.site_id, SitePlanRow.start, SitePlanRow.battery_kw).where(
+            SitePlanRow.site_id.in_(batteries)))} if batteries else {}
 
-    def values(rows: Sequence[Any], site_id: str) -> tuple[float, float | None]:
-        found = {ts: float(kw) for sid, ts, kw in rows if sid == site_id}
+    def values(rows: Mapping[str, dict[datetime, float]], site_id: str) -> tuple[float, float | None]:
+        found = rows.get(site_id, {})
         return next((found[m] for m in moments if m in found), 0.0), found.get(last)
 
     out = {}
@@ -887,8 +902,6 @@ def behind_the_meter_loads_kw(db: Session, at: datetime,
             # No more discharge counted than its metered state of charge can give this ISP.
             battery = max(battery, -max(b.soc_kwh - b.min_soc_kwh, 0.0) * b.efficiency / ISP_H)
         load, load_last = values(loads, site.id)
-        # A kVA subscription is a breaker: PV, which can drop within the ISP, is not counted on to keep it.
-        breaker = equipment.connection.subscription_kva is not None
-        pv, pv_last = values(pvs, site.id) if equipment.pv_kwp > 0 and not breaker else (0.0, None)
+        pv, pv_last = values(pvs, site.id) if site.id in counted else (0.0, None)
         out[pool] = max(load, load_last or 0.0) - min(pv, pv if pv_last is None else pv_last) + battery
     return out
