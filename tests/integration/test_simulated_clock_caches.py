@@ -45,9 +45,22 @@ def test_need_defaults_are_learned_again_after_their_ttl_of_the_time_asked_for(
     session_factory: sessionmaker[Session],
 ) -> None:
     cache = NeedDefaultsCache(ttl_seconds=0.05)
+    cid = add_cpo(session_factory)
+    add_location(session_factory, cid, location_id="LOC1", evses=1, at=START - timedelta(days=3))
+    add_session(session_factory, cid, session_id="S1", location_id="LOC1", evse=0, start=START - timedelta(days=2),
+                delivered_kwh=10.0, status="completed", end=START - timedelta(days=2) + timedelta(hours=5))
     with unit_of_work(session_factory) as db:
         first = cache.get(db, START)
         time.sleep(0.2)
         assert cache.get(db, START) is first
         assert cache.get(db, START + timedelta(seconds=0.05)) is first
-        assert cache.get(db, START + timedelta(seconds=1)) is not first
+        # Past the TTL with the same completed sessions: the same defaults, not learned again.
+        assert cache.get(db, START + timedelta(seconds=1)) is first
+        assert cache.learned == 1
+    # A session completes: past the TTL again, they are learned from the new history.
+    add_session(session_factory, cid, session_id="S2", location_id="LOC1", evse=0, start=START - timedelta(days=1),
+                delivered_kwh=30.0, status="completed", end=START - timedelta(days=1) + timedelta(hours=9))
+    with unit_of_work(session_factory) as db:
+        assert cache.get(db, START + timedelta(seconds=1.04)) is first
+        again = cache.get(db, START + timedelta(seconds=2))
+        assert again is not first and cache.learned == 2

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.conftest import make_key
 from tests.integration.portfolio_support import add_cpo, add_location, add_session
 from vpp.algorithms.dispatch import PoolLimits
+from vpp.algorithms.site_planning import SitePlan
 from vpp.db import unit_of_work
 from vpp.dispatch.cycle import PoolDispatch
 from vpp.domain.isp import ISP, IspHorizon, floor_to_isp
@@ -168,6 +169,56 @@ def test_a_replan_gives_the_cars_of_an_equipped_site_their_site_plan(
         assert site_loads_kw(db, NOW + timedelta(hours=1, minutes=15))["site:depot"] == pytest.approx(-33.12)
     read = client.get("/api/v1/portfolio/sites/depot/plan", headers=admin)
     assert read.status_code == 200 and read.json()["cars_kw"][4] == pytest.approx(33.12, abs=1e-3)
+
+
+def _site_plan(isps: int, scale: float) -> SitePlan:
+    ramp = np.arange(isps, dtype=np.float64) * scale / 3.0
+    return SitePlan(car_kw=np.vstack([ramp, ramp / 7.0]), battery_kw=-ramp, battery_soc_kwh=ramp + 1.0,
+                    import_kw=ramp * 2.0, export_kw=np.zeros(isps), curtailed_kw=np.zeros(isps),
+                    unserved_kw=np.zeros(isps), unmet_kwh=np.zeros(2), peak_kw=np.zeros(1),
+                    bill_eur={"energy": scale / 3.0, "total": scale / 7.0}, status="optimal")
+
+
+def test_site_plans_stored_together_are_the_rows_stored_one_by_one(session_factory: sessionmaker[Session]) -> None:
+    # Two sites, one with a stored plan and one without: storing both at once replaces the first (UPDATE) and adds
+    # the second (INSERT), column for column as the one-row path stores them.
+    with unit_of_work(session_factory) as db:
+        topology.import_topology_csv(db, TOPOLOGY + "871000000000000002,Stedin,home,,NL/CPA,LOC2,home\n")
+        sites.store_site_plan(db, "depot", NOW - ISP, NOW - ISP, _site_plan(5, 1.0))
+    first, second = _site_plan(8, 2.0), _site_plan(8, 5.0)
+    with unit_of_work(session_factory) as db:
+        sites.store_site_plans(db, NOW, NOW, {"depot": first, "home": second})
+    columns = [c.key for c in SitePlanRow.__table__.columns]
+    with session_factory() as db:
+        together = {sid: {c: getattr(db.get(SitePlanRow, sid), c) for c in columns} for sid in ("depot", "home")}
+    with unit_of_work(session_factory) as db:
+        db.query(SitePlanRow).delete()
+    with unit_of_work(session_factory) as db:
+        sites.store_site_plan(db, "depot", NOW, NOW, first)
+        sites.store_site_plan(db, "home", NOW, NOW, second)
+    with session_factory() as db:
+        one_by_one = {sid: {c: getattr(db.get(SitePlanRow, sid), c) for c in columns} for sid in ("depot", "home")}
+    assert together == one_by_one
+    assert len(together["depot"]["import_kw"]) == 8 and together["depot"]["bill_eur"]["energy"] == 0.6667
+    assert together["home"]["cars_kw"][3] == pytest.approx(5.0 * 8.0 / 7.0, abs=1e-4)
+
+
+def test_the_dispatchers_site_load_counts_the_planned_battery_of_a_site_with_a_battery_only(
+    client: TestClient, session_factory: sessionmaker[Session]
+) -> None:
+    _site(session_factory)
+    admin = _admin(session_factory)
+    assert _put(client, admin, {"battery": {"capacity_kwh": 10, "power_kw": 5}}).status_code == 200
+    plan = _site_plan(4, 3.0)  # the battery discharges 0, 1, 2, 3 kW in the four ISPs from NOW
+    with unit_of_work(session_factory) as db:
+        sites.store_site_plan(db, "depot", NOW, NOW, plan)
+        db.add(SiteLoad(site_id="depot", isp_start=NOW + 2 * ISP, load_kw=4.0))
+    with session_factory() as db:
+        assert site_loads_kw(db, NOW + 2 * ISP)["site:depot"] == pytest.approx(4.0 - 2.0)
+    # Without its battery now, the site has no battery power to count, whatever its last plan said.
+    assert _put(client, admin, {"subscription_kva": 12.0}).status_code == 200
+    with session_factory() as db:
+        assert site_loads_kw(db, NOW + 2 * ISP)["site:depot"] == pytest.approx(4.0)
 
 
 def test_a_site_without_cars_plans_its_battery_on_request(

@@ -34,9 +34,24 @@ def _lookup(history: pd.Series, moments_utc: pd.DatetimeIndex) -> FloatArray:
     return values
 
 
+class ForecastMemo:
+    """Each ISP's forecast before gaps are filled, kept across calls over one ``history`` (read-only): it depends
+    only on the ISP, the years moved back, ``weeks`` and ``tz``, and a planner forecasts the same ISPs again each
+    time its horizon moves on by one. Holds at most ``max_entries`` (then starts over)."""
+
+    def __init__(self, history: pd.Series, max_entries: int = 100_000) -> None:
+        self.history = history
+        self.max_entries = max_entries
+        self.values: dict[tuple[datetime, timedelta, int, str], float] = {}
+        self.hits = 0
+
+
 def forecast_prices(history: pd.Series, isp_starts: Sequence[datetime], *, weeks: int = 4,
-                    tz: str = "Europe/Amsterdam") -> FloatArray:
-    """Forecast price (EUR/MWh) per ISP start from ``history`` (regular steps, UTC index, EUR/MWh)."""
+                    tz: str = "Europe/Amsterdam", memo: ForecastMemo | None = None) -> FloatArray:
+    """Forecast price (EUR/MWh) per ISP start from ``history`` (regular steps, UTC index, EUR/MWh); ``memo``, kept
+    by the caller over this same ``history``, saves the ISPs forecast before."""
+    if memo is not None and memo.history is not history:
+        raise InvalidInput("the forecast memo belongs to another price history")
     if weeks <= 0:
         raise InvalidInput("weeks must be positive")
     if len(history) == 0:
@@ -58,6 +73,29 @@ def forecast_prices(history: pd.Series, isp_starts: Sequence[datetime], *, weeks
             f"the price history ({clean.index[0]} to {clean.index[-1]}) does not cover {weeks} weeks "
             f"before {min(isp_starts).isoformat()}"
         )
+    keys = [(start, shift, weeks, tz) for start in isp_starts]
+    found = [None] * len(keys) if memo is None else [memo.values.get(key) for key in keys]
+    todo = [i for i, value in enumerate(found) if value is None]
+    forecast: FloatArray = np.array([np.nan if value is None else value for value in found], dtype=np.float64)
+    if todo:
+        forecast[todo] = _same_times_before(clean, [local[i] for i in todo], shift, weeks, zone)
+    if memo is not None:
+        memo.hits += len(keys) - len(todo)
+        if len(memo.values) + len(todo) > memo.max_entries:
+            memo.values.clear()
+        memo.values.update((keys[i], float(forecast[i])) for i in todo)
+    missing = np.isnan(forecast)
+    if missing.all():
+        raise InvalidInput("the price history has no values for the forecast period")
+    if missing.any():
+        forecast = np.array(pd.Series(forecast).interpolate(limit_direction="both"), dtype=np.float64)
+    return np.asarray(forecast, dtype=np.float64)
+
+
+def _same_times_before(clean: pd.Series, local: list[datetime], shift: timedelta, weeks: int,
+                       zone: ZoneInfo) -> FloatArray:
+    """Per ISP (local time), the mean price at the same local time of the ``weeks`` weeks before, ``shift`` back
+    (NaN where none is known). Each ISP's value depends on it alone."""
     samples = np.full((weeks, len(local)), np.nan)
     for k in range(1, weeks + 1):
         # Same wall-clock time k weeks earlier, re-localised so that DST days map by local time of day.
@@ -66,10 +104,4 @@ def forecast_prices(history: pd.Series, isp_starts: Sequence[datetime], *, weeks
         ]
         samples[k - 1] = _lookup(clean, pd.DatetimeIndex([m.astimezone(zone) for m in moments]).tz_convert("UTC"))
     counts = (~np.isnan(samples)).sum(axis=0)
-    forecast: FloatArray = np.where(counts > 0, np.nansum(samples, axis=0) / np.maximum(counts, 1), np.nan)
-    missing = np.isnan(forecast)
-    if missing.all():
-        raise InvalidInput("the price history has no values for the forecast period")
-    if missing.any():
-        forecast = np.array(pd.Series(forecast).interpolate(limit_direction="both"), dtype=np.float64)
-    return np.asarray(forecast, dtype=np.float64)
+    return np.where(counts > 0, np.nansum(samples, axis=0) / np.maximum(counts, 1), np.nan)

@@ -119,14 +119,22 @@ class NeedDefaultsCache:
         self._ttl = ttl_seconds
         self._value: LearnedNeedDefaults | None = None
         self._learned_at: datetime | None = None
+        # The history they were learned from: the same sessions again give the same defaults (learning is pure).
+        self._learned_from: pd.DataFrame | None = None
         self._lock = threading.Lock()
+        self.learned = 0
 
     def get(self, db: Session, now: datetime) -> LearnedNeedDefaults:
-        """The cached defaults, learned anew when learned more than ``ttl_seconds`` away from ``now``."""
+        """The cached defaults, learned anew when learned more than ``ttl_seconds`` away from ``now`` from a history
+        that changed since."""
         with self._lock:
             if (self._value is None or self._learned_at is None
                     or abs((now - self._learned_at).total_seconds()) > self._ttl):
-                self._value = learn_need_defaults(completed_history(db, now), elaad_need_estimates())
+                history = completed_history(db, now)
+                if self._value is None or self._learned_from is None or not history.equals(self._learned_from):
+                    self._value = learn_need_defaults(history, elaad_need_estimates())
+                    self._learned_from = history
+                    self.learned += 1
                 self._learned_at = now
             return self._value
 

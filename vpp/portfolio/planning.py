@@ -43,10 +43,11 @@ from vpp.domain.errors import DomainError
 from vpp.domain.isp import ISP, IspHorizon, delivery_day_bounds, delivery_day_of, floor_to_isp
 from vpp.domain.pools import PoolId, PoolKind
 from vpp.portfolio.fleet import Fleet
-from vpp.portfolio.sites import plan_sites
+from vpp.portfolio.sites import equipped_sites, plan_sites
 from vpp.portfolio.tables import PoolPlan
 
 if TYPE_CHECKING:
+    from vpp.algorithms.price_forecast import ForecastMemo
     from vpp.config import Settings
     from vpp.portfolio.service import ForecastFlex, PortfolioService
 
@@ -139,10 +140,25 @@ def _history_forecast(settings: PlanSettings) -> Callable[[list[datetime]], Floa
         from vpp.algorithms.price_forecast import forecast_prices
         from vpp.data.prices import load_day_ahead_prices
 
-        return forecast_prices(load_day_ahead_prices(), isps, weeks=settings.forecast_weeks,
-                               tz=settings.market_timezone)
+        history = load_day_ahead_prices()
+        return forecast_prices(history, isps, weeks=settings.forecast_weeks, tz=settings.market_timezone,
+                               memo=_price_memo(history))
 
     return forecast
+
+
+_PRICE_MEMOS: dict[int, ForecastMemo] = {}
+
+
+def _price_memo(history: pd.Series) -> ForecastMemo:
+    """The forecast memo of the bundled price history (read once and kept: ``load_day_ahead_prices``), so that each
+    re-plan forecasts only the ISPs its horizon gained."""
+    from vpp.algorithms.price_forecast import ForecastMemo
+
+    memo = _PRICE_MEMOS.get(id(history))
+    if memo is None or memo.history is not history:
+        memo = _PRICE_MEMOS[id(history)] = ForecastMemo(history)
+    return memo
 
 
 def _group_caps(db: Session, fleet: Fleet, idx: IntArray, horizon: IspHorizon,
@@ -377,12 +393,14 @@ def replan(db: Session, portfolio: PortfolioService, pool: str, at: datetime, se
         return None
     horizon = plan_horizon(fleet, fleet.members(pool), at, settings.market_timezone)
     forecast = pool_forecast(db, fleet, pool, horizon, portfolio.config)
-    problem, horizon = plan_problem(db, fleet, pool, at, forecast, settings, site_load_kw=site_loads_kw(db, at),
+    equipped = equipped_sites(db)
+    problem, horizon = plan_problem(db, fleet, pool, at, forecast, settings,
+                                    site_load_kw=site_loads_kw(db, at, equipped),
                                     price_forecast=price_forecast,
                                     drawable=drawable_kw(db, fleet, fleet.members(pool), pool, known_draw_kw))
     plan = plan_pool(problem)
     # Equipped sites (PV, battery, tariff) re-plan their own cars behind their meter; others keep this plan.
-    plan = plan_sites(db, fleet, at, horizon, problem, plan, settings.market_timezone)
+    plan = plan_sites(db, fleet, at, horizon, problem, plan, settings.market_timezone, sites=equipped)
     return store_plan(db, pool, at, horizon, plan, fleet, settings)
 
 

@@ -37,6 +37,7 @@ from vpp.domain.flexibility import SessionFlexInput
 from vpp.domain.isp import ISP, IspHorizon, floor_to_isp, is_isp_aligned
 from vpp.domain.pool_view import PoolFlexibility
 from vpp.domain.pools import PoolId, PoolKind
+from vpp.domain.sites import SiteEquipment
 from vpp.portfolio.fleet import Fleet, completed_history, load_fleet, site_frame
 from vpp.portfolio.planning import (
     BackgroundReplanner,
@@ -52,7 +53,7 @@ from vpp.portfolio.sites import (
     site_outages,
     stress_signal_pools,
 )
-from vpp.portfolio.tables import SiteLoad
+from vpp.portfolio.tables import Site, SiteLoad
 from vpp.ports import Clock, CongestionFlexibility, SystemClock
 from vpp.sessions.tables import ChargingSession, SessionReading
 
@@ -164,12 +165,13 @@ def pool_history(db: Session, fleet_now: datetime, pool: str, days: int) -> pd.D
     """Completed sessions of ``pool`` in the last ``days`` days, as the forecast takes them."""
     history = completed_history(db, fleet_now, days)
     pid = PoolId.parse(pool)
+    # Only the pool id of the kind asked for is built (each is a string operation over the whole history).
     column = {
-        PoolKind.CPO: (history["party_key"].str.replace("/", "-").str.upper().radd("cpo:")),
-        PoolKind.SITE: "site:" + history["site_id"].fillna(""),
-        PoolKind.CONGESTION_POINT: "congestion_point:" + history["ean"].fillna(""),
-        PoolKind.ZONE: "zone:" + history["zone"].fillna("NL"),
-    }[pid.kind]
+        PoolKind.CPO: lambda: history["party_key"].str.replace("/", "-").str.upper().radd("cpo:"),
+        PoolKind.SITE: lambda: "site:" + history["site_id"].fillna(""),
+        PoolKind.CONGESTION_POINT: lambda: "congestion_point:" + history["ean"].fillna(""),
+        PoolKind.ZONE: lambda: "zone:" + history["zone"].fillna("NL"),
+    }[pid.kind]()
     selected = history[column == pool]
     return pd.DataFrame({"pool": pool, "arrival": selected["arrival"], "departure": selected["departure"],
                          "energy_kwh": selected["energy_kwh"]})
@@ -296,12 +298,14 @@ def combined_flexibility(pool: str, fleet: Fleet, idx: npt.NDArray[np.int64], ho
     )
 
 
-def site_loads_kw(db: Session, at: datetime) -> dict[str, float]:
-    """Non-EV load of every site in the ISP of ``at`` (pool id -> kW), net of PV and battery behind the meter."""
+def site_loads_kw(db: Session, at: datetime,
+                  equipped: Mapping[str, tuple[Site, SiteEquipment]] | None = None) -> dict[str, float]:
+    """Non-EV load of every site in the ISP of ``at`` (pool id -> kW), net of PV and battery behind the meter
+    (``equipped``: ``equipped_sites`` when the caller read them already)."""
     rows = db.execute(select(SiteLoad.site_id, SiteLoad.load_kw).where(SiteLoad.isp_start == floor_to_isp(at)))
     loads = {f"site:{site}": float(kw) for site, kw in rows}
     # Behind the meter: PV and the battery's plan share the connection too.
-    loads.update(behind_the_meter_loads_kw(db, at))
+    loads.update(behind_the_meter_loads_kw(db, at, equipped))
     return loads
 
 
@@ -646,7 +650,7 @@ class PortfolioService:
         pid = PoolId.parse(pool)
         if pool in fleet.pools():
             return
-        from vpp.portfolio.tables import CongestionPoint, Site
+        from vpp.portfolio.tables import CongestionPoint
 
         exists = {
             PoolKind.SITE: lambda: db.get(Site, pid.key) is not None,
@@ -692,7 +696,7 @@ class PortfolioService:
             if pool not in fleet.pools():
                 return None, None
             equipped = equipped_sites(db)
-            snapshot = dispatch_snapshot(fleet, pool, at, site_loads_kw(db, at), outages=site_outages(db, at),
+            snapshot = dispatch_snapshot(fleet, pool, at, site_loads_kw(db, at, equipped), outages=site_outages(db, at),
                                          site_planned=frozenset(equipped),
                                          stress_signal=stress_signal_pools(db, at, equipped),
                                          import_caps_kw=capacity_import_caps_kw(db, at, equipped))

@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import ColumnElement, delete, select, update
+from sqlalchemy import ColumnElement, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -169,8 +169,8 @@ def put_series(db: Session, site_id: str, series: PowerSeries | tuple[str, Power
             equipment_of(row).connection.check_base_load(values.values_kw)
         db.execute(delete(SiteLoad).where(SiteLoad.site_id == site_id, SiteLoad.isp_start >= starts[0],
                                           SiteLoad.isp_start <= starts[-1]))
-        db.add_all(SiteLoad(site_id=site_id, isp_start=at, load_kw=kw) for at, kw in zip(starts, values.values_kw,
-                                                                                           strict=True))
+        _insert(db, SiteLoad, [{"site_id": site_id, "isp_start": at, "load_kw": kw}
+                               for at, kw in zip(starts, values.values_kw, strict=True)])
         mark_series_written(db, [site_id], kind, starts[0], starts[-1])
     else:
         if kind not in ("pv", "import", "export"):
@@ -178,11 +178,18 @@ def put_series(db: Session, site_id: str, series: PowerSeries | tuple[str, Power
         db.execute(delete(SiteSeriesRow).where(SiteSeriesRow.site_id == site_id, SiteSeriesRow.kind == kind,
                                                SiteSeriesRow.isp_start >= starts[0],
                                                SiteSeriesRow.isp_start <= starts[-1]))
-        db.add_all(SiteSeriesRow(site_id=site_id, kind=kind, isp_start=at, power_kw=kw)
-                   for at, kw in zip(starts, values.values_kw, strict=True))
+        _insert(db, SiteSeriesRow, [{"site_id": site_id, "kind": kind, "isp_start": at, "power_kw": kw}
+                                    for at, kw in zip(starts, values.values_kw, strict=True)])
         mark_series_written(db, [site_id], kind, starts[0], starts[-1])
     db.flush()
     return len(starts)
+
+
+def _insert(db: Session, table: type[SiteLoad] | type[SiteSeriesRow], rows: list[dict[str, Any]]) -> None:
+    """One INSERT of many rows (executemany): a meter's readings arrive every ISP for every site, and the unit of
+    work's per-object bookkeeping cost more than the statement."""
+    if rows:
+        db.execute(insert(table), rows)
 
 
 @dataclass(frozen=True)
@@ -233,9 +240,10 @@ def put_readings(db: Session, readings: Sequence[MeterReading]) -> int:
                 db.execute(delete(SiteSeriesRow).where(SiteSeriesRow.site_id.in_(ids), SiteSeriesRow.kind == kind,
                                                        SiteSeriesRow.isp_start == at))
         if kind == "load":
-            db.add_all(SiteLoad(site_id=sid, isp_start=at, load_kw=kw) for sid, at, kw in rows)
+            _insert(db, SiteLoad, [{"site_id": sid, "isp_start": at, "load_kw": kw} for sid, at, kw in rows])
         else:
-            db.add_all(SiteSeriesRow(site_id=sid, kind=kind, isp_start=at, power_kw=kw) for sid, at, kw in rows)
+            _insert(db, SiteSeriesRow, [{"site_id": sid, "kind": kind, "isp_start": at, "power_kw": kw}
+                                        for sid, at, kw in rows])
         # One marker per site: the span from its first to its last ISP written (sites alike share a statement).
         spans: dict[str, tuple[datetime, datetime]] = {}
         for sid, at, _ in rows:
@@ -310,8 +318,8 @@ def mark_series_written(db: Session, site_ids: Iterable[str], kind: str, first: 
     missing = [sid for sid in ids if sid not in have]
     if not missing:
         return
-    insert = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(SiteSeriesMark).values([{"site_id": sid, "kind": kind, "token": token, "previous": None,
+    upsert = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
+    stmt = upsert(SiteSeriesMark).values([{"site_id": sid, "kind": kind, "token": token, "previous": None,
                                            "changed_from": first, "changed_to": last} for sid in missing])
     db.execute(stmt.on_conflict_do_update(
         index_elements=[SiteSeriesMark.site_id, SiteSeriesMark.kind],
@@ -674,21 +682,42 @@ def capacity_import_caps_kw(db: Session, at: datetime, sites: Mapping[str, tuple
     return out
 
 
-def store_site_plan(db: Session, site_id: str, at: datetime, start: datetime, plan: SitePlan, *,
-                    stored: SitePlanRow | None = None) -> SitePlanRow:
-    """Replace the site's stored plan (``stored``: its row when the caller read it already)."""
-    row = stored if stored is not None else db.get(SitePlanRow, site_id)
+def store_site_plan(db: Session, site_id: str, at: datetime, start: datetime, plan: SitePlan) -> SitePlanRow:
+    """Replace the site's stored plan."""
+    row = db.get(SitePlanRow, site_id)
     if row is None:
         row = SitePlanRow(site_id=site_id)
         db.add(row)
-    row.planned_at, row.start = at, start
-    row.battery_kw, row.battery_soc_kwh = _rounded(plan.battery_kw), _rounded(plan.battery_soc_kwh)
-    row.import_kw, row.export_kw = _rounded(plan.import_kw), _rounded(plan.export_kw)
-    row.cars_kw = _rounded(plan.car_kw.sum(axis=0)) if plan.car_kw.size else [0.0] * len(row.import_kw)
-    row.bill_eur = {k: round(v, 4) for k, v in plan.bill_eur.items()}
-    row.status = plan.status
+    for name, value in _site_plan_values(at, start, plan).items():
+        setattr(row, name, value)
     db.flush()
     return row
+
+
+def store_site_plans(db: Session, at: datetime, start: datetime, plans: Mapping[str, SitePlan]) -> None:
+    """Replace the stored plans of many sites (site id -> plan): one UPDATE by primary key for the sites with a
+    stored plan, one INSERT for the others. No row is read (each holds six JSON arrays over the horizon), so rows of
+    these sites already in ``db``'s identity map are not refreshed: callers that hold them must not use them after."""
+    if not plans:
+        return
+    have = set(db.scalars(select(SitePlanRow.site_id).where(SitePlanRow.site_id.in_(list(plans)))))
+    values = [{"site_id": site_id, **_site_plan_values(at, start, plan)} for site_id, plan in plans.items()]
+    changed = [row for row in values if row["site_id"] in have]
+    if changed:
+        db.execute(update(SitePlanRow), changed)
+    new = [row for row in values if row["site_id"] not in have]
+    if new:
+        db.execute(insert(SitePlanRow), new)
+
+
+def _site_plan_values(at: datetime, start: datetime, plan: SitePlan) -> dict[str, Any]:
+    """A stored plan's columns but the site id."""
+    import_kw = _rounded(plan.import_kw)
+    return {"planned_at": at, "start": start, "battery_kw": _rounded(plan.battery_kw),
+            "battery_soc_kwh": _rounded(plan.battery_soc_kwh), "import_kw": import_kw,
+            "export_kw": _rounded(plan.export_kw),
+            "cars_kw": _rounded(plan.car_kw.sum(axis=0)) if plan.car_kw.size else [0.0] * len(import_kw),
+            "bill_eur": {k: round(v, 4) for k, v in plan.bill_eur.items()}, "status": plan.status}
 
 
 def _rounded(values: FloatArray) -> list[float]:
@@ -707,9 +736,11 @@ def equipped_sites(db: Session) -> dict[str, tuple[Site, SiteEquipment]]:
 
 
 def plan_sites(db: Session, fleet: Fleet, at: datetime, horizon: IspHorizon, problem: PlanProblem, plan: Plan,
-               tz: str) -> Plan:
-    """The pool's plan with the cars of each equipped site planned by their site (see the module docstring)."""
-    sites = equipped_sites(db)
+               tz: str, *, sites: Mapping[str, tuple[Site, SiteEquipment]] | None = None) -> Plan:
+    """The pool's plan with the cars of each equipped site planned by their site (see the module docstring).
+
+    ``sites``: ``equipped_sites`` when the caller read them already."""
+    sites = equipped_sites(db) if sites is None else sites
     if not sites or not plan.session_ids:
         return plan
     s = problem.sessions
@@ -724,15 +755,13 @@ def plan_sites(db: Session, fleet: Fleet, at: datetime, horizon: IspHorizon, pro
             by_site.setdefault(pool, []).append(sid)
     if not by_site:
         return plan
-    # Read once for all the sites: the signals over the horizon, and their stored plans (each replaced below).
+    # Read once for all the sites: the signals over the horizon.
     signals = _signal_rows(db, horizon)
-    # (Held here: the session's identity map keeps unmodified rows only while something refers to them.)
-    stored = {row.site_id: row for row in db.scalars(
-        select(SitePlanRow).where(SitePlanRow.site_id.in_([sites[pool][0].id for pool in by_site])))}
     # And their PV and load history, read together (what changed since the last re-plan: ``SERIES_HISTORY``).
     lo, hi = history_window(horizon)
     pv = SERIES_HISTORY.rows(db, [sites[pool][0].id for pool in by_site if sites[pool][1].pv_kwp > 0], "pv", lo, hi)
     load = SERIES_HISTORY.rows(db, [sites[pool][0].id for pool in by_site], "load", lo, hi)
+    site_plans: dict[str, SitePlan] = {}
     for pool, ids in by_site.items():
         site, equipment = sites[pool]
         rows = np.asarray([row_of[sid] for sid in ids], dtype=np.int64)
@@ -753,9 +782,11 @@ def plan_sites(db: Session, fleet: Fleet, at: datetime, horizon: IspHorizon, pro
                 "min_soc_kwh": s.min_soc_kwh[rows] if s.min_soc_kwh is not None else np.full(rows.size, np.nan)}
         result = plan_site(site_problem(db, site, equipment, horizon, s.prices_eur_per_mwh, at, tz, cars,
                                         signals=signals, history={"pv": pv.get(site.id), "load": load[site.id]}))
-        store_site_plan(db, site.id, at, horizon.start, result, stored=stored.get(site.id))
+        site_plans[site.id] = result
         for k, sid in enumerate(ids):
             schedule[plan_row[sid]] = result.car_kw[k]
+    # Stored together once every site is planned: the write (and on SQLite the database's write lock) comes last.
+    store_site_plans(db, at, horizon.start, site_plans)
     pool_kw = plan.pool_kw - plan.schedule_kw.sum(axis=0) + schedule.sum(axis=0)
     unmet = np.maximum(s.energy_kwh[[row_of[sid] for sid in plan.session_ids]] - schedule.sum(axis=1) * ISP_H, 0.0)
     return replace(plan, schedule_kw=schedule, pool_kw=pool_kw, unmet_kwh=unmet,
@@ -811,7 +842,16 @@ def _utc(at: datetime) -> datetime:
     return at if at.tzinfo is not None else at.replace(tzinfo=ZoneInfo("UTC"))
 
 
-def behind_the_meter_loads_kw(db: Session, at: datetime) -> dict[str, float]:
+def _by_site(rows: Iterable[Any]) -> dict[str, dict[datetime, float]]:
+    """(site, ISP start, kW) rows by site and ISP start."""
+    out: dict[str, dict[datetime, float]] = {}
+    for site_id, at, kw in rows:
+        out.setdefault(site_id, {})[at] = float(kw)
+    return out
+
+
+def behind_the_meter_loads_kw(db: Session, at: datetime,
+                              sites: Mapping[str, tuple[Site, SiteEquipment]] | None = None) -> dict[str, float]:
     """For every equipped site: what the chargers share the connection with now (pool id -> kW): load minus PV
     plus the battery's planned power.
 
@@ -819,24 +859,33 @@ def behind_the_meter_loads_kw(db: Session, at: datetime) -> dict[str, float]:
     this ISP (stated, else the same time on the latest of the seven days before) and its last metered ISP, the
     lower of the PV's (none under a kVA subscription: a breaker trips when PV drops within the ISP), and no more
     battery discharge than its metered state of charge gives. The dispatcher asks every cycle, so only those ISPs
-    are read.
+    are read. ``sites``: ``equipped_sites`` when the caller read them already.
     """
-    sites = equipped_sites(db)
+    sites = equipped_sites(db) if sites is None else sites
     if not sites:
         return {}
     isp = floor_to_isp(at)
     moments = [isp - timedelta(days=back) for back in range(HISTORY_DAYS + 1)]
     last = isp - ISP
     ids = [site.id for site, _ in sites.values()]
-    loads = db.execute(select(SiteLoad.site_id, SiteLoad.isp_start, SiteLoad.load_kw).where(
-        SiteLoad.site_id.in_(ids), SiteLoad.isp_start.in_([*moments, last]))).all()
-    pvs = db.execute(select(SiteSeriesRow.site_id, SiteSeriesRow.isp_start, SiteSeriesRow.power_kw).where(
-        SiteSeriesRow.site_id.in_(ids), SiteSeriesRow.kind == "pv",
-        SiteSeriesRow.isp_start.in_([*moments, last]))).all()
-    plans = {row.site_id: row for row in db.scalars(select(SitePlanRow).where(SitePlanRow.site_id.in_(ids)))}
+    # A kVA subscription is a breaker: PV, which can drop within the ISP, is not counted on to keep it.
+    counted_pv = [site.id for site, equipment in sites.values()
+                  if equipment.pv_kwp > 0 and equipment.connection.subscription_kva is None]
+    counted = set(counted_pv)
+    loads = _by_site(db.execute(select(SiteLoad.site_id, SiteLoad.isp_start, SiteLoad.load_kw).where(
+        SiteLoad.site_id.in_(ids), SiteLoad.isp_start.in_([*moments, last]))))
+    pvs = _by_site(db.execute(select(SiteSeriesRow.site_id, SiteSeriesRow.isp_start, SiteSeriesRow.power_kw).where(
+        SiteSeriesRow.site_id.in_(counted_pv), SiteSeriesRow.kind == "pv",
+        SiteSeriesRow.isp_start.in_([*moments, last])))) if counted_pv else {}
+    # The planned battery power of the sites with a battery (the others have none to plan), and only that column:
+    # a whole row decodes five more JSON arrays of the horizon, every dispatcher cycle.
+    batteries = [site.id for site, equipment in sites.values() if equipment.battery is not None]
+    plans = {site_id: (start, battery_kw) for site_id, start, battery_kw in db.execute(
+        select(SitePlanRow.site_id, SitePlanRow.start, SitePlanRow.battery_kw).where(
+            SitePlanRow.site_id.in_(batteries)))} if batteries else {}
 
-    def values(rows: Sequence[Any], site_id: str) -> tuple[float, float | None]:
-        found = {ts: float(kw) for sid, ts, kw in rows if sid == site_id}
+    def values(rows: Mapping[str, dict[datetime, float]], site_id: str) -> tuple[float, float | None]:
+        found = rows.get(site_id, {})
         return next((found[m] for m in moments if m in found), 0.0), found.get(last)
 
     out = {}
@@ -844,16 +893,15 @@ def behind_the_meter_loads_kw(db: Session, at: datetime) -> dict[str, float]:
         battery = 0.0
         plan = plans.get(site.id)
         if plan is not None:
-            k = int((isp - plan.start) / ISP)
-            if 0 <= k < len(plan.battery_kw):
-                battery = float(plan.battery_kw[k])
+            start, battery_kw = plan
+            k = int((isp - start) / ISP)
+            if 0 <= k < len(battery_kw):
+                battery = float(battery_kw[k])
         b = equipment.battery
         if b is not None and b.soc_kwh is not None and battery < 0:
             # No more discharge counted than its metered state of charge can give this ISP.
             battery = max(battery, -max(b.soc_kwh - b.min_soc_kwh, 0.0) * b.efficiency / ISP_H)
         load, load_last = values(loads, site.id)
-        # A kVA subscription is a breaker: PV, which can drop within the ISP, is not counted on to keep it.
-        breaker = equipment.connection.subscription_kva is not None
-        pv, pv_last = values(pvs, site.id) if equipment.pv_kwp > 0 and not breaker else (0.0, None)
+        pv, pv_last = values(pvs, site.id) if site.id in counted else (0.0, None)
         out[pool] = max(load, load_last or 0.0) - min(pv, pv if pv_last is None else pv_last) + battery
     return out

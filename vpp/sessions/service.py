@@ -346,13 +346,9 @@ def list_sessions(
     return [(row, name) for row, name in session.execute(page)], total
 
 
-def record_active_limit(
-    session: Session, connection_id: str, external_id: str, schedule: Sequence[LimitPoint], *, at: datetime
-) -> ChargingSession:
-    """Store the limit schedule the CPO says is in force on a session."""
-    row = find_by_external_id(session, connection_id, external_id)
-    if row is None:
-        raise NotFound(f"session {external_id!r} is unknown")
+def set_active_limit(session: Session, row: ChargingSession, schedule: Sequence[LimitPoint], *,
+                     at: datetime) -> ChargingSession:
+    """Store the limit schedule the CPO says is in force on a session (read by the caller)."""
     row.active_limit = [{"start": p.start.isoformat(), "limit_kw": p.limit_kw} for p in schedule]
     row.active_limit_at = at
     session.flush()

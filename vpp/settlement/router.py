@@ -13,7 +13,7 @@ from vpp.api.errors import error_responses
 from vpp.api.types import IsoDate, Pool, Text
 from vpp.congestion.flexsource import flex_source_for
 from vpp.db import utcnow
-from vpp.settlement import counterparty, plots, reports, service
+from vpp.settlement import counterparty, reports, service
 from vpp.settlement.schemas import (
     CounterpartySettlementWrite,
     CounterpartyVerdictRead,
@@ -61,6 +61,10 @@ def run_day(day: Day, body: SettlementRunWrite, db: SessionDep, settings: Settin
 def get_plot(day: Day, db: SessionDep, settings: SettingsDep, _trader: TraderDep,
              pool: Annotated[Pool, Query(description="the pool to plot")]) -> Response:
     """Requested vs delivered aFRR of a settled pool's day, per 4-second step."""
+    # Imported here: matplotlib's pyplot takes about a second to import, which every process that builds the app
+    # (API workers, simulations' service and intake processes) would otherwise pay for one rarely asked plot.
+    from vpp.settlement import plots
+
     service.get_run(db, day, pool)
     png = plots.requested_vs_delivered_png(db, day=day, pool=pool, time_zone=settings.market_timezone)
     return Response(png, media_type="image/png")

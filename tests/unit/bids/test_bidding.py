@@ -8,7 +8,7 @@ import pytest
 
 from sim.exchange import clear_curve_order
 from vpp.algorithms import bidding
-from vpp.algorithms.price_forecast import forecast_prices
+from vpp.algorithms.price_forecast import ForecastMemo, forecast_prices
 from vpp.algorithms.scheduling import SchedulingProblem, problem_from_instance
 from vpp.benchmarks.dayahead import generate_instance
 from vpp.bids.policy import BidPolicy
@@ -159,3 +159,24 @@ def test_energy_the_schedule_bought_before_the_product_beyond_the_bounds_is_not_
     # Held against the product, the 150 kWh would leave it no room at all.
     cumulative = np.cumsum(schedule) * 0.25
     assert (e_max[2:] - cumulative[2:] < 0).all()
+
+
+def test_a_price_forecast_with_its_memo_is_the_forecast_without_across_moving_horizons() -> None:
+    # Hourly prices with a gap of two days (filled by interpolation) and a history that ends mid-year (so
+    # horizons later than it are moved back a year): each horizon moves on by an ISP, as a re-plan's does,
+    # across the autumn clock change, and the memo's answer is the fresh one to the last bit.
+    hours = pd.date_range("2024-01-01", "2024-11-30", freq="h", tz="UTC")
+    values = np.sin(np.arange(len(hours)) / 5.0) * 40.0 + 60.0 + hours.hour
+    history = pd.Series(values, index=hours)
+    history[(hours >= "2024-10-08") & (hours < "2024-10-10")] = np.nan
+    memo = ForecastMemo(history)
+    for first in (datetime(2024, 10, 26, 20, tzinfo=UTC), datetime(2024, 10, 7, 12, tzinfo=UTC),
+                  datetime(2025, 6, 1, tzinfo=UTC)):
+        for step in range(12):
+            isps = [first + timedelta(minutes=15 * (step + k)) for k in range(160)]
+            fresh = forecast_prices(history, isps, weeks=4, tz="Europe/Paris")
+            kept = forecast_prices(history, isps, weeks=4, tz="Europe/Paris", memo=memo)
+            assert np.array_equal(fresh, kept)
+    assert memo.hits == 3 * 11 * 159
+    with pytest.raises(InvalidInput, match="another price history"):
+        forecast_prices(history.copy(), isps, memo=memo)

@@ -38,7 +38,9 @@ def _store_active(db: DbSession, connection_id: str, session_id: str, active: Ac
     except ValueError as exc:
         log.warning("active profile of session %s not stored: %s", session_id, exc)
         return
-    sessions.record_active_limit(db, connection_id, row.external_id, schedule, at=utcnow())
+    # On the row read above (an active profile's session was just found by its id: a second look-up by the CPO's
+    # id was one more query per limit the CPO applies).
+    sessions.set_active_limit(db, row, schedule, at=utcnow())
 
 
 # Results and active profiles arrive for every limit a cycle sends: each is one transaction on one worker thread
