@@ -77,7 +77,10 @@ IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 """An ISO 8601 calendar date."""
 Number = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 """A finite JSON number (an integer is fine; a boolean or a numeric string is not)."""
-Integer = Annotated[int, BeforeValidator(_json_integer)]
+JSON_INTEGER = BeforeValidator(_json_integer)
+"""``Integer``'s check, for a bounded one: ``Annotated[int, Field(ge=..., le=...), JSON_INTEGER]`` (bounds given
+after it, as ``Integer | None = Field(ge=...)``, are enforced but reach the document as unknown keywords)."""
+Integer = Annotated[int, JSON_INTEGER]
 """A JSON integer (``5.0`` is one too; never a boolean, a fraction or a string)."""
 Flag = Annotated[bool, Strict()]
 """A JSON boolean (never 0/1 or "true")."""

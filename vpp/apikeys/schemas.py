@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from vpp.api.types import Name
+from vpp.api.types import JSON_INTEGER, Name, UtcDatetime
 from vpp.domain.roles import Role
 
 
@@ -17,10 +18,10 @@ class ApiKeyCreate(BaseModel):
 
     name: Name = Field(min_length=1, max_length=200)
     role: Role
-    expires_at: AwareDatetime | None = Field(
+    expires_at: UtcDatetime | None = Field(
         None, description="when the key stops working (401 'expired' afterwards); must be in the future")
-    rate_limit_per_minute: int | None = Field(
-        None, ge=1, le=10_000_000, description="this key's request limit per minute (default: per role, then global)")
+    rate_limit_per_minute: Annotated[int, Field(ge=1, le=10_000_000), JSON_INTEGER] | None = Field(
+        None, description="this key's request limit per minute (default: per role, then global)")
 
 
 class ApiKeyRead(BaseModel):
