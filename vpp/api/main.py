@@ -39,4 +39,7 @@ def warm_up(app: FastAPI) -> None:
             state.redis.ping()
     except Exception:  # the first request connects, and reports, as it always did
         logging.getLogger("vpp.api").info("warm-up: a connection could not be opened yet", exc_info=True)
+    # The settlement plot's matplotlib (imported on first use): 19 s inside one request under load in a
+    # schemathesis run, here before any request asks for it.
+    from vpp.settlement import plots  # noqa: F401
 

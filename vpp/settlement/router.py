@@ -61,11 +61,12 @@ def run_day(day: Day, body: SettlementRunWrite, db: SessionDep, settings: Settin
 def get_plot(day: Day, db: SessionDep, settings: SettingsDep, _trader: TraderDep,
              pool: Annotated[Pool, Query(description="the pool to plot")]) -> Response:
     """Requested vs delivered aFRR of a settled pool's day, per 4-second step."""
-    # Imported here: matplotlib's pyplot takes about a second to import, which every process that builds the app
-    # (API workers, simulations' service and intake processes) would otherwise pay for one rarely asked plot.
+    service.get_run(db, day, pool)
+    # Imported here, after the 404 of a day not settled: matplotlib's pyplot takes a second or more to import,
+    # which every process that builds the app (simulations' service and intake processes) would otherwise pay for
+    # one rarely asked plot; an API process imports it in its warm-up (vpp.api.main), off the request path.
     from vpp.settlement import plots
 
-    service.get_run(db, day, pool)
     png = plots.requested_vs_delivered_png(db, day=day, pool=pool, time_zone=settings.market_timezone)
     return Response(png, media_type="image/png")
 
