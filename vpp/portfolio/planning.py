@@ -147,18 +147,17 @@ def _history_forecast(settings: PlanSettings) -> Callable[[list[datetime]], Floa
     return forecast
 
 
-_PRICE_MEMOS: dict[int, ForecastMemo] = {}
+_PRICE_MEMO: list[ForecastMemo] = []
 
 
 def _price_memo(history: pd.Series) -> ForecastMemo:
     """The forecast memo of the bundled price history (read once and kept: ``load_day_ahead_prices``), so that each
-    re-plan forecasts only the ISPs its horizon gained."""
+    re-plan forecasts only the ISPs its horizon gained; a new one if the history was read again."""
     from vpp.algorithms.price_forecast import ForecastMemo
 
-    memo = _PRICE_MEMOS.get(id(history))
-    if memo is None or memo.history is not history:
-        memo = _PRICE_MEMOS[id(history)] = ForecastMemo(history)
-    return memo
+    if not _PRICE_MEMO or _PRICE_MEMO[0].history is not history:
+        _PRICE_MEMO[:] = [ForecastMemo(history)]
+    return _PRICE_MEMO[0]
 
 
 def _group_caps(db: Session, fleet: Fleet, idx: IntArray, horizon: IspHorizon,
