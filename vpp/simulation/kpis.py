@@ -66,6 +66,12 @@ def _isp_index(result: RunResult) -> list[datetime]:
     return [start + k * ISP for k in range(math.ceil((end - start) / ISP))]
 
 
+def _follow_end(result: RunResult) -> datetime:
+    """When the run stopped following the delivery period's sessions (at the period's end at the earliest)."""
+    end = result.timeline.end.astimezone(UTC)
+    return max(end, result.follow_end or end)
+
+
 def _window_isps(result: RunResult) -> int:
     return int((result.timeline.end - result.timeline.delivery_start) / ISP)
 
@@ -317,9 +323,7 @@ def session_outcomes(result: RunResult) -> list[SessionOutcome]:
     """Every session of the delivery period that left before the run stopped (the run follows them past the
     period), with what its uncontrolled twin could deliver (``deliverable_kwh``), whether its need was feasible
     (the twin delivers it, within ``NEED_TOLERANCE_KWH``) and whether it was met (within the tolerance and 1 %)."""
-    tl = result.timeline
-    end = tl.end.astimezone(UTC)
-    follow_end = max(end, result.follow_end or end)
+    follow_end = _follow_end(result)
     out: list[SessionOutcome] = []
     for record in result.sessions:
         if not in_period(record, result) or record.departure > follow_end:
@@ -391,7 +395,7 @@ def compute_kpis(result: RunResult, series: Series | None = None) -> dict[str, A
     price = _price_paid(cost, float(energy.sum()))
     price_unc = _price_paid(cost_unc, float(energy_unc.sum()))
     price_pf = _price_paid(cost_pf, energy_pf) if has_pf else None
-    follow_end = max(end, result.follow_end or end)
+    follow_end = _follow_end(result)
     outcomes = session_outcomes(result)
     feasible = sum(o.feasible for o in outcomes)
     met = sum(o.met for o in outcomes)
