@@ -22,6 +22,12 @@ What is judged is biased low for large needs: a car whose need fills its battery
 leaves still charging, never judged. So a target is never below the share of a small battery of the pool (a low
 quantile of the batteries reported states of charge show, ``session_battery_kwh``; else the assumed 60 kWh) that
 the session's whole energy fills.
+
+That floor is learned from the cars that report a state of charge (DC sessions, larger cars); an AC car with a
+small battery that charges to full reports nothing. So a learned target below full is kept only for a need that a
+car of the smallest plausible battery (``SMALLEST_BATTERY_KWH``, the smallest of the shipped EV models, or the
+CPO's own) arriving at ``LEAST_ARRIVAL_SOC`` would still finish at or below it: a larger need may be a small car
+that ends above the target, and is planned full (the taper's assumption) whatever the cars that report showed.
 """
 
 from __future__ import annotations
@@ -43,6 +49,11 @@ TOLERANCE_KW = 1.0
 # A pool's prior: this quantile of its judged sessions, once it has at least ``PRIOR_MIN_SESSIONS``.
 PRIOR_QUANTILE = 0.9
 PRIOR_MIN_SESSIONS = 10
+# The smallest battery a car that reports no state of charge is taken to have: the smallest of the EV models the
+# simulation draws from (vpp/data/ev2gym/ev_specs.json: Volkswagen Golf, 32 kWh); a CPO's own is a setting.
+SMALLEST_BATTERY_KWH = 32.0
+# The least state of charge a car is taken to arrive with (the simulated CPOs' cars arrive with at least 5 %).
+LEAST_ARRIVAL_SOC = 0.05
 
 
 def taper_soc(power_kw: float, full_kw: float) -> float:
@@ -155,12 +166,17 @@ class LearnedTargets:
     # NaN or absent: the taper's assumed battery), and over all pools.
     small_battery_kwh: dict[str, float] = field(default_factory=dict)
     overall_small_battery_kwh: float = math.nan
+    # The smallest plausible battery and least arrival state of charge (``small_car_ends_above``).
+    smallest_battery_kwh: float = SMALLEST_BATTERY_KWH
+    least_arrival_soc: float = LEAST_ARRIVAL_SOC
 
     def target(self, car_keys: Iterable[str | None], pool: str | None, energy_kwh: float = 0.0) -> float:
         """A session's target: its car's (the first of ``car_keys`` known), else its pool's prior, else the overall
         prior, else the full-battery assumption (``ASSUMED_TARGET_SOC``); never below the share of a small battery
         its whole energy ``energy_kwh`` fills (a car that takes much ends high: a learned target is where cars stop
-        that had room for their need, and a car without it is the one that leaves short)."""
+        that had room for their need, and a car without it is the one that leaves short); and the full-battery
+        assumption for a whole energy a car of the smallest plausible battery would end above the target with
+        (``small_car_ends_above``)."""
         found = math.nan
         for key in car_keys:
             if key and key in self.by_car:
@@ -174,7 +190,23 @@ class LearnedTargets:
         if not small > 0:
             small = ASSUMED_BATTERY_KWH
         energy = max(float(energy_kwh), 0.0) if math.isfinite(energy_kwh) else 0.0
+        if small_car_ends_above(energy, found, self.smallest_battery_kwh, self.least_arrival_soc):
+            return ASSUMED_TARGET_SOC
         return max(found, min(energy / small, ASSUMED_TARGET_SOC))
+
+
+def small_car_ends_above(energy_kwh: float, target_soc: float, smallest_battery_kwh: float = SMALLEST_BATTERY_KWH,
+                         least_arrival_soc: float = LEAST_ARRIVAL_SOC) -> bool:
+    """Whether a session's whole energy could leave a car of the smallest plausible battery above ``target_soc``
+    (it arrives with at least ``least_arrival_soc``): then its end is not what the cars that stopped on their own
+    showed, and its taper is planned to full. With 32 kWh and 5 %: above ``(target - 0.05) x 32`` kWh (27.2 kWh for
+    a target of 0.9)."""
+    if not smallest_battery_kwh > 0 or not 0.0 <= least_arrival_soc < 1.0:
+        raise ValueError(f"small_car_ends_above needs a positive battery and an arrival within [0, 1), got "
+                         f"{smallest_battery_kwh}, {least_arrival_soc}")
+    if not target_soc < ASSUMED_TARGET_SOC:
+        return False
+    return bool(least_arrival_soc + max(energy_kwh, 0.0) / smallest_battery_kwh > target_soc + 1e-9)
 
 
 def _prior(values: Sequence[float], quantile: float, min_sessions: int, *, method: str = "higher") -> float:
@@ -186,15 +218,20 @@ def _prior(values: Sequence[float], quantile: float, min_sessions: int, *, metho
 
 def learn_targets(end_soc: Sequence[float], car_keys: Sequence[Sequence[str | None]], pools: Sequence[str | None],
                   *, battery_kwh: Sequence[float] | None = None, quantile: float = PRIOR_QUANTILE,
-                  min_sessions: int = PRIOR_MIN_SESSIONS) -> LearnedTargets:
+                  min_sessions: int = PRIOR_MIN_SESSIONS, smallest_battery_kwh: float = SMALLEST_BATTERY_KWH,
+                  least_arrival_soc: float = LEAST_ARRIVAL_SOC) -> LearnedTargets:
     """Per car the highest end state of charge of its judged sessions (NaN: not judged), per pool and overall
     the ``quantile`` of its judged sessions once there are ``min_sessions``; each session's ``car_keys`` are the
     keys it is known by (token, home charge point), its pool the one its prior counts for. ``battery_kwh``: each
     session's battery where its states of charge showed it (``session_battery_kwh``; NaN: not), of which the
-    ``1 - quantile`` quantile per pool and overall is the pool's small battery."""
+    ``1 - quantile`` quantile per pool and overall is the pool's small battery. ``smallest_battery_kwh`` and
+    ``least_arrival_soc``: above what whole energy a learned target gives way to full (``small_car_ends_above``)."""
     batteries = [math.nan] * len(end_soc) if battery_kwh is None else list(battery_kwh)
     if not len(end_soc) == len(car_keys) == len(pools) == len(batteries):
         raise ValueError("learn_targets: end_soc, car_keys, pools and battery_kwh must have one entry per session")
+    if not smallest_battery_kwh > 0 or not 0.0 <= least_arrival_soc < 1.0:
+        raise ValueError(f"learn_targets: a positive smallest battery and a least arrival within [0, 1), got "
+                         f"{smallest_battery_kwh}, {least_arrival_soc}")
     if not 0.0 <= quantile <= 1.0 or min_sessions < 1:
         raise ValueError(f"learn_targets: quantile within [0, 1] and min_sessions >= 1, got {quantile}, "
                          f"{min_sessions}")
@@ -222,4 +259,5 @@ def learn_targets(end_soc: Sequence[float], car_keys: Sequence[Sequence[str | No
     every = [b for values in sizes.values() for b in values]
     return LearnedTargets(by_car=by_car, by_pool=by_pool, overall=_prior(judged, quantile, min_sessions),
                           judged=len(judged), small_battery_kwh=small,
-                          overall_small_battery_kwh=_prior(every, 1.0 - quantile, min_sessions, method="lower"))
+                          overall_small_battery_kwh=_prior(every, 1.0 - quantile, min_sessions, method="lower"),
+                          smallest_battery_kwh=smallest_battery_kwh, least_arrival_soc=least_arrival_soc)

@@ -15,7 +15,7 @@ import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -23,14 +23,27 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from vpp.algorithms.dispatch import car_power_kw
-from vpp.algorithms.end_soc import LearnedTargets, learn_targets, session_battery_kwh, session_end_soc
+from vpp.algorithms.end_soc import (
+    LEAST_ARRIVAL_SOC,
+    SMALLEST_BATTERY_KWH,
+    LearnedTargets,
+    learn_targets,
+    session_battery_kwh,
+    session_end_soc,
+)
 from vpp.domain.pools import PoolKind
 from vpp.sessions.tables import ChargingSession, LimitRequest, SessionReading
+
+if TYPE_CHECKING:
+    from vpp.config import Settings
 
 Judged = tuple[datetime, float, tuple[str, ...], str, float]
 # Limits that reached the car: applied, or accepted and not yet answered otherwise.
 IN_FORCE = ("applied", "accepted")
 _CHUNK = 500
+# The first read of a database judges at most this many completed sessions per CPO (the newest): its cost is
+# bounded however much history the window holds; later reads judge what completed since.
+FIRST_READ_PER_CPO = 500
 
 
 def car_keys(driver_token: Mapping[str, Any] | None, party_key: str, location_key: str, evse_key: str,
@@ -140,16 +153,38 @@ def _judge(readings: list[tuple[datetime, float, float, float]], limits: list[tu
 
 class EndSocCache:
     """Learned end states of charge, per database: finished sessions judged once, re-learned at most every
-    ``ttl_seconds`` of the time asked for (the service's clock), over the last ``window``."""
+    ``ttl_seconds`` of the time asked for (the service's clock), over the last ``window``; the first read judges
+    only the newest ``first_read_per_cpo`` completed sessions of each CPO. ``smallest_battery_kwh`` and
+    ``least_arrival_soc``: where a learned target gives way to full (``vpp.algorithms.end_soc``)."""
 
     COMMIT_MARGIN = timedelta(minutes=5)
 
-    def __init__(self, ttl_seconds: float = 900.0, window: timedelta = timedelta(days=14)) -> None:
+    def __init__(self, ttl_seconds: float = 900.0, window: timedelta = timedelta(days=14), *,
+                 first_read_per_cpo: int = FIRST_READ_PER_CPO, smallest_battery_kwh: float = SMALLEST_BATTERY_KWH,
+                 least_arrival_soc: float = LEAST_ARRIVAL_SOC) -> None:
         self._ttl = ttl_seconds
         self._window = window
         self._kept: weakref.WeakKeyDictionary[Any, _Judged] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
         self.reads = 0
+        self.configure(first_read_per_cpo=first_read_per_cpo, smallest_battery_kwh=smallest_battery_kwh,
+                       least_arrival_soc=least_arrival_soc)
+
+    def configure(self, *, first_read_per_cpo: int = FIRST_READ_PER_CPO,
+                  smallest_battery_kwh: float = SMALLEST_BATTERY_KWH,
+                  least_arrival_soc: float = LEAST_ARRIVAL_SOC) -> None:
+        """Set the first read's bound and the floor's smallest battery and least arrival (a process's settings);
+        what was learned is learned again at the next read."""
+        if first_read_per_cpo < 1 or not smallest_battery_kwh > 0 or not 0.0 <= least_arrival_soc < 1.0:
+            raise ValueError(f"EndSocCache: first_read_per_cpo >= 1, a positive smallest battery and a least "
+                             f"arrival within [0, 1), got {first_read_per_cpo}, {smallest_battery_kwh}, "
+                             f"{least_arrival_soc}")
+        with self._lock:
+            self.first_read_per_cpo = first_read_per_cpo
+            self.smallest_battery_kwh = smallest_battery_kwh
+            self.least_arrival_soc = least_arrival_soc
+            for kept in self._kept.values():
+                kept.learned_at = None
 
     def clear(self) -> None:
         """Forget everything learned."""
@@ -176,12 +211,17 @@ class EndSocCache:
         self.reads += 1
         since = now - self._window
         completed = (ChargingSession.status == "completed") & ChargingSession.end_at.is_not(None)
-        query = select(ChargingSession.id, ChargingSession.updated_at).where(
+        query = select(ChargingSession.id, ChargingSession.updated_at, ChargingSession.country_code,
+                       ChargingSession.party_id, ChargingSession.end_at).where(
             completed, ChargingSession.start_at >= since - timedelta(days=1))
-        if kept.newest is not None:
+        first = kept.newest is None
+        if not first:
             query = query.where(ChargingSession.updated_at >= kept.newest - self.COMMIT_MARGIN)
-        changed = db.execute(query).all()
-        fresh = [str(sid) for sid, _ in changed if str(sid) not in kept.sessions]
+        rows = db.execute(query).all()
+        changed = [(sid, updated) for sid, updated, *_ in rows]
+        if first:
+            rows = newest_per_cpo(rows, self.first_read_per_cpo)
+        fresh = [str(row[0]) for row in rows if str(row[0]) not in kept.sessions]
         kept.sessions.update(judge_sessions(db, fresh))
         newest = max((u for _, u in changed if u is not None), default=None)
         if newest is not None and (kept.newest is None or newest > kept.newest):
@@ -192,8 +232,23 @@ class EndSocCache:
         kept.since = since
         values = list(kept.sessions.values())
         kept.learned = learn_targets([v[1] for v in values], [v[2] for v in values], [v[3] for v in values],
-                                     battery_kwh=[v[4] for v in values])
+                                     battery_kwh=[v[4] for v in values],
+                                     smallest_battery_kwh=self.smallest_battery_kwh,
+                                     least_arrival_soc=self.least_arrival_soc)
         kept.learned_at = now
+
+
+def newest_per_cpo(rows: Iterable[Any], per_cpo: int) -> list[Any]:
+    """The newest ``per_cpo`` (by end) of completed-session rows ``(id, updated_at, country_code, party_id,
+    end_at, ...)`` of each CPO."""
+    by_cpo: dict[tuple[str, str], list[Any]] = {}
+    for row in rows:
+        by_cpo.setdefault((str(row[2]).upper(), str(row[3]).upper()), []).append(row)
+    out: list[Any] = []
+    for found in by_cpo.values():
+        found.sort(key=lambda r: _utc(r[4]), reverse=True)
+        out.extend(found[:per_cpo])
+    return out
 
 
 def session_targets(learned: LearnedTargets, keys: Iterable[tuple[str, ...]], pools: Iterable[str | None],
@@ -204,3 +259,10 @@ def session_targets(learned: LearnedTargets, keys: Iterable[tuple[str, ...]], po
 
 
 END_SOC = EndSocCache()
+
+
+def configure_end_soc(settings: Settings) -> None:
+    """The process's settings of the learned end of charge (its composition root calls this)."""
+    END_SOC.configure(first_read_per_cpo=settings.end_soc_first_read_per_cpo,
+                      smallest_battery_kwh=settings.end_soc_smallest_battery_kwh,
+                      least_arrival_soc=settings.end_soc_least_arrival_soc)

@@ -11,7 +11,13 @@ import numpy as np
 import pytest
 
 from vpp.algorithms.dispatch import plan_need_floor_kw
-from vpp.algorithms.end_soc import learn_targets, session_battery_kwh, session_end_soc, taper_soc
+from vpp.algorithms.end_soc import (
+    learn_targets,
+    session_battery_kwh,
+    session_end_soc,
+    small_car_ends_above,
+    taper_soc,
+)
 from vpp.algorithms.planning import taper_departure
 from vpp.bids.dayahead import as_planned
 from vpp.domain.dispatch import DispatchSnapshot, GroupCaps
@@ -104,16 +110,56 @@ def test_a_battery_shows_in_the_energy_between_two_reported_states_of_charge() -
 
 
 def test_a_large_need_is_planned_to_end_high_on_a_small_battery_of_its_pool() -> None:
-    # Ten sessions ending at 90 %; batteries 40-85 kWh: the small battery (10 % quantile, lower) is 40 kWh.
+    # Ten sessions ending at 90 %; batteries 40-85 kWh: the small battery (10 % quantile, lower) is 40 kWh. The
+    # smallest plausible battery set at 60 kWh, arriving empty (``small_car_ends_above`` only above 54 kWh).
     learned = learn_targets([0.9] * 10, [()] * 10, ["cpo:NL-A"] * 10,
-                            battery_kwh=[40.0, 45.0, 50.0, 55.0, 60.0, 65.0, 70.0, 75.0, 80.0, 85.0])
+                            battery_kwh=[40.0, 45.0, 50.0, 55.0, 60.0, 65.0, 70.0, 75.0, 80.0, 85.0],
+                            smallest_battery_kwh=60.0, least_arrival_soc=0.0)
     assert learned.small_battery_kwh == {"cpo:NL-A": 40.0}
     # 20 kWh fills half of it: the prior stands; 38 kWh: 95 %; 45 kWh: more than it holds, full.
     assert learned.target((), "cpo:NL-A", 20.0) == pytest.approx(0.9)
     assert learned.target((), "cpo:NL-A", 38.0) == pytest.approx(0.95)
     assert learned.target((), "cpo:NL-A", 45.0) == pytest.approx(1.0)
-    # Without batteries learned, the taper's assumed 60 kWh: 57 kWh ends at 95 %.
-    assert learn_targets([0.9] * 10, [()] * 10, ["p"] * 10).target((), "p", 57.0) == pytest.approx(0.95)
+    # Without batteries learned, the taper's assumed 60 kWh: 57 kWh ends at 95 % (smallest plausible 64 kWh).
+    assert learn_targets([0.9] * 10, [()] * 10, ["p"] * 10, smallest_battery_kwh=64.0, least_arrival_soc=0.0
+                         ).target((), "p", 57.0) == pytest.approx(0.95)
+
+
+def test_a_need_a_smallest_car_would_end_above_the_prior_with_is_planned_full() -> None:
+    # The full demo's short cars: Volkswagen Golfs (32 kWh) and Nissan Leafs (39 kWh) charging on AC, which
+    # report no state of charge, so no small battery is learned (batteries all NaN). Pool prior 0.9.
+    learned = learn_targets([0.9] * 10, [()] * 10, ["cpo:NL-A"] * 10)
+    assert learned.by_pool == {"cpo:NL-A": 0.9} and math.isnan(learned.overall_small_battery_kwh)
+    # A 32 kWh car arriving at 5 % ends at 0.05 + e / 32: above 0.9 from e > 0.85 x 32 = 27.2 kWh.
+    assert learned.target((), "cpo:NL-A", 10.0) == pytest.approx(0.9)
+    assert learned.target((), "cpo:NL-A", 27.0) == pytest.approx(0.9)
+    assert learned.target((), "cpo:NL-A", 27.5) == 1.0
+    assert learned.target((), "cpo:NL-A", 30.0) == 1.0
+    # A car's own target gives way the same (its battery is not known either), and so does a forecast car's.
+    own = learn_targets([0.8], [("token:a",)], ["cpo:NL-A"])
+    assert own.target(("token:a",), "cpo:NL-A", 20.0) == pytest.approx(0.8)  # 0.05 + 20 / 32 = 0.675
+    assert own.target(("token:a",), "cpo:NL-A", 25.0) == 1.0  # 0.05 + 25 / 32 = 0.83 > 0.8
+    # Another smallest battery and least arrival (settings): 50 kWh arriving empty, 0.9 up to 45 kWh.
+    wide = learn_targets([0.9] * 10, [()] * 10, ["p"] * 10, smallest_battery_kwh=50.0, least_arrival_soc=0.0)
+    assert wide.target((), "p", 45.0) == pytest.approx(0.9)
+    assert wide.target((), "p", 45.5) == 1.0
+    # Nothing learned: full, as before.
+    assert learn_targets([], [], []).target((), "p", 10.0) == 1.0
+
+
+def test_small_car_ends_above_by_hand() -> None:
+    # 0.9 - 0.05 = 0.85 of 32 kWh: 27.2 kWh.
+    assert not small_car_ends_above(27.2, 0.9)
+    assert small_car_ends_above(27.3, 0.9)
+    # A Leaf (39 kWh) arriving at 5 % with 33 kWh ends at 0.896: at or below the prior on its own battery, but a
+    # Golf with it would not: the smallest battery decides.
+    assert small_car_ends_above(33.0, 0.9)
+    # A full target is full already; a bad battery or arrival is an error.
+    assert not small_car_ends_above(60.0, 1.0)
+    with pytest.raises(ValueError):
+        small_car_ends_above(10.0, 0.9, 0.0)
+    with pytest.raises(ValueError):
+        small_car_ends_above(10.0, 0.9, 32.0, 1.0)
 
 
 def test_a_learned_target_plans_a_car_to_finish_later_and_no_target_keeps_the_full_battery_plan() -> None:
