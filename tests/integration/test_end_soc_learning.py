@@ -80,3 +80,28 @@ def _ids(factory: sessionmaker[Session], cid: str) -> dict[str, str]:
             assert found is not None
             out[name] = found.id
     return out
+
+
+def test_the_first_read_judges_only_the_newest_completed_sessions_of_each_cpo(
+    session_factory: sessionmaker[Session],
+) -> None:
+    cid = add_cpo(session_factory)
+    add_location(session_factory, cid, location_id="LOC1", evses=3, at=NOW - timedelta(days=3))
+    _finished(session_factory, cid, "F1", "CAR1", NOW - timedelta(days=2), [11.0, 11.0, 6.6, 2.0, 0.0])
+    _finished(session_factory, cid, "F3", "CAR3", NOW - timedelta(days=1), [11.0, 11.0, 3.0, 0.0])
+
+    cache = EndSocCache(ttl_seconds=900.0, first_read_per_cpo=1)
+    with session_factory() as db:
+        first = cache.get(db, NOW)
+    # Of the CPO's two, only the one that ended last is judged at the first read.
+    assert first.judged == 1
+    assert set(first.by_car) == {"token:||car3"}
+    # Later reads judge what completed since, whatever the bound.
+    _finished(session_factory, cid, "F4", "CAR4", NOW - timedelta(hours=3), [11.0, 11.0, 3.0, 0.0])
+    with session_factory() as db:
+        later = cache.get(db, NOW + timedelta(minutes=20))
+    assert later.judged == 2
+    assert set(later.by_car) == {"token:||car3", "token:||car4"}
+    # Unbounded, both of the first read's are judged.
+    with session_factory() as db:
+        assert EndSocCache(ttl_seconds=900.0).get(db, NOW).judged == 3

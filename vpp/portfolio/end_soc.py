@@ -220,7 +220,12 @@ class EndSocCache:
         rows = db.execute(query).all()
         changed = [(sid, updated) for sid, updated, *_ in rows]
         if first:
-            rows = newest_per_cpo(rows, self.first_read_per_cpo)
+            chosen = newest_per_cpo(rows, self.first_read_per_cpo)
+            # The rest stay unjudged for good (a later read that sees them again does not judge them).
+            skipped = {str(row[0]) for row in rows} - {str(row[0]) for row in chosen}
+            kept.sessions.update({str(row[0]): (_utc(row[4]), math.nan, (), cpo_pool(str(row[2]), str(row[3])),
+                                                math.nan) for row in rows if str(row[0]) in skipped})
+            rows = chosen
         fresh = [str(row[0]) for row in rows if str(row[0]) not in kept.sessions]
         kept.sessions.update(judge_sessions(db, fresh))
         newest = max((u for _, u in changed if u is not None), default=None)

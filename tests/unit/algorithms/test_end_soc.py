@@ -3,15 +3,19 @@ targets, and the taper models (planner, day-ahead position, need floors) that pl
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from importlib.resources import files
 
 import numpy as np
 import pytest
 
 from vpp.algorithms.dispatch import plan_need_floor_kw
 from vpp.algorithms.end_soc import (
+    LEAST_ARRIVAL_SOC,
+    SMALLEST_BATTERY_KWH,
     learn_targets,
     session_battery_kwh,
     session_end_soc,
@@ -20,6 +24,7 @@ from vpp.algorithms.end_soc import (
 )
 from vpp.algorithms.planning import taper_departure
 from vpp.bids.dayahead import as_planned
+from vpp.config import Settings
 from vpp.domain.dispatch import DispatchSnapshot, GroupCaps
 
 NAN = math.nan
@@ -145,6 +150,13 @@ def test_a_need_a_smallest_car_would_end_above_the_prior_with_is_planned_full() 
     assert wide.target((), "p", 45.5) == 1.0
     # Nothing learned: full, as before.
     assert learn_targets([], [], []).target((), "p", 10.0) == 1.0
+
+
+def test_the_smallest_plausible_battery_is_the_shipped_ev_models_smallest() -> None:
+    specs = json.loads(files("vpp.data").joinpath("ev2gym", "ev_specs.json").read_text(encoding="utf-8"))
+    assert min(float(v["battery_capacity"]) for v in specs.values()) == SMALLEST_BATTERY_KWH
+    assert Settings().end_soc_smallest_battery_kwh == SMALLEST_BATTERY_KWH
+    assert Settings().end_soc_least_arrival_soc == LEAST_ARRIVAL_SOC
 
 
 def test_small_car_ends_above_by_hand() -> None:
