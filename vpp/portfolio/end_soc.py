@@ -215,7 +215,7 @@ class EndSocCache:
                        ChargingSession.party_id, ChargingSession.end_at).where(
             completed, ChargingSession.start_at >= since - timedelta(days=1))
         first = kept.newest is None
-        if not first:
+        if kept.newest is not None:
             query = query.where(ChargingSession.updated_at >= kept.newest - self.COMMIT_MARGIN)
         rows = db.execute(query).all()
         changed = [(sid, updated) for sid, updated, *_ in rows]
