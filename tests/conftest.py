@@ -25,6 +25,7 @@ from vpp.apikeys import service as apikeys
 from vpp.config import Settings
 from vpp.db import create_db_engine, create_session_factory, unit_of_work
 from vpp.keyring import Keyring, derive_key
+from vpp.portfolio.end_soc import END_SOC
 from vpp.tables import metadata
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -110,9 +111,10 @@ def truncate_all(eng: Engine) -> None:
 
 @pytest.fixture
 def session_factory(engine: Engine) -> Iterator[sessionmaker[Session]]:
-    """A session factory on the migrated database, emptied after the test."""
+    """A session factory on the migrated database, emptied after the test (with what was learned from it)."""
     yield create_session_factory(engine)
     truncate_all(engine)
+    END_SOC.clear()
 
 
 @pytest.fixture

@@ -66,6 +66,14 @@ class Settings(BaseSettings):
     uftp_d_prognosis_interval_seconds: float = 3600.0
     plan_imbalance_eur_per_mwh: float = Field(
         50.0, ge=0.0, description="Planner's price of every MWh off the committed day-ahead position (either way).")
+    end_soc_smallest_battery_kwh: float = Field(
+        32.0, gt=0, description="The smallest battery a car without a state of charge may have (the shipped EV "
+        "models' smallest): a need that would leave such a car above its learned end of charge is planned full.")
+    end_soc_least_arrival_soc: float = Field(
+        0.05, ge=0, lt=1, description="The least state of charge (fraction) a car is taken to arrive with.")
+    end_soc_first_read_per_cpo: int = Field(
+        500, ge=1, description="The first read of the learned end of charge judges at most this many of each "
+        "CPO's newest completed sessions.")
     dispatch_interval_seconds: float = Field(4.0, description="Dispatcher cycle period per pool (aFRR step).")
     dispatch_deadband_kw: float = Field(0.5, description="A session limit is resent only beyond this change ...")
     dispatch_deadband_pct: float = Field(5.0, description="... and beyond this share of the previous limit.")

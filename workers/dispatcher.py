@@ -397,9 +397,11 @@ def default_components(
     from adapters.ocpi.v2_2_1.context import OcpiContext
     from adapters.ocpi.v2_2_1.network import OcpiChargePointNetwork
     from vpp.ocpi.settings import OcpiSettings
+    from vpp.portfolio.end_soc import configure_end_soc
     from vpp.portfolio.planning import BackgroundReplanner, PlanSettings
     from vpp.portfolio.service import DispatchPools, PortfolioConfig, PortfolioService
 
+    configure_end_soc(settings)
     portfolio = PortfolioService(session_factory, clock=clock,
                                  config=PortfolioConfig(market_timezone=settings.market_timezone))
     planner = BackgroundReplanner(session_factory, portfolio, PlanSettings.from_settings(settings))

@@ -263,10 +263,13 @@ def car_power_kw(charger_max_kw: FloatArray, seen_kw: FloatArray | None) -> tupl
 
 def need_target(snapshot: DispatchSnapshot) -> tuple[FloatArray | None, FloatArray]:
     """The battery (kWh; NaN: the taper's assumed one) and the state of charge (fraction) each need ends at: its
-    own where the car's state of charge and battery are known, else full (``vpp.algorithms.taper``), as the
-    planner's ``taper_departure`` has it."""
+    own where the car's state of charge and battery are known, else the learned target (``target_soc``), else
+    full (``vpp.algorithms.taper``), as the planner's ``taper_departure`` has it."""
     need = np.maximum(np.nan_to_num(np.asarray(snapshot.energy_needed_kwh, dtype=np.float64), nan=0.0), 0.0)
     target: FloatArray = np.full(need.shape, ASSUMED_TARGET_SOC)
+    if snapshot.target_soc is not None:
+        learned = np.asarray(snapshot.target_soc, dtype=np.float64)
+        target = np.where(np.isfinite(learned), np.clip(learned, 0.0, 1.0), target)
     if snapshot.soc_kwh is None or snapshot.battery_kwh is None:
         return None, target
     soc = np.asarray(snapshot.soc_kwh, dtype=np.float64)

@@ -223,12 +223,13 @@ def plan_pool(problem: PlanProblem) -> Plan:
 
 def taper_departure(departure: IntArray, energy_kwh: FloatArray, power_kw: FloatArray, isp_hours: float, *,
                     soc_kwh: FloatArray | None = None, battery_kwh: FloatArray | None = None,
-                    arrival: IntArray | None = None) -> IntArray:
+                    arrival: IntArray | None = None, target_soc: FloatArray | None = None) -> IntArray:
     """Each car's departure ISP to plan to: earlier by what the taper near full adds to its need's time
     (``vpp.algorithms.taper``; whole ISPs, rounded up), never earlier than its need at full power allows from its
     ``arrival`` (default: now, ISP 0, for present cars), nor than the end of its first ISP. ``power_kw``: what the
     car draws at full power. Where a car's state of charge and battery are known (``soc_kwh``, ``battery_kwh``;
-    NaN: not) its need ends at its own target, else it is taken to end full (``vpp.algorithms.taper``'s
+    NaN: not) its need ends at its own target, else at ``target_soc`` (what its finished sessions showed,
+    ``vpp.algorithms.end_soc``; NaN or None: not known) or, without one, full (``vpp.algorithms.taper``'s
     assumption).
 
     A car planned at full power up to its departure cannot draw it in its last hours above ~80 % state of charge
@@ -237,6 +238,9 @@ def taper_departure(departure: IntArray, energy_kwh: FloatArray, power_kw: Float
     energy = np.maximum(np.nan_to_num(np.asarray(energy_kwh, dtype=np.float64)), 0.0)
     power = np.asarray(power_kw, dtype=np.float64)
     target: FloatArray = np.full(energy.shape, ASSUMED_TARGET_SOC)
+    if target_soc is not None:
+        learned = np.broadcast_to(np.asarray(target_soc, dtype=np.float64), energy.shape)
+        target = np.where(np.isfinite(learned), np.clip(learned, 0.0, 1.0), target)
     battery: FloatArray | None = None
     if soc_kwh is not None and battery_kwh is not None:
         soc = np.asarray(soc_kwh, dtype=np.float64)

@@ -30,6 +30,7 @@ from vpp.congestion.router import router as congestion_router
 from vpp.db import create_db_engine, create_session_factory
 from vpp.health.router import router as health_router
 from vpp.ocpi.router import router as ocpi_connections_router
+from vpp.portfolio.end_soc import configure_end_soc
 from vpp.portfolio.planning import BackgroundReplanner, PlanSettings
 from vpp.portfolio.router import router as portfolio_router
 from vpp.portfolio.service import DispatchPools, PortfolioConfig, PortfolioService, install_congestion_source
@@ -112,6 +113,7 @@ def create_app(
     state.authenticator = ApiKeyAuthenticator(session_factory=session_factory, pepper=settings.secret)
     state.api_rate_limiter = KeyRateLimiter()
     portfolio_config = PortfolioConfig(market_timezone=settings.market_timezone)
+    configure_end_soc(settings)
     state.portfolio = PortfolioService(session_factory, clock=clock, config=portfolio_config)
     state.portfolio_view = state.portfolio
     state.market_documents = market_documents()

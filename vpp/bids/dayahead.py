@@ -154,10 +154,14 @@ def _full_kw(item: dict[str, Any]) -> float:
 
 def _target(item: dict[str, Any]) -> tuple[float | None, float]:
     """The battery (None: the taper's assumed one) and the state of charge a session's need ends at: its own where
-    the instance knows its state of charge and battery, else full (``vpp.algorithms.taper``'s assumption)."""
+    the instance knows its state of charge and battery, else its learned ``target_soc`` (``vpp.algorithms.
+    end_soc``), else full (``vpp.algorithms.taper``'s assumption), as the re-plan's ``taper_departure`` has it."""
     battery, soc = item.get("battery_kwh"), item.get("soc_kwh")
     if battery is None or soc is None or not float(battery) > 0:
-        return None, ASSUMED_TARGET_SOC
+        learned = item.get("target_soc")
+        if learned is None or not math.isfinite(float(learned)):
+            return None, ASSUMED_TARGET_SOC
+        return None, min(max(float(learned), 0.0), 1.0)
     return float(battery), min(max((float(soc) + float(item["energy_kwh"])) / float(battery), 0.0), 1.0)
 
 
@@ -208,9 +212,9 @@ def as_planned(instance: dict[str, Any]) -> dict[str, Any]:
     """The instance's cars as the rolling-horizon planner that controls them models them (``vpp.portfolio.planning.
     plan_problem``), so that what the position buys is what the control will draw: each car at most what it is
     taken to draw at full power (on AC 11 kW), done by the taper's departure (``vpp.algorithms.planning.
-    taper_departure``: a need taken to end full, unless its state of charge and battery are known, is planned to be
-    in the taper's extra time before the car leaves). A stay that reaches the instance's end (cut there) keeps its
-    departure: its taper falls after the end.
+    taper_departure``: a need taken to end where its state of charge and battery put it, else at the ``target_soc``
+    learned from finished sessions, else full, is planned to be in the taper's extra time before the car leaves).
+    A stay that reaches the instance's end (cut there) keeps its departure: its taper falls after the end.
 
     Bought with each car at its charger's power up to its departure, the position put the evening's needs into the
     cheapest ISPs just before the cars leave, where the control, which plans them to be done earlier, never draws.
@@ -228,7 +232,8 @@ def as_planned(instance: dict[str, Any]) -> dict[str, Any]:
     arrival = np.array([int(item["arrival"]) for item in items], dtype=np.int64)
     departure = np.array([int(item["departure"]) for item in items], dtype=np.int64)
     planned = taper_departure(departure, energy, full, float(instance.get("isp_minutes", 15)) / 60.0,
-                              soc_kwh=soc, battery_kwh=battery, arrival=arrival)
+                              soc_kwh=soc, battery_kwh=battery, arrival=arrival,
+                              target_soc=np.array([t for _, t in targets]))
     planned = np.where(departure >= n_isps, departure, np.minimum(planned, departure))
     sessions = []
     for k, item in enumerate(items):

@@ -67,3 +67,6 @@ class DispatchSnapshot:
     # its own target, not full, in the taper the need floors allow for (``vpp.algorithms.taper``).
     soc_kwh: FloatArray | None = None
     battery_kwh: FloatArray | None = None
+    # Where its state of charge is not known, the state of charge each car's need ends at, learned from its (or its
+    # pool's) finished sessions (``vpp.algorithms.end_soc``; NaN or None: not known, taken as full).
+    target_soc: FloatArray | None = None

@@ -18,12 +18,14 @@ import pandas as pd
 from sqlalchemy import Interval, Select, func, literal, select, true
 from sqlalchemy.orm import Session
 
+from vpp.algorithms.end_soc import LearnedTargets
 from vpp.algorithms.needs import LearnedNeedDefaults, estimate_for, learn_need_defaults
 from vpp.data.elaad import elaad_need_estimates
 from vpp.domain.needs import LocationCategory, NeedSource
 from vpp.domain.pools import PoolId, PoolKind
 from vpp.locations.tables import ChargingConnector, ChargingEvse, ChargingLocation
 from vpp.ocpi.tables import OcpiConnection
+from vpp.portfolio.end_soc import END_SOC, car_keys, session_targets
 from vpp.portfolio.tables import Booking, ChargingNeedRow, CongestionPoint, Site, SiteLocation
 from vpp.sessions.tables import ChargingSession, SessionReading
 
@@ -72,6 +74,10 @@ class Fleet:
     # V2G by EVSE, connection and consent with a known battery, whether or not a reading has given its state of
     # charge yet (``discharge_kw`` waits for one): the model of the V2G cars still to come (empty: none known).
     v2g_able: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    # Where each car's need ends when its state of charge is not known, learned from its or its CPO's finished
+    # sessions (``vpp.portfolio.end_soc``; empty: not learned, every need taken to end full), and what was learned.
+    target_soc: FloatArray = field(default_factory=lambda: np.zeros(0))
+    learned_targets: LearnedTargets = field(default_factory=LearnedTargets)
 
     @property
     def n(self) -> int:
@@ -84,6 +90,18 @@ class Fleet:
         column = {PoolKind.CPO: self.cpo_pool, PoolKind.SITE: self.site_pool,
                   PoolKind.CONGESTION_POINT: self.congestion_pool, PoolKind.ZONE: self.zone_pool}[pid.kind]
         return np.flatnonzero(column == pool).astype(np.int64)
+
+    def target_soc_of(self, idx: npt.NDArray[np.int64]) -> FloatArray | None:
+        """The learned target state of charge of the sessions ``idx`` (None: none learned)."""
+        if self.target_soc.size == 0:
+            return None
+        out: FloatArray = self.target_soc[idx].copy()
+        return out
+
+    def pool_target_soc(self, pool: str, energy_kwh: float) -> float:
+        """Where the need (``energy_kwh``) of a car still to come to ``pool`` is taken to end: the pool's learned
+        prior (``LearnedTargets.target``)."""
+        return self.learned_targets.target((), pool, energy_kwh)
 
     def pools(self) -> list[str]:
         """Every pool with at least one session."""
@@ -495,10 +513,16 @@ def _resolve(frame: pd.DataFrame, db: Session, now: datetime, defaults: LearnedN
                   if isinstance(s, str) and c is not None and np.isfinite(c)}
     cp_limits = _congestion_limits(db)
     zones = frame["zone"].fillna("NL") if n else pd.Series([], dtype=str)
+    cpo_pools = pool_column(PoolKind.CPO, cpo)
+    targets = END_SOC.get(db, now)
+    session_keys = [car_keys(token, str(party), str(location), str(evse), None if pd.isna(category) else str(category))
+            for token, party, location, evse, category in zip(
+                frame["driver_token"], frame["party_key"], frame["location_key"], frame["evse_key"],
+                frame["category"], strict=True)] if n else []
     return Fleet(
         at=now,
         session_ids=tuple(str(i) for i in frame["id"]),
-        cpo_pool=pool_column(PoolKind.CPO, cpo),
+        cpo_pool=cpo_pools,
         site_pool=pool_column(PoolKind.SITE, frame["site_id"] if n else pd.Series([], dtype=str)),
         congestion_pool=pool_column(PoolKind.CONGESTION_POINT, frame["ean"] if n else pd.Series([], dtype=str)),
         zone_pool=pool_column(PoolKind.ZONE, zones),
@@ -519,6 +543,9 @@ def _resolve(frame: pd.DataFrame, db: Session, now: datetime, defaults: LearnedN
         reading_start_s=_epoch_s(frame["reading_start"]) if n else np.zeros(0),
         reading_end_s=np.fmax(_epoch_s(frame["reading_end"]), _epoch_s(frame["reading_start"])) if n else np.zeros(0),
         v2g_able=v2g_able if n else np.zeros(0, dtype=bool),
+        target_soc=session_targets(targets, session_keys, list(cpo_pools),
+                                   delivered + np.nan_to_num(energy)) if n else np.zeros(0),
+        learned_targets=targets,
     )
 
 

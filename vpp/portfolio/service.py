@@ -388,6 +388,7 @@ def dispatch_snapshot(fleet: Fleet, pool: str, at: datetime, site_load_kw: dict[
         tariff_max_kw=np.asarray(tariff_caps, dtype=np.float64) if np.isfinite(tariff_caps).any() else None,
         soc_kwh=fleet.soc_kwh[idx].copy() if np.isfinite(fleet.soc_kwh[idx]).any() else None,
         battery_kwh=fleet.battery_kwh[idx].copy() if np.isfinite(fleet.battery_kwh[idx]).any() else None,
+        target_soc=fleet.target_soc_of(idx),
     )
 
 
@@ -423,7 +424,9 @@ def dayahead_instance(fleet: Fleet, pool: str, horizon: IspHorizon, forecast: Fo
     response. Even-pace floors were given here while the dispatcher held every car at its pace; with per-car
     plans (vpp.algorithms.planning) and floors that only keep each need feasible, a schedule below the pace
     is one the pool can follow. Forecast arrivals are counted by the running total of the quantile, so ISPs
-    with less than one arrival each still add up to the cars that come.
+    with less than one arrival each still add up to the cars that come. Each session carries where its need is
+    taken to end (``target_soc``: its car's, or for cars to come the pool's, learned from finished sessions;
+    ``Fleet.target_soc``), so the position's model of the taper is the re-plan's.
     """
     if len(prices_eur_per_mwh) != horizon.count:
         raise InvalidInput(f"prices: expected {horizon.count} values (one per ISP), got {len(prices_eur_per_mwh)}")
@@ -443,6 +446,7 @@ def dayahead_instance(fleet: Fleet, pool: str, horizon: IspHorizon, forecast: Fo
     arrival = np.clip((first.astype(np.int64) - start_ns) // isp_ns, 0, horizon.count - 1)
     departure = np.clip(-((start_ns - stay_to.astype(np.int64)) // isp_ns), arrival + 1, horizon.count)
     sessions: list[dict[str, Any]] = []
+    targets = fleet.target_soc_of(idx)
     for k, i in enumerate(idx):
         if share[k] <= 0.0:
             continue
@@ -450,6 +454,8 @@ def dayahead_instance(fleet: Fleet, pool: str, horizon: IspHorizon, forecast: Fo
         item: dict[str, Any] = {"id": fleet.session_ids[i], "arrival": int(arrival[k]),
                                 "departure": int(departure[k]), "energy_kwh": energy, "max_kw": float(fleet.max_kw[i]),
                                 "min_kw": -float(fleet.discharge_kw[i]) if fleet.discharge_kw[i] > 0 else 0.0}
+        if targets is not None and math.isfinite(targets[k]):
+            item["target_soc"] = float(targets[k])
         if fleet.discharge_kw[i] > 0:
             item.update(battery_kwh=float(fleet.battery_kwh[i]), soc_kwh=float(fleet.soc_kwh[i]),
                         min_soc_kwh=float(min(fleet.min_soc_kwh[i], fleet.soc_kwh[i])))
@@ -463,6 +469,8 @@ def dayahead_instance(fleet: Fleet, pool: str, horizon: IspHorizon, forecast: Fo
                                                               horizon.count)):
             item = {"id": f"forecast-{t}-{j}", "arrival": t, "departure": leaves, "energy_kwh": energy,
                     "max_kw": FORECAST_MAX_KW, "min_kw": 0.0}
+            if fleet.target_soc.size:
+                item["target_soc"] = fleet.pool_target_soc(pool, energy)
             # Cars to come discharge like the pool's V2G cars now, at their share (every k-th arrival).
             if v2g is not None and math.floor((j + 1) * v2g[0]) > math.floor(j * v2g[0]):
                 battery, soc, floor = v2g[1], v2g[2], v2g[3]

@@ -14,6 +14,7 @@ from celery import shared_task
 from vpp.db import unit_of_work, utcnow
 from vpp.jobs import service as jobs
 from vpp.observability import TASKS
+from vpp.portfolio.end_soc import configure_end_soc
 from vpp.portfolio.planning import PlanSettings, replan, zone_pools
 from vpp.portfolio.service import PortfolioConfig, PortfolioService
 from workers.runtime import get_runtime
@@ -22,6 +23,7 @@ from workers.runtime import get_runtime
 def _portfolio() -> tuple[PortfolioService, PlanSettings]:
     runtime = get_runtime()
     settings = runtime.settings
+    configure_end_soc(settings)
     portfolio = PortfolioService(runtime.session_factory,
                                  config=PortfolioConfig(market_timezone=settings.market_timezone))
     return portfolio, PlanSettings.from_settings(settings)
