@@ -33,7 +33,6 @@ are reported as one pool profile.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, fields
 
@@ -42,7 +41,7 @@ from numpy.typing import NDArray
 from scipy import sparse
 
 from vpp.algorithms.lp import solve_lp
-from vpp.algorithms.scheduling import SchedulingProblem, solve_schedule
+from vpp.algorithms.scheduling import ScheduleResult, SchedulingProblem, solve_schedule
 from vpp.algorithms.scheduling.model import INFEASIBLE, OPTIMAL, window_mask
 from vpp.algorithms.taper import ASSUMED_TARGET_SOC, extra_hours
 from vpp.domain.errors import InvalidInput
@@ -54,6 +53,8 @@ _SOFT_EUR_PER_KWH = 1.0e3
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 BoolArray = NDArray[np.bool_]
+# Energy below which a plan counts as meeting every need.
+UNMET_TOL_KWH = 1e-3
 
 
 @dataclass(frozen=True, eq=False)
@@ -150,6 +151,21 @@ def headroom_bounds(problem: PlanProblem, cap_kw: FloatArray | None = None) -> t
     return pool_min, pool_max
 
 
+def _solve_group(s: SchedulingProblem, rows: IntArray, group_max_kw: FloatArray,
+                 pool_left_kw: FloatArray) -> ScheduleResult:
+    """A capped group's schedule, planned before the rest of the pool: within its own cap and within what is left of
+    the pool's (the peak guard, the aFRR headroom), unless the pool's would leave a need of the group unmet that its
+    own cap alone meets (the guard is estimated without the groups' caps, so it can be too low under them)."""
+    free = np.full(s.n_isps, -np.inf)
+    within = solve_schedule(subproblem(s, rows, pool_max_kw=np.fmin(group_max_kw, pool_left_kw), pool_min_kw=free,
+                                       position_kw=None, imbalance_eur_per_mwh=0.0))
+    if not np.isfinite(pool_left_kw).any() or within.unmet_kwh.sum() <= UNMET_TOL_KWH:
+        return within
+    alone = solve_schedule(subproblem(s, rows, pool_max_kw=group_max_kw, pool_min_kw=free, position_kw=None,
+                                      imbalance_eur_per_mwh=0.0))
+    return within if within.unmet_kwh.sum() <= alone.unmet_kwh.sum() + UNMET_TOL_KWH else alone
+
+
 def plan_pool(problem: PlanProblem) -> Plan:
     """Per-session plans of the pool (see the module docstring)."""
     started = time.perf_counter()
@@ -166,9 +182,7 @@ def plan_pool(problem: PlanProblem) -> Plan:
         rows = np.flatnonzero(problem.session_group == g).astype(np.int64)
         if rows.size == 0:
             continue
-        group = subproblem(s, rows, pool_max_kw=problem.group_max_kw[g].astype(np.float64),
-                           pool_min_kw=np.full(s.n_isps, -np.inf), position_kw=None, imbalance_eur_per_mwh=0.0)
-        result = solve_schedule(group)
+        result = _solve_group(s, rows, problem.group_max_kw[g].astype(np.float64), pool_max - planned)
         schedule[rows] = result.schedule_kw
         planned += result.pool_kw
         methods.append(result.method)
@@ -459,9 +473,9 @@ def peak_guard_kw(problem: SchedulingProblem, uncontrolled_peak_kw: float, *, ma
     """The pool's peak cap: the uncontrolled peak of its cars, raised to what the needs force (with a margin).
 
     Without it a price-only plan buys a whole night's charging in the one or two cheapest ISPs and draws above
-    what the same cars draw uncontrolled; with it, they spread over the cheap hours at next to no cost.
+    what the same cars draw uncontrolled; with it, they spread over the cheap hours at next to no cost. A V2G
+    pool's too (before, it had none and bought its sales back at twice its uncontrolled peak): every charge-only
+    plan is one of its plans, so the charge-only least peak still bounds what its needs force.
     """
-    if problem.is_v2g.any():
-        return math.inf
     least = least_peak_kw(problem, cap_kw)
     return max(uncontrolled_peak_kw, least * (1.0 + margin) + 1.0)

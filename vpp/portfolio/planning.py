@@ -319,9 +319,8 @@ def plan_problem(db: Session, fleet: Fleet, pool: str, at: datetime, forecast: F
         min_soc_kwh=np.concatenate([np.where(v2g, np.minimum(floor, soc), np.nan), nan_tail]),
         position_kw=position, imbalance_eur_per_mwh=settings.imbalance_eur_per_mwh, session_max_kw=session_max,
     )
-    if not sessions.is_v2g.any():
-        guard = peak_guard_kw(sessions, _uncontrolled_peak_kw(fleet, idx, horizon, arrivals))
-        sessions = replace(sessions, pool_max_kw=np.fmin(sessions.pool_max_kw, guard))
+    guard = peak_guard_kw(sessions, _uncontrolled_peak_kw(fleet, idx, horizon, arrivals))
+    sessions = replace(sessions, pool_max_kw=np.fmin(sessions.pool_max_kw, guard))
     problem = PlanProblem(
         sessions=sessions, present=np.arange(n) < n_present,
         up_headroom_kw=np.nan_to_num(np.maximum(up, 0.0)), down_headroom_kw=np.nan_to_num(np.maximum(down, 0.0)),

@@ -248,3 +248,42 @@ def test_the_peak_guard_never_binds_a_need_below_what_the_needs_force() -> None:
     # Two cars must each take 5.5 kWh in the first 2 ISPs: 22 kW; an uncontrolled estimate of 11 kW is too low.
     sessions = _sessions([50.0] * 4, energy=[5.5, 5.5], departure=[2, 2])
     assert planning.peak_guard_kw(sessions, 11.0) >= 22.0
+
+
+def test_the_peak_guard_caps_a_v2g_pool_buying_back_its_sales() -> None:
+    # Two V2G cars (60 kWh, 30 kWh now, floor 10 kWh), each needing 2.75 kWh by ISP 4, at most 11 kW either way.
+    # Prices dear in ISPs 0-1 and cheap in 2-3: price-only, both sell in 0-1 and buy back at 22 kW in 2-3. Their
+    # uncontrolled peak is 22 kW (each at 11 kW for a quarter hour); the guard of a V2G pool is that peak, not
+    # none, so the buy-back stays within it and every need is met.
+    sessions = _sessions([200.0, 200.0, 40.0, 41.0], energy=[2.75, 2.75], min_kw=[-11.0, -11.0],
+                         battery=[60.0, 60.0], soc=[30.0, 30.0], min_soc=[10.0, 10.0])
+    guard = planning.peak_guard_kw(sessions, 11.0)
+    # The needs force no more than 5.5 kW (5.5 kWh over an hour): the guard is the uncontrolled estimate.
+    assert guard == pytest.approx(11.0)
+    capped = plan_pool(_problem(planning.subproblem(sessions, np.arange(2), pool_max_kw=np.full(4, guard))))
+    assert capped.pool_kw.max() <= 11.0 + 1e-6
+    assert capped.pool_kw.min() < 0.0
+    assert capped.unmet_kwh.sum() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_a_capped_group_is_planned_within_the_pools_cap_too() -> None:
+    # The same three cars as above, all behind one congestion point whose cap (50 kW) does not bind. Planned as
+    # a group before the rest of the pool, they were held to their group's cap alone and bought the night at
+    # 33 kW, above the pool's peak guard of 22 kW; within the pool's cap they spread as a pool would.
+    prices = [90.0, 90.0, 40.0, 41.0]
+    sessions = planning.subproblem(_sessions(prices, energy=[5.5, 5.5, 5.5]), np.arange(3),
+                                   pool_max_kw=np.full(4, 22.0))
+    plan = plan_pool(_problem(sessions, group=[0, 0, 0], group_max=[[50.0] * 4]))
+    assert plan.pool_kw.max() <= 22.0 + 1e-6
+    assert plan.unmet_kwh.sum() == pytest.approx(0.0, abs=1e-6)
+    np.testing.assert_allclose(plan.pool_kw[2:], [22.0, 22.0])
+
+
+def test_a_capped_groups_needs_outrank_the_pools_cap() -> None:
+    # Two cars must each take 5.5 kWh in the first 2 ISPs (22 kW) behind a group cap of 22 kW; a pool cap of
+    # 11 kW (a guard estimated too low) would leave 5.5 kWh unmet, so the group keeps its own cap alone.
+    sessions = planning.subproblem(_sessions([50.0] * 4, energy=[5.5, 5.5], departure=[2, 2]), np.arange(2),
+                                   pool_max_kw=np.full(4, 11.0))
+    plan = plan_pool(_problem(sessions, group=[0, 0], group_max=[[22.0] * 4]))
+    assert plan.unmet_kwh.sum() == pytest.approx(0.0, abs=1e-6)
+    np.testing.assert_allclose(plan.pool_kw[:2], [22.0, 22.0])
