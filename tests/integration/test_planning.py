@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.integration.portfolio_support import add_cpo, add_location, add_session
 from vpp.algorithms.dispatch import PoolLimits, pool_baseline_kw
+from vpp.algorithms.planning import plan_pool
 from vpp.commitments import service as commitments
 from vpp.config import Settings
 from vpp.db import unit_of_work
@@ -19,7 +20,7 @@ from vpp.domain.isp import ISP, floor_to_isp
 from vpp.jobs.tables import JobRun
 from vpp.portfolio import needs, topology
 from vpp.portfolio.needs import NeedInput
-from vpp.portfolio.planning import BackgroundReplanner, PlanSettings, replan
+from vpp.portfolio.planning import BackgroundReplanner, PlanSettings, plan_problem, replan
 from vpp.portfolio.service import DispatchPools, PortfolioService
 from vpp.portfolio.tables import PoolPlan
 from workers.runtime import Runtime, set_runtime
@@ -139,3 +140,46 @@ def test_the_beat_task_plans_every_zone_pool_each_isp_and_records_its_run(
         stored = db.get(PoolPlan, POOL)
         assert stored is not None and sorted(stored.session_ids) == sorted(ids)
         assert [r.name for r in db.scalars(select(JobRun))] == ["plan.replan_pools"]
+
+
+def test_a_v2g_cars_plan_sells_no_lower_than_it_can_recharge_by_departure(
+    session_factory: sessionmaker[Session]
+) -> None:
+    # One V2G car at 40 % of 60 kWh, 20 kWh more by its departure in 6 h (to 73 %, below the taper), on an 11-kW
+    # AC wallbox: it may be discharged at the end of each ISP only as far as 70 % of 11 kW (7.7 kW) brings it back
+    # by departure less the finish margin (0.25 h): at the end of ISP t, 44 - 7.7 * (5.75 - 0.25 (t + 1)) kWh.
+    # Dear hours first (400 EUR/MWh), cheap later (20): without that floor the plan sells down to the car's 20 %.
+    cid = add_cpo(session_factory, discharge_profiles=True)
+    add_location(session_factory, cid, location_id="LOC1", evses=1, v2g=True, at=NOW - timedelta(days=1))
+    sid = add_session(session_factory, cid, session_id="V0", location_id="LOC1", evse=0,
+                      start=NOW - timedelta(hours=1), delivered_kwh=2.0, power_kw=11.0, soc_pct=40.0,
+                      token_uid="CARV")
+    with unit_of_work(session_factory) as db:
+        topology.import_topology_csv(db, TOPOLOGY)
+        needs.put_need(db, sid, NeedInput(departure=NOW + timedelta(hours=6), energy_kwh=22.0, battery_kwh=60.0,
+                                          discharge_allowed=True, min_soc_pct=20.0), now=NOW)
+
+    def prices(isps: list[datetime]) -> np.ndarray:
+        return np.where(np.arange(len(isps)) < 12, 400.0, 20.0)
+
+    with session_factory() as db:
+        fleet = PortfolioService(session_factory).fleet(db, NOW)
+        problem, _ = plan_problem(db, fleet, POOL, NOW, None, PlanSettings(), price_forecast=prices)
+        k = fleet.session_ids.index(sid)
+        soc, need = float(fleet.soc_kwh[k]), float(fleet.energy_needed_kwh[k])
+    assert (soc, need) == pytest.approx((24.0, 20.0))
+    s = problem.sessions
+    row = s.session_ids.index(sid)
+    assert s.soc_floor_kwh is not None
+    ends = 0.25 * np.arange(1, 13)
+    expected = np.minimum(44.0 - 7.7 * np.maximum(5.75 - ends, 0.0), 24.0 + 11.04 * ends)
+    assert s.soc_floor_kwh[row, :12] == pytest.approx(expected, abs=0.05)
+    plan = plan_pool(problem)
+    path = soc + 0.25 * np.cumsum(plan.schedule_kw[plan.session_ids.index(sid)])
+    last = int(s.departure[row])
+    assert (path[:last] >= s.soc_floor_kwh[row, :last] - 1e-6).all()
+    # It sells in the dear hours down to the floor at their end, 44 - 7.7 * 2.75 = 22.825 kWh, not to its 12-kWh
+    # (20 %) floor, and meets its need.
+    assert path[11] == pytest.approx(22.825, abs=0.05)
+    assert path[:12].min() == pytest.approx(path[11])
+    assert path[last - 1] == pytest.approx(44.0, abs=1e-3)

@@ -268,7 +268,7 @@ def discharge_thresholds(problem: SchedulingProblem, *, spread_eur_per_mwh: floa
 def _select(problem: SchedulingProblem, rows: IntArray) -> SchedulingProblem:
     """The sessions ``rows`` of the problem (same horizon, prices and pool bounds)."""
     per_session = {"session_ids", "arrival", "departure", "energy_kwh", "max_kw", "min_kw", "battery_kwh",
-                   "soc_kwh", "min_soc_kwh", "session_max_kw"}
+                   "soc_kwh", "min_soc_kwh", "session_max_kw", "soc_floor_kwh"}
     fields = {name: getattr(problem, name) for name in problem.__dataclass_fields__}
     for name in per_session:
         value = fields[name]

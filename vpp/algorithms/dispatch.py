@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vpp.algorithms.allocation import AllocationProblem
-from vpp.algorithms.taper import ASSUMED_TARGET_SOC, deliverable_kwh, extra_hours
+from vpp.algorithms.taper import ASSUMED_BATTERY_KWH, ASSUMED_TARGET_SOC, deliverable_kwh, extra_hours
 from vpp.domain.dispatch import DispatchSnapshot
 
 FloatArray = npt.NDArray[np.float64]
@@ -32,9 +32,12 @@ DISCHARGE_HOLD_H = 0.25
 # seen drawing (a single-phase 16 A onboard charger: 5 % of the registrations draw 3.6 kW).
 PLAN_FLOOR_STEP_H = 0.25
 PLAN_FLOOR_DERATE = 0.9
-# A site's car feeds back (V2H, a discharge signal) only while 70 % of what its charger gives still meets its need:
-# more cautious than the plan floors, as energy fed back must be charged again on top of the need.
+# A car feeds back (V2H, a discharge signal, a plan's sale) only while 70 % of what it can draw still meets its
+# need, with the taper: more cautious than the plan floors, as energy fed back must be charged again on top of the
+# need (the planner keeps its plans within the same bound: ``vpp.algorithms.planning.recharge_soc_floor_kwh``).
 DISCHARGE_LAXITY_DERATE = 0.7
+# Every need is planned to be met this long before departure (one 15-minute telemetry period and cycle).
+FINISH_MARGIN_S = 900.0
 AC_CHARGER_MAX_KW = 22.0
 AC_CAR_ASSUMED_KW = 11.0
 AC_CAR_LEAST_KW = 3.6
@@ -107,6 +110,7 @@ def build_problem(
     need_horizon_h: float = NEED_HORIZON_H,
     plan_floors: bool = False,
     seen_kw: FloatArray | None = None,
+    gives_kw: FloatArray | None = None,
 ) -> CycleProblem:
     """The allocation problem: snapshot bounds, pins (NaN = free), overrides of max (NaN = none), DSO groups.
 
@@ -114,6 +118,9 @@ def build_problem(
     else its even pace. Needs are planned to be met ``finish_margin_h`` before departure: a limit stays in force
     until the next cycle, the CPO reports power only every period, and a car tapers near full, so planning to the
     last minute at the average rate leaves the need short.
+
+    ``seen_kw``: the most each session was seen drawing; ``gives_kw``: the most it was seen feeding back while
+    asked for more (its discharge laxity recharges it no faster: ``discharge_laxity_kw``). NaN or None: not seen.
 
     A car stops once its need is met (its charge limit, or full), so no session is planned above what its
     remaining need lets it draw for ``need_horizon_h``. Otherwise a full car could hold the power of an aFRR
@@ -127,7 +134,8 @@ def build_problem(
         room_kwh = np.maximum(np.nan_to_num(np.asarray(snapshot.discharge_kwh, dtype=np.float64)), 0.0)
         min_kw = np.minimum(np.maximum(min_kw, -room_kwh / DISCHARGE_HOLD_H), max_kw)
     # V2H and grid-stress discharge (issue 19): no charging in an outage, no feeding back below the need.
-    min_kw, max_kw = site_discharge_bounds(snapshot, min_kw, max_kw, finish_margin_h)
+    min_kw, max_kw = site_discharge_bounds(snapshot, min_kw, max_kw, finish_margin_h, seen_kw=seen_kw,
+                                           gives_kw=gives_kw)
     if need_horizon_h > 0:
         drawable = np.maximum(np.nan_to_num(np.asarray(snapshot.energy_needed_kwh, dtype=np.float64), nan=np.inf),
                               0.0) / need_horizon_h
@@ -189,7 +197,8 @@ def build_problem(
         flags["planned_below_pace"] = int(np.sum(need_floor < np.asarray(snapshot.energy_needed_kwh) / np.where(
             hours > 0, hours, np.inf) - 1e-6))
     # Grid-stress signals and V2H (issue 19): a site-planned car may follow its plan below its pace, and 0 kW.
-    discharge_floor = plan_discharge_floor_kw(snapshot, hours, min_kw, need_floor, every_plan=plan_floors)
+    discharge_floor = plan_discharge_floor_kw(snapshot, hours, min_kw, need_floor, every_plan=plan_floors,
+                                              seen_kw=seen_kw, gives_kw=gives_kw)
     if discharge_floor is not None:
         flags["planned_discharge"] = int(np.sum(discharge_floor < 0))
         if snapshot.stress_signal is not None:
@@ -330,23 +339,50 @@ def plan_need_floor_kw(snapshot: DispatchSnapshot, hours: FloatArray, max_kw: Fl
 
 
 def discharge_laxity_kw(snapshot: DispatchSnapshot, hours: FloatArray, *, step_h: float = PLAN_FLOOR_STEP_H,
-                        derate: float = DISCHARGE_LAXITY_DERATE) -> FloatArray:
+                        derate: float = DISCHARGE_LAXITY_DERATE, seen_kw: FloatArray | None = None,
+                        gives_kw: FloatArray | None = None) -> FloatArray:
     """Each session's least power for the next ``step_h`` (negative: it may feed back that much) after which
-    ``derate`` of what its charger gives (on AC 11 kW at most, as in ``plan_need_floor_kw``) still meets its need,
-    grown by what it fed back, by departure (``hours``: the finish margin already taken off); inf when due."""
+    ``derate`` of what it can draw still meets its need, grown by what it fed back, by departure (``hours``: the
+    finish margin already taken off), with the taper near its target (``vpp.algorithms.taper``, to its own
+    target where its state of charge and battery are known, as the charging floors have it); inf when due.
+
+    What it can draw: its full power as the charging floors take it (``car_power_kw``: on AC 11 kW unless seen
+    drawing more, ``seen_kw``), but no more than it was seen giving back when asked for more (``gives_kw``, NaN:
+    not seen; a bidirectional onboard charger is taken to charge as fast as it discharges). A 7.4-kW car asked to
+    feed back 11 kW and giving 7.4 kW is recharged at 70 % of 7.4 kW, and slower above 80 %, not at 7.7 kW flat.
+    """
     need = np.maximum(np.nan_to_num(np.asarray(snapshot.energy_needed_kwh, dtype=np.float64), nan=0.0), 0.0)
-    charger = np.asarray(snapshot.max_kw, dtype=np.float64)
-    can_draw = np.maximum(np.where(charger <= AC_CHARGER_MAX_KW, np.minimum(charger, AC_CAR_ASSUMED_KW), charger),
-                          0.0)
+    full, _ = car_power_kw(np.asarray(snapshot.max_kw, dtype=np.float64), seen_kw)
+    if gives_kw is not None:
+        full = np.fmin(full, np.where(np.asarray(gives_kw, dtype=np.float64) > 0, gives_kw, np.nan))
     step = np.minimum(hours, step_h)
+    later = np.maximum(hours - step, 0.0)
+    battery, target = need_target(snapshot)
+    afterwards = recharge_kwh(later, derate * full, need, battery, target)
     with np.errstate(divide="ignore", invalid="ignore"):
-        out: FloatArray = np.where(step > 0, (need - derate * can_draw * (hours - step)) / np.where(
-            step > 0, step, 1.0), np.inf)
+        out: FloatArray = np.where(step > 0, (need - afterwards) / np.where(step > 0, step, 1.0), np.inf)
+    return out
+
+
+def recharge_kwh(hours: FloatArray, power_kw: FloatArray, need_kwh: FloatArray, battery_kwh: FloatArray | None,
+                 target_soc: FloatArray) -> FloatArray:
+    """The most energy a car can take in its last ``hours`` before it reaches its target at ``power_kw`` (flat,
+    then the taper near full: ``vpp.algorithms.taper.deliverable_kwh``), however far below it has been
+    discharged: not capped at its present need. Where the battery is unknown, the taper's assumed one (or one
+    the need's size)."""
+    need = np.maximum(np.asarray(need_kwh, dtype=np.float64), 0.0)
+    target = np.maximum(np.asarray(target_soc, dtype=np.float64), 1e-6)
+    size = np.full(need.shape, np.nan) if battery_kwh is None else np.asarray(battery_kwh, dtype=np.float64)
+    size = np.where(np.isfinite(size) & (size > 0), size, np.maximum(ASSUMED_BATTERY_KWH, need / target))
+    # The most a need can be below its target: the whole battery up to it (the taper model's battery stays put).
+    out: FloatArray = deliverable_kwh(hours, power_kw, np.maximum(need, size * target), battery_kwh=size,
+                                      target_soc=target)
     return out
 
 
 def site_discharge_bounds(snapshot: DispatchSnapshot, min_kw: FloatArray, max_kw: FloatArray,
-                          finish_margin_h: float = 0.0) -> tuple[FloatArray, FloatArray]:
+                          finish_margin_h: float = 0.0, *, seen_kw: FloatArray | None = None,
+                          gives_kw: FloatArray | None = None) -> tuple[FloatArray, FloatArray]:
     """The bounds of the cars behind a site's meter: an ``islanded`` car (its site in an outage) charges not at
     all (its site's cap, minus the house's load, has it feed the house if it may discharge), and a site-planned
     car (``follows_plan_discharge``) feeds back no more than its laxity allows (``discharge_laxity_kw``, never
@@ -359,26 +395,28 @@ def site_discharge_bounds(snapshot: DispatchSnapshot, min_kw: FloatArray, max_kw
         min_kw = np.minimum(min_kw, max_kw)
     if follows is not None and (np.asarray(follows, dtype=bool) & (min_kw < 0)).any():
         hours = np.maximum(np.asarray(snapshot.hours_to_departure, dtype=np.float64) - finish_margin_h, 0.0)
-        lowest = np.minimum(discharge_laxity_kw(snapshot, hours), 0.0)
+        lowest = np.minimum(discharge_laxity_kw(snapshot, hours, seen_kw=seen_kw, gives_kw=gives_kw), 0.0)
         min_kw = np.where(np.asarray(follows, dtype=bool), np.maximum(min_kw, lowest), min_kw)
     return min_kw, max_kw
 
 
 def plan_discharge_floor_kw(snapshot: DispatchSnapshot, hours: FloatArray, min_kw: FloatArray,
-                            floor: FloatArray | None, *, every_plan: bool = False) -> FloatArray | None:
+                            floor: FloatArray | None, *, every_plan: bool = False,
+                            seen_kw: FloatArray | None = None, gives_kw: FloatArray | None = None
+                            ) -> FloatArray | None:
     """Need floors with which a car follows its plan's discharge, and a site's car its plan under a grid-stress
     signal (stop, or discharge too); None: unchanged.
 
-    The allocator holds every car at least at its need floor (``floor``: the plan floors, None for the even
-    pace), never below 0 kW, so no target could make a car feed back, and without plan floors a car charges at its
-    pace through a signal to stop. A car gets its plan as its floor instead, no lower than its laxity floor
-    (``discharge_laxity_kw``) and never above the floor it had, where its plan discharges (``min_kw`` < 0,
-    plan < 0) and with ``every_plan`` (plan floors: a car that fed back is also recharged when its plan says, not
-    at its even pace in the dear hours): a site's car planned behind its meter (V2H) and a pool's V2G car the
-    rolling-horizon planner has selling what the day-ahead position sold alike (before, only a site's car did,
-    so a pool's planned sales were never dispatched and its aFRR baseline, the plans' sum, was out of reach). A
-    session that ``follows_plan_discharge`` also does so under a grid-stress signal (``stress_signal``)
-    whatever its plan.
+    The allocator holds every car at least at its need floor (``floor``: the plan floors, None for the even pace),
+    never below 0 kW, so no target could make a car feed back, and without plan floors a car charges at its pace
+    through a signal to stop. A car gets its plan as its floor instead, no lower than its laxity floor
+    (``discharge_laxity_kw``, with ``seen_kw`` and ``gives_kw``) and never above the floor it had, where its plan
+    discharges (``min_kw`` < 0, plan < 0) and with ``every_plan`` (plan floors: a car that fed back is also
+    recharged when its plan says, not at its even pace in the dear hours): a site's car planned behind its meter
+    (V2H) and a pool's V2G car the rolling-horizon planner has selling what the day-ahead position sold alike
+    (before, only a site's car did, so a pool's planned sales were never dispatched and its aFRR baseline, the
+    plans' sum, was out of reach). A session that ``follows_plan_discharge`` also does so under a grid-stress signal
+    (``stress_signal``) whatever its plan.
     """
     follows, planned_kw = snapshot.follows_plan_discharge, snapshot.planned_kw
     if planned_kw is None:
@@ -395,7 +433,7 @@ def plan_discharge_floor_kw(snapshot: DispatchSnapshot, hours: FloatArray, min_k
     need = np.maximum(np.nan_to_num(np.asarray(snapshot.energy_needed_kwh, dtype=np.float64), nan=0.0), 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         base = floor if floor is not None else np.where(hours > 0, need / hours, np.where(need > 0, np.inf, 0.0))
-    laxity = discharge_laxity_kw(snapshot, hours)
+    laxity = discharge_laxity_kw(snapshot, hours, seen_kw=seen_kw, gives_kw=gives_kw)
     out: FloatArray = np.where(chosen, np.minimum(base, np.maximum(planned, laxity)), base)
     return out
 

@@ -43,7 +43,7 @@ from scipy import sparse
 from vpp.algorithms.lp import solve_lp
 from vpp.algorithms.scheduling import ScheduleResult, SchedulingProblem, solve_schedule
 from vpp.algorithms.scheduling.model import INFEASIBLE, OPTIMAL, window_mask
-from vpp.algorithms.taper import ASSUMED_TARGET_SOC, extra_hours
+from vpp.algorithms.taper import ASSUMED_TARGET_SOC, deliverable_kwh, extra_hours
 from vpp.domain.errors import InvalidInput
 
 # Above this many session-ISPs a coupled charge-only pool is planned by aggregate LP and least-laxity split.
@@ -110,7 +110,7 @@ def _check(problem: PlanProblem) -> None:
 def subproblem(problem: SchedulingProblem, rows: IntArray, **changes: object) -> SchedulingProblem:
     """The sessions ``rows`` of ``problem`` (same horizon and prices), with ``changes`` to pool-level fields."""
     per_session = {"session_ids", "arrival", "departure", "energy_kwh", "max_kw", "min_kw", "battery_kwh",
-                   "soc_kwh", "min_soc_kwh", "session_max_kw"}
+                   "soc_kwh", "min_soc_kwh", "session_max_kw", "soc_floor_kwh"}
     values: dict[str, object] = {}
     for f in fields(problem):
         value = getattr(problem, f.name)
@@ -288,27 +288,84 @@ def absorbable_kw(problem: SchedulingProblem, cap_kw: FloatArray) -> FloatArray:
     return room
 
 
+DRAW_HEADROOM_KW = 0.5
+DRAW_HEADROOM_PCT = 5.0
+
+
 def car_limited_kw(measured_kw: FloatArray, reading_start_s: FloatArray, reading_end_s: FloatArray,
                    limit_kw: FloatArray, limit_sent_s: FloatArray, charger_max_kw: FloatArray, *,
-                   tolerance_kw: float = 1.0, headroom_kw: float = 0.5, headroom_pct: float = 5.0) -> FloatArray:
+                   tolerance_kw: float = 1.0, headroom_kw: float = DRAW_HEADROOM_KW,
+                   headroom_pct: float = DRAW_HEADROOM_PCT) -> FloatArray:
     """What each car is known to draw at most (NaN: not known), from its latest reading, to plan it with.
 
     A car whose latest reading is clearly (``tolerance_kw``) below everything that bounded it over the reading's
     period (the limit in force, NaN: none, sent before the period began; its charger's maximum) is held back by
     itself: an onboard charger, taper near full, a need met by its own target. It is planned at what it drew
     plus a little headroom, so that the plan, the dispatcher's baseline, counts no power the car will not take,
-    and the aFRR headroom kept free is headroom the cars have. A reading that averages over a limit change says
-    nothing and is not judged.
+    and the aFRR headroom kept free is headroom the cars have. So is a V2G car clearly feeding back less than its
+    limit in force asked (and its charger gives): a bidirectional onboard charger is taken to charge as fast as
+    it discharges (a 7.4-kW car asked for -11 kW gives -7.4 kW and is planned at 7.9 kW, not 11 kW). A reading
+    that averages over a limit change says nothing and is not judged.
     """
     with np.errstate(invalid="ignore"):
         bound = np.fmin(limit_kw, charger_max_kw)
         length = reading_end_s - reading_start_s
         # The limit in force was sent before the period began (a tenth of the period's grace for the round trip).
         settled = np.isnan(limit_kw) | (limit_sent_s <= reading_start_s + 0.1 * length)
-        below = np.isfinite(measured_kw) & (length > 0) & settled & (measured_kw < bound - tolerance_kw)
-    drawn = np.maximum(np.nan_to_num(measured_kw), 0.0)
-    known: FloatArray = np.where(below, drawn + np.maximum(headroom_kw, headroom_pct / 100.0 * drawn), np.nan)
+        read = np.isfinite(measured_kw) & (length > 0) & settled
+        below = read & (measured_kw < bound - tolerance_kw)
+        gives = read & (limit_kw < 0) & (measured_kw < -tolerance_kw) & (
+            -measured_kw < np.fmin(-limit_kw, charger_max_kw) - tolerance_kw)
+    drawn = np.where(gives, -np.nan_to_num(measured_kw), np.maximum(np.nan_to_num(measured_kw), 0.0))
+    known: FloatArray = np.where(below | gives, drawn + np.maximum(headroom_kw, headroom_pct / 100.0 * drawn),
+                                 np.nan)
     return known
+
+
+def drawn_kw(known_kw: FloatArray, *, headroom_kw: float = DRAW_HEADROOM_KW,
+             headroom_pct: float = DRAW_HEADROOM_PCT) -> FloatArray:
+    """What a car was seen drawing, from what ``car_limited_kw`` knows it to draw (its headroom taken off)."""
+    known = np.asarray(known_kw, dtype=np.float64)
+    out: FloatArray = np.maximum(np.fmin(known - headroom_kw, known / (1.0 + headroom_pct / 100.0)), 0.0)
+    return out
+
+
+def recharge_soc_floor_kwh(departure_h: FloatArray, soc_kwh: FloatArray, energy_kwh: FloatArray,
+                           battery_kwh: FloatArray, power_kw: FloatArray, max_kw: FloatArray, isp_hours: float, *,
+                           derate: float, margin_h: float) -> FloatArray:
+    """Sessions x ISPs: the least state of charge (kWh) each V2G car may have at the end of each ISP so that it
+    can still reach its target (``soc_kwh + energy_kwh``) by departure (``departure_h``, hours from the start of
+    the first ISP, less ``margin_h``) drawing ``derate`` of ``power_kw`` (what it is known to draw), with the
+    taper near full (``vpp.algorithms.taper``); NaN for a car with no state of charge or battery.
+
+    The dispatcher lets a car feed back only within this bound (``vpp.algorithms.dispatch.discharge_laxity_kw``,
+    the same derate, power and taper), so a plan that sells below it is a plan the cars cannot follow; and a
+    plan that sells down to a recharge at the car's full power leaves it short (afrr-v2g-4h: 7.4-kW cars planned
+    to recharge at 7.9-11 kW flat reached the taper late). The floor is never above what ``max_kw`` (sessions x
+    ISPs, the planned caps) can reach from now, nor above the battery: a car already behind charges at its cap.
+    """
+    soc = np.asarray(soc_kwh, dtype=np.float64)
+    battery = np.asarray(battery_kwh, dtype=np.float64)
+    known = np.isfinite(soc) & np.isfinite(battery) & (battery > 0)
+    n, t_count = max_kw.shape
+    out: FloatArray = np.full((n, t_count), np.nan)
+    if not known.any() or t_count == 0:
+        return out
+    rows = np.flatnonzero(known)
+    size = battery[rows][:, None]
+    target_kwh = np.minimum(soc[rows] + np.maximum(np.nan_to_num(energy_kwh[rows]), 0.0), battery[rows])[:, None]
+    target_soc = target_kwh / size
+    ends = isp_hours * np.arange(1, t_count + 1)[None, :]
+    left = np.maximum(np.asarray(departure_h, dtype=np.float64)[rows][:, None] - ends - margin_h, 0.0)
+    shape = left.shape
+    power = np.broadcast_to(derate * np.maximum(np.asarray(power_kw, dtype=np.float64)[rows], 0.0)[:, None], shape)
+    # The need is not capped here: however deep the car is discharged, what it can take back is the bound.
+    can_take = deliverable_kwh(left, power, np.broadcast_to(target_kwh, shape),
+                               battery_kwh=np.broadcast_to(size, shape),
+                               target_soc=np.broadcast_to(target_soc, shape))
+    reachable = np.minimum(soc[rows][:, None] + isp_hours * np.cumsum(np.maximum(max_kw[rows], 0.0), axis=1), size)
+    out[rows] = np.minimum(target_kwh - can_take, reachable)
+    return out
 
 
 def session_caps(problem: SchedulingProblem) -> FloatArray:

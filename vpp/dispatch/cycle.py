@@ -18,6 +18,7 @@ import numpy as np
 
 from vpp.algorithms.allocation import AllocationProblem, PreparedPool, allocate_prepared, prepare
 from vpp.algorithms.dispatch import (
+    FINISH_MARGIN_S,
     PoolLimits,
     beyond_deadband,
     build_problem,
@@ -54,7 +55,7 @@ class DispatchParams:
     discount_hold_s: float = 300.0
     setpoint_max_age_s: float = 60.0
     # Plan every need to be met this long before departure (one 15-minute telemetry period and cycle).
-    finish_margin_s: float = 900.0
+    finish_margin_s: float = FINISH_MARGIN_S
     # Hold a planned car at its plan below its even pace while its laxity allows (vpp.algorithms.dispatch,
     # ``plan_need_floor_kw``): the plan's price response; off: every car at least at its even pace.
     plan_floors: bool = True
@@ -108,6 +109,9 @@ class PoolDispatch:
     fast_at: dict[str, float] = field(default_factory=dict)
     # The most each session was seen drawing (kW): an AC car not yet seen is planned at the least it may draw.
     seen_kw: dict[str, float] = field(default_factory=dict)
+    # The most each session was seen feeding back while asked for more (kW): its discharge laxity recharges it no
+    # faster (a bidirectional onboard charger, e.g. 7.4 kW both ways on an 11-kW wallbox).
+    gives_kw: dict[str, float] = field(default_factory=dict)
     _outcomes: deque[tuple[float, list[LimitOutcome], list[float]]] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _prepared: PreparedPool | None = None
@@ -174,7 +178,7 @@ class PoolDispatch:
         present = set(ids)
         tables: tuple[dict[str, float] | dict[str, int], ...] = (
             self.last_kw, self.blocked_until, self.off_above, self.off_below, self.discounted_until,
-            self.changed_cycle, self.changed_at, self.fast_at, self.seen_kw,
+            self.changed_cycle, self.changed_at, self.fast_at, self.seen_kw, self.gives_kw,
         )
         for table in tables:
             for sid in [s for s in table if s not in present]:
@@ -221,6 +225,7 @@ class PoolDispatch:
             settled = np.where(fast, after_change, settled)
         above &= np.isnan(pending) & settled
         below &= np.isnan(pending) & settled
+        gives = self._seen_giving(ids, measured, last, np.isnan(pending) & settled)
         pinned = np.full(n, math.nan)
         max_override = np.full(n, math.nan)
         discounted = np.zeros(n, dtype=bool)
@@ -259,7 +264,7 @@ class PoolDispatch:
         start = np.where(np.isnan(pending), last, pending)
         cycle = build_problem(snapshot, limits, target, start, pinned, max_override,
                               finish_margin_h=self.params.finish_margin_s / 3600.0,
-                              plan_floors=self.params.plan_floors, seen_kw=seen)
+                              plan_floors=self.params.plan_floors, seen_kw=seen, gives_kw=gives)
         problem = cycle.problem
         # The closed loop: the target moves by the integral correction, within what the pool can do.
         low = float(np.sum(problem.min_kw)) - target
@@ -318,6 +323,19 @@ class PoolDispatch:
             baseline_kw=baseline, measured_kw=float(measured.sum()), session_ids=ids,
             setpoints_kw=[float(v) for v in new_kw], send_ids=send_ids, send_kw=send_kw, flags=flags, full=full,
         )
+
+    def _seen_giving(self, ids: Sequence[str], measured: np.ndarray, last: np.ndarray, judged: np.ndarray
+                     ) -> np.ndarray:
+        """The most each session was seen feeding back while its limit in force asked clearly more (NaN: never),
+        updated with this cycle's settled readings."""
+        tolerance = self.params.follow_tolerance_kw
+        with np.errstate(invalid="ignore"):
+            short = judged & (last < 0) & (measured < -tolerance) & (measured > last + tolerance)
+        gives = np.array([self.gives_kw.get(s, math.nan) for s in ids], dtype=np.float64)
+        gives = np.fmax(gives, np.where(short, -measured, np.nan))
+        for k in np.flatnonzero(np.isfinite(gives)).tolist():
+            self.gives_kw[ids[k]] = float(gives[k])
+        return gives
 
     def _fast_at(self, ids: Sequence[str]) -> np.ndarray:
         """When each session last had a fast reading (-inf: never)."""

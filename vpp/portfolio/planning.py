@@ -25,13 +25,20 @@ import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from vpp.algorithms.dispatch import AC_CAR_ASSUMED_KW, AC_CHARGER_MAX_KW
+from vpp.algorithms.dispatch import (
+    AC_CAR_ASSUMED_KW,
+    AC_CHARGER_MAX_KW,
+    DISCHARGE_LAXITY_DERATE,
+    FINISH_MARGIN_S,
+)
 from vpp.algorithms.planning import (
     Plan,
     PlanProblem,
     car_limited_kw,
+    drawn_kw,
     peak_guard_kw,
     plan_pool,
+    recharge_soc_floor_kwh,
     taper_departure,
     uncontrolled_load_kw,
 )
@@ -319,6 +326,15 @@ def plan_problem(db: Session, fleet: Fleet, pool: str, at: datetime, forecast: F
         min_soc_kwh=np.concatenate([np.where(v2g, np.minimum(floor, soc), np.nan), nan_tail]),
         position_kw=position, imbalance_eur_per_mwh=settings.imbalance_eur_per_mwh, session_max_kw=session_max,
     )
+    if sessions.is_v2g.any():
+        # A V2G car sells only as far as it can recharge by departure at what it is known to draw (its draw seen,
+        # without the planning headroom; else 11 kW on AC), with the taper: the dispatcher's discharge laxity.
+        seen = np.where(np.isfinite(present_max) & (present_max < fleet.max_kw[idx]), drawn_kw(present_max), full_kw)
+        floor_kwh = recharge_soc_floor_kwh(
+            (departure_ns - start_ns) / 3.6e12, soc_now, fleet.energy_needed_kwh[idx], np.where(v2g, battery, np.nan),
+            seen, sessions.max_kw_by_isp()[:n_present], ISP_H, derate=DISCHARGE_LAXITY_DERATE,
+            margin_h=FINISH_MARGIN_S / 3600.0)
+        sessions = replace(sessions, soc_floor_kwh=np.vstack([floor_kwh, np.full((len(arrivals), t_count), np.nan)]))
     guard = peak_guard_kw(sessions, _uncontrolled_peak_kw(fleet, idx, horizon, arrivals))
     sessions = replace(sessions, pool_max_kw=np.fmin(sessions.pool_max_kw, guard))
     problem = PlanProblem(

@@ -20,7 +20,8 @@ NAN3 = np.full(3, math.nan)
 
 def _snapshot(planned: list[float], *, need: list[float], hours: list[float], min_kw: list[float],
               follows: list[bool] | None, current: list[float] | None = None, site_cap: float | None = None,
-              max_kw: float = 7.0, islanded: bool = False, signal: bool = True) -> DispatchSnapshot:
+              max_kw: float = 7.0, islanded: bool = False, signal: bool = True,
+              soc: list[float] | None = None, battery: float = 60.0) -> DispatchSnapshot:
     n = len(planned)
     if site_cap is None:
         groups = GroupCaps(group_ids=(), max_kw=np.zeros(0), member_session=np.zeros(0, dtype=np.int64),
@@ -35,7 +36,8 @@ def _snapshot(planned: list[float], *, need: list[float], hours: list[float], mi
         groups=groups, schedule_kw=math.nan, planned_kw=np.array(planned),
         discharge_kwh=np.array([40.0 if m < 0 else 0.0 for m in min_kw]),
         follows_plan_discharge=None if follows is None else np.array(follows),
-        islanded=np.full(n, True) if islanded else None, stress_signal=np.full(n, signal))
+        islanded=np.full(n, True) if islanded else None, stress_signal=np.full(n, signal),
+        soc_kwh=None if soc is None else np.array(soc), battery_kwh=None if soc is None else np.full(n, battery))
 
 
 def test_a_planned_discharge_is_the_floor_where_the_laxity_allows_it() -> None:
@@ -52,7 +54,8 @@ def test_a_planned_discharge_is_the_floor_where_the_laxity_allows_it() -> None:
 
 def test_the_laxity_floor_bounds_a_planned_discharge_of_a_car_with_little_time() -> None:
     # 10 kWh in 2.25 h at 7 kW: (10 - 0.7 * 7 * 2.0) / 0.25 = 0.8 kW, above the plan's -7 kW, below the pace.
-    snap = _snapshot([-7.0], need=[10.0], hours=[2.25], min_kw=[-7.0], follows=[True])
+    # Its need ends at half its battery (20 + 10 of 60 kWh), below the taper.
+    snap = _snapshot([-7.0], need=[10.0], hours=[2.25], min_kw=[-7.0], follows=[True], soc=[20.0])
     floor = plan_discharge_floor_kw(snap, np.asarray(snap.hours_to_departure), np.asarray(snap.min_kw), None)
     assert floor == pytest.approx([0.8])
 
@@ -169,8 +172,9 @@ def test_a_pools_v2g_car_follows_its_planned_sale_and_a_down_activation_from_the
 
 
 def test_a_pools_v2g_car_about_to_leave_sells_no_more_than_its_laxity_allows() -> None:
-    # Planned -7 kW, 10 kWh to go in 2.25 h at 7 kW: (10 - 0.7 * 7 * 2.0) / 0.25 = 0.8 kW, so it does not sell.
-    snap = _snapshot([-7.0], need=[10.0], hours=[2.25], min_kw=[-7.0], follows=None, signal=False)
+    # Planned -7 kW, 10 kWh to go in 2.25 h at 7 kW: (10 - 0.7 * 7 * 2.0) / 0.25 = 0.8 kW, so it does not sell
+    # (its need ends at half its battery, below the taper).
+    snap = _snapshot([-7.0], need=[10.0], hours=[2.25], min_kw=[-7.0], follows=None, signal=False, soc=[20.0])
     floor = plan_discharge_floor_kw(snap, np.asarray(snap.hours_to_departure), np.asarray(snap.min_kw),
                                     np.array([4.0]), every_plan=True)
     assert floor == pytest.approx([0.8])

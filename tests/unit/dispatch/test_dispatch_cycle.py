@@ -468,3 +468,37 @@ def test_a_car_giving_back_less_than_asked_is_not_pinned_at_its_discharge() -> N
     at = AT + timedelta(seconds=40)
     plan = state.plan(_v2g_session(at, 0.0, 0.0), Setpoint(9, 0.0, at), PoolLimits())
     assert plan.setpoints_kw[0] >= 0.0
+
+
+def test_a_car_seen_giving_back_less_than_asked_is_recharged_no_faster_by_its_discharge_laxity() -> None:
+    # A Peugeot 208 (46.3 kWh, 7.4 kW both ways) at 80 %, 4.63 kWh to 90 %, leaving in 2 h (1.75 h less the
+    # finish margin), planned to give 11 kW. Not yet seen, it is recharged at 0.7 * 11 = 7.7 kW with the taper:
+    # (4.63 - (4.63 + 7.7 * (1.5 - 0.8336))) / 0.25 = -20.5 kW, below the plan, so it is asked for -11 kW. Seen
+    # giving 7.4 kW, at 0.7 * 7.4 = 5.18 kW: (4.63 - (4.63 + 5.18 * (1.5 - 1.2391))) / 0.25 = -5.41 kW.
+    from vpp.domain.dispatch import GroupCaps
+
+    empty = np.zeros(0, dtype=np.int64)
+
+    def snapshot(at: datetime, measured: float) -> DispatchSnapshot:
+        return DispatchSnapshot(
+            pool="zone:NL", at=at, session_ids=("peugeot",), min_kw=np.array([-11.0]), max_kw=np.array([11.0]),
+            energy_needed_kwh=np.array([4.63]), hours_to_departure=np.array([2.0]),
+            current_kw=np.array([measured]), baseline_kw=np.array([11.0]),
+            groups=GroupCaps(group_ids=(), max_kw=np.zeros(0), member_session=empty, member_group=empty),
+            schedule_kw=math.nan, planned_kw=np.array([-11.0]), discharge_kwh=np.array([20.0]),
+            soc_kwh=np.array([37.04]), battery_kwh=np.array([46.3]))
+
+    state = PoolDispatch(pool="zone:NL", params=DispatchParams(follow_cycles=2, settle_cycles=1, settle_s=0.0))
+    asked: list[float] = []
+    measured = 0.0
+    for k in range(6):
+        at = AT + timedelta(seconds=4 * k)
+        plan = state.plan(snapshot(at, measured), Setpoint(k, 0.0, at), PoolLimits())
+        _ack(state, plan.send_ids, plan.send_kw, at=at)
+        asked.append(plan.setpoints_kw[0])
+        measured = max(asked[-1], -7.4)  # it gives what it is asked, 7.4 kW at most
+    assert asked[0] == pytest.approx(-11.0)
+    assert state.gives_kw == {"peugeot": pytest.approx(7.4)}
+    taper_h = 0.2 * 46.3 / 5.18 * math.log(2.0)
+    assert asked[-1] == pytest.approx(-5.18 * (1.5 - taper_h) / 0.25, abs=1e-3)
+    assert asked[-1] == pytest.approx(-5.41, abs=0.01)

@@ -124,6 +124,9 @@ def _build_lp(problem: SchedulingProblem) -> tuple[highspy.HighsLp, IntArray, In
     col_lower[:n_x] = np.minimum(problem.min_kw[owner], col_upper[:n_x])
     soc_owner = owner[x_with_soc]
     col_lower[s_col] = problem.min_soc_kwh[soc_owner]
+    if problem.soc_floor_kwh is not None:
+        raised = problem.soc_floor_kwh[soc_owner, isp[x_with_soc]]
+        col_lower[s_col] = np.fmax(col_lower[s_col], np.minimum(raised, problem.battery_kwh[soc_owner]))
     col_upper[s_col] = problem.battery_kwh[soc_owner]
     has_upper = np.isfinite(problem.pool_max_kw)
     has_lower = np.isfinite(problem.pool_min_kw)

@@ -29,6 +29,9 @@ class SchedulingProblem:
     Optional, for planning against a committed position: ``position_kw`` per ISP (NaN where the pool holds
     none) is what the pool bought; leaving it costs ``imbalance_eur_per_mwh`` per MWh either way, on top of
     the price. ``session_max_kw`` (sessions x ISPs) caps a session's power per ISP below its ``max_kw``.
+    ``soc_floor_kwh`` (sessions x ISPs; NaN: none) raises a V2G session's state-of-charge floor at the end of
+    each ISP above its ``min_soc_kwh`` (a car may feed back only as far as it can still recharge by departure:
+    ``vpp.algorithms.planning.recharge_soc_floor_kwh``); the caller keeps it reachable from ``soc_kwh``.
     """
 
     start: datetime | None
@@ -48,6 +51,7 @@ class SchedulingProblem:
     position_kw: FloatArray | None = None
     imbalance_eur_per_mwh: float = 0.0
     session_max_kw: FloatArray | None = None
+    soc_floor_kwh: FloatArray | None = None
 
     @property
     def n_isps(self) -> int:

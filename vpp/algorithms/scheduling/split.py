@@ -70,6 +70,7 @@ def _subproblem(
         battery_kwh=problem.battery_kwh[rows],
         soc_kwh=problem.soc_kwh[rows],
         min_soc_kwh=problem.min_soc_kwh[rows],
+        soc_floor_kwh=None if problem.soc_floor_kwh is None else problem.soc_floor_kwh[rows],
     )
 
 
