@@ -37,8 +37,7 @@ def _finished(factory: sessionmaker[Session], cid: str, name: str, token: str, s
 def test_a_car_that_stopped_on_its_own_is_planned_to_its_end_and_a_new_car_to_a_full_battery(
     session_factory: sessionmaker[Session],
 ) -> None:
-    cid = add_cpo(session_factory)
-    add_location(session_factory, cid, location_id="LOC1", evses=3, at=NOW - timedelta(days=3))
+    cid = _cpo(session_factory)
     _finished(session_factory, cid, "F1", "CAR1", NOW - timedelta(days=1), [11.0, 11.0, 6.6, 2.0, 0.0])
     # Left while still charging: says nothing.
     _finished(session_factory, cid, "F2", "CAR2", NOW - timedelta(days=1), [11.0, 11.0, 11.0])
@@ -72,6 +71,13 @@ def test_a_car_that_stopped_on_its_own_is_planned_to_its_end_and_a_new_car_to_a_
     assert np.isclose(again.by_car["token:||car1"], EXPECTED)
 
 
+def _cpo(factory: sessionmaker[Session]) -> str:
+    """A CPO with one location of three EVSEs, three days old."""
+    cid = add_cpo(factory)
+    add_location(factory, cid, location_id="LOC1", evses=3, at=NOW - timedelta(days=3))
+    return cid
+
+
 def _ids(factory: sessionmaker[Session], cid: str) -> dict[str, str]:
     out = {}
     with factory() as db:
@@ -85,8 +91,7 @@ def _ids(factory: sessionmaker[Session], cid: str) -> dict[str, str]:
 def test_the_first_read_judges_only_the_newest_completed_sessions_of_each_cpo(
     session_factory: sessionmaker[Session],
 ) -> None:
-    cid = add_cpo(session_factory)
-    add_location(session_factory, cid, location_id="LOC1", evses=3, at=NOW - timedelta(days=3))
+    cid = _cpo(session_factory)
     _finished(session_factory, cid, "F1", "CAR1", NOW - timedelta(days=2), [11.0, 11.0, 6.6, 2.0, 0.0])
     _finished(session_factory, cid, "F3", "CAR3", NOW - timedelta(days=1), [11.0, 11.0, 3.0, 0.0])
 
