@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.integration.portfolio_support import add_cpo, add_location, add_session
+from vpp.activations.tables import DispatchAllocation
 from vpp.algorithms.dispatch import PoolLimits, pool_baseline_kw
 from vpp.commitments import service as commitments
 from vpp.config import Settings
@@ -119,6 +120,41 @@ def test_a_new_commitment_or_an_arrival_makes_the_plan_stale_and_the_dispatcher_
         assert int(np.isnan(snapshot.planned_kw).sum()) == 1
     finally:
         source.close()
+
+
+def _allocation(factory: sessionmaker[Session], at: datetime, limits: dict[str, float], *, full: bool) -> None:
+    with unit_of_work(factory) as db:
+        db.add(DispatchAllocation(pool=POOL, at=at, setpoint_mw=0.0, target_kw=0.0, total_kw=0.0, baseline_kw=0.0,
+                                  measured_kw=0.0, sessions=len(limits), changed=len(limits), full=full,
+                                  items={"s": list(limits), "kw": list(limits.values())}, owner="d", fence=1))
+
+
+def test_a_replan_learns_the_cars_draw_from_the_limits_sent_before_its_moment_not_from_its_own_cycles(
+    session_factory: sessionmaker[Session],
+) -> None:
+    # The car's latest reading (from NOW - 1 h) shows 5 kW against the 11 kW sent two hours before: it holds
+    # itself back. The dispatcher's cycle at the re-plan's own moment, which asked for the plan and records its
+    # limits while the plan is made on another thread, sends it 3 kW: that limit bounded no reading yet.
+    cid = add_cpo(session_factory)
+    add_location(session_factory, cid, location_id="LOC1", evses=1, at=NOW - timedelta(days=1))
+    sid = add_session(session_factory, cid, session_id="S0", location_id="LOC1", evse=0,
+                      start=NOW - timedelta(hours=1), delivered_kwh=2.0, power_kw=5.0, soc_pct=30.0, token_uid="CAR0")
+    with unit_of_work(session_factory) as db:
+        topology.import_topology_csv(db, TOPOLOGY)
+        needs.put_need(db, sid, NeedInput(departure=NOW + timedelta(hours=3), energy_kwh=20.0, battery_kwh=60.0),
+                       now=NOW)
+    _allocation(session_factory, NOW - timedelta(hours=2), {sid: 11.0}, full=True)
+    portfolio = PortfolioService(session_factory)
+    settings = PlanSettings()
+    for cycle_recorded in (False, True):
+        if cycle_recorded:
+            _allocation(session_factory, NOW, {sid: 3.0}, full=True)
+        known: dict[str, float] = {}
+        with unit_of_work(session_factory) as db:
+            assert replan(db, portfolio, POOL, NOW, settings, price_forecast=_flat_prices,
+                          known_draw_kw=known) is not None
+        # Judged against the 11 kW in force over the reading, whether the cycle's 3 kW were recorded yet or not.
+        assert known == {sid: pytest.approx(5.5)}
 
 
 def test_the_beat_task_plans_every_zone_pool_each_isp_and_records_its_run(

@@ -127,15 +127,19 @@ def responses(session: Session, pool: str, start: datetime, end: datetime) -> Se
     ).all()
 
 
-def allocations_since_last_full(session: Session, pool: str) -> Sequence[DispatchAllocation]:
-    """The pool's last full allocation and every later one, oldest first (the limits now in force)."""
+def allocations_since_last_full(session: Session, pool: str,
+                                before: datetime | None = None) -> Sequence[DispatchAllocation]:
+    """The pool's last full allocation and every later one, oldest first (the limits now in force); with
+    ``before``, only the cycles of earlier moments (the limits in force just before it)."""
+    earlier = [] if before is None else [DispatchAllocation.at < before]
     last_full_at = session.scalar(
-        select(func.max(DispatchAllocation.at)).where(DispatchAllocation.pool == pool, DispatchAllocation.full)
+        select(func.max(DispatchAllocation.at)).where(DispatchAllocation.pool == pool, DispatchAllocation.full,
+                                                      *earlier)
     )
     if last_full_at is None:
         return []
     return session.scalars(
         select(DispatchAllocation)
-        .where(DispatchAllocation.pool == pool, DispatchAllocation.at >= last_full_at)
+        .where(DispatchAllocation.pool == pool, DispatchAllocation.at >= last_full_at, *earlier)
         .order_by(DispatchAllocation.at, DispatchAllocation.full.desc())
     ).all()

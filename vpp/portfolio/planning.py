@@ -216,9 +216,13 @@ def _forecast_arrivals(forecast: ForecastFlex | None, horizon: IspHorizon,
 
 
 def drawable_kw(db: Session, fleet: Fleet, idx: IntArray, pool: str,
-                known: dict[str, float] | None = None) -> FloatArray:
+                known: dict[str, float] | None = None, *, at: datetime | None = None) -> FloatArray:
     """What each present session's car is known to draw at most (NaN: its charger's maximum), learned from its
     latest reading against the limit the dispatcher had in force (``vpp.algorithms.planning.car_limited_kw``).
+
+    With ``at`` (the plan's moment), only the limits sent before it count: the readings judged are older, and the
+    dispatcher's cycle of that same moment, which asked for the plan, records its limits while the plan is made
+    on another thread, so whether they were seen would depend on the threads' speed.
 
     ``known`` carries what earlier plans learned (updated in place): once the dispatcher has learned a car's draw
     too, it sends it that as its limit and the readings no longer show the car below its limit, so a car stays
@@ -229,7 +233,7 @@ def drawable_kw(db: Session, fleet: Fleet, idx: IntArray, pool: str,
     n = idx.size
     if n == 0 or fleet.reading_start_s.size == 0:
         return np.full(n, np.nan)
-    sent = limits_sent_at(db, pool)
+    sent = limits_sent_at(db, pool, before=at)
     limit = np.full(n, np.nan)
     sent_s = np.full(n, np.nan)
     for k, i in enumerate(idx):
@@ -395,7 +399,7 @@ def replan(db: Session, portfolio: PortfolioService, pool: str, at: datetime, se
     problem, horizon = plan_problem(db, fleet, pool, at, forecast, settings,
                                     site_load_kw=site_loads_kw(db, at, equipped),
                                     price_forecast=price_forecast,
-                                    drawable=drawable_kw(db, fleet, fleet.members(pool), pool, known_draw_kw))
+                                    drawable=drawable_kw(db, fleet, fleet.members(pool), pool, known_draw_kw, at=at))
     plan = plan_pool(problem)
     # Equipped sites (PV, battery, tariff) re-plan their own cars behind their meter; others keep this plan.
     plan = plan_sites(db, fleet, at, horizon, problem, plan, settings.market_timezone, sites=equipped)
