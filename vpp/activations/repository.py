@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import TextClause, bindparam, func, insert, select, text
+from sqlalchemy import Row, TextClause, bindparam, func, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -128,9 +128,13 @@ def responses(session: Session, pool: str, start: datetime, end: datetime) -> Se
 
 
 def allocations_since_last_full(session: Session, pool: str,
-                                before: datetime | None = None) -> Sequence[DispatchAllocation]:
-    """The pool's last full allocation and every later one, oldest first (the limits now in force); with
-    ``before``, only the cycles of earlier moments (the limits in force just before it)."""
+                                before: datetime | None = None) -> Sequence[Row[tuple[datetime, bool, dict[str, Any]]]]:
+    """The ``at``, ``full`` and ``items`` of the pool's last full allocation and every later one, oldest first (the
+    limits now in force); with ``before``, only the cycles of earlier moments (the limits in force just before it).
+
+    Only those columns: a dispatcher writes a full allocation when it takes the pool, so these are every cycle
+    since, read by every re-plan.
+    """
     earlier = [] if before is None else [DispatchAllocation.at < before]
     last_full_at = session.scalar(
         select(func.max(DispatchAllocation.at)).where(DispatchAllocation.pool == pool, DispatchAllocation.full,
@@ -138,8 +142,8 @@ def allocations_since_last_full(session: Session, pool: str,
     )
     if last_full_at is None:
         return []
-    return session.scalars(
-        select(DispatchAllocation)
+    return session.execute(
+        select(DispatchAllocation.at, DispatchAllocation.full, DispatchAllocation.items)
         .where(DispatchAllocation.pool == pool, DispatchAllocation.at >= last_full_at, *earlier)
         .order_by(DispatchAllocation.at, DispatchAllocation.full.desc())
     ).all()
