@@ -128,14 +128,14 @@ def responses(session: Session, pool: str, start: datetime, end: datetime) -> Se
 
 
 def allocations_since_last_full(session: Session, pool: str,
-                                before: datetime | None = None) -> Sequence[Row[tuple[datetime, bool, dict[str, Any]]]]:
+                                until: datetime | None = None) -> Sequence[Row[tuple[datetime, bool, dict[str, Any]]]]:
     """The ``at``, ``full`` and ``items`` of the pool's last full allocation and every later one, oldest first (the
-    limits now in force); with ``before``, only the cycles of earlier moments (the limits in force just before it).
+    limits now in force); with ``until``, only the cycles up to that moment (the limits in force then).
 
     Only those columns: a dispatcher writes a full allocation when it takes the pool, so these are every cycle
     since, read by every re-plan.
     """
-    earlier = [] if before is None else [DispatchAllocation.at < before]
+    earlier = [] if until is None else [DispatchAllocation.at <= until]
     last_full_at = session.scalar(
         select(func.max(DispatchAllocation.at)).where(DispatchAllocation.pool == pool, DispatchAllocation.full,
                                                       *earlier)

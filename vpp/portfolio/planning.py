@@ -220,20 +220,16 @@ def drawable_kw(db: Session, fleet: Fleet, idx: IntArray, pool: str,
     """What each present session's car is known to draw at most (NaN: its charger's maximum), learned from its
     latest reading against the limit the dispatcher had in force (``vpp.algorithms.planning.car_limited_kw``).
 
-    With ``at`` (the plan's moment), only the limits sent before it count: the readings judged are older, and the
-    dispatcher's cycle of that same moment, which asked for the plan, records its limits while the plan is made
-    on another thread, so whether they were seen would depend on the threads' speed.
-
-    ``known`` carries what earlier plans learned (updated in place): once the dispatcher has learned a car's draw
-    too, it sends it that as its limit and the readings no longer show the car below its limit, so a car stays
-    known until it draws clearly more than it was known to.
+    With ``at`` (the plan's moment), only the limits sent up to it count: a dispatcher that goes on cycling while
+    the plan is made records later ones (``DispatchPools`` starts the re-plan once the cycle of its moment has
+    recorded its limits, so that cycle's are always seen).
     """
     from vpp.dispatch.service import limits_sent_at
 
     n = idx.size
     if n == 0 or fleet.reading_start_s.size == 0:
         return np.full(n, np.nan)
-    sent = limits_sent_at(db, pool, before=at)
+    sent = limits_sent_at(db, pool, until=at)
     limit = np.full(n, np.nan)
     sent_s = np.full(n, np.nan)
     for k, i in enumerate(idx):
