@@ -286,6 +286,10 @@ class Dispatcher:
                 session, plan, fence=owned.fence, owner=self.owner,
                 in_force=owned.state.in_force() if plan.full else None,
             )
+        # Committed: a re-plan the snapshot found due may start now and see these limits (``DispatchPools``).
+        recorded = getattr(self.source, "cycle_recorded", None)
+        if recorded is not None:
+            recorded(pool, at)
         AFRR_REQUESTED_MW.labels(pool).set(plan.setpoint.setpoint_mw)
         AFRR_SUPPLIED_MW.labels(pool).set((plan.baseline_kw - plan.measured_kw) / 1000.0)
         return plan, allocation_id, _batches(snapshot, plan)
@@ -408,7 +412,8 @@ def default_components(
     context = OcpiContext(session_factory=session_factory, public_url=settings.public_url, pepper=settings.secret,
                           settings=OcpiSettings(), keyring=settings.token_keyring)
     pools = DispatchPools(portfolio, max_age_s=settings.dispatch_snapshot_max_age_seconds,
-                          refresh_after_s=settings.dispatch_interval_seconds, planner=planner)
+                          refresh_after_s=settings.dispatch_interval_seconds, planner=planner,
+                          replan_after_cycle=True)
     return pools, OcpiChargePointNetwork(context, clock=clock)
 
 

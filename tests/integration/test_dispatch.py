@@ -287,3 +287,32 @@ def test_a_pool_lost_to_a_long_cycle_and_taken_back_before_anyone_wrote_keeps_it
         await dispatcher.shutdown()
 
     asyncio.run(scenario())
+
+
+def test_the_source_hears_of_a_cycle_once_its_limits_are_recorded(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    # A re-planning source starts the re-plan its snapshot found due then (``DispatchPools.cycle_recorded``), so
+    # the plan always sees the limits of the cycle that asked for it.
+    fleet = _fleet()
+    heard: list[tuple[str, datetime, int]] = []
+
+    class RecordedSource(FleetSource):
+        def cycle_recorded(self, pool: str, at: datetime) -> None:
+            with unit_of_work(session_factory) as session:
+                recorded = session.scalars(select(DispatchAllocation).where(DispatchAllocation.at == at)).all()
+            heard.append((pool, at, len(recorded)))
+
+    tuned = settings.model_copy(update={"dispatch_send_timeout_seconds": 2.0, "dispatch_lease_ttl_seconds": 0.6})
+    dispatcher = Dispatcher(settings=tuned, session_factory=session_factory,
+                            source=RecordedSource({fleet.pool: fleet}), network=FakeNetwork(fleet, latency_s=0.001),
+                            receiver=InProcessActivationBus(), lease=InProcessLease(5.0))
+
+    async def scenario() -> None:
+        await dispatcher.manage_leases()
+        await dispatcher.tick()
+        await dispatcher.drain()
+        await dispatcher.shutdown()
+
+    asyncio.run(scenario())
+    assert [(pool, count) for pool, _, count in heard] == [(POOL, 1)]

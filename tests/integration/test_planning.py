@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.integration.portfolio_support import add_cpo, add_location, add_session
+from vpp.activations.tables import DispatchAllocation
 from vpp.algorithms.dispatch import PoolLimits, pool_baseline_kw
 from vpp.algorithms.planning import plan_pool
 from vpp.commitments import service as commitments
@@ -118,6 +119,70 @@ def test_a_new_commitment_or_an_arrival_makes_the_plan_stale_and_the_dispatcher_
         assert snapshot is not None and snapshot.planned_kw is not None
         # The new car has no plan yet.
         assert int(np.isnan(snapshot.planned_kw).sum()) == 1
+    finally:
+        source.close()
+
+
+def _allocation(factory: sessionmaker[Session], at: datetime, limits: dict[str, float], *, full: bool) -> None:
+    with unit_of_work(factory) as db:
+        db.add(DispatchAllocation(pool=POOL, at=at, setpoint_mw=0.0, target_kw=0.0, total_kw=0.0, baseline_kw=0.0,
+                                  measured_kw=0.0, sessions=len(limits), changed=len(limits), full=full,
+                                  items={"s": list(limits), "kw": list(limits.values())}, owner="d", fence=1))
+
+
+def test_a_replan_learns_the_cars_draw_from_the_limits_sent_up_to_its_moment_not_from_later_cycles(
+    session_factory: sessionmaker[Session],
+) -> None:
+    # The car's latest reading (from NOW - 1 h) shows 5 kW against the 11 kW sent two hours before: it holds
+    # itself back. A dispatcher that goes on cycling while the plan is made records a 3 kW limit a minute later:
+    # that limit is not the plan's to see (whether it is recorded yet depends on the threads' speed).
+    cid = add_cpo(session_factory)
+    add_location(session_factory, cid, location_id="LOC1", evses=1, at=NOW - timedelta(days=1))
+    sid = add_session(session_factory, cid, session_id="S0", location_id="LOC1", evse=0,
+                      start=NOW - timedelta(hours=1), delivered_kwh=2.0, power_kw=5.0, soc_pct=30.0, token_uid="CAR0")
+    with unit_of_work(session_factory) as db:
+        topology.import_topology_csv(db, TOPOLOGY)
+        needs.put_need(db, sid, NeedInput(departure=NOW + timedelta(hours=3), energy_kwh=20.0, battery_kwh=60.0),
+                       now=NOW)
+    _allocation(session_factory, NOW - timedelta(hours=2), {sid: 11.0}, full=True)
+    portfolio = PortfolioService(session_factory)
+    settings = PlanSettings()
+
+    def learned() -> dict[str, float]:
+        known: dict[str, float] = {}
+        with unit_of_work(session_factory) as db:
+            assert replan(db, portfolio, POOL, NOW, settings, price_forecast=_flat_prices,
+                          known_draw_kw=known) is not None
+        return known
+
+    assert learned() == {sid: pytest.approx(5.5)}
+    _allocation(session_factory, NOW + timedelta(minutes=1), {sid: 3.0}, full=True)
+    # Judged against the 11 kW in force over the reading, whether the later cycle's 3 kW were recorded yet or not.
+    assert learned() == {sid: pytest.approx(5.5)}
+    # The cycle of the plan's own moment (it asked for the plan) counts: its 3 kW, sent after the reading began,
+    # leave the reading unjudged.
+    _allocation(session_factory, NOW, {sid: 3.0}, full=False)
+    assert learned() == {}
+
+
+def test_the_dispatcher_source_starts_a_due_replan_once_the_cycle_has_recorded_its_limits(
+    session_factory: sessionmaker[Session],
+) -> None:
+    _fleet(session_factory, cars=2)
+    portfolio = PortfolioService(session_factory)
+    planner = BackgroundReplanner(session_factory, portfolio, PlanSettings(event_min_seconds=0.0))
+    source = DispatchPools(portfolio, planner=planner, replan_after_cycle=True)
+    try:
+        assert source.snapshot(POOL, NOW) is not None
+        planner.wait()
+        # Due ("no plan"), but not started: the cycle has not recorded its limits yet.
+        assert planner.runs == 0
+        source.cycle_recorded(POOL, NOW)
+        planner.wait()
+        assert planner.runs == 1
+        source.cycle_recorded(POOL, NOW)
+        planner.wait()
+        assert planner.runs == 1
     finally:
         source.close()
 

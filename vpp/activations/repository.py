@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import TextClause, bindparam, func, insert, select, text
+from sqlalchemy import Row, TextClause, bindparam, func, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -127,15 +127,23 @@ def responses(session: Session, pool: str, start: datetime, end: datetime) -> Se
     ).all()
 
 
-def allocations_since_last_full(session: Session, pool: str) -> Sequence[DispatchAllocation]:
-    """The pool's last full allocation and every later one, oldest first (the limits now in force)."""
+def allocations_since_last_full(session: Session, pool: str,
+                                until: datetime | None = None) -> Sequence[Row[tuple[datetime, bool, dict[str, Any]]]]:
+    """The ``at``, ``full`` and ``items`` of the pool's last full allocation and every later one, oldest first (the
+    limits now in force); with ``until``, only the cycles up to that moment (the limits in force then).
+
+    Only those columns: a dispatcher writes a full allocation when it takes the pool, so these are every cycle
+    since, read by every re-plan.
+    """
+    earlier = [] if until is None else [DispatchAllocation.at <= until]
     last_full_at = session.scalar(
-        select(func.max(DispatchAllocation.at)).where(DispatchAllocation.pool == pool, DispatchAllocation.full)
+        select(func.max(DispatchAllocation.at)).where(DispatchAllocation.pool == pool, DispatchAllocation.full,
+                                                      *earlier)
     )
     if last_full_at is None:
         return []
-    return session.scalars(
-        select(DispatchAllocation)
-        .where(DispatchAllocation.pool == pool, DispatchAllocation.at >= last_full_at)
+    return session.execute(
+        select(DispatchAllocation.at, DispatchAllocation.full, DispatchAllocation.items)
+        .where(DispatchAllocation.pool == pool, DispatchAllocation.at >= last_full_at, *earlier)
         .order_by(DispatchAllocation.at, DispatchAllocation.full.desc())
     ).all()

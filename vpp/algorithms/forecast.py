@@ -52,8 +52,10 @@ def _local_days(first_ns: int, last_ns: int, tz: str) -> tuple[pd.Timestamp, pd.
     return first.tz_convert("UTC"), last.tz_convert("UTC")
 
 
-def isp_actuals(history: pd.DataFrame, tz: str = DEFAULT_MARKET_TZ) -> pd.DataFrame:
-    """Per pool and ISP of the whole local days the history covers: arrivals, plugged-in cars, arriving energy."""
+def _isp_arrays(history: pd.DataFrame, tz: str) -> tuple[npt.NDArray[np.object_], pd.DatetimeIndex,
+                                                          npt.NDArray[np.float64]]:
+    """The pools, the ISPs of the whole local days the history covers and, per metric of :data:`METRICS`, pool and
+    ISP: arrivals, plugged-in cars, arriving energy."""
     frame = _validate(history)
     start, end = _local_days(int(frame["arrival_ns"].min()), int(frame["arrival_ns"].max()), tz)
     grid = pd.date_range(start, end, freq=f"{ISP_MINUTES}min", inclusive="left", tz="UTC", name="isp_start")
@@ -73,15 +75,16 @@ def isp_actuals(history: pd.DataFrame, tz: str = DEFAULT_MARKET_TZ) -> pd.DataFr
     base = pool_code * (t + 1)
     steps = np.bincount(base + on, minlength=size) - np.bincount(base + off, minlength=size)
     plugged = np.cumsum(steps.reshape(len(pools), t + 1), axis=1)
+    values = np.stack([arrivals[:, :t].astype(np.float64), plugged[:, :t].astype(np.float64),
+                       energy[:, :t].astype(np.float64)])
+    return pools, grid, values
+
+
+def isp_actuals(history: pd.DataFrame, tz: str = DEFAULT_MARKET_TZ) -> pd.DataFrame:
+    """Per pool and ISP of the whole local days the history covers: arrivals, plugged-in cars, arriving energy."""
+    pools, grid, values = _isp_arrays(history, tz)
     index = pd.MultiIndex.from_product([pools, grid], names=["pool", "isp_start"])
-    return pd.DataFrame(
-        {
-            "arrivals": arrivals[:, :t].ravel().astype(np.float64),
-            "plugged_in": plugged[:, :t].ravel().astype(np.float64),
-            "energy_kwh": energy[:, :t].ravel(),
-        },
-        index=index,
-    )
+    return pd.DataFrame({name: values[m].ravel() for m, name in enumerate(METRICS)}, index=index)
 
 
 def _slot_keys(isps: pd.DatetimeIndex, tz: str) -> pd.DataFrame:
@@ -118,27 +121,94 @@ def fit_profiles(history: pd.DataFrame, tz: str = DEFAULT_MARKET_TZ, *, observed
     for name, moment in (("observed_from", observed_from), ("observed_until", observed_until)):
         if moment is not None and moment.tzinfo is None:
             raise InvalidInput(f"{name} must carry a time zone")
-    actuals = isp_actuals(history, tz)
-    isps = pd.DatetimeIndex(actuals.index.get_level_values("isp_start"))
-    keep = _observed(isps, observed_from, observed_until)
+    pools, grid, values = _isp_arrays(history, tz)
+    keep = _observed(grid, observed_from, observed_until)
     if not keep.any():
         raise InvalidInput("history: no whole ISP lies inside the observed period")
-    actuals = actuals[keep]
-    keys = _slot_keys(pd.DatetimeIndex(actuals.index.get_level_values("isp_start")), tz)
-    frame = actuals.reset_index()
-    frame["day"], frame["weekend"], frame["slot"] = (
-        keys["day"].to_numpy(),
-        keys["weekend"].to_numpy(),
-        keys["slot"].to_numpy(),
-    )
-    per_day = frame.groupby(["pool", "weekend", "slot", "day"], sort=False).agg(
-        arrivals=("arrivals", "sum"), plugged_in=("plugged_in", "mean"), energy_kwh=("energy_kwh", "sum")
-    )
-    grouped = per_day.groupby(level=["pool", "weekend", "slot"])
-    parts = [grouped.mean().add_suffix("_mean"), grouped.size().rename("days")]
+    keys = _slot_keys(grid[keep], tz)
+    return _profiles(pools, keys, values[:, :, keep])
+
+
+def _kahan_sums(values: npt.NDArray[np.float64], group: npt.NDArray[np.int64], groups: int
+                ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """Per group (``group``: each value's, in the values' order) the compensated sum of its values, added in that
+    order, and their count: the sums and counts of pandas' grouped sum and mean (Kahan summation), to the bit.
+
+    ``values`` is metrics x items; the items of a group are added one round at a time (its first of each group,
+    then its second, ...), which keeps each group's order.
+    """
+    count = np.bincount(group, minlength=groups).astype(np.int64)
+    rank = np.zeros(group.size, dtype=np.int64)
+    order = np.argsort(group, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(count)[:-1]])
+    rank[order] = np.arange(group.size) - np.repeat(starts, count)
+    total = np.zeros((values.shape[0], groups))
+    compensation = np.zeros((values.shape[0], groups))
+    for r in range(int(count.max(initial=0))):
+        at = rank == r
+        g = group[at]
+        y = values[:, at] - compensation[:, g]
+        t = total[:, g] + y
+        c = t - total[:, g] - y
+        compensation[:, g] = np.where(np.isnan(c), 0.0, c)
+        total[:, g] = t
+    return total, count
+
+
+def _profiles(pools: npt.NDArray[np.object_], keys: pd.DataFrame, values: npt.NDArray[np.float64]) -> pd.DataFrame:
+    """The profiles of :func:`fit_profiles` from each pool's observed ISPs (``values``: metrics x pools x ISPs, in
+    the order of :data:`METRICS`; ``keys``: each ISP's local day, day type and slot).
+
+    As pandas groups them, without its per-call cost (a re-plan fits the profiles each time): the per-day values
+    (sums of the day's ISPs in a slot, the plugged-in cars their mean: a slot has two ISPs on the autumn clock
+    change), then per pool, day type and slot their mean, their count and their quantiles (linear between the two
+    nearest of the sorted values).
+    """
+    n_pools, n_isps = len(pools), len(keys)
+    day_code, days = pd.factorize(keys["day"].to_numpy())
+    weekend = keys["weekend"].to_numpy(dtype=bool)
+    slot_values = keys["slot"].to_numpy()
+    slot = slot_values.astype(np.int64)
+    n_slots = int(slot.max(initial=0)) + 1
+    # Per day: (pool, day, slot) groups in order of their first ISP, as pandas' ``sort=False`` keeps them.
+    flat_key = ((np.arange(n_pools)[:, None] * len(days) + day_code[None, :]) * n_slots + slot[None, :]).ravel()
+    uniq, first, inverse = np.unique(flat_key, return_index=True, return_inverse=True)
+    rank_of = np.empty(uniq.size, dtype=np.int64)
+    rank_of[np.argsort(first, kind="stable")] = np.arange(uniq.size)
+    day_group = rank_of[inverse.ravel()]
+    metrics = values.reshape(len(METRICS), n_pools * n_isps)
+    sums, count = _kahan_sums(metrics, day_group, uniq.size)
+    per_day = sums.copy()
+    per_day[1] = sums[1] / count  # plugged-in: the mean of the day's ISPs in the slot
+    head = np.sort(first)
+    pool_of = head // n_isps
+    isp_of = head % n_isps
+    # Per pool, day type and slot (pandas sorts these groups): the per-day values in their order.
+    slot_key = (pool_of * 2 + weekend[isp_of]) * n_slots + slot[isp_of]
+    groups, slot_group = np.unique(slot_key, return_inverse=True)
+    slot_group = slot_group.ravel()
+    totals, n_days = _kahan_sums(per_day, slot_group, groups.size)
+    columns: dict[str, npt.NDArray[np.float64] | npt.NDArray[np.int64]] = {}
+    for m, name in enumerate(METRICS):
+        columns[f"{name}_mean"] = totals[m] / n_days
+    columns["days"] = n_days
+    starts = np.concatenate([[0], np.cumsum(n_days)[:-1]])
+    last = starts + n_days - 1
     for q in QUANTILES:
-        parts.append(grouped.quantile(q).add_suffix(f"_p{round(q * 100)}"))
-    return pd.concat(parts, axis=1)
+        position = q * (n_days - 1).astype(np.float64)
+        below = starts + position.astype(np.int64)
+        frac = position % 1
+        for m, name in enumerate(METRICS):
+            # Each group's values sorted, the groups one after the other.
+            ordered = per_day[m][np.lexsort((per_day[m], slot_group))]
+            low, high = ordered[below], ordered[np.minimum(below + 1, last)]
+            columns[f"{name}_p{round(q * 100)}"] = np.where(frac == 0.0, low, low + (high - low) * frac)
+    index = pd.MultiIndex.from_arrays(
+        [pools[groups // (2 * n_slots)], (groups // n_slots) % 2 == 1, (groups % n_slots).astype(slot_values.dtype)],
+        names=["pool", "weekend", "slot"])
+    frame = pd.DataFrame(columns, index=index)
+    names = [f"{m}_mean" for m in METRICS] + ["days"] + [f"{m}_p{round(q * 100)}" for q in QUANTILES for m in METRICS]
+    return frame[names]
 
 
 def forecast_sessions(

@@ -81,7 +81,8 @@ def create_app(
             dispatcher = EmbeddedDispatcher(
                 build_dispatcher(settings, session_factory, bus=activation_bus,
                                  source=DispatchPools(state.portfolio, planner=BackgroundReplanner(
-                                     session_factory, state.portfolio, PlanSettings.from_settings(settings))),
+                                     session_factory, state.portfolio, PlanSettings.from_settings(settings)),
+                                     replan_after_cycle=True),
                                  clock=clock)
             ).start()
         try:

@@ -154,10 +154,11 @@ def limits_in_force(session: Session, pool: str) -> dict[str, float]:
     return limits
 
 
-def limits_sent_at(session: Session, pool: str) -> dict[str, tuple[float, datetime]]:
-    """Each session's limit in force and when it was sent (the cycle's time), as the pool's last owner left them."""
+def limits_sent_at(session: Session, pool: str, until: datetime | None = None) -> dict[str, tuple[float, datetime]]:
+    """Each session's limit in force and when it was sent (the cycle's time), as the pool's last owner left them;
+    with ``until``, as the cycles up to that moment left them (not a later cycle's)."""
     limits: dict[str, tuple[float, datetime]] = {}
-    for row in repository.allocations_since_last_full(session, pool):
+    for row in repository.allocations_since_last_full(session, pool, until):
         for sid, kw in zip(row.items.get("s", []), row.items.get("kw", []), strict=True):
             old = limits.get(sid)
             # A full cycle restates the limits in force: keep when a limit was sent, not when it was restated.

@@ -223,20 +223,20 @@ def _forecast_arrivals(forecast: ForecastFlex | None, horizon: IspHorizon,
 
 
 def drawable_kw(db: Session, fleet: Fleet, idx: IntArray, pool: str,
-                known: dict[str, float] | None = None) -> FloatArray:
+                known: dict[str, float] | None = None, *, at: datetime | None = None) -> FloatArray:
     """What each present session's car is known to draw at most (NaN: its charger's maximum), learned from its
     latest reading against the limit the dispatcher had in force (``vpp.algorithms.planning.car_limited_kw``).
 
-    ``known`` carries what earlier plans learned (updated in place): once the dispatcher has learned a car's draw
-    too, it sends it that as its limit and the readings no longer show the car below its limit, so a car stays
-    known until it draws clearly more than it was known to.
+    With ``at`` (the plan's moment), only the limits sent up to it count: a dispatcher that goes on cycling while
+    the plan is made records later ones (``DispatchPools`` starts the re-plan once the cycle of its moment has
+    recorded its limits, so that cycle's are always seen).
     """
     from vpp.dispatch.service import limits_sent_at
 
     n = idx.size
     if n == 0 or fleet.reading_start_s.size == 0:
         return np.full(n, np.nan)
-    sent = limits_sent_at(db, pool)
+    sent = limits_sent_at(db, pool, until=at)
     limit = np.full(n, np.nan)
     sent_s = np.full(n, np.nan)
     for k, i in enumerate(idx):
@@ -411,7 +411,7 @@ def replan(db: Session, portfolio: PortfolioService, pool: str, at: datetime, se
     problem, horizon = plan_problem(db, fleet, pool, at, forecast, settings,
                                     site_load_kw=site_loads_kw(db, at, equipped),
                                     price_forecast=price_forecast,
-                                    drawable=drawable_kw(db, fleet, fleet.members(pool), pool, known_draw_kw))
+                                    drawable=drawable_kw(db, fleet, fleet.members(pool), pool, known_draw_kw, at=at))
     plan = plan_pool(problem)
     # Equipped sites (PV, battery, tariff) re-plan their own cars behind their meter; others keep this plan.
     plan = plan_sites(db, fleet, at, horizon, problem, plan, settings.market_timezone, sites=equipped)

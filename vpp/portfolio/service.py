@@ -302,7 +302,10 @@ def site_loads_kw(db: Session, at: datetime,
                   equipped: Mapping[str, tuple[Site, SiteEquipment]] | None = None) -> dict[str, float]:
     """Non-EV load of every site in the ISP of ``at`` (pool id -> kW), net of PV and battery behind the meter
     (``equipped``: ``equipped_sites`` when the caller read them already)."""
-    rows = db.execute(select(SiteLoad.site_id, SiteLoad.load_kw).where(SiteLoad.isp_start == floor_to_isp(at)))
+    # By the sites' key (every row's site is one of them): the table's key is (site, ISP), so this is a lookup per
+    # site where the ISP alone scanned every row of every site's history, twice a dispatcher cycle.
+    rows = db.execute(select(SiteLoad.site_id, SiteLoad.load_kw).where(SiteLoad.site_id.in_(select(Site.id)),
+                                                                       SiteLoad.isp_start == floor_to_isp(at)))
     loads = {f"site:{site}": float(kw) for site, kw in rows}
     # Behind the meter: PV and the battery's plan share the connection too.
     loads.update(behind_the_meter_loads_kw(db, at, equipped))
@@ -735,11 +738,17 @@ class DispatchPools:
     """
 
     def __init__(self, portfolio: PortfolioService, *, max_age_s: float | None = None,
-                 refresh_after_s: float = 1.0, planner: BackgroundReplanner | None = None) -> None:
+                 refresh_after_s: float = 1.0, planner: BackgroundReplanner | None = None,
+                 replan_after_cycle: bool = False) -> None:
         self._portfolio = portfolio
         # Re-plans a pool whose stored plan is stale (a new ISP, an arrival, a departure, a changed need or
         # commitment); without one the snapshot still carries whatever plan is stored (Celery beat re-plans).
         self.planner = planner
+        # With a dispatcher that says when its cycle has recorded the limits it sends (``cycle_recorded``), the
+        # re-plan a snapshot found due starts then: it learns the cars' draw from the limits sent up to its moment,
+        # that cycle's included, which it would otherwise see or not depending on the two threads' speed.
+        self.replan_after_cycle = replan_after_cycle
+        self._due: dict[str, tuple[datetime, str]] = {}
         # The fleet (every session's state, telemetry in 5-15 minute periods) may be this old when a cycle plans;
         # the dispatcher reads it again between cycles (``prefetch``) so that a setpoint never waits for the read.
         self.max_age_s = max_age_s
@@ -756,8 +765,18 @@ class DispatchPools:
         snapshot, stale = self._portfolio.planned_snapshot(
             pool, at, max_age_s=self.max_age_s, event_min_seconds=self.planner.settings.event_min_seconds)
         if snapshot is not None and stale is not None:
-            self.planner.request(pool, at, stale)
+            if self.replan_after_cycle:
+                self._due[pool] = (at, stale)
+            else:
+                self.planner.request(pool, at, stale)
         return snapshot
+
+    def cycle_recorded(self, pool: str, at: datetime) -> None:
+        """The dispatcher's cycle of ``pool`` at ``at`` has recorded its limits: start the re-plan its snapshot
+        found due (``replan_after_cycle``)."""
+        due = self._due.pop(pool, None)
+        if due is not None and self.planner is not None:
+            self.planner.request(pool, due[0], due[1])
 
     def close(self) -> None:
         """Stop the background re-planning (after the running re-plan)."""

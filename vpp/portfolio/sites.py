@@ -593,6 +593,12 @@ def _time_of_use_prices(tariff: Tariff, start: datetime, count: int) -> FloatArr
     return prices
 
 
+@lru_cache(maxsize=16)
+def _isp_starts(start: datetime, count: int) -> tuple[datetime, ...]:
+    """``isp_starts``, kept: every site of a re-plan has the same horizon."""
+    return tuple(isp_starts(start, count))
+
+
 # ----------------------------------------------------------------------------------------- planning
 
 
@@ -605,8 +611,8 @@ def site_problem(db: Session, site: Site, equipment: SiteEquipment, horizon: Isp
     ``signals``: the signal rows overlapping ``horizon`` when the caller read them once for many sites;
     ``history``: the site's PV and load rows over ``history_window`` (by kind), likewise."""
     t = horizon.count
-    isps = isp_starts(horizon.start, t)
-    spot = [float(v) for v in spot_eur_per_mwh]
+    isps = _isp_starts(horizon.start, t)
+    spot = np.asarray(spot_eur_per_mwh, dtype=np.float64).tolist()
     tariff = equipment.tariff
     if tariff is None:
         import_price = np.asarray(spot) / 1000.0
@@ -721,7 +727,8 @@ def _site_plan_values(at: datetime, start: datetime, plan: SitePlan) -> dict[str
 
 
 def _rounded(values: FloatArray) -> list[float]:
-    return [round(float(v), 4) for v in values]
+    # ``tolist`` hands back the same Python floats as ``float(v)`` each, without a numpy scalar per value.
+    return [round(v, 4) for v in np.asarray(values, dtype=np.float64).tolist()]
 
 
 def equipped_sites(db: Session) -> dict[str, tuple[Site, SiteEquipment]]:
