@@ -280,8 +280,13 @@ class CpoSimulator:
         connection_hours: float | None = None,
         model: str | None = None,
         reports_soc: bool | None = None,
+        token_uid: str | None = None,
     ) -> SimSession:
-        """Connect a car (sampled from ElaadNL unless given) to an EVSE and start its session."""
+        """Connect a car (sampled from ElaadNL unless given) to an EVSE and start its session.
+
+        ``token_uid``: the uid of the token that starts it (a shared car's own token, which its bookings name);
+        a random one unless given. The session's first PUT already carries it.
+        """
         if evse_uid is None:
             slot = next((s for s in self.slots.values() if s.session_id is None), None)
             if slot is None:
@@ -294,7 +299,8 @@ class CpoSimulator:
                 raise ValueError(f"EVSE {evse_uid} is occupied")
             slot = found
         return self._start_session(
-            slot, energy_kwh=energy_kwh, soc=soc, hours=connection_hours, model=model, reports_soc=reports_soc
+            slot, energy_kwh=energy_kwh, soc=soc, hours=connection_hours, model=model, reports_soc=reports_soc,
+            token_uid=token_uid,
         )
 
     def _pick_model(self, name: str | None) -> EvModel:
@@ -315,6 +321,7 @@ class CpoSimulator:
         hours: float | None = None,
         model: str | None = None,
         reports_soc: bool | None = None,
+        token_uid: str | None = None,
     ) -> SimSession:
         now = self._sim_time
         ev = self._pick_model(model)
@@ -324,13 +331,15 @@ class CpoSimulator:
             reports_soc = self.config.report_soc == "always" or (self.config.report_soc == "dc" and slot.dc)
         car = Car(model=ev, soc=start_soc, energy_demand_kwh=demand, reports_soc=reports_soc)
         self._counter += 1
+        drawn_uid = f"{self._rng.getrandbits(32):08X}"
         session = SimSession(
             id=f"{self._run_id}-{self._counter:06d}",
             slot=slot,
             car=car,
             start=now,
             departure=now + timedelta(hours=hours if hours is not None else self._sampler.connection_hours()),
-            token_uid=f"{self._rng.getrandbits(32):08X}",
+            # Drawn in any case, so that a given token leaves every later draw as it was.
+            token_uid=token_uid or drawn_uid,
             period_start=now,
             last_updated=now,
         )

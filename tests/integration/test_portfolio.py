@@ -119,6 +119,39 @@ def test_needs_resolve_explicit_then_booking_then_defaults(
     assert fleet.need_confidence[s0] < fleet.need_confidence[d1] < fleet.need_confidence[d0]
 
 
+def test_a_booking_states_its_energy_as_the_need_of_the_session_before_it(
+    client: TestClient, session_factory: sessionmaker[Session]
+) -> None:
+    """The next booking's energy is the session's need, net of what the car took in (2 kWh here): 15 - 2 = 13 kWh.
+    A later booking's energy and a cancelled earlier one's do not count; a booking without energy leaves the
+    estimate."""
+    ids = _fleet(session_factory)
+    partner = _auth(session_factory, "partner")
+
+    def book(booking: str, token: str, hours: float, energy: float | None, cancelled: bool = False) -> None:
+        body = {"vehicle_id": token, "vehicle_token_uid": token, "cancelled": cancelled,
+                "start": (NOW + timedelta(hours=hours)).isoformat(),
+                "end": (NOW + timedelta(hours=hours + 2)).isoformat()}
+        if energy is not None:
+            body["energy_kwh"] = energy
+        assert client.put(f"/api/v1/bookings/{booking}", headers=partner, json=body).status_code == 200
+
+    book("B0", "car0", 4, 40.0, cancelled=True)
+    book("B1", "car0", 5, 15.0)
+    book("B2", "car0", 9, 30.0)
+    book("B3", "car1", 6, None)
+    with session_factory() as db:
+        fleet = load_fleet(db, NOW)
+    by_id = dict(zip(fleet.session_ids, range(fleet.n), strict=True))
+    d0, d1 = by_id[ids["d0"]], by_id[ids["d1"]]
+    assert fleet.need_source[d0] == "booking"
+    assert fleet.departure[d0] == NOW + timedelta(hours=5)
+    assert math.isclose(fleet.energy_needed_kwh[d0], 13.0)
+    assert fleet.need_source[d1] == "booking"
+    assert fleet.departure[d1] == NOW + timedelta(hours=6)
+    assert fleet.energy_needed_kwh[d1] > 0
+
+
 def test_sessions_belong_to_zone_cpo_site_and_congestion_point_pools(
     client: TestClient, session_factory: sessionmaker[Session]
 ) -> None:

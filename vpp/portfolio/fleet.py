@@ -379,12 +379,18 @@ def _needs_frame(db: Session) -> pd.DataFrame:
 
 
 def _next_bookings(db: Session, now: datetime) -> pd.DataFrame:
+    """Each car's next booking: its start (the session's departure) and the energy it states, if any."""
+    upcoming = (Booking.start_at > now) & Booking.cancelled.is_(False)
+    first = (select(Booking.vehicle_key, func.min(Booking.start_at).label("start_at"))
+             .where(upcoming).group_by(Booking.vehicle_key).subquery())
     rows = db.execute(
-        select(Booking.vehicle_key, func.min(Booking.start_at))
-        .where(Booking.start_at > now, Booking.cancelled.is_(False))
-        .group_by(Booking.vehicle_key)
+        select(Booking.vehicle_key, Booking.start_at, Booking.energy_kwh)
+        .join(first, (first.c.vehicle_key == Booking.vehicle_key) & (first.c.start_at == Booking.start_at))
+        .where(upcoming)
+        .order_by(Booking.vehicle_key, Booking.id)
     ).all()
-    return pd.DataFrame(rows, columns=["vehicle_key", "booking_departure"])
+    frame = pd.DataFrame(rows, columns=["vehicle_key", "booking_departure", "booking_energy_kwh"])
+    return frame.drop_duplicates("vehicle_key")
 
 
 def _as_utc(values: Any) -> pd.DatetimeIndex:
@@ -469,6 +475,8 @@ def _resolve(frame: pd.DataFrame, db: Session, now: datetime, defaults: LearnedN
         confidence[explicit] = frame.loc[explicit, "need_confidence"].fillna(1.0).to_numpy(dtype=np.float64)
         confidence[booked] = 0.9
         stated = frame["need_energy_kwh"].to_numpy(dtype=np.float64)
+        # A booking's energy is what the car must take in before it: the session's need, as an explicit one.
+        stated = np.where(booked, frame["booking_energy_kwh"].to_numpy(dtype=np.float64), stated)
         energy = np.where(np.isfinite(stated), np.maximum(stated - delivered, 0.0), np.nan)
         target = frame["target_soc_pct"].to_numpy(dtype=np.float64) / 100.0
         by_soc = ~np.isfinite(energy) & np.isfinite(target) & np.isfinite(battery) & np.isfinite(soc_kwh)

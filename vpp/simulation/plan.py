@@ -221,7 +221,9 @@ def plan_car_sharing(scenario: Scenario, timeline: Timeline) -> tuple[CpoSpec, l
         for number, (start, end, energy) in enumerate([*kept, (timeline.end + timedelta(days=1), timeline.end, 20.0)]):
             if start >= timeline.end and plugged >= timeline.end:
                 break
-            departure = min(start, timeline.end + timedelta(hours=12))
+            # A car leaves for its booking, which the service was told of, however long after the period it
+            # starts (the run follows it); only the last stay, before no booking, ends 12 h after the period.
+            departure = start if number < len(kept) else min(start, timeline.end + timedelta(hours=12))
             if departure - plugged >= timedelta(minutes=30) and plugged < timeline.end:
                 sessions.append(PlannedSession(
                     party=spec.party, location_id=location_id, evse_uid=evse_uid, arrival=plugged.astimezone(zone),

@@ -534,8 +534,10 @@ class Simulation:
             slot = simulator.slots.get(planned.evse_uid.casefold())
             if slot is None or slot.session_id is not None:
                 continue
+            # A shared car starts its session with its own token: the service finds its bookings by that uid.
             session = simulator.plug_in(planned.evse_uid, energy_kwh=planned.energy_kwh,
-                                        connection_hours=(departure - now).total_seconds() / 3600.0)
+                                        connection_hours=(departure - now).total_seconds() / 3600.0,
+                                        token_uid=planned.token_uid)
             car = session.car
             if planned.soc is not None:
                 car.soc = planned.soc
@@ -543,8 +545,6 @@ class Simulation:
                 target = planned.target_soc if planned.target_soc is not None else min(
                     0.95, planned.soc + planned.energy_kwh / battery)
                 car.energy_demand_kwh = max(0.5, (target - planned.soc) * battery)
-            if planned.token_uid is not None:
-                session.token_uid = planned.token_uid
             spec = next(s for s in self.specs if s.party == cpo.party)
             record = SessionRecord(
                 party=cpo.party, location_id=planned.location_id, external_id=session.id, start=session.start,

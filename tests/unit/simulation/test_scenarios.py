@@ -67,6 +67,10 @@ def test_shared_cars_are_away_exactly_during_their_bookings() -> None:
         assert all(s.departure <= booking.start or s.arrival >= booking.end for s in plugged)
         if timeline.begin + timedelta(hours=1) < booking.start < timeline.end:
             assert any(abs(s.departure - booking.start) < timedelta(seconds=1) for s in plugged)
+        before = [s for s in plugged if s.booking_id == booking.booking_id]
+        # The stay before a booking ends when the booking starts, also past the period (the service plans to it).
+        assert all(s.departure == booking.start for s in before)
+    assert any(s.booking_id is not None and s.departure > timeline.end + timedelta(hours=12) for s in sessions)
 
 
 def test_down_direction_setpoints_ask_for_more_consumption() -> None:
