@@ -45,7 +45,8 @@ class ChargingNeedRead(BaseModel):
 
 
 class BookingWrite(BaseModel):
-    """A car-sharing booking: the car's next booking sets the departure of its session."""
+    """A car-sharing booking: the car's next booking sets the departure of its session and, with ``energy_kwh``, its
+    need (the booking's energy less what the session has delivered)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -53,7 +54,9 @@ class BookingWrite(BaseModel):
     vehicle_token_uid: Name = Field(min_length=1, max_length=64, description="The uid of the car's charging token.")
     start: UtcDatetime
     end: UtcDatetime = Field(description="After start.")
-    energy_kwh: Number | None = Field(None, ge=0, description="Energy the booking needs, when known.")
+    energy_kwh: Number | None = Field(None, ge=0, description=(
+        "Energy the booking needs, when known: the need of the car's session before it, less what that session "
+        "has delivered."))
     cancelled: Flag = False
 
 
