@@ -48,7 +48,8 @@ def _validate(history: pd.DataFrame) -> pd.DataFrame:
 def _local_days(first_ns: int, last_ns: int, tz: str) -> tuple[pd.Timestamp, pd.Timestamp]:
     zone = market_zone(tz)
     first = pd.Timestamp(first_ns, tz="UTC").tz_convert(zone).normalize()
-    last = pd.Timestamp(last_ns, tz="UTC").tz_convert(zone).normalize() + pd.Timedelta(days=1)
+    # The next local midnight (a calendar day: 23 or 25 hours across a clock change, not 24).
+    last = (pd.Timestamp(last_ns, tz="UTC").tz_convert(zone).normalize() + pd.DateOffset(days=1)).normalize()
     return first.tz_convert("UTC"), last.tz_convert("UTC")
 
 

@@ -22,6 +22,21 @@ def test_simulated_history_is_reproducible() -> None:
     assert (first["energy_kwh"] <= 11.0 * dwell_h + 1e-9).all()
 
 
+@pytest.mark.parametrize(("day", "hours"), [("2024-10-27", 25), ("2024-03-31", 23)])
+def test_actuals_cover_a_clock_change_day_to_its_last_hour(day: str, hours: int) -> None:
+    # A car arriving in the last hour of the local day (23:30 Amsterdam): the grid is the day's 100 or 92 ISPs,
+    # not 24 hours from midnight (a 25-hour day's last hour fell outside it and the counts could not be shaped).
+    late = pd.Timestamp(f"{day} 23:30", tz="Europe/Amsterdam").tz_convert("UTC")
+    early = pd.Timestamp(f"{day} 08:00", tz="Europe/Amsterdam").tz_convert("UTC")
+    history = pd.DataFrame({"arrival": [early, late], "departure": [early + pd.Timedelta(hours=2), late
+                                                                    + pd.Timedelta(hours=2)],
+                            "energy_kwh": [5.0, 6.0], "pool": ["p", "p"]})
+    actual = isp_actuals(history, "Europe/Amsterdam").loc["p"]
+    assert len(actual) == 4 * hours
+    assert actual["arrivals"].sum() == 2
+    assert actual.loc[late, "arrivals"] == 1
+
+
 def test_actuals_count_arrivals_and_plugged_in_cars() -> None:
     t0 = pd.Timestamp("2025-01-06 10:00", tz="UTC")
     history = pd.DataFrame(
