@@ -157,9 +157,11 @@ def _solve_group(s: SchedulingProblem, rows: IntArray, group_max_kw: FloatArray,
     the pool's (the peak guard, the aFRR headroom), unless the pool's would leave a need of the group unmet that its
     own cap alone meets (the guard is estimated without the groups' caps, so it can be too low under them)."""
     free = np.full(s.n_isps, -np.inf)
-    within = solve_schedule(subproblem(s, rows, pool_max_kw=np.fmin(group_max_kw, pool_left_kw), pool_min_kw=free,
-                                       position_kw=None, imbalance_eur_per_mwh=0.0))
-    if not np.isfinite(pool_left_kw).any() or within.unmet_kwh.sum() <= UNMET_TOL_KWH:
+    cap = np.fmin(group_max_kw, pool_left_kw)
+    within = solve_schedule(subproblem(s, rows, pool_max_kw=cap, pool_min_kw=free, position_kw=None,
+                                       imbalance_eur_per_mwh=0.0))
+    # Where the pool's cap binds nowhere, the group alone is the same problem: no second solve.
+    if within.unmet_kwh.sum() <= UNMET_TOL_KWH or not (cap < group_max_kw).any():
         return within
     alone = solve_schedule(subproblem(s, rows, pool_max_kw=group_max_kw, pool_min_kw=free, position_kw=None,
                                       imbalance_eur_per_mwh=0.0))

@@ -287,3 +287,23 @@ def test_a_capped_groups_needs_outrank_the_pools_cap() -> None:
     plan = plan_pool(_problem(sessions, group=[0, 0], group_max=[[22.0] * 4]))
     assert plan.unmet_kwh.sum() == pytest.approx(0.0, abs=1e-6)
     np.testing.assert_allclose(plan.pool_kw[:2], [22.0, 22.0])
+
+
+def test_a_group_the_pools_cap_does_not_bind_is_solved_once_even_with_a_need_unmet(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Two cars needing 22 kWh each in two ISPs behind a group cap of 11 kW: unmet whatever the pool's cap of 100 kW,
+    # which binds nowhere, so the group alone would be the same problem (it was solved twice).
+    sessions = planning.subproblem(_sessions([50.0] * 4, energy=[5.5, 5.5], departure=[2, 2]), np.arange(2),
+                                   pool_max_kw=np.full(4, 100.0))
+    calls: list[int] = []
+
+    def counted(problem: SchedulingProblem) -> object:
+        calls.append(problem.n_sessions)
+        return solve_schedule(problem)
+
+    monkeypatch.setattr(planning, "solve_schedule", counted)
+    plan = plan_pool(_problem(sessions, group=[0, 0], group_max=[[11.0] * 4]))
+    assert plan.unmet_kwh.sum() == pytest.approx(5.5)
+    np.testing.assert_allclose(plan.pool_kw[:2], [11.0, 11.0])
+    assert calls == [2]
