@@ -475,8 +475,10 @@ def _resolve(frame: pd.DataFrame, db: Session, now: datetime, defaults: LearnedN
         confidence[explicit] = frame.loc[explicit, "need_confidence"].fillna(1.0).to_numpy(dtype=np.float64)
         confidence[booked] = 0.9
         stated = frame["need_energy_kwh"].to_numpy(dtype=np.float64)
-        # A booking's energy is what the car must take in before it: the session's need, as an explicit one.
-        stated = np.where(booked, frame["booking_energy_kwh"].to_numpy(dtype=np.float64), stated)
+        # A booking's energy is what the car must take in before it: the session's need, as an explicit one (a
+        # booking without one keeps the energy a need may state).
+        booking_energy = frame["booking_energy_kwh"].to_numpy(dtype=np.float64)
+        stated = np.where(booked & np.isfinite(booking_energy), booking_energy, stated)
         energy = np.where(np.isfinite(stated), np.maximum(stated - delivered, 0.0), np.nan)
         target = frame["target_soc_pct"].to_numpy(dtype=np.float64) / 100.0
         by_soc = ~np.isfinite(energy) & np.isfinite(target) & np.isfinite(battery) & np.isfinite(soc_kwh)
