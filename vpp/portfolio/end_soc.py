@@ -31,7 +31,7 @@ from vpp.algorithms.end_soc import (
     session_battery_kwh,
     session_end_soc,
 )
-from vpp.domain.pools import PoolKind
+from vpp.domain.pools import cpo_pool
 from vpp.sessions.tables import ChargingSession, LimitRequest, SessionReading
 
 if TYPE_CHECKING:
@@ -59,11 +59,6 @@ def car_keys(driver_token: Mapping[str, Any] | None, party_key: str, location_ke
     if category == "home":
         keys.append(f"evse:{party_key}|{str(location_key).casefold()}|{str(evse_key).casefold()}")
     return tuple(keys)
-
-
-def cpo_pool(country_code: str, party_id: str) -> str:
-    """The CPO pool a session's prior counts for (as ``Fleet.cpo_pool`` names it)."""
-    return f"{PoolKind.CPO.value}:{country_code.upper()}-{party_id.upper()}"
 
 
 @dataclass
@@ -125,7 +120,7 @@ def judge_sessions(db: Session, ids: list[str]) -> dict[str, Judged]:
             sid, party, location = str(row["id"]), str(row["party_key"]), str(row["location_key"])
             ended = _utc(row["end_at"])
             keys = car_keys(row["driver_token"], party, location, str(row["evse_key"]), category.get((party, location)))
-            pool = cpo_pool(str(row["country_code"]), str(row["party_id"]))
+            pool = str(cpo_pool(str(row["country_code"]), str(row["party_id"])))
             taken = readings.get(sid, [])
             out[sid] = (ended, _judge(taken, limits.get(sid, []), ended, _nan(row["max_kw"])), keys, pool,
                         session_battery_kwh([r[2] for r in taken], [r[3] for r in taken]))
@@ -223,7 +218,7 @@ class EndSocCache:
             chosen = newest_per_cpo(rows, self.first_read_per_cpo)
             # The rest stay unjudged for good (a later read that sees them again does not judge them).
             skipped = {str(row[0]) for row in rows} - {str(row[0]) for row in chosen}
-            kept.sessions.update({str(row[0]): (_utc(row[4]), math.nan, (), cpo_pool(str(row[2]), str(row[3])),
+            kept.sessions.update({str(row[0]): (_utc(row[4]), math.nan, (), str(cpo_pool(str(row[2]), str(row[3]))),
                                                 math.nan) for row in rows if str(row[0]) in skipped})
             rows = chosen
         fresh = [str(row[0]) for row in rows if str(row[0]) not in kept.sessions]
