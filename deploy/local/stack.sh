@@ -106,8 +106,8 @@ wait_until() {  # name, timeout seconds, command...
   say "$name healthy"
 }
 
-api_healthy() { curl -fsS "http://127.0.0.1:${1:-$API_PORT}/health" | grep -q '"status":"ok"'; }
-metrics_up() { curl -fsS "http://127.0.0.1:$1/metrics" >/dev/null; }
+api_healthy() { curl -fsS --max-time 10 "http://127.0.0.1:${1:-$API_PORT}/health" | grep -q '"status":"ok"'; }
+metrics_up() { curl -fsS --max-time 10 "http://127.0.0.1:$1/metrics" >/dev/null; }
 worker_answers() {
   "$BIN/python" -c 'import sys
 from vpp.config import Settings

@@ -104,6 +104,12 @@ class SimError(Exception):
         self.message = message
 
 
+# The credentials POST waits for the peer to call our versions and details back and to store us: on a loaded host
+# that takes far longer than an ordinary call, and a POST given up on after the peer registered us cannot be retried
+# (token A dies with the registration), so it gets a long deadline of its own.
+REGISTRATION_TIMEOUT_S = 120.0
+
+
 class CpoSimulator:
     """One simulated CPO platform: EVSEs, cars, sessions and its OCPI conversation with SCSPs."""
 
@@ -918,6 +924,7 @@ class CpoSimulator:
                 credentials_url,
                 headers=self._headers(token_a, ModuleID.CREDENTIALS, None),
                 json=self.own_credentials(token_b).to_json_dict(),
+                timeout=REGISTRATION_TIMEOUT_S,
             )
             envelope = OcpiResponse.model_validate(response.json())
             if response.status_code >= 300 or not is_success(envelope.status_code):
