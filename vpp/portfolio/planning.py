@@ -450,10 +450,7 @@ class StoredPlan:
     power_kw: FloatArray
     departure_s: FloatArray
     target_kwh: FloatArray
-    # The plan's highest pool power over its horizon, forecast arrivals included (kW; None: not stored, or cars
-    # re-planned by their sites, whose pool power is their houses' sum and no pool guard: paris-home's houses
-    # spread their off-peak charging over the night, so their plan is flat at its peak and a cap there left the
-    # cars that drew below their plan no room to catch up before the peak tariff).
+    # The plan's highest pool power over its horizon, forecast arrivals included (kW; None: not stored).
     peak_kw: float | None = None
 
     @classmethod
@@ -465,7 +462,7 @@ class StoredPlan:
                    session_ids=ids, power_kw=power.reshape(len(ids), row.isps) if ids else np.zeros((0, row.isps)),
                    departure_s=np.frombuffer(row.departure_s, dtype=np.float64),
                    target_kwh=np.frombuffer(row.target_kwh, dtype=np.float64),
-                   peak_kw=max(row.pool_kw) if row.pool_kw and "+sites" not in (row.method or "") else None)
+                   peak_kw=max(row.pool_kw) if row.pool_kw else None)
 
     def power_at(self, session_ids: Sequence[str], at: datetime) -> FloatArray:
         """Each session's planned power in the ISP of ``at``; NaN for a session without one (or past the plan)."""
