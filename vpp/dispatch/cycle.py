@@ -24,6 +24,7 @@ from vpp.algorithms.dispatch import (
     build_problem,
     capped_sessions,
     off_limit,
+    plan_peak_room_kw,
     pool_baseline_kw,
     pool_target_kw,
     sent_for_caps,
@@ -272,6 +273,8 @@ class PoolDispatch:
         pool_cap = limits.congestion_max_kw.get(snapshot.pool)
         if pool_cap is not None:
             high = min(high, pool_cap - target)
+        # At most up to the plan's peak (without an activation): see ``plan_peak_room_kw``.
+        high = min(high, plan_peak_room_kw(snapshot.plan_peak_kw, target, applied.setpoint_mw))
         reading = self.loop.read(ids, measured, start_s, end_s, np.asarray(snapshot.max_kw, dtype=np.float64),
                                  now_s, low, high)
         commanded = target + reading.correction_kw

@@ -70,3 +70,6 @@ class DispatchSnapshot:
     # Where its state of charge is not known, the state of charge each car's need ends at, learned from its (or its
     # pool's) finished sessions (``vpp.algorithms.end_soc``; NaN or None: not known, taken as full).
     target_soc: FloatArray | None = None
+    # The pool plan's highest power over its horizon (kW; None: no plan): the pool's baseline is held at or below it
+    # (``vpp.algorithms.dispatch.pool_baseline_kw``), a soft cap that need floors and activations go above.
+    plan_peak_kw: float | None = None

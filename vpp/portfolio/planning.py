@@ -34,6 +34,7 @@ from vpp.algorithms.dispatch import (
 from vpp.algorithms.planning import (
     Plan,
     PlanProblem,
+    arrivals_draw_kw,
     car_limited_kw,
     drawn_kw,
     peak_guard_kw,
@@ -335,7 +336,7 @@ def plan_problem(db: Session, fleet: Fleet, pool: str, at: datetime, forecast: F
             seen, sessions.max_kw_by_isp()[:n_present], ISP_H, derate=DISCHARGE_LAXITY_DERATE,
             margin_h=FINISH_MARGIN_S / 3600.0)
         sessions = replace(sessions, soc_floor_kwh=np.vstack([floor_kwh, np.full((len(arrivals), t_count), np.nan)]))
-    guard = peak_guard_kw(sessions, _uncontrolled_peak_kw(fleet, idx, horizon, arrivals))
+    guard = peak_guard_kw(sessions, _uncontrolled_peak_kw(fleet, idx, horizon, arrivals, present_max, pool))
     sessions = replace(sessions, pool_max_kw=np.fmin(sessions.pool_max_kw, guard))
     problem = PlanProblem(
         sessions=sessions, present=np.arange(n) < n_present,
@@ -346,9 +347,15 @@ def plan_problem(db: Session, fleet: Fleet, pool: str, at: datetime, forecast: F
 
 
 def _uncontrolled_peak_kw(fleet: Fleet, idx: IntArray, horizon: IspHorizon,
-                          arrivals: Sequence[tuple[int, int, float]]) -> float:
+                          arrivals: Sequence[tuple[int, int, float]], draw_kw: FloatArray, pool: str) -> float:
     """The highest load of the pool's cars charged uncontrolled: the present ones from their plug-in with their
-    whole energy (delivered and still needed), the forecast arrivals from their arrival."""
+    whole energy (delivered and still needed), the forecast arrivals from their arrival.
+
+    ``draw_kw``: what each present car draws at full power (what it is known to draw, else its charger's maximum),
+    the forecast arrivals their mean (``arrivals_draw_kw``, at most 11 kW); each slows near full (the taper, at its
+    own target where its state of charge and battery are known, else its learned one, a forecast arrival at its
+    pool's). Before, every car drew its charger's maximum to the end: 152-223 kW on utrecht's re-plans for a day
+    whose cars drew 146.6 kW uncontrolled."""
     from vpp.portfolio.service import FORECAST_MAX_KW
 
     start_ns = pd.Timestamp(horizon.start).value
@@ -359,9 +366,22 @@ def _uncontrolled_peak_kw(fleet: Fleet, idx: IntArray, horizon: IspHorizon,
     arrival = np.concatenate([plugged, [a for a, _, _ in arrivals]]).astype(np.int64)
     departure = np.concatenate([np.maximum(leaves, plugged + 1), [d for _, d, _ in arrivals]]).astype(np.int64)
     first = int(arrival.min(initial=0))
+    # Each present car ends at its own target where its state of charge and battery are known, else at its learned
+    # one (else full, the taper's assumption), as ``taper_departure`` has it; a forecast arrival at its pool's.
+    soc, size = fleet.soc_kwh[idx], fleet.battery_kwh[idx]
+    known = np.isfinite(soc) & np.isfinite(size) & (size > 0)
+    learned = fleet.target_soc_of(idx)
+    target = np.full(idx.size, np.nan) if learned is None else learned
+    with np.errstate(divide="ignore", invalid="ignore"):
+        target = np.where(known, (soc + np.maximum(np.nan_to_num(fleet.energy_needed_kwh[idx]), 0.0)) / size, target)
+    arriving_target = [fleet.pool_target_soc(pool, e) for _, _, e in arrivals]
     load = uncontrolled_load_kw(arrival - first, departure - first,
                                 np.concatenate([energy, [e for _, _, e in arrivals]]),
-                                np.concatenate([fleet.max_kw[idx], np.full(len(arrivals), FORECAST_MAX_KW)]), ISP_H)
+                                np.concatenate([draw_kw, np.full(len(arrivals),
+                                                                 arrivals_draw_kw(draw_kw, FORECAST_MAX_KW))]),
+                                ISP_H, target_soc=np.concatenate([target, arriving_target]),
+                                battery_kwh=np.concatenate([np.where(known, size, np.nan), np.full(len(arrivals),
+                                                                                                   np.nan)]))
     return float(load.max(initial=0.0))
 
 
@@ -430,6 +450,8 @@ class StoredPlan:
     power_kw: FloatArray
     departure_s: FloatArray
     target_kwh: FloatArray
+    # The plan's highest pool power over its horizon, forecast arrivals included (kW; None: not stored).
+    peak_kw: float | None = None
 
     @classmethod
     def of(cls, row: PoolPlan) -> StoredPlan:
@@ -439,7 +461,8 @@ class StoredPlan:
         return cls(pool=row.pool, planned_at=row.planned_at, recorded_at=row.recorded_at, start=row.start,
                    session_ids=ids, power_kw=power.reshape(len(ids), row.isps) if ids else np.zeros((0, row.isps)),
                    departure_s=np.frombuffer(row.departure_s, dtype=np.float64),
-                   target_kwh=np.frombuffer(row.target_kwh, dtype=np.float64))
+                   target_kwh=np.frombuffer(row.target_kwh, dtype=np.float64),
+                   peak_kw=max(row.pool_kw) if row.pool_kw else None)
 
     def power_at(self, session_ids: Sequence[str], at: datetime) -> FloatArray:
         """Each session's planned power in the ISP of ``at``; NaN for a session without one (or past the plan)."""

@@ -707,7 +707,8 @@ class PortfolioService:
             if plan is None:
                 return snapshot, "no plan"
             planned = plan.power_at(snapshot.session_ids, at)
-            snapshot = replace(snapshot, planned_kw=planned if np.isfinite(planned).any() else None)
+            snapshot = replace(snapshot, planned_kw=planned if np.isfinite(planned).any() else None,
+                               plan_peak_kw=plan.peak_kw)
             reason = plan.stale_reason(fleet, fleet.members(pool), at, commitments_changed_at(db), event_min_seconds)
             return snapshot, reason
 

@@ -32,7 +32,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from vpp.algorithms.dispatch import PLAN_FLOOR_DERATE, car_power_kw
-from vpp.algorithms.site_planning import SitePlan, SiteProblem, plan_site
+from vpp.algorithms.site_planning import SitePlan, SiteProblem, plan_site, plan_sites_together
 from vpp.db import utcnow
 from vpp.domain.errors import InvalidInput, NotFound
 from vpp.domain.isp import ISP, IspHorizon, delivery_day_bounds, delivery_day_of, floor_to_isp
@@ -768,7 +768,7 @@ def plan_sites(db: Session, fleet: Fleet, at: datetime, horizon: IspHorizon, pro
     lo, hi = history_window(horizon)
     pv = SERIES_HISTORY.rows(db, [sites[pool][0].id for pool in by_site if sites[pool][1].pv_kwp > 0], "pv", lo, hi)
     load = SERIES_HISTORY.rows(db, [sites[pool][0].id for pool in by_site], "load", lo, hi)
-    site_plans: dict[str, SitePlan] = {}
+    problems: list[SiteProblem] = []
     for pool, ids in by_site.items():
         site, equipment = sites[pool]
         rows = np.asarray([row_of[sid] for sid in ids], dtype=np.int64)
@@ -787,9 +787,12 @@ def plan_sites(db: Session, fleet: Fleet, at: datetime, horizon: IspHorizon, pro
                 "battery_kwh": s.battery_kwh[rows] if s.battery_kwh is not None else np.full(rows.size, np.nan),
                 "soc_kwh": s.soc_kwh[rows] if s.soc_kwh is not None else np.full(rows.size, np.nan),
                 "min_soc_kwh": s.min_soc_kwh[rows] if s.min_soc_kwh is not None else np.full(rows.size, np.nan)}
-        result = plan_site(site_problem(db, site, equipment, horizon, s.prices_eur_per_mwh, at, tz, cars,
-                                        signals=signals, history={"pv": pv.get(site.id), "load": load[site.id]}))
-        site_plans[site.id] = result
+        problems.append(site_problem(db, site, equipment, horizon, s.prices_eur_per_mwh, at, tz, cars,
+                                     signals=signals, history={"pv": pv.get(site.id), "load": load[site.id]}))
+    # Planned together: ties between equally priced ISPs go where the pool's other houses import least.
+    site_plans: dict[str, SitePlan] = {}
+    for (pool, ids), result in zip(by_site.items(), plan_sites_together(problems), strict=True):
+        site_plans[sites[pool][0].id] = result
         for k, sid in enumerate(ids):
             schedule[plan_row[sid]] = result.car_kw[k]
     # Stored together once every site is planned: the write (and on SQLite the database's write lock) comes last.

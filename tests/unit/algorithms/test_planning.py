@@ -215,6 +215,34 @@ def test_uncontrolled_load_is_full_power_from_arrival_until_the_energy_is_in() -
     np.testing.assert_allclose(load, [11.0, 16.5, 0.0, 0.0])
 
 
+def test_uncontrolled_load_slows_near_full_with_the_taper() -> None:
+    # 6 kWh into a 60-kWh battery ending at 90 %: all of it above 80 %, where the power falls with (1 - soc) / 0.2.
+    # At 12 kW the remaining room 0.2 x 60 = 12 kWh decays with tau = 0.2 x 60 / 12 = 1 h: taken by t h is
+    # 12 (1 - e^-t) kWh, so the first ISP draws 12 (1 - e^-0.25) / 0.25 = 10.62 kW, the second
+    # 12 (e^-0.25 - e^-0.5) / 0.25 = 8.27 kW, and the third the rest, (6 - 12 (1 - e^-0.5)) / 0.25 = 5.11 kW.
+    load = planning.uncontrolled_load_kw(np.array([1]), np.array([8]), np.array([6.0]), np.array([12.0]), 0.25,
+                                         target_soc=np.array([0.9]), battery_kwh=np.array([60.0]))
+    first, second = 12 * (1 - np.exp(-0.25)) / 0.25, 12 * (np.exp(-0.25) - np.exp(-0.5)) / 0.25
+    third = (6 - 12 * (1 - np.exp(-0.5))) / 0.25
+    np.testing.assert_allclose(load, [0.0, first, second, third, 0.0, 0.0, 0.0, 0.0], atol=1e-9)
+    assert (first, second, third) == pytest.approx((10.62, 8.27, 5.11), abs=0.01)
+    # Ending at 50 %, far below the taper: full power as without a target (1.5 ISPs at 12 kW for 4.5 kWh); a stay
+    # cut short by its departure stops there.
+    np.testing.assert_allclose(planning.uncontrolled_load_kw(np.array([0]), np.array([4]), np.array([4.5]),
+                                                             np.array([12.0]), 0.25, target_soc=np.array([0.5]),
+                                                             battery_kwh=np.array([60.0])), [12.0, 6.0, 0.0, 0.0])
+    np.testing.assert_allclose(planning.uncontrolled_load_kw(np.array([0]), np.array([1]), np.array([4.5]),
+                                                             np.array([12.0]), 0.25, target_soc=np.array([0.5]),
+                                                             battery_kwh=np.array([60.0])), [12.0])
+
+
+def test_forecast_arrivals_draw_what_the_present_cars_draw_on_average() -> None:
+    # Seen 11 and 7.4 kW (a car not drawing and one unknown do not count): 9.2 kW; never above the default.
+    assert planning.arrivals_draw_kw(np.array([11.0, 7.4, np.nan, 0.0]), 11.0) == pytest.approx(9.2)
+    assert planning.arrivals_draw_kw(np.array([22.0]), 11.0) == pytest.approx(11.0)
+    assert planning.arrivals_draw_kw(np.zeros(0), 11.0) == pytest.approx(11.0)
+
+
 def test_the_least_peak_spreads_two_cars_needs_over_their_windows() -> None:
     # Two cars of 5.5 kWh each over 4 ISPs: 11 kWh in 1 h is 11 kW at the least; one car alone in 2 ISPs: 11 kW.
     problem = _sessions([50.0] * 4, energy=[5.5, 5.5])
@@ -258,12 +286,23 @@ def test_the_peak_guard_caps_a_v2g_pool_buying_back_its_sales() -> None:
     sessions = _sessions([200.0, 200.0, 40.0, 41.0], energy=[2.75, 2.75], min_kw=[-11.0, -11.0],
                          battery=[60.0, 60.0], soc=[30.0, 30.0], min_soc=[10.0, 10.0])
     guard = planning.peak_guard_kw(sessions, 11.0)
-    # The needs force no more than 5.5 kW (5.5 kWh over an hour): the guard is the uncontrolled estimate.
-    assert guard == pytest.approx(11.0)
+    # The needs force no more than 5.5 kW (5.5 kWh over an hour, 6.775 kW with the margin): the guard is 90 % of
+    # the uncontrolled estimate (``V2G_GUARD_SHARE``), 9.9 kW.
+    assert guard == pytest.approx(0.9 * 11.0)
     capped = plan_pool(_problem(planning.subproblem(sessions, np.arange(2), pool_max_kw=np.full(4, guard))))
-    assert capped.pool_kw.max() <= 11.0 + 1e-6
+    assert capped.pool_kw.max() <= 9.9 + 1e-6
     assert capped.pool_kw.min() < 0.0
     assert capped.unmet_kwh.sum() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_a_v2g_pools_guard_is_a_share_of_its_estimate_but_never_below_what_its_needs_force() -> None:
+    # The same two V2G cars needing 5.5 kWh each in the first 2 ISPs force 22 kW (23.1 + 1 = 24.1 kW with the margin
+    # of the aggregate bounds): 0.9 x 22 = 19.8 kW would bind them, so the guard stays at what they force.
+    sessions = _sessions([50.0] * 4, energy=[5.5, 5.5], departure=[2, 2], min_kw=[-11.0, -11.0],
+                         battery=[60.0, 60.0], soc=[30.0, 30.0], min_soc=[10.0, 10.0])
+    assert planning.peak_guard_kw(sessions, 22.0) == pytest.approx(22.0 * 1.05 + 1.0)
+    # A charge-only pool keeps its whole estimate.
+    assert planning.peak_guard_kw(_sessions([50.0] * 4, energy=[2.75, 2.75]), 22.0) == pytest.approx(22.0)
 
 
 def test_a_capped_group_is_planned_within_the_pools_cap_too() -> None:

@@ -7,7 +7,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from vpp.algorithms.site_planning import SiteProblem, plan_site, unplanned_site
+from vpp.algorithms.site_planning import (
+    SPREAD_EUR_PER_KWH_PER_KW,
+    SiteProblem,
+    plan_site,
+    plan_sites_together,
+    unplanned_site,
+)
 from vpp.domain.errors import InvalidInput
 from vpp.domain.sites import Battery
 
@@ -134,3 +140,34 @@ def test_inputs_of_the_wrong_shape_are_refused() -> None:
         plan_site(replace(site(4), pv_kw=np.zeros(3)))
     with pytest.raises(InvalidInput, match="needs its battery"):
         plan_site(site(4, **cars((0, 4, 1.0, 7.0), discharge_kw=7.0)))
+
+
+def test_houses_planned_together_take_turns_in_the_off_peak_hours() -> None:
+    # Three houses on the same tariff: one peak ISP at 0.27, then four off-peak ISPs at 0.20; each house has a 1 kW
+    # load and one 7-kW car needing 3.5 kWh (two ISPs). Alone, each starts at the first off-peak ISP (ISPs 1-2):
+    # together 3 x 8 = 24 kW there. Together: house 0 sees the others at 1 + 1 = 2 kW everywhere and takes ISPs 1-2;
+    # house 1 sees 8 + 1 = 9 kW in ISPs 1-2 and 2 kW in 3-4, so takes 3-4; house 2 then sees 9 kW in every
+    # off-peak ISP and takes the earliest (1-2). The summed import's peak: 8 + 1 + 8 = 17 kW instead of 24 kW.
+    houses = [site(5, price=[0.27] + [0.20] * 4, load=1.0, **cars((0, 5, 3.5, 7.0))) for _ in range(3)]
+    alone = [plan_site(h) for h in houses]
+    assert sum(p.import_kw for p in alone) == pytest.approx([3.0, 24.0, 24.0, 3.0, 3.0])
+    together = plan_sites_together(houses)
+    assert [p.car_kw[0].round(6).tolist() for p in together] == [[0, 7, 7, 0, 0], [0, 0, 0, 7, 7], [0, 7, 7, 0, 0]]
+    assert sum(p.import_kw for p in together) == pytest.approx([3.0, 17.0, 17.0, 10.0, 10.0])
+    # Each house pays the same energy bill as alone: only ties moved.
+    for a, b in zip(alone, together, strict=True):
+        assert b.bill_eur["energy"] == pytest.approx(a.bill_eur["energy"])
+
+
+def test_the_spread_never_outweighs_a_real_price_difference() -> None:
+    # The others import 100 kW in the cheaper ISP: 100 x 1e-5 = 0.001 EUR/kWh, below the 0.01 EUR/kWh difference.
+    assert SPREAD_EUR_PER_KWH_PER_KW * 100 < 0.01
+    house = site(2, price=[0.20, 0.21], **cars((0, 2, 1.75, 7.0)))
+    plan = plan_site(replace(house, others_import_kw=np.array([100.0, 0.0])))
+    assert plan.car_kw[0] == pytest.approx([7.0, 0.0])
+
+
+def test_a_single_site_is_planned_as_alone() -> None:
+    house = site(3, price=0.2, load=1.0, **cars((0, 3, 1.75, 7.0)))
+    (plan,) = plan_sites_together([house])
+    assert plan.car_kw[0] == pytest.approx([7.0, 0.0, 0.0])
