@@ -38,6 +38,7 @@ from vpp.algorithms.planning import (
     drawn_kw,
     peak_guard_kw,
     plan_pool,
+    planned_max_kw,
     recharge_soc_floor_kwh,
     taper_departure,
     uncontrolled_load_kw,
@@ -296,10 +297,12 @@ def plan_problem(db: Session, fleet: Fleet, pool: str, at: datetime, forecast: F
     present_max = fleet.max_kw[idx] if drawable is None else np.fmin(fleet.max_kw[idx], drawable)
     # Planned to be done before the taper near full slows the car (on AC, at most 11 kW unless known to draw less).
     full_kw = np.where(fleet.max_kw[idx] <= AC_CHARGER_MAX_KW, np.fmin(present_max, AC_CAR_ASSUMED_KW), present_max)
+    # ... and planned at most at what the taper and the dispatcher take it to draw (on AC 11 kW unless drawing more).
+    plan_max = planned_max_kw(fleet.max_kw[idx], drawable, fleet.current_kw[idx])
     departure = taper_departure(departure, np.maximum(fleet.energy_needed_kwh[idx], 0.0), full_kw, ISP_H,
                                 soc_kwh=fleet.soc_kwh[idx], battery_kwh=fleet.battery_kwh[idx],
                                 target_soc=fleet.target_soc_of(idx))
-    max_kw = np.concatenate([present_max, np.full(len(arrivals), FORECAST_MAX_KW)])
+    max_kw = np.concatenate([plan_max, np.full(len(arrivals), FORECAST_MAX_KW)])
     min_kw = np.concatenate([np.where(v2g, -fleet.discharge_kw[idx], 0.0), np.zeros(len(arrivals))])
     nan_tail = np.full(len(arrivals), np.nan)
     soc_now = np.where(v2g, soc, np.nan)
