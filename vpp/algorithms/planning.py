@@ -40,7 +40,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
 
-from vpp.algorithms.dispatch import car_power_kw
+from vpp.algorithms.dispatch import AC_CAR_ASSUMED_KW, car_power_kw
 from vpp.algorithms.lp import solve_lp
 from vpp.algorithms.scheduling import ScheduleResult, SchedulingProblem, solve_schedule
 from vpp.algorithms.scheduling.model import INFEASIBLE, OPTIMAL, window_mask
@@ -325,11 +325,16 @@ def car_limited_kw(measured_kw: FloatArray, reading_start_s: FloatArray, reading
     return known
 
 
+# A charger rated within this share above the car's assumed draw is taken as its own bound (``planned_max_kw``).
+ASSUMED_KW_TOLERANCE = 0.05
+
+
 def planned_max_kw(charger_max_kw: FloatArray, known_kw: FloatArray | None = None,
                    drawing_kw: FloatArray | None = None) -> FloatArray:
     """The most the planner plans each present car at: its charger's maximum, within what the car is known to draw
     (``car_limited_kw``; NaN or None: not known), and on AC no more than the dispatcher takes an AC car to draw
-    (``vpp.algorithms.dispatch.car_power_kw``: 11 kW, or what it draws now, ``drawing_kw``, if more).
+    (``vpp.algorithms.dispatch.car_power_kw``: 11 kW, or what it draws now, ``drawing_kw``, if more) where
+    the charger is rated clearly above that (a 3 x 16 A charger of 11.04 kW is its car's bound).
 
     On a 22-kW AC charger most cars draw 11 kW (their onboard charger). A car not yet seen drawing was planned at
     22 kW while the taper (``taper_departure``), the dispatcher's need floors and the forecast arrivals take it at
@@ -341,7 +346,9 @@ def planned_max_kw(charger_max_kw: FloatArray, known_kw: FloatArray | None = Non
     charger = np.asarray(charger_max_kw, dtype=np.float64)
     known = charger if known_kw is None else np.fmin(charger, np.asarray(known_kw, dtype=np.float64))
     full, _ = car_power_kw(charger, drawing_kw)
-    out: FloatArray = np.fmin(known, full)
+    # A charger rated about what the car is taken to draw (3 x 16 A: 11.04 kW) is the car's bound itself.
+    above = charger > AC_CAR_ASSUMED_KW * (1.0 + ASSUMED_KW_TOLERANCE)
+    out: FloatArray = np.where(above, np.fmin(known, full), known)
     return out
 
 

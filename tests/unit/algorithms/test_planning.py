@@ -312,12 +312,13 @@ def test_a_group_the_pools_cap_does_not_bind_is_solved_once_even_with_a_need_unm
 def test_a_present_car_is_planned_at_most_at_what_the_dispatcher_takes_it_to_draw() -> None:
     # 22-kW AC chargers: not seen drawing (11 kW), known to draw 7.7 kW (a 7.2-kW car with headroom), drawing
     # 21.8 kW now (a 22-kW car), no reading (11 kW); an 11-kW AC charger (11 kW); a 50-kW DC charger whose car is
-    # known to draw 40 kW (40 kW: DC is not taken at 11 kW).
+    # known to draw 40 kW (40 kW: DC is not taken at 11 kW). Without what is known or drawn: 11 kW on 22 kW AC,
+    # the charger's rating elsewhere (a 3 x 16 A charger's 11.04 kW, DC's 150 kW, a 7.4-kW wallbox).
     out = planning.planned_max_kw(np.array([22.0, 22.0, 22.0, 22.0, 11.0, 50.0]),
                                   np.array([np.nan, 7.7, np.nan, np.nan, np.nan, 40.0]),
                                   np.array([0.0, 7.2, 21.8, np.nan, 3.6, 0.0]))
     np.testing.assert_allclose(out, [11.0, 7.7, 21.8, 11.0, 11.0, 40.0])
-    np.testing.assert_allclose(planning.planned_max_kw(np.array([22.0, 150.0])), [11.0, 150.0])
+    np.testing.assert_allclose(planning.planned_max_kw(np.array([22.0, 150.0, 11.04, 7.4])), [11.0, 150.0, 11.04, 7.4])
 
 
 def test_two_ac_cars_planned_at_what_they_draw_are_not_piled_into_the_cheapest_isp() -> None:
