@@ -40,6 +40,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
 
+from vpp.algorithms.dispatch import AC_CAR_ASSUMED_KW, car_power_kw
 from vpp.algorithms.lp import solve_lp
 from vpp.algorithms.scheduling import ScheduleResult, SchedulingProblem, solve_schedule
 from vpp.algorithms.scheduling.model import INFEASIBLE, OPTIMAL, window_mask
@@ -326,6 +327,33 @@ def car_limited_kw(measured_kw: FloatArray, reading_start_s: FloatArray, reading
     known: FloatArray = np.where(below | gives, drawn + np.maximum(headroom_kw, headroom_pct / 100.0 * drawn),
                                  np.nan)
     return known
+
+
+# A charger rated within this share above the car's assumed draw is taken as its own bound (``planned_max_kw``).
+ASSUMED_KW_TOLERANCE = 0.05
+
+
+def planned_max_kw(charger_max_kw: FloatArray, known_kw: FloatArray | None = None,
+                   drawing_kw: FloatArray | None = None) -> FloatArray:
+    """The most the planner plans each present car at: its charger's maximum, within what the car is known to draw
+    (``car_limited_kw``; NaN or None: not known), and on AC no more than the dispatcher takes an AC car to draw
+    (``vpp.algorithms.dispatch.car_power_kw``: 11 kW, or what it draws now, ``drawing_kw``, if more) where
+    the charger is rated clearly above that (a 3 x 16 A charger of 11.04 kW is its car's bound).
+
+    On a 22-kW AC charger most cars draw 11 kW (their onboard charger). A car not yet seen drawing was planned at
+    22 kW while the taper (``taper_departure``), the dispatcher's need floors and the forecast arrivals take it at
+    11: a plan that puts the whole pool into its cheapest ISPs at twice what the cars can draw leaves them behind,
+    and each re-plan then pushes what they did not take into the next ISPs, where it piles up into a higher peak
+    (``toulouse``: 96.8 kW against 91.4 once the cars were planned to their learned end, without the taper's hours
+    of margin).
+    """
+    charger = np.asarray(charger_max_kw, dtype=np.float64)
+    known = charger if known_kw is None else np.fmin(charger, np.asarray(known_kw, dtype=np.float64))
+    full, _ = car_power_kw(charger, drawing_kw)
+    # A charger rated about what the car is taken to draw (3 x 16 A: 11.04 kW) is the car's bound itself.
+    above = charger > AC_CAR_ASSUMED_KW * (1.0 + ASSUMED_KW_TOLERANCE)
+    out: FloatArray = np.where(above, np.fmin(known, full), known)
+    return out
 
 
 def drawn_kw(known_kw: FloatArray, *, headroom_kw: float = DRAW_HEADROOM_KW,

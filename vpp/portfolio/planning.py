@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -39,6 +39,7 @@ from vpp.algorithms.planning import (
     drawn_kw,
     peak_guard_kw,
     plan_pool,
+    planned_max_kw,
     recharge_soc_floor_kwh,
     taper_departure,
     uncontrolled_load_kw,
@@ -274,10 +275,15 @@ def remember_draw(known: dict[str, float], ids: Sequence[str], learned_kw: Float
 def plan_problem(db: Session, fleet: Fleet, pool: str, at: datetime, forecast: ForecastFlex | None,
                  settings: PlanSettings, *, site_load_kw: dict[str, float] | None = None,
                  price_forecast: Callable[[list[datetime]], FloatArray] | None = None,
-                 drawable: FloatArray | None = None) -> tuple[PlanProblem, IspHorizon]:
+                 drawable: FloatArray | None = None,
+                 site_planned: Collection[str] = ()) -> tuple[PlanProblem, IspHorizon]:
     """The pool's plan problem now: present sessions, forecast arrivals, prices, position, headroom and caps.
 
     ``drawable`` caps present sessions at what their cars are known to draw (``drawable_kw``; NaN: no cap).
+    ``site_planned``: the site pools whose cars their site's LP re-plans (``plan_sites``); their cars keep their
+    charger's rating (within ``drawable``) where the others are planned at what an AC car is taken to draw
+    (``planned_max_kw``): at 11 kW ``debrecen-office``'s cars started before the PV (renewable share of charging
+    39.0 % against 48.2 %) and ``stedin-fleet``'s pool peaked higher (360.3 against 338.2 kW).
     """
     idx = fleet.members(pool)
     horizon = plan_horizon(fleet, idx, at, settings.market_timezone)
@@ -297,10 +303,13 @@ def plan_problem(db: Session, fleet: Fleet, pool: str, at: datetime, forecast: F
     present_max = fleet.max_kw[idx] if drawable is None else np.fmin(fleet.max_kw[idx], drawable)
     # Planned to be done before the taper near full slows the car (on AC, at most 11 kW unless known to draw less).
     full_kw = np.where(fleet.max_kw[idx] <= AC_CHARGER_MAX_KW, np.fmin(present_max, AC_CAR_ASSUMED_KW), present_max)
+    # ... and planned at most at what the taper and the dispatcher take it to draw (on AC 11 kW unless drawing more).
+    at_site = np.isin(fleet.site_pool[idx], list(site_planned)) if site_planned else np.zeros(idx.size, dtype=bool)
+    plan_max = np.where(at_site, present_max, planned_max_kw(fleet.max_kw[idx], drawable, fleet.current_kw[idx]))
     departure = taper_departure(departure, np.maximum(fleet.energy_needed_kwh[idx], 0.0), full_kw, ISP_H,
                                 soc_kwh=fleet.soc_kwh[idx], battery_kwh=fleet.battery_kwh[idx],
                                 target_soc=fleet.target_soc_of(idx))
-    max_kw = np.concatenate([present_max, np.full(len(arrivals), FORECAST_MAX_KW)])
+    max_kw = np.concatenate([plan_max, np.full(len(arrivals), FORECAST_MAX_KW)])
     min_kw = np.concatenate([np.where(v2g, -fleet.discharge_kw[idx], 0.0), np.zeros(len(arrivals))])
     nan_tail = np.full(len(arrivals), np.nan)
     soc_now = np.where(v2g, soc, np.nan)
@@ -431,7 +440,8 @@ def replan(db: Session, portfolio: PortfolioService, pool: str, at: datetime, se
     problem, horizon = plan_problem(db, fleet, pool, at, forecast, settings,
                                     site_load_kw=site_loads_kw(db, at, equipped),
                                     price_forecast=price_forecast,
-                                    drawable=drawable_kw(db, fleet, fleet.members(pool), pool, known_draw_kw, at=at))
+                                    drawable=drawable_kw(db, fleet, fleet.members(pool), pool, known_draw_kw, at=at),
+                                    site_planned=frozenset(equipped))
     plan = plan_pool(problem)
     # Equipped sites (PV, battery, tariff) re-plan their own cars behind their meter; others keep this plan.
     plan = plan_sites(db, fleet, at, horizon, problem, plan, settings.market_timezone, sites=equipped)

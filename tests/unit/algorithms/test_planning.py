@@ -346,3 +346,29 @@ def test_a_group_the_pools_cap_does_not_bind_is_solved_once_even_with_a_need_unm
     assert plan.unmet_kwh.sum() == pytest.approx(5.5)
     np.testing.assert_allclose(plan.pool_kw[:2], [11.0, 11.0])
     assert calls == [2]
+
+
+def test_a_present_car_is_planned_at_most_at_what_the_dispatcher_takes_it_to_draw() -> None:
+    # 22-kW AC chargers: not seen drawing (11 kW), known to draw 7.7 kW (a 7.2-kW car with headroom), drawing
+    # 21.8 kW now (a 22-kW car), no reading (11 kW); an 11-kW AC charger (11 kW); a 50-kW DC charger whose car is
+    # known to draw 40 kW (40 kW: DC is not taken at 11 kW). Without what is known or drawn: 11 kW on 22 kW AC,
+    # the charger's rating elsewhere (a 3 x 16 A charger's 11.04 kW, DC's 150 kW, a 7.4-kW wallbox).
+    out = planning.planned_max_kw(np.array([22.0, 22.0, 22.0, 22.0, 11.0, 50.0]),
+                                  np.array([np.nan, 7.7, np.nan, np.nan, np.nan, 40.0]),
+                                  np.array([0.0, 7.2, 21.8, np.nan, 3.6, 0.0]))
+    np.testing.assert_allclose(out, [11.0, 7.7, 21.8, 11.0, 11.0, 40.0])
+    np.testing.assert_allclose(planning.planned_max_kw(np.array([22.0, 150.0, 11.04, 7.4])), [11.0, 150.0, 11.04, 7.4])
+
+
+def test_two_ac_cars_planned_at_what_they_draw_are_not_piled_into_the_cheapest_isp() -> None:
+    # Two cars of 5.5 kWh on 22-kW AC chargers, prices 60/40/50/90. At the charger's 22 kW both are planned into
+    # ISP 1 (44 kW), which two 11-kW cars cannot draw: each takes 2.75 kWh and the rest piles into the next ISPs.
+    # At 11 kW the plan is what they can do: 2.75 kWh each in ISP 1 (22 kW) and the rest in ISP 2 (50, 22 kW).
+    prices = [60.0, 40.0, 50.0, 90.0]
+    at_charger = plan_pool(_problem(_sessions(prices, energy=[5.5, 5.5], max_kw=22.0)))
+    np.testing.assert_allclose(at_charger.pool_kw, [0.0, 44.0, 0.0, 0.0], atol=1e-6)
+    cap = float(planning.planned_max_kw(np.array([22.0]))[0])
+    drawn = plan_pool(_problem(_sessions(prices, energy=[5.5, 5.5], max_kw=cap)))
+    np.testing.assert_allclose(drawn.pool_kw, [0.0, 22.0, 22.0, 0.0], atol=1e-6)
+    np.testing.assert_allclose(drawn.schedule_kw, [[0.0, 11.0, 11.0, 0.0]] * 2, atol=1e-6)
+    assert drawn.unmet_kwh.sum() == pytest.approx(0.0, abs=1e-6)
