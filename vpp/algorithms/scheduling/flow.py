@@ -100,7 +100,7 @@ class _PriceOrderFlow:
             return False
         x, cap = self.x, self.cap
         x_done = np.ascontiguousarray(x[:, done_cols])
-        room_w = np.ascontiguousarray(cap[:, done_cols])[wanting] - x_done[wanting]
+        room_w = cap[np.ix_(wanting, done_cols)] - x_done[wanting]
         source_kw = np.zeros(cap.shape[1])
         source_kw[done_cols] = np.minimum(room_w, self.need[wanting, None]).sum(axis=0)
         if not (source_kw > _EPS_KW).any():
