@@ -86,10 +86,11 @@ class _PriceOrderFlow:
     def _augment(self, t: int) -> bool:
         """Push flow into t along one shortest path source -> u_k -> ... -> u_1 -> t; False when none.
 
-        The search reads the served ISPs' columns of ``x`` and ``cap`` for every ISP it reaches: they are taken
-        once per call (C-ordered, as ``x[ix_(rows, done)]`` gives them), since nothing changes them before the path
-        is applied; ``nonzero()[0]`` stands for ``flatnonzero`` on these one-dimensional masks (the same indices
-        without its wrapper's cost, which was a tenth of the search on a demo's re-plans).
+        The search reads the served ISPs' columns of ``x`` for every ISP it reaches: they are taken once per call
+        (C-ordered, as ``x[ix_(rows, done)]`` gives them, so every sum adds the same numbers in the same order),
+        since nothing changes them before the path is applied; ``nonzero()[0]`` stands for ``flatnonzero`` on these
+        one-dimensional masks (the same indices without its wrapper's cost, a tenth of the search in a simulated
+        day's re-plans).
         """
         self.blocked &= self.need > _EPS_KW
         wanting = self.blocked.nonzero()[0]
