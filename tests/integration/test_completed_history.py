@@ -71,3 +71,67 @@ def test_kept_history_equals_a_fresh_read_after_completions_changes_and_deletion
     full = cache.full_reads
     pd.testing.assert_frame_equal(_kept(cache, session_factory, 28), _fresh(session_factory, 28))
     assert cache.full_reads == full + 1 and len(_kept(cache, session_factory, 28)) == 3
+
+
+def test_a_partial_read_skips_the_active_sessions_written_since(session_factory: sessionmaker[Session]) -> None:
+    """Active sessions are written at every period they report: a partial read takes only the completed sessions
+    written since, and a kept session that is no longer completed is caught by the count (read afresh)."""
+    from unittest.mock import patch
+
+    from vpp.portfolio import fleet as fleet_module
+
+    cid = add_cpo(session_factory)
+    add_location(session_factory, cid, location_id="LOC1", evses=4, at=NOW - timedelta(days=30))
+    for day in range(1, 4):
+        add_session(session_factory, cid, session_id=f"H{day}", location_id="LOC1", evse=0,
+                    start=NOW - timedelta(days=day, hours=2), delivered_kwh=10.0, status="completed",
+                    end=NOW - timedelta(days=day))
+    cache = CompletedHistoryCache()
+    _kept(cache, session_factory, 28)
+    for k in range(5):
+        add_session(session_factory, cid, session_id=f"A{k}", location_id="LOC1", evse=1,
+                    start=NOW - timedelta(hours=1, minutes=k), delivered_kwh=1.0)
+    add_session(session_factory, cid, session_id="N1", location_id="LOC1", evse=2, start=NOW - timedelta(hours=4),
+                delivered_kwh=5.0, status="completed", end=NOW - timedelta(hours=1))
+    seen: list[int] = []
+    real = fleet_module._history_rows
+
+    def counting(*args: object, **kwargs: object) -> pd.DataFrame:
+        rows = real(*args, **kwargs)  # type: ignore[arg-type]
+        seen.append(len(rows))
+        return rows
+
+    with patch.object(fleet_module, "_history_rows", counting):
+        kept = _kept(cache, session_factory, 28)
+    # The new completion (and the kept ones written within the margin), none of the five active sessions.
+    assert (cache.full_reads, cache.partial_reads) == (1, 1) and seen == [4]
+    pd.testing.assert_frame_equal(kept, _fresh(session_factory, 28))
+
+    # A kept session no longer completed is not among the rows read: the count disagrees, all is read again.
+    # (Its update is newer than its completion, or it would be ignored as stale.)
+    add_session(session_factory, cid, session_id="H1", location_id="LOC1", evse=0,
+                start=NOW - timedelta(minutes=30), delivered_kwh=10.0, status="active")
+    kept = _kept(cache, session_factory, 28)
+    assert cache.full_reads == 2
+    pd.testing.assert_frame_equal(kept, _fresh(session_factory, 28))
+    assert len(kept) == 3
+
+
+def test_a_partial_read_that_finds_nothing_keeps_the_column_types(session_factory: sessionmaker[Session]) -> None:
+    """A partial read whose query returns no rows keeps the kept rows as they are: concatenated with a frame of
+    no rows (no column types), their energies and times became objects, and the forecast's sums over them moved."""
+    cid = add_cpo(session_factory)
+    add_location(session_factory, cid, location_id="LOC1", evses=4, at=NOW - timedelta(days=30))
+    for day in range(1, 4):
+        add_session(session_factory, cid, session_id=f"H{day}", location_id="LOC1", evse=0,
+                    start=NOW - timedelta(days=day, hours=2), delivered_kwh=10.0 + day, status="completed",
+                    end=NOW - timedelta(days=day))
+    cache = CompletedHistoryCache()
+    first = _kept(cache, session_factory, 28)
+    # The latest write as kept is later than the database's: the partial read asks from after every write.
+    for kept in cache._kept.values():
+        kept[28].newest = kept[28].newest + timedelta(hours=1)
+    again = _kept(cache, session_factory, 28)
+    assert (cache.full_reads, cache.partial_reads) == (1, 1)
+    pd.testing.assert_frame_equal(again, first)
+    assert again["energy_kwh"].dtype == "float64"

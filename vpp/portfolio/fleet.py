@@ -163,8 +163,11 @@ _HISTORY_COLUMNS = ["id", "party_key", "location_id", "evse_uid", "arrival", "de
 
 
 def _history_rows(db: Session, since: datetime, changed_since: datetime | None = None) -> pd.DataFrame:
-    """Completed sessions that arrived from ``since`` on; with ``changed_since``, every session written since then
-    (whatever its status, so that one no longer completed can be dropped), with a ``completed`` column."""
+    """Completed sessions that arrived from ``since`` on; with ``changed_since``, those of them written since then
+    (with a ``completed`` column, all true). A kept session no longer completed is not among them: it stays in the
+    merge, which then counts one row more than the database and is read afresh (``CompletedHistoryCache``); reading
+    every session written since, the active ones among them (written at every period they report), was most of
+    a re-plan's history read in a simulated day."""
     columns = (ChargingSession.id, ChargingSession.party_key, ChargingSession.location_id, ChargingSession.evse_uid,
                ChargingSession.start_at, ChargingSession.end_at, ChargingSession.energy_kwh,
                ChargingSession.updated_at)
@@ -174,7 +177,7 @@ def _history_rows(db: Session, since: datetime, changed_since: datetime | None =
                              columns=_HISTORY_COLUMNS)
         frame["completed"] = True
     else:
-        changed = db.execute(select(*columns, completed).where(ChargingSession.start_at >= since,
+        changed = db.execute(select(*columns, completed).where(completed, ChargingSession.start_at >= since,
                                                                ChargingSession.updated_at >= changed_since)).all()
         frame = pd.DataFrame(changed, columns=[*_HISTORY_COLUMNS, "completed"])
         frame["completed"] = frame["completed"].astype(bool)
@@ -274,8 +277,11 @@ class CompletedHistoryCache:
             return self._full(db, kept.since)
         self.partial_reads += 1
         changed = _history_rows(db, kept.since, changed_since=kept.newest - self.COMMIT_MARGIN)
-        rows = pd.concat([kept.rows[~kept.rows["id"].isin(changed["id"])],
-                          changed[changed["completed"]].drop(columns="completed")], ignore_index=True)
+        rows = kept.rows[~kept.rows["id"].isin(changed["id"])]
+        # Nothing read (a frame of no rows has no column types): the kept rows as they are, not concatenated with
+        # it, which would turn their numbers and times into objects (and the forecast's sums with them).
+        if len(changed):
+            rows = pd.concat([rows, changed[changed["completed"]].drop(columns="completed")], ignore_index=True)
         if len(rows) != count:
             return self._full(db, kept.since)
         return self._kept_rows(kept.since, rows)

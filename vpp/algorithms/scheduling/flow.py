@@ -75,25 +75,38 @@ class _PriceOrderFlow:
         self.need[rows] -= taken
         self.pool_left[t] -= taken.sum()
 
-    def _inflow(self, movers: IntArray, room_kw: FloatArray, done_cols: IntArray) -> FloatArray:
-        """Power each served ISP could hand to the ``movers`` (sessions with ``room_kw`` at the ISP being reached)."""
-        inflow: FloatArray = np.minimum(self.x[np.ix_(movers, done_cols)], room_kw[:, None]).sum(axis=0)
+    @staticmethod
+    def _inflow(x_done: FloatArray, movers: IntArray, room_kw: FloatArray) -> FloatArray:
+        """Power each served ISP could hand to the ``movers`` (sessions with ``room_kw`` at the ISP being reached):
+        ``x_done`` is the schedule's columns of the served ISPs, C-ordered (its rows taken as ``x[ix_(movers,
+        done)]`` would give them: the same array, so the same sums to the last bit)."""
+        inflow: FloatArray = np.minimum(x_done[movers], room_kw[:, None]).sum(axis=0)
         return inflow
 
     def _augment(self, t: int) -> bool:
-        """Push flow into t along one shortest path source -> u_k -> ... -> u_1 -> t; False when none."""
+        """Push flow into t along one shortest path source -> u_k -> ... -> u_1 -> t; False when none.
+
+        The search reads the served ISPs' columns of ``x`` for every ISP it reaches: they are taken once per call
+        (C-ordered, as ``x[ix_(rows, done)]`` gives them, so every sum adds the same numbers in the same order),
+        since nothing changes them before the path is applied; ``nonzero()[0]`` stands for ``flatnonzero`` on these
+        one-dimensional masks (the same indices without its wrapper's cost, a tenth of the search in a simulated
+        day's re-plans).
+        """
         self.blocked &= self.need > _EPS_KW
-        wanting = np.flatnonzero(self.blocked)
+        wanting = self.blocked.nonzero()[0]
         if wanting.size == 0:
             return False
-        done_cols = np.flatnonzero(self.done)
+        done_cols = self.done.nonzero()[0]
         if done_cols.size == 0:
             return False
-        room_w = self.cap[np.ix_(wanting, done_cols)] - self.x[np.ix_(wanting, done_cols)]
-        source_kw = np.zeros(self.cap.shape[1])
+        x, cap = self.x, self.cap
+        x_done = np.ascontiguousarray(x[:, done_cols])
+        room_w = cap[np.ix_(wanting, done_cols)] - x_done[wanting]
+        source_kw = np.zeros(cap.shape[1])
         source_kw[done_cols] = np.minimum(room_w, self.need[wanting, None]).sum(axis=0)
         if not (source_kw > _EPS_KW).any():
             return False
+        done_list = done_cols.tolist()
         parent: dict[int, int] = {t: -1}
         edge_kw: dict[int, float] = {}
         frontier = [t]
@@ -101,13 +114,13 @@ class _PriceOrderFlow:
         while frontier and found < 0:
             next_frontier: list[int] = []
             for v in frontier:
-                movers = np.flatnonzero(self.cap[:, v] - self.x[:, v] > _EPS_KW)
+                room_col = cap[:, v] - x[:, v]
+                movers = (room_col > _EPS_KW).nonzero()[0]
                 if movers.size == 0:
                     continue
-                room_v = self.cap[movers, v] - self.x[movers, v]
-                inflow = self._inflow(movers, room_v, done_cols)
-                for j in np.flatnonzero(inflow > _EPS_KW):
-                    u = int(done_cols[j])
+                inflow = self._inflow(x_done, movers, room_col[movers])
+                for j in (inflow > _EPS_KW).nonzero()[0].tolist():
+                    u = done_list[j]
                     if u in parent:
                         continue
                     parent[u] = v
@@ -128,15 +141,15 @@ class _PriceOrderFlow:
         # Apply from the sink end so every earlier edge keeps at least the capacity it was found with.
         for u in reversed(path):
             v = parent[u]
-            movers = np.flatnonzero((self.x[:, u] > _EPS_KW) & (self.cap[:, v] - self.x[:, v] > _EPS_KW))
-            available = np.minimum(self.x[movers, u], self.cap[movers, v] - self.x[movers, v])
+            movers = ((x[:, u] > _EPS_KW) & (cap[:, v] - x[:, v] > _EPS_KW)).nonzero()[0]
+            available = np.minimum(x[movers, u], cap[movers, v] - x[movers, v])
             moved = _take(available, delta, -available)
-            self.x[movers, u] -= moved
-            self.x[movers, v] += moved
-        rows = np.flatnonzero((self.need > _EPS_KW) & (self.cap[:, found] - self.x[:, found] > _EPS_KW))
-        available = np.minimum(self.need[rows], self.cap[rows, found] - self.x[rows, found])
+            x[movers, u] -= moved
+            x[movers, v] += moved
+        rows = ((self.need > _EPS_KW) & (cap[:, found] - x[:, found] > _EPS_KW)).nonzero()[0]
+        available = np.minimum(self.need[rows], cap[rows, found] - x[rows, found])
         taken = _take(available, delta, self.future_kw_isps[rows] - self.need[rows])
-        self.x[rows, found] += taken
+        x[rows, found] += taken
         self.need[rows] -= taken
         self.pool_left[t] -= delta
         return True

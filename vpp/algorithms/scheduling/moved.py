@@ -24,15 +24,11 @@ from vpp.algorithms.scheduling.problem import FloatArray, IntArray
 
 
 class _Flow(_PriceOrderFlow):
-    """The price-order flow with the path search's inflow per served ISP in one array operation.
+    """The price-order flow, whose state this module copies to warm-start its continuations.
 
-    The same paths up to float summation order; much faster when many ISPs are served, as in the curves'
-    late continuations.
+    (It overrode the path search's inflow with the array operation the base class now uses itself: the base's
+    search, with the served ISPs' columns taken once per path, gives the same numbers.)
     """
-
-    def _inflow(self, movers: IntArray, room_kw: FloatArray, done_cols: IntArray) -> FloatArray:
-        inflow: FloatArray = np.minimum(self.x[np.ix_(movers, done_cols)], room_kw[:, None]).sum(axis=0)
-        return inflow
 
 
 def _copy(flow: _PriceOrderFlow) -> _PriceOrderFlow:

@@ -8,13 +8,14 @@ sub-app's own exception handlers do the same for unmatched paths, while ``/api``
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, cast
 
 from anyio import CapacityLimiter, to_thread
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
@@ -209,8 +210,18 @@ class Caller:
         return self.auth.connection_id
 
 
+# What a failed (or cancelled) token look-up hands the requests that waited for it: they look for themselves.
+_LOOKUP_FAILED = object()
+
+
 class OcpiAuthenticator:
-    """Maps an Authorization header to its connection; verdicts are cached for a few seconds."""
+    """Maps an Authorization header to its connection; verdicts are cached for a few seconds.
+
+    When a verdict expires while a peer has many requests in flight (a simulated CPO keeps 8, each intake process
+    answers results and active profiles beside them), they all missed the cache at once and each read the token
+    from the database: the requests of one event loop that miss while a look-up of the same header is running
+    take its verdict instead (``lookups`` counts the reads).
+    """
 
     def __init__(self, session_factory: sessionmaker[Session], pepper: str, ttl_seconds: float = 5.0) -> None:
         self._factory = session_factory
@@ -218,6 +229,9 @@ class OcpiAuthenticator:
         self._ttl = ttl_seconds
         self._cache: dict[str, tuple[Caller | None, float]] = {}
         self._lock = threading.Lock()
+        # The look-up running for a header, per event loop (a future belongs to its loop).
+        self._running: dict[tuple[int, str], asyncio.Future[object]] = {}
+        self.lookups = 0
 
     def _lookup(self, candidates: tuple[str, ...]) -> Caller | None:
         with unit_of_work(self._factory) as session:
@@ -235,7 +249,27 @@ class OcpiAuthenticator:
             cached = self._cache.get(key)
         if cached is not None and cached[1] > now:
             return cached[0]
-        caller = await run_in_threadpool(self._lookup, candidates)
+        loop = asyncio.get_running_loop()
+        running_key = (id(loop), key)
+        while (running := self._running.get(running_key)) is not None:
+            # A look-up of this header is under way (it began after the verdict expired): its verdict, unless it
+            # failed or was cancelled (then this request looks for itself, or waits for a waiter that does).
+            found = await asyncio.shield(running)
+            if found is not _LOOKUP_FAILED:
+                return cast("Caller | None", found)
+        future: asyncio.Future[object] = loop.create_future()
+        self._running[running_key] = future
+        try:
+            self.lookups += 1
+            caller = await run_in_threadpool(self._lookup, candidates)
+        except BaseException:
+            future.set_result(_LOOKUP_FAILED)
+            raise
+        else:
+            future.set_result(caller)
+        finally:
+            if self._running.get(running_key) is future:
+                del self._running[running_key]
         if caller is not None and (caller.auth.via_token_a or caller.auth.status != "connected"):
             # Handshake states change within one registration: only settled verdicts are cached.
             return caller
@@ -246,9 +280,11 @@ class OcpiAuthenticator:
         return caller
 
     def forget(self) -> None:
-        """Drop cached verdicts (after tokens changed in this process)."""
+        """Drop cached verdicts (after tokens changed in this process); a look-up running now serves only the
+        requests already waiting for it."""
         with self._lock:
             self._cache.clear()
+            self._running.clear()
 
 
 class RateLimiter:
