@@ -9,21 +9,16 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
+from tests.unit.algorithms.test_dispatch_plan_floors import _snapshot as plan_floors_snapshot
 from vpp.algorithms.allocation import allocate
 from vpp.algorithms.dispatch import PoolLimits, build_problem, plan_peak_room_kw, pool_baseline_kw
-from vpp.domain.dispatch import DispatchSnapshot, GroupCaps
-
-EMPTY = np.zeros(0, dtype=np.int64)
+from vpp.domain.dispatch import DispatchSnapshot
 
 
 def _snapshot(need: list[float], hours: list[float], planned: list[float], peak: float | None) -> DispatchSnapshot:
-    n = len(need)
-    return DispatchSnapshot(
-        pool="zone:NL", at=datetime(2024, 6, 11, 12, tzinfo=UTC), session_ids=tuple(f"s{k}" for k in range(n)),
-        min_kw=np.zeros(n), max_kw=np.full(n, 11.0), energy_needed_kwh=np.array(need, dtype=np.float64),
-        hours_to_departure=np.array(hours, dtype=np.float64), current_kw=np.zeros(n), baseline_kw=np.full(n, 11.0),
-        groups=GroupCaps(group_ids=(), max_kw=np.zeros(0), member_session=EMPTY, member_group=EMPTY),
-        schedule_kw=float("nan"), planned_kw=np.array(planned, dtype=np.float64), plan_peak_kw=peak)
+    """The plan-floors tests' pool of 11-kW cars (planned, baseline at full power), with the plan's peak."""
+    return replace(plan_floors_snapshot(need, hours, planned), at=datetime(2024, 6, 11, 12, tzinfo=UTC),
+                   plan_peak_kw=peak)
 
 
 def test_a_car_plugged_in_since_the_plan_counts_within_the_plans_peak() -> None:
