@@ -242,6 +242,28 @@ def plan_pool(problem: PlanProblem) -> Plan:
 
 
 
+def need_end_soc(energy_kwh: FloatArray, *, soc_kwh: FloatArray | None = None, battery_kwh: FloatArray | None = None,
+                 target_soc: FloatArray | None = None) -> tuple[FloatArray, FloatArray | None]:
+    """Where each need (``energy_kwh``) ends and the battery it ends in: the car's own target where its state of
+    charge and battery are known (``soc_kwh``, ``battery_kwh``; NaN: not), else ``target_soc`` (learned from
+    finished sessions, ``vpp.algorithms.end_soc``; NaN or None: not known), else full (``vpp.algorithms.taper``'s
+    assumption); the battery NaN where not known (None without ``soc_kwh`` and ``battery_kwh``)."""
+    energy = np.maximum(np.nan_to_num(np.asarray(energy_kwh, dtype=np.float64)), 0.0)
+    target: FloatArray = np.full(energy.shape, ASSUMED_TARGET_SOC)
+    if target_soc is not None:
+        learned = np.broadcast_to(np.asarray(target_soc, dtype=np.float64), energy.shape)
+        target = np.where(np.isfinite(learned), np.clip(learned, 0.0, 1.0), target)
+    if soc_kwh is None or battery_kwh is None:
+        return target, None
+    soc = np.asarray(soc_kwh, dtype=np.float64)
+    size = np.asarray(battery_kwh, dtype=np.float64)
+    known = np.isfinite(soc) & np.isfinite(size) & (size > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        target = np.where(known, np.clip((soc + energy) / size, 0.0, 1.0), target)
+    battery: FloatArray = np.where(known, size, np.nan)
+    return target, battery
+
+
 def taper_departure(departure: IntArray, energy_kwh: FloatArray, power_kw: FloatArray, isp_hours: float, *,
                     soc_kwh: FloatArray | None = None, battery_kwh: FloatArray | None = None,
                     arrival: IntArray | None = None, target_soc: FloatArray | None = None) -> IntArray:
@@ -258,18 +280,7 @@ def taper_departure(departure: IntArray, energy_kwh: FloatArray, power_kw: Float
     """
     energy = np.maximum(np.nan_to_num(np.asarray(energy_kwh, dtype=np.float64)), 0.0)
     power = np.asarray(power_kw, dtype=np.float64)
-    target: FloatArray = np.full(energy.shape, ASSUMED_TARGET_SOC)
-    if target_soc is not None:
-        learned = np.broadcast_to(np.asarray(target_soc, dtype=np.float64), energy.shape)
-        target = np.where(np.isfinite(learned), np.clip(learned, 0.0, 1.0), target)
-    battery: FloatArray | None = None
-    if soc_kwh is not None and battery_kwh is not None:
-        soc = np.asarray(soc_kwh, dtype=np.float64)
-        size = np.asarray(battery_kwh, dtype=np.float64)
-        known = np.isfinite(soc) & np.isfinite(size) & (size > 0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            target = np.where(known, np.clip((soc + energy) / size, 0.0, 1.0), target)
-        battery = np.where(known, size, np.nan)
+    target, battery = need_end_soc(energy, soc_kwh=soc_kwh, battery_kwh=battery_kwh, target_soc=target_soc)
     extra = np.ceil(extra_hours(energy, power, battery_kwh=battery, target_soc=target) / isp_hours
                     - 1e-9).astype(np.int64)
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -37,6 +37,7 @@ from vpp.algorithms.planning import (
     arrivals_draw_kw,
     car_limited_kw,
     drawn_kw,
+    need_end_soc,
     peak_guard_kw,
     plan_pool,
     planned_max_kw,
@@ -375,22 +376,17 @@ def _uncontrolled_peak_kw(fleet: Fleet, idx: IntArray, horizon: IspHorizon,
     arrival = np.concatenate([plugged, [a for a, _, _ in arrivals]]).astype(np.int64)
     departure = np.concatenate([np.maximum(leaves, plugged + 1), [d for _, d, _ in arrivals]]).astype(np.int64)
     first = int(arrival.min(initial=0))
-    # Each present car ends at its own target where its state of charge and battery are known, else at its learned
-    # one (else full, the taper's assumption), as ``taper_departure`` has it; a forecast arrival at its pool's.
-    soc, size = fleet.soc_kwh[idx], fleet.battery_kwh[idx]
-    known = np.isfinite(soc) & np.isfinite(size) & (size > 0)
-    learned = fleet.target_soc_of(idx)
-    target = np.full(idx.size, np.nan) if learned is None else learned
-    with np.errstate(divide="ignore", invalid="ignore"):
-        target = np.where(known, (soc + np.maximum(np.nan_to_num(fleet.energy_needed_kwh[idx]), 0.0)) / size, target)
+    # Each present car's need ends where the re-plan's taper has it end; a forecast arrival's at its pool's prior.
+    target, battery = need_end_soc(fleet.energy_needed_kwh[idx], soc_kwh=fleet.soc_kwh[idx],
+                                   battery_kwh=fleet.battery_kwh[idx], target_soc=fleet.target_soc_of(idx))
+    present_battery = np.full(idx.size, np.nan) if battery is None else battery
     arriving_target = [fleet.pool_target_soc(pool, e) for _, _, e in arrivals]
     load = uncontrolled_load_kw(arrival - first, departure - first,
                                 np.concatenate([energy, [e for _, _, e in arrivals]]),
                                 np.concatenate([draw_kw, np.full(len(arrivals),
                                                                  arrivals_draw_kw(draw_kw, FORECAST_MAX_KW))]),
                                 ISP_H, target_soc=np.concatenate([target, arriving_target]),
-                                battery_kwh=np.concatenate([np.where(known, size, np.nan), np.full(len(arrivals),
-                                                                                                   np.nan)]))
+                                battery_kwh=np.concatenate([present_battery, np.full(len(arrivals), np.nan)]))
     return float(load.max(initial=0.0))
 
 
