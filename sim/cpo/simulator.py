@@ -105,8 +105,8 @@ class SimError(Exception):
 
 
 # The credentials POST waits for the peer to call our versions and details back and to store us: on a loaded host
-# that takes far longer than an ordinary call, and a POST given up on after the peer registered us cannot be retried
-# (token A dies with the registration), so it gets a long deadline of its own.
+# that takes far longer than an ordinary call, so it gets a long deadline of its own. (A POST given up on after the
+# peer registered us may be retried with token A only while the peer allows it: this service does for 10 minutes.)
 REGISTRATION_TIMEOUT_S = 120.0
 
 

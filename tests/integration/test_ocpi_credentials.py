@@ -178,6 +178,44 @@ def test_credentials_put_rotates_our_token_and_the_old_one_stops_working(app: Fa
     assert old_status == 401 and new_status == 200
 
 
+def test_a_peer_that_missed_our_answer_posts_again_with_token_a_until_it_calls_with_token_c(app: FastAPI) -> None:
+    """The simulated CPO's registration POST timed out after we had registered it (CI, a loaded host): it never got
+    token C, so its retry with token A must succeed, and token A must die once token C is in use."""
+    w = world(app)
+
+    async def run() -> dict[str, Any]:
+        with unit_of_work(app.state.session_factory) as session:
+            row, token_a = connections.invite(session, name="sim", pepper=TEST_SECRET)
+        missed = (await w.sim.register_with(f"{VPP_URL}/ocpi/versions", token_a)).outgoing_token
+        retry = await w.sim.register_with(f"{VPP_URL}/ocpi/versions", token_a)
+        sessions_url = f"{VPP_URL}/ocpi/2.2.1/sessions/NL/CPA/nope"
+        checks = {
+            "new_token": retry.outgoing_token != missed,
+            "missed": (await w.http.get(sessions_url, headers=token_headers(missed))).status_code,
+            "retry": (await w.http.get(sessions_url, headers=token_headers(retry.outgoing_token))).status_code,
+            "token_a_after_use": (await w.http.get(f"{VPP_URL}/ocpi/versions",
+                                                   headers=token_headers(token_a))).status_code,
+        }
+        # A second invitation, registered and never called with token C, outlives the grace.
+        with unit_of_work(app.state.session_factory) as session:
+            late, late_a = connections.invite(session, name="late", pepper=TEST_SECRET)
+        await w.sim.register_with(f"{VPP_URL}/ocpi/versions", late_a)
+        with unit_of_work(app.state.session_factory) as session:
+            stale = connections.get_or_raise(session, late.id)
+            assert stale.registered_at is not None
+            stale.registered_at -= connections.REGISTRATION_RETRY_GRACE
+        checks["token_a_after_grace"] = (await w.http.get(f"{VPP_URL}/ocpi/versions",
+                                                         headers=token_headers(late_a))).status_code
+        checks["connection_id"] = row.id
+        await w.close()
+        return checks
+
+    checks = asyncio.run(run())
+    assert checks["new_token"] and checks["missed"] == 401 and checks["retry"] == 404
+    assert checks["token_a_after_use"] == 401 and checks["token_a_after_grace"] == 401
+    assert _connection(app, checks["connection_id"]).token_a_hash is None
+
+
 def test_credentials_delete_unregisters_and_the_token_stops_working(app: FastAPI, client: TestClient) -> None:
     peer = connect(app.state.session_factory, TEST_SECRET)
     deleted = client.delete("/ocpi/2.2.1/credentials", headers=peer.headers)

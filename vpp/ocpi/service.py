@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from sqlalchemy.orm import Session
@@ -200,6 +200,10 @@ def record_registration(
     return row
 
 
+# How long after a registration with token A the peer may POST it again, if it has not yet called with token C.
+REGISTRATION_RETRY_GRACE = timedelta(minutes=10)
+
+
 def accept_registration(
     session: Session,
     connection_id: str,
@@ -211,23 +215,30 @@ def accept_registration(
     version: str,
     endpoints: Sequence[EndpointRef],
     roles: Sequence[PartyRole],
+    via_token_a: bool = False,
 ) -> tuple[OcpiConnection, str]:
     """Store a peer's registration (POST) or update (PUT) and issue a new token for it (token C).
 
-    Token A dies here; on an update the previous incoming token stops working too.
+    On an update token A and the previous incoming token stop working. A registration with token A keeps token A
+    for a repeated POST until the peer first calls with token C or ``REGISTRATION_RETRY_GRACE`` has passed
+    (``authenticate``): a peer whose POST timed out after we registered it never got token C, and without this its
+    every retry would be refused. A repeat issues a new token C; the one it never received dies.
     """
     _check_roles(roles)
     row = get_or_raise(session, connection_id)
+    repeat = via_token_a and row.status == "connected"
     token_c = new_token()
     row.incoming_token_hash = hash_secret(token_c, pepper)
-    row.token_a_hash = None
+    if not via_token_a:
+        row.token_a_hash = None
     set_outgoing_token(row, outgoing_token, keyring)
     row.versions_url = versions_url
     row.version = version
     row.endpoints = _endpoints_json(endpoints)
     row.roles = _roles_json(roles)
     row.status = "connected"
-    row.registered_at = utcnow()
+    if not repeat or row.registered_at is None:
+        row.registered_at = utcnow()
     session.flush()
     return row, token_c
 
@@ -291,6 +302,14 @@ def authenticate(
     if row is None:
         return None
     via_token_a = row.token_a_hash is not None and row.token_a_hash in hashed
+    if row.token_a_hash is not None and row.status == "connected":
+        # A peer registered with token A: token A serves a repeated POST only until the peer calls with its token C
+        # (then it has it) or the grace has passed (accept_registration).
+        if not via_token_a:
+            row.token_a_hash = None
+            session.flush()
+        elif row.registered_at is None or utcnow() - row.registered_at > REGISTRATION_RETRY_GRACE:
+            return None
     matched = hashed[row.token_a_hash] if via_token_a and row.token_a_hash else hashed.get(
         row.incoming_token_hash or "", candidates[0]
     )

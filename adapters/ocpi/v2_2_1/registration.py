@@ -55,8 +55,10 @@ async def discover_peer(
     return details
 
 
-async def accept(context: OcpiContext, connection_id: str, flags: ConnectionFlags, theirs: Credentials) -> Credentials:
-    """A peer POSTs (registers) or PUTs (updates) its credentials: check its API with its token, issue ours."""
+async def accept(context: OcpiContext, connection_id: str, flags: ConnectionFlags, theirs: Credentials, *,
+                 via_token_a: bool = False) -> Credentials:
+    """A peer POSTs (registers, with token A) or PUTs (updates) its credentials: check its API with its token,
+    issue ours."""
     async with context.http() as http:
         details = await discover_peer(http, theirs.url, theirs.token, flags)
 
@@ -66,7 +68,7 @@ async def accept(context: OcpiContext, connection_id: str, flags: ConnectionFlag
                 session, connection_id, pepper=context.pepper, outgoing_token=theirs.token,
                 keyring=context.token_keyring,
                 versions_url=theirs.url, version=OCPI_VERSION, endpoints=mapping.endpoints_from_wire(details),
-                roles=mapping.roles_from_wire(theirs.roles),
+                roles=mapping.roles_from_wire(theirs.roles), via_token_a=via_token_a,
             )
         return token
 

@@ -43,7 +43,8 @@ def get_credentials(request: Request, caller: CredentialsCaller) -> Response:
 async def _exchange(request: Request, caller: Caller, body: Credentials) -> Response:
     context = context_of(request)
     try:
-        ours = await registration.accept(context, caller.connection_id, caller.auth.flags, body)
+        ours = await registration.accept(context, caller.connection_id, caller.auth.flags, body,
+                                         via_token_a=caller.auth.via_token_a)
     except registration.HandshakeError as exc:
         raise OcpiRequestError(exc.status_code, exc.message) from exc
     authenticator: OcpiAuthenticator = request.app.state.ocpi_authenticator
@@ -53,7 +54,9 @@ async def _exchange(request: Request, caller: Caller, body: Credentials) -> Resp
 
 @router.post("", operation_id="ocpi_post_credentials")
 async def post_credentials(request: Request, body: Credentials, caller: CredentialsCaller) -> Response:
-    """Register with token A: we call the caller's versions with its token, then hand out our token."""
+    """Register with token A: we call the caller's versions with its token, then hand out our token. A peer that
+    did not get our answer may POST again with token A until it first calls with the token we gave it (or 10
+    minutes have passed): it gets a new token."""
     if not caller.auth.via_token_a:
         raise _not_allowed("already registered: use PUT to update")
     return await _exchange(request, caller, body)
