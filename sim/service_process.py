@@ -274,8 +274,10 @@ def exit_with_parent(parent_pid: int, period_s: float = PARENT_CHECK_S) -> threa
 def main() -> None:
     """``python -m sim.service_process [PARENT_PID]``: the configuration as one JSON object on stdin."""
     from vpp import aio
+    from vpp.observability import silence_solver_banner
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    silence_solver_banner()
     # The simulation names itself (it may die before this process gets here, which would then watch init).
     exit_with_parent(int(sys.argv[1]) if len(sys.argv) > 1 else os.getppid())
     config = json.loads(sys.stdin.readline())

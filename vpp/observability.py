@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -299,3 +301,21 @@ def freeze_startup_heap() -> None:
     in front of all it was doing. They live as long as the process; start-up's garbage is collected first."""
     gc.collect()
     gc.freeze()
+
+
+def silence_solver_banner() -> None:
+    """Let the LP solver print its licence banner now, to nowhere: HiGHS writes it to stdout from native code when
+    the process builds its first solver (once per process), which in a simulation lands among the progress lines."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    sink = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(sink, 1)
+        import highspy  # the solver loads only for the commands that solve
+
+        highspy.Highs()  # type: ignore[no-untyped-call]
+        ctypes.CDLL(None).fflush(None)  # the banner sits in C's buffer when stdout is a pipe
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(sink)

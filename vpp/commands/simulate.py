@@ -66,10 +66,12 @@ def simulate(args: argparse.Namespace) -> int:
 def run_and_write(scenario: Any, out: Path, *, progress: bool, data_dir: Path | None = None) -> dict[str, Any]:
     """Run ``scenario``, write ``out/kpis.json`` and ``out/report.html``; the KPIs."""
     from vpp import aio
+    from vpp.observability import silence_solver_banner
     from vpp.simulation.kpis import build_series, compute_kpis, session_outcomes, sessions_csv
     from vpp.simulation.report import render_report
     from vpp.simulation.runner import run_scenario
 
+    silence_solver_banner()
     # One event loop carries the simulated parties: uvloop's where installed.
     result = aio.run(run_scenario(scenario, progress=progress, data_dir=data_dir))
     series = build_series(result)
