@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.integration.portfolio_support import add_cpo, add_location, add_session
@@ -94,17 +94,18 @@ def test_a_partial_read_skips_the_active_sessions_written_since(session_factory:
     add_session(session_factory, cid, session_id="N1", location_id="LOC1", evse=2, start=NOW - timedelta(hours=4),
                 delivered_kwh=5.0, status="completed", end=NOW - timedelta(hours=1))
     seen: list[int] = []
-    real = fleet_module._history_rows
+    real = fleet_module._history_rows_of
 
     def counting(*args: object, **kwargs: object) -> pd.DataFrame:
         rows = real(*args, **kwargs)  # type: ignore[arg-type]
         seen.append(len(rows))
         return rows
 
-    with patch.object(fleet_module, "_history_rows", counting):
+    with patch.object(fleet_module, "_history_rows_of", counting):
         kept = _kept(cache, session_factory, 28)
-    # The new completion (and the kept ones written within the margin), none of the five active sessions.
-    assert (cache.full_reads, cache.partial_reads) == (1, 1) and seen == [4]
+    # The new completion read whole; the kept ones written within the margin are known by their stamps; none of
+    # the five active sessions.
+    assert (cache.full_reads, cache.partial_reads) == (1, 1) and seen == [1]
     pd.testing.assert_frame_equal(kept, _fresh(session_factory, 28))
 
     # A kept session no longer completed is not among the rows read: the count disagrees, all is read again.
@@ -135,3 +136,76 @@ def test_a_partial_read_that_finds_nothing_keeps_the_column_types(session_factor
     assert (cache.full_reads, cache.partial_reads) == (1, 1)
     pd.testing.assert_frame_equal(again, first)
     assert again["energy_kwh"].dtype == "float64"
+
+
+def test_a_partial_read_reads_whole_only_the_sessions_whose_stamp_moved(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """Within the commit margin every kept session is seen again by id and stamp; only a new completion and a kept
+    session written again (a later stamp) are read whole, and the result is a fresh read's."""
+    from unittest.mock import patch
+
+    from vpp.portfolio import fleet as fleet_module
+
+    cid = add_cpo(session_factory)
+    add_location(session_factory, cid, location_id="LOC1", evses=4, at=NOW - timedelta(days=30))
+    for day in range(1, 6):
+        add_session(session_factory, cid, session_id=f"H{day}", location_id="LOC1", evse=0,
+                    start=NOW - timedelta(days=day, hours=2), delivered_kwh=10.0 + day, status="completed",
+                    end=NOW - timedelta(days=day))
+    cache = CompletedHistoryCache()
+    _kept(cache, session_factory, 28)
+    # H3 written again (a CDR's energy, say: a later last_updated and a new stamp), and a new completion.
+    add_session(session_factory, cid, session_id="H3", location_id="LOC1", evse=0,
+                start=NOW - timedelta(days=3, hours=2), delivered_kwh=42.5, status="completed",
+                end=NOW - timedelta(days=3) + timedelta(minutes=5))
+    add_session(session_factory, cid, session_id="N1", location_id="LOC1", evse=1, start=NOW - timedelta(hours=4),
+                delivered_kwh=5.0, status="completed", end=NOW - timedelta(hours=1))
+    read_whole: list[list[str]] = []
+    real = fleet_module._history_rows_of
+
+    def counting(db: Session, since: datetime, ids: list[str]) -> pd.DataFrame:
+        read_whole.append(sorted(ids))
+        return real(db, since, ids)
+
+    with patch.object(fleet_module, "_history_rows_of", counting):
+        kept = _kept(cache, session_factory, 28)
+    with session_factory() as db:
+        ids = dict(db.execute(select(ChargingSession.external_id, ChargingSession.id)).all())
+    assert read_whole == [sorted([ids["H3"], ids["N1"]])]
+    assert (cache.full_reads, cache.partial_reads) == (1, 1)
+    pd.testing.assert_frame_equal(kept, _fresh(session_factory, 28))
+    assert 42.5 in kept["energy_kwh"].tolist() and len(kept) == 6
+
+
+def test_a_narrower_window_is_served_by_the_wider_one_kept(session_factory: sessionmaker[Session]) -> None:
+    """The need learner keeps 90 days, the forecast asks for 28: the 28 days come from the 90 kept (one partial
+    read keeps both up to date) and are a fresh 28-day read's, before and after a change."""
+    cid = add_cpo(session_factory)
+    add_location(session_factory, cid, location_id="LOC1", evses=4, at=NOW - timedelta(days=80))
+    for day in (1, 2, 10, 27, 29, 40, 60):
+        add_session(session_factory, cid, session_id=f"H{day}", location_id="LOC1", evse=day % 4,
+                    start=NOW - timedelta(days=day, hours=2), delivered_kwh=float(day), status="completed",
+                    end=NOW - timedelta(days=day))
+    cache = CompletedHistoryCache()
+    wide = _kept(cache, session_factory, 90)
+    pd.testing.assert_frame_equal(wide, _fresh(session_factory, 90))
+    narrow = _kept(cache, session_factory, 28)
+    pd.testing.assert_frame_equal(narrow, _fresh(session_factory, 28))
+    assert len(wide) == 7 and len(narrow) == 4 and cache.full_reads == 1
+    add_session(session_factory, cid, session_id="N1", location_id="LOC1", evse=1, start=NOW - timedelta(hours=4),
+                delivered_kwh=5.0, status="completed", end=NOW - timedelta(hours=1))
+    add_session(session_factory, cid, session_id="H10", location_id="LOC1", evse=2,
+                start=NOW - timedelta(days=10, hours=2), delivered_kwh=77.0, status="completed",
+                end=NOW - timedelta(days=10) + timedelta(minutes=5))
+    pd.testing.assert_frame_equal(_kept(cache, session_factory, 90), _fresh(session_factory, 90))
+    narrow = _kept(cache, session_factory, 28)
+    pd.testing.assert_frame_equal(narrow, _fresh(session_factory, 28))
+    assert (cache.full_reads, cache.partial_reads) == (1, 1)
+    assert len(narrow) == 5 and 77.0 in narrow["energy_kwh"].tolist()
+    # Asked for first, a narrower window keeps its own rows until a wider one is kept, which then serves it.
+    other = CompletedHistoryCache()
+    pd.testing.assert_frame_equal(_kept(other, session_factory, 28), _fresh(session_factory, 28))
+    pd.testing.assert_frame_equal(_kept(other, session_factory, 90), _fresh(session_factory, 90))
+    pd.testing.assert_frame_equal(_kept(other, session_factory, 28), _fresh(session_factory, 28))
+    assert other.full_reads == 2 and all(set(kept) == {90} for kept in other._kept.values())

@@ -206,10 +206,13 @@ class EndSocCache:
         self.reads += 1
         since = now - self._window
         completed = (ChargingSession.status == "completed") & ChargingSession.end_at.is_not(None)
-        query = select(ChargingSession.id, ChargingSession.updated_at, ChargingSession.country_code,
-                       ChargingSession.party_id, ChargingSession.end_at).where(
-            completed, ChargingSession.start_at >= since - timedelta(days=1))
         first = kept.newest is None
+        # Later reads need only the ids and stamps of the sessions written since (the CPO and end pick the first
+        # read's sessions).
+        columns = (ChargingSession.id, ChargingSession.updated_at, ChargingSession.country_code,
+                   ChargingSession.party_id, ChargingSession.end_at) if first else (ChargingSession.id,
+                                                                                    ChargingSession.updated_at)
+        query = select(*columns).where(completed, ChargingSession.start_at >= since - timedelta(days=1))
         if kept.newest is not None:
             query = query.where(ChargingSession.updated_at >= kept.newest - self.COMMIT_MARGIN)
         rows = db.execute(query).all()
