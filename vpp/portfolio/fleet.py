@@ -18,7 +18,7 @@ import pandas as pd
 from sqlalchemy import Interval, Select, func, literal, select, true
 from sqlalchemy.orm import Session
 
-from vpp.algorithms.end_soc import LearnedTargets
+from vpp.algorithms.end_soc import LIVE_END_BELOW, LearnedTargets
 from vpp.algorithms.needs import LearnedNeedDefaults, estimate_for, learn_need_defaults
 from vpp.data.elaad import elaad_need_estimates
 from vpp.domain.needs import LocationCategory, NeedSource
@@ -522,6 +522,12 @@ def _resolve(frame: pd.DataFrame, db: Session, now: datetime, defaults: LearnedN
             departure[target_rows] = plugged_in[target_rows].tz_localize(None).to_numpy() + dwell_ns
             source[target_rows] = est_source[undated]
             confidence[target_rows] = est_confidence[undated]
+    if unstated.any():
+        # Known only where the need ends clearly below full (``LIVE_END_BELOW``); else the full-battery assumption.
+        with np.errstate(invalid="ignore", divide="ignore"):
+            near_full = unstated & ~((soc_kwh + np.nan_to_num(energy)) / battery < LIVE_END_BELOW)
+        battery = np.where(near_full, np.nan, battery)
+        soc_kwh = np.where(near_full, np.nan, soc_kwh)
     departure_index = pd.DatetimeIndex(departure).tz_localize("UTC") if n else pd.DatetimeIndex([], tz="UTC")
     # A car that has overstayed its expected departure is still here: give it one more ISP.
     overstay = pd.Timestamp(now) + pd.Timedelta(minutes=15)
