@@ -3,6 +3,7 @@ reading them afresh: after new completions, changes, a session no longer complet
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
@@ -25,6 +26,17 @@ def _fresh(factory: sessionmaker[Session], days: int) -> pd.DataFrame:
 def _kept(cache: CompletedHistoryCache, factory: sessionmaker[Session], days: int) -> pd.DataFrame:
     with factory() as db:
         return cache.read(db, NOW, days)
+
+
+def _history(factory: sessionmaker[Session], days: range, kwh: Callable[[int], float]) -> str:
+    """A CPO with one location and, for each of ``days``, a session completed that many days ago; the CPO's id."""
+    cid = add_cpo(factory)
+    add_location(factory, cid, location_id="LOC1", evses=4, at=NOW - timedelta(days=30))
+    for day in days:
+        add_session(factory, cid, session_id=f"H{day}", location_id="LOC1", evse=0,
+                    start=NOW - timedelta(days=day, hours=2), delivered_kwh=kwh(day), status="completed",
+                    end=NOW - timedelta(days=day))
+    return cid
 
 
 def test_kept_history_equals_a_fresh_read_after_completions_changes_and_deletions(
@@ -80,12 +92,7 @@ def test_a_partial_read_skips_the_active_sessions_written_since(session_factory:
 
     from vpp.portfolio import fleet as fleet_module
 
-    cid = add_cpo(session_factory)
-    add_location(session_factory, cid, location_id="LOC1", evses=4, at=NOW - timedelta(days=30))
-    for day in range(1, 4):
-        add_session(session_factory, cid, session_id=f"H{day}", location_id="LOC1", evse=0,
-                    start=NOW - timedelta(days=day, hours=2), delivered_kwh=10.0, status="completed",
-                    end=NOW - timedelta(days=day))
+    cid = _history(session_factory, range(1, 4), lambda day: 10.0)
     cache = CompletedHistoryCache()
     _kept(cache, session_factory, 28)
     for k in range(5):
@@ -121,12 +128,7 @@ def test_a_partial_read_skips_the_active_sessions_written_since(session_factory:
 def test_a_partial_read_that_finds_nothing_keeps_the_column_types(session_factory: sessionmaker[Session]) -> None:
     """A partial read whose query returns no rows keeps the kept rows as they are: concatenated with a frame of
     no rows (no column types), their energies and times became objects, and the forecast's sums over them moved."""
-    cid = add_cpo(session_factory)
-    add_location(session_factory, cid, location_id="LOC1", evses=4, at=NOW - timedelta(days=30))
-    for day in range(1, 4):
-        add_session(session_factory, cid, session_id=f"H{day}", location_id="LOC1", evse=0,
-                    start=NOW - timedelta(days=day, hours=2), delivered_kwh=10.0 + day, status="completed",
-                    end=NOW - timedelta(days=day))
+    _history(session_factory, range(1, 4), lambda day: 10.0 + day)
     cache = CompletedHistoryCache()
     first = _kept(cache, session_factory, 28)
     # The latest write as kept is later than the database's: the partial read asks from after every write.
@@ -147,12 +149,7 @@ def test_a_partial_read_reads_whole_only_the_sessions_whose_stamp_moved(
 
     from vpp.portfolio import fleet as fleet_module
 
-    cid = add_cpo(session_factory)
-    add_location(session_factory, cid, location_id="LOC1", evses=4, at=NOW - timedelta(days=30))
-    for day in range(1, 6):
-        add_session(session_factory, cid, session_id=f"H{day}", location_id="LOC1", evse=0,
-                    start=NOW - timedelta(days=day, hours=2), delivered_kwh=10.0 + day, status="completed",
-                    end=NOW - timedelta(days=day))
+    cid = _history(session_factory, range(1, 6), lambda day: 10.0 + day)
     cache = CompletedHistoryCache()
     _kept(cache, session_factory, 28)
     # H3 written again (a CDR's energy, say: a later last_updated and a new stamp), and a new completion.
