@@ -146,11 +146,15 @@ class RunResult:
 class Progress:
     """One line on stderr: the simulated clock, the wall time so far and the wall time expected to be left.
 
-    The time left is the steps left (``steps_left``: to the expected last departure, counted on the runner's step
-    grid, 4-s steps in aFRR windows) at the wall time per step of the last half minute; without ``steps_left``,
-    the simulated time left at the simulated seconds per wall second of the last half minute. Counting steps keeps
-    the estimate sane in an aFRR window, whose 4-s steps made the simulated-time rate predict hours.
+    The time left is, for each length of step the run still takes (``steps_left``: to the expected last departure,
+    on the runner's grid: hourly in the warm-up, 15 minutes in delivery and follow, 4 s in aFRR windows), the steps
+    left at the mean wall time of the last ``RATE_STEPS`` steps of that length (a length not yet run: the nearest
+    one run). One rate for every step had an aFRR window's cheap 4-s steps predict a minute for the costly evening
+    after them, and the first delivery steps hours for the rest. Without ``steps_left``, the simulated time left at
+    the simulated seconds per wall second of the last half minute.
     """
+
+    RATE_STEPS = 20
 
     def __init__(self, enabled: bool, zone: Any) -> None:
         self.enabled = enabled
@@ -158,14 +162,19 @@ class Progress:
         self.started = wallclock.monotonic()
         self._last = 0.0
         self.expected_end: datetime | None = None
-        self.steps_left: Callable[[datetime], float] | None = None
-        self._steps = 0
-        self._samples: deque[tuple[float, float, int]] = deque()
+        self.steps_left: Callable[[datetime], dict[float, float]] | None = None
+        self._samples: deque[tuple[float, float]] = deque()
+        # Wall seconds of the latest steps, per simulated length of step (s).
+        self._step_wall: dict[float, deque[float]] = {}
 
     def show(self, at: datetime, phase: str, active: int, force: bool = False) -> None:
         now = wallclock.monotonic()
-        self._steps += 1
-        self._samples.append((now, at.timestamp(), self._steps))
+        if self._samples:
+            wall0, sim0 = self._samples[-1]
+            length = round(at.timestamp() - sim0, 1)
+            if length > 0:
+                self._step_wall.setdefault(length, deque(maxlen=self.RATE_STEPS)).append(now - wall0)
+        self._samples.append((now, at.timestamp()))
         while len(self._samples) > 2 and now - self._samples[1][0] > 30.0:
             self._samples.popleft()
         if not self.enabled or (not force and now - self._last < 0.5):
@@ -177,11 +186,18 @@ class Progress:
         sys.stderr.flush()
 
     def _left(self, at: datetime) -> str:
-        (wall0, sim0, step0), (wall1, sim1, step1) = self._samples[0], self._samples[-1]
+        if self.steps_left is not None:
+            if not self._step_wall:
+                return ""
+            rates = {length: sum(walls) / len(walls) for length, walls in self._step_wall.items()}
+            left = 0.0
+            for length, steps in self.steps_left(at).items():
+                nearest = min(rates, key=lambda seen: abs(math.log(seen / max(length, 1e-3))))
+                left += steps * rates[nearest]
+            return f", ~{left:5.0f} s left"
+        (wall0, sim0), (wall1, sim1) = self._samples[0], self._samples[-1]
         if self.expected_end is None or wall1 - wall0 < 1.0 or sim1 <= sim0:
             return ""
-        if self.steps_left is not None and step1 > step0:
-            return f", ~{self.steps_left(at) * (wall1 - wall0) / (step1 - step0):5.0f} s left"
         remaining = max(0.0, self.expected_end.timestamp() - at.timestamp())
         return f", ~{remaining / ((sim1 - sim0) / (wall1 - wall0)):5.0f} s left"
 
@@ -265,10 +281,16 @@ class Simulation:
         end = self.timeline.end.astimezone(UTC)
         departures = [p.departure for queue in self.pending.values() for p in queue if p.arrival < end]
         self.progress.expected_end = min(max(departures, default=end), end + self.follow)
-        self.progress.steps_left = self._steps_left
+        self.progress.steps_left = self._steps_by_length
 
     def _steps_left(self, at: datetime) -> float:
-        """About how many steps the run takes from ``at`` to the expected last departure (see ``_steps``)."""
+        """About how many steps the run takes from ``at`` to the expected last departure (``_steps_by_length``)."""
+        return sum(self._steps_by_length(at).values())
+
+    def _steps_by_length(self, at: datetime) -> dict[float, float]:
+        """About how many steps of each simulated length (s) the run takes from ``at`` to the expected last
+        departure: hourly in the warm-up, ``step_seconds`` in delivery, 4 s in aFRR windows, at least 15 minutes
+        in the follow period."""
         end = self.progress.expected_end or self.timeline.end.astimezone(UTC)
 
         def seconds(low: datetime, high: datetime) -> float:
@@ -280,10 +302,14 @@ class Simulation:
         windows = [(a, b + tail) for day in tl.delivery_days() for a, b in self._afrr_windows(day)
                    if a < delivery_end and b > delivery_start] if spec.afrr.enabled else []
         afrr = sum(seconds(a, b) for a, b in windows)
-        return (seconds(tl.begin.astimezone(UTC), delivery_start) / spec.warmup_step_seconds
-                + max(0.0, seconds(delivery_start, delivery_end) - afrr) / spec.step_seconds
-                + afrr / AFRR_STEP_S
-                + seconds(delivery_end, end) / max(spec.step_seconds, 900.0))
+        follow = max(spec.step_seconds, 900.0)
+        steps: dict[float, float] = defaultdict(float)
+        steps[float(spec.warmup_step_seconds)] += seconds(tl.begin.astimezone(UTC), delivery_start) / \
+            spec.warmup_step_seconds
+        steps[float(spec.step_seconds)] += max(0.0, seconds(delivery_start, delivery_end) - afrr) / spec.step_seconds
+        steps[AFRR_STEP_S] += afrr / AFRR_STEP_S
+        steps[follow] += seconds(delivery_end, end) / follow
+        return dict(steps)
 
     async def setup(self, world: World) -> None:
         """CPOs register over OCPI, the topology is imported, bookings stated."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from unittest.mock import patch
 
 from vpp.simulation.runner import Progress, Simulation
 from vpp.simulation.scenario import load_scenario
@@ -23,10 +24,25 @@ def test_steps_left_count_the_afrr_window_in_4_s_steps(tmp_path: Path) -> None:
                  - simulation._steps_left(delivery_start)) == 18
 
 
-def test_time_left_is_steps_left_at_the_recent_wall_time_per_step() -> None:
+def test_time_left_counts_each_length_of_step_at_its_own_wall_time() -> None:
+    """Ten 900-s steps took 2 s each, then twenty 4-s aFRR steps 0.1 s each: 30 quarter-hour steps and 100 aFRR
+    steps left take 30 x 2 + 100 x 0.1 = 70 s; hourly warm-up steps not run since take the nearest length's rate
+    (900 s: 2 s each)."""
     progress = Progress(False, UTC)
     progress.expected_end = datetime(2024, 6, 13, tzinfo=UTC)
-    progress.steps_left = lambda at: 100.0
+    progress.steps_left = lambda at: {900.0: 30.0, 4.0: 100.0}
     at = datetime(2024, 6, 12, tzinfo=UTC)
-    progress._samples.extend([(0.0, at.timestamp(), 1), (10.0, at.timestamp() + 40.0, 11)])
-    assert progress._left(at) == ", ~  100 s left"
+    clock = [0.0]
+    with patch("vpp.simulation.runner.wallclock.monotonic", side_effect=lambda: clock[0]):
+        progress.show(at, "delivery", 0)
+        for _ in range(10):
+            clock[0] += 2.0
+            at += timedelta(seconds=900)
+            progress.show(at, "delivery", 0)
+        for _ in range(20):
+            clock[0] += 0.1
+            at += timedelta(seconds=4)
+            progress.show(at, "delivery", 0)
+    assert progress._left(at) == ", ~   70 s left"
+    progress.steps_left = lambda at: {3600.0: 5.0}
+    assert progress._left(at) == ", ~   10 s left"
