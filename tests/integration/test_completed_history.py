@@ -101,14 +101,14 @@ def test_a_partial_read_skips_the_active_sessions_written_since(session_factory:
     add_session(session_factory, cid, session_id="N1", location_id="LOC1", evse=2, start=NOW - timedelta(hours=4),
                 delivered_kwh=5.0, status="completed", end=NOW - timedelta(hours=1))
     seen: list[int] = []
-    real = fleet_module._history_rows_of
+    real = fleet_module._history_rows
 
     def counting(*args: object, **kwargs: object) -> pd.DataFrame:
         rows = real(*args, **kwargs)  # type: ignore[arg-type]
         seen.append(len(rows))
         return rows
 
-    with patch.object(fleet_module, "_history_rows_of", counting):
+    with patch.object(fleet_module, "_history_rows", counting):
         kept = _kept(cache, session_factory, 28)
     # The new completion read whole; the kept ones written within the margin are known by their stamps; none of
     # the five active sessions.
@@ -159,13 +159,13 @@ def test_a_partial_read_reads_whole_only_the_sessions_whose_stamp_moved(
     add_session(session_factory, cid, session_id="N1", location_id="LOC1", evse=1, start=NOW - timedelta(hours=4),
                 delivered_kwh=5.0, status="completed", end=NOW - timedelta(hours=1))
     read_whole: list[list[str]] = []
-    real = fleet_module._history_rows_of
+    real = fleet_module._history_rows
 
     def counting(db: Session, since: datetime, ids: list[str]) -> pd.DataFrame:
         read_whole.append(sorted(ids))
         return real(db, since, ids)
 
-    with patch.object(fleet_module, "_history_rows_of", counting):
+    with patch.object(fleet_module, "_history_rows", counting):
         kept = _kept(cache, session_factory, 28)
     with session_factory() as db:
         ids = dict(db.execute(select(ChargingSession.external_id, ChargingSession.id)).all())

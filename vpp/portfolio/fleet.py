@@ -164,43 +164,26 @@ _ID_CHUNK = 500
 _HISTORY_COLUMNS = ["id", "party_key", "location_id", "evse_uid", "arrival", "departure", "energy_kwh", "updated_at"]
 
 
-def _history_rows(db: Session, since: datetime, changed_since: datetime | None = None) -> pd.DataFrame:
-    """Completed sessions that arrived from ``since`` on; with ``changed_since``, those of them written since then
-    (with a ``completed`` column, all true). A kept session no longer completed is not among them: it stays in the
-    merge, which then counts one row more than the database and is read afresh (``CompletedHistoryCache``); reading
-    every session written since, the active ones among them (written at every period they report), was most of
-    a re-plan's history read in a simulated day."""
-    columns = (ChargingSession.id, ChargingSession.party_key, ChargingSession.location_id, ChargingSession.evse_uid,
-               ChargingSession.start_at, ChargingSession.end_at, ChargingSession.energy_kwh,
-               ChargingSession.updated_at)
-    completed = (ChargingSession.status == "completed") & ChargingSession.end_at.is_not(None)
-    if changed_since is None:
-        frame = pd.DataFrame(db.execute(select(*columns).where(completed, ChargingSession.start_at >= since)).all(),
-                             columns=_HISTORY_COLUMNS)
-        frame["completed"] = True
+# A completed session: ended, and marked so.
+_COMPLETED = (ChargingSession.status == "completed") & ChargingSession.end_at.is_not(None)
+_HISTORY_SELECT = (ChargingSession.id, ChargingSession.party_key, ChargingSession.location_id,
+                   ChargingSession.evse_uid, ChargingSession.start_at, ChargingSession.end_at,
+                   ChargingSession.energy_kwh, ChargingSession.updated_at)
+
+
+def _history_rows(db: Session, since: datetime, ids: list[str] | None = None) -> pd.DataFrame:
+    """Completed sessions that arrived from ``since`` on; with ``ids``, only those among them (asked for
+    ``_ID_CHUNK`` at a time). A kept session no longer completed is not among them: it stays in the merge, which
+    then counts one row more than the database and is read afresh (``CompletedHistoryCache``)."""
+    where = (_COMPLETED, ChargingSession.start_at >= since)
+    if ids is None:
+        found = list(db.execute(select(*_HISTORY_SELECT).where(*where)).all())
     else:
-        changed = db.execute(select(*columns, completed).where(completed, ChargingSession.start_at >= since,
-                                                               ChargingSession.updated_at >= changed_since)).all()
-        frame = pd.DataFrame(changed, columns=[*_HISTORY_COLUMNS, "completed"])
-        frame["completed"] = frame["completed"].astype(bool)
-    frame["arrival"] = pd.to_datetime(frame["arrival"], utc=True)
-    frame["departure"] = pd.to_datetime(frame["departure"], utc=True)
-    return frame
-
-
-def _history_rows_of(db: Session, since: datetime, ids: list[str]) -> pd.DataFrame:
-    """The completed sessions among ``ids`` that arrived from ``since`` on, in ``_history_rows``' shape (its
-    ``completed`` column, all true)."""
-    columns = (ChargingSession.id, ChargingSession.party_key, ChargingSession.location_id, ChargingSession.evse_uid,
-               ChargingSession.start_at, ChargingSession.end_at, ChargingSession.energy_kwh,
-               ChargingSession.updated_at)
-    completed = (ChargingSession.status == "completed") & ChargingSession.end_at.is_not(None)
-    found: list[Any] = []
-    for begin in range(0, len(ids), _ID_CHUNK):
-        found.extend(db.execute(select(*columns).where(completed, ChargingSession.start_at >= since,
-                                                       ChargingSession.id.in_(ids[begin: begin + _ID_CHUNK]))).all())
+        found = []
+        for begin in range(0, len(ids), _ID_CHUNK):
+            found.extend(db.execute(select(*_HISTORY_SELECT).where(
+                *where, ChargingSession.id.in_(ids[begin: begin + _ID_CHUNK]))).all())
     frame = pd.DataFrame(found, columns=_HISTORY_COLUMNS)
-    frame["completed"] = True
     frame["arrival"] = pd.to_datetime(frame["arrival"], utc=True)
     frame["departure"] = pd.to_datetime(frame["departure"], utc=True)
     return frame
@@ -286,8 +269,7 @@ class CompletedHistoryCache:
         else:
             count, newest = db.execute(
                 select(func.count(), func.max(ChargingSession.updated_at))
-                .where(ChargingSession.status == "completed", ChargingSession.end_at.is_not(None),
-                       ChargingSession.start_at >= kept.since)).one()
+                .where(_COMPLETED, ChargingSession.start_at >= kept.since)).one()
             if count != len(kept.rows) or newest != kept.newest:
                 kept = self._update(db, kept, int(count))
         sites = site_frame(db)
@@ -308,7 +290,7 @@ class CompletedHistoryCache:
 
     def _full(self, db: Session, since: datetime) -> _KeptHistory:
         self.full_reads += 1
-        return self._kept_rows(since, _history_rows(db, since).drop(columns="completed"))
+        return self._kept_rows(since, _history_rows(db, since))
 
     def _update(self, db: Session, kept: _KeptHistory, count: int) -> _KeptHistory:
         if kept.newest is None:
@@ -319,17 +301,16 @@ class CompletedHistoryCache:
         # again (in a simulation, every session written in the last five minutes of the wall clock).
         changed_since = kept.newest - self.COMMIT_MARGIN
         stamps = db.execute(select(ChargingSession.id, ChargingSession.updated_at).where(
-            ChargingSession.status == "completed", ChargingSession.end_at.is_not(None),
-            ChargingSession.start_at >= kept.since, ChargingSession.updated_at >= changed_since)).all()
+            _COMPLETED, ChargingSession.start_at >= kept.since, ChargingSession.updated_at >= changed_since)).all()
         recent = kept.rows[kept.rows["updated_at"] >= changed_since]
         known = dict(zip(recent["id"], recent["updated_at"], strict=True))
         wanted = [str(sid) for sid, stamp in stamps if sid not in known or known[sid] != stamp]
-        changed = _history_rows_of(db, kept.since, wanted)
+        changed = _history_rows(db, kept.since, wanted)
         rows = kept.rows[~kept.rows["id"].isin(changed["id"])]
         # Nothing read (a frame of no rows has no column types): the kept rows as they are, not concatenated with
         # it, which would turn their numbers and times into objects (and the forecast's sums with them).
         if len(changed):
-            rows = pd.concat([rows, changed[changed["completed"]].drop(columns="completed")], ignore_index=True)
+            rows = pd.concat([rows, changed], ignore_index=True)
         if len(rows) != count:
             return self._full(db, kept.since)
         return self._kept_rows(kept.since, rows)

@@ -283,10 +283,6 @@ class Simulation:
         self.progress.expected_end = min(max(departures, default=end), end + self.follow)
         self.progress.steps_left = self._steps_by_length
 
-    def _steps_left(self, at: datetime) -> float:
-        """About how many steps the run takes from ``at`` to the expected last departure (``_steps_by_length``)."""
-        return sum(self._steps_by_length(at).values())
-
     def _steps_by_length(self, at: datetime) -> dict[float, float]:
         """About how many steps of each simulated length (s) the run takes from ``at`` to the expected last
         departure: hourly in the warm-up, ``step_seconds`` in delivery, 4 s in aFRR windows, at least 15 minutes

@@ -14,14 +14,18 @@ from vpp.simulation.scenario import load_scenario
 def test_steps_left_count_the_afrr_window_in_4_s_steps(tmp_path: Path) -> None:
     simulation = Simulation(load_scenario("demo"), data_dir=tmp_path, progress=False)
     simulation.plan()
+
+    def steps_left(at: datetime) -> float:
+        return sum(simulation._steps_by_length(at).values())
+
     window = datetime(2024, 6, 12, 15, 30, tzinfo=UTC)  # 17:30 in Amsterdam, to 17:45 plus 60 s of tail
-    before, after = simulation._steps_left(window), simulation._steps_left(window + timedelta(seconds=960))
+    before, after = steps_left(window), steps_left(window + timedelta(seconds=960))
     assert round(before - after) == 240
     # The delivery day outside the window: 900-s steps; the warm-up (06:00 the day before): hourly steps.
     delivery_start = datetime(2024, 6, 11, 22, 0, tzinfo=UTC)
-    assert round(simulation._steps_left(delivery_start) - simulation._steps_left(window)) == 70
-    assert round(simulation._steps_left(simulation.timeline.begin.astimezone(UTC))
-                 - simulation._steps_left(delivery_start)) == 18
+    assert round(steps_left(delivery_start) - steps_left(window)) == 70
+    assert round(steps_left(simulation.timeline.begin.astimezone(UTC))
+                 - steps_left(delivery_start)) == 18
 
 
 def test_time_left_counts_each_length_of_step_at_its_own_wall_time() -> None:
