@@ -570,3 +570,23 @@ def planned_baseline_kw(snapshot: DispatchSnapshot) -> FloatArray:
         return baseline
     planned = np.asarray(snapshot.planned_kw, dtype=np.float64)
     return np.where(np.isfinite(planned), planned, baseline)
+
+
+def plan_start_kw(snapshot: DispatchSnapshot, start_kw: FloatArray, pending_kw: FloatArray) -> FloatArray:
+    """Where each session's allocation starts (the allocator moves the pool's difference to its target from there):
+    the limit in force (``start_kw``), but a car its site plans behind the meter (``follows_plan_discharge``) starts
+    from its plan for the ISP unless a limit is in flight (``pending_kw`` not NaN).
+
+    A pool plan's own cars are shares of an aggregate profile, so the split between them is the allocator's; a
+    site's LP chose each car's power itself. Started from the limits in force, the split was the ISP before's:
+    paris-home's car planned at 7 kW all night got its even pace, 2.76 kW, because it had 0 kW in force when the
+    night began, while a car planned at 0 kW kept its 6 kW.
+    """
+    start = np.asarray(start_kw, dtype=np.float64)
+    follows, planned_kw = snapshot.follows_plan_discharge, snapshot.planned_kw
+    if follows is None or planned_kw is None:
+        return start
+    planned = np.asarray(planned_kw, dtype=np.float64)
+    use = np.asarray(follows, dtype=bool) & np.isnan(np.asarray(pending_kw, dtype=np.float64)) & np.isfinite(planned)
+    out: FloatArray = np.where(use, planned, start)
+    return out

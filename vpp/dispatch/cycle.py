@@ -25,6 +25,7 @@ from vpp.algorithms.dispatch import (
     capped_sessions,
     off_limit,
     plan_peak_room_kw,
+    plan_start_kw,
     pool_baseline_kw,
     pool_target_kw,
     sent_for_caps,
@@ -293,7 +294,9 @@ class PoolDispatch:
         baseline = pool_baseline_kw(snapshot, limits)
         target = pool_target_kw(baseline, applied.setpoint_mw, snapshot.pool, limits)
         start = np.where(np.isnan(pending), last, pending)
-        cycle = build_problem(snapshot, limits, target, start, pinned, max_override,
+        # A site-planned car's allocation starts from its plan, the others' from their limit in force.
+        cycle = build_problem(snapshot, limits, target, plan_start_kw(snapshot, start, pending), pinned,
+                              max_override,
                               finish_margin_h=self.params.finish_margin_s / 3600.0,
                               plan_floors=self.params.plan_floors, seen_kw=seen, gives_kw=gives,
                               onboard_kw=onboard)
