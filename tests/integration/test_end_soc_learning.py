@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.integration.portfolio_support import add_cpo, add_location, add_session
 from vpp.db import unit_of_work
-from vpp.portfolio.end_soc import EndSocCache
+from vpp.portfolio.end_soc import EndSocCache, LiveBatteryCache
 from vpp.portfolio.fleet import load_fleet
 from vpp.sessions import service as sessions
 from vpp.sessions.values import Reading, SessionRecord
@@ -110,3 +110,50 @@ def test_the_first_read_judges_only_the_newest_completed_sessions_of_each_cpo(
     # Unbounded, both of the first read's are judged.
     with session_factory() as db:
         assert EndSocCache(ttl_seconds=900.0).get(db, NOW).judged == 3
+
+
+def test_a_car_that_reports_its_state_of_charge_gets_its_battery_from_its_own_readings(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """An active session whose CPO reports the state of charge but states no battery: 2 kWh a quarter hour from
+    20 % to 25 % to 30 % is a 40 kWh battery (4 kWh over 10 points), so its state of charge is 12 kWh; one
+    reading with a state of charge, or none, says nothing; V2G still needs a stated battery; a need that ends at
+    95 % or more keeps the full-battery assumption."""
+    cid = _cpo(session_factory)
+    start = NOW - timedelta(minutes=45)
+    readings = tuple(Reading(start=start + timedelta(minutes=15 * k), power_kw=8.0, energy_kwh=2.0, soc_pct=soc)
+                     for k, soc in enumerate((20.0, 25.0, 30.0)))
+    full = tuple(Reading(start=r.start, power_kw=8.0, energy_kwh=2.0, soc_pct=soc + 60.0)
+                 for r, soc in zip(readings, (20.0, 25.0, 30.0), strict=True))
+    for name, evse, taken in (("L1", 0, readings), ("L2", 1, readings[:1]),
+                              ("L3", 2, tuple(Reading(start=r.start, power_kw=8.0, energy_kwh=2.0) for r in readings)),
+                              ("L4", 3, full)):
+        record = SessionRecord(
+            country_code="NL", party_id="CPA", external_id=name, status="active", start=start,
+            energy_kwh=2.0 * len(taken), location_id="LOC1", evse_uid=f"LOC1-E{evse}", connector_id="1",
+            currency="EUR", last_updated=NOW, driver_token={"uid": name, "type": "RFID"}, readings=taken)
+        with unit_of_work(session_factory) as db:
+            sessions.replace(db, cid, record)
+    with session_factory() as db:
+        fleet = load_fleet(db, NOW)
+        ids = {name: found.id for name in ("L1", "L2", "L3", "L4")
+               if (found := sessions.find(db, cid, "NL", "CPA", name)) is not None}
+    row = {sid: k for k, sid in enumerate(fleet.session_ids)}
+    assert fleet.battery_kwh[row[ids["L1"]]] == pytest.approx(40.0)
+    assert fleet.soc_kwh[row[ids["L1"]]] == pytest.approx(12.0)
+    assert np.isnan(fleet.battery_kwh[row[ids["L2"]]]) and np.isnan(fleet.soc_kwh[row[ids["L2"]]])
+    assert np.isnan(fleet.battery_kwh[row[ids["L3"]]])
+    assert not fleet.v2g_able[row[ids["L1"]]]
+    # At 90 % of 40 kWh with the learned need still to take, it ends at 95 % or more: planned full, as before.
+    assert fleet.energy_needed_kwh[row[ids["L4"]]] >= 0.05 * 40.0
+    assert np.isnan(fleet.battery_kwh[row[ids["L4"]]]) and np.isnan(fleet.soc_kwh[row[ids["L4"]]])
+    assert (12.0 + fleet.energy_needed_kwh[row[ids["L1"]]]) / 40.0 < 0.95
+
+    # Read again only after its time to live, and never once final (20 points or more).
+    cache = LiveBatteryCache(ttl_seconds=900.0)
+    with session_factory() as db:
+        assert cache.get(db, [ids["L1"], ids["L2"]], NOW)[0] == pytest.approx(40.0)
+        cache.get(db, [ids["L1"], ids["L2"]], NOW + timedelta(minutes=10))
+        assert cache.reads == 1
+        assert np.isnan(cache.get(db, [ids["L2"]], NOW + timedelta(minutes=20))[0])
+        assert cache.reads == 2

@@ -129,6 +129,7 @@ def build_problem(
     plan_floors: bool = False,
     seen_kw: FloatArray | None = None,
     gives_kw: FloatArray | None = None,
+    onboard_kw: FloatArray | None = None,
 ) -> CycleProblem:
     """The allocation problem: snapshot bounds, pins (NaN = free), overrides of max (NaN = none), DSO groups.
 
@@ -138,7 +139,9 @@ def build_problem(
     last minute at the average rate leaves the need short.
 
     ``seen_kw``: the most each session was seen drawing; ``gives_kw``: the most it was seen feeding back while
-    asked for more (its discharge laxity recharges it no faster: ``discharge_laxity_kw``). NaN or None: not seen.
+    asked for more (its discharge laxity recharges it no faster: ``discharge_laxity_kw``); ``onboard_kw``: what
+    each car was seen drawing while nothing but itself held it (its onboard charger: ``car_power_kw``). NaN or
+    None: not seen.
 
     A car stops once its need is met (its charge limit, or full), so no session is planned above what its
     remaining need lets it draw for ``need_horizon_h``. Otherwise a full car could hold the power of an aFRR
@@ -209,8 +212,8 @@ def build_problem(
     need_floor = None
     if plan_floors:
         # A planned car's pace ends the taper's extra time early (a car without a plan keeps its even pace).
-        need_floor = plan_need_floor_kw(snapshot, hours, max_kw, seen_kw=seen_kw,
-                                        paced_hours=taper_hours(snapshot, hours, seen_kw))
+        need_floor = plan_need_floor_kw(snapshot, hours, max_kw, seen_kw=seen_kw, onboard_kw=onboard_kw,
+                                        paced_hours=taper_hours(snapshot, hours, seen_kw, onboard_kw))
     if need_floor is not None:
         flags["planned_below_pace"] = int(np.sum(need_floor < np.asarray(snapshot.energy_needed_kwh) / np.where(
             hours > 0, hours, np.inf) - 1e-6))
@@ -272,12 +275,15 @@ def tariff_caps(snapshot: DispatchSnapshot, group_max: FloatArray, need_floor: F
     return out
 
 
-def car_power_kw(charger_max_kw: FloatArray, seen_kw: FloatArray | None) -> tuple[FloatArray, FloatArray]:
+def car_power_kw(charger_max_kw: FloatArray, seen_kw: FloatArray | None,
+                 onboard_kw: FloatArray | None = None) -> tuple[FloatArray, FloatArray]:
     """What each car is taken to draw at full power (the taper's scale) and at the least (for its laxity floor).
 
     On an AC charger (up to 22 kW) a car draws at most 11 kW unless seen drawing more, and at least 3.6 kW (a
     single-phase onboard charger) until seen drawing more; elsewhere (DC) the charger's maximum. ``seen_kw``: the
-    most each session was seen drawing (NaN or None: not seen).
+    most each session was seen drawing (NaN or None: not seen). ``onboard_kw``: what a car was seen drawing while
+    held by nothing but itself, below its taper (NaN or None: not known): its full power then, not 11 kW (a
+    Nissan Leaf's 3.6 kW taken as 11 kW had its taper planned three times too short).
     """
     charger = np.maximum(np.asarray(charger_max_kw, dtype=np.float64), 0.0)
     seen = np.zeros_like(charger) if seen_kw is None else np.minimum(
@@ -285,6 +291,11 @@ def car_power_kw(charger_max_kw: FloatArray, seen_kw: FloatArray | None) -> tupl
     ac = charger <= AC_CHARGER_MAX_KW
     full = np.maximum(np.where(ac, np.minimum(charger, AC_CAR_ASSUMED_KW), charger), seen)
     least = np.maximum(np.where(ac, np.minimum(charger, AC_CAR_LEAST_KW), charger), seen)
+    if onboard_kw is not None:
+        own = np.asarray(onboard_kw, dtype=np.float64)
+        known = np.isfinite(own) & (own > 0)
+        full = np.where(known, np.minimum(own, charger), full)
+        least = np.minimum(least, full)
     return full, least
 
 
@@ -308,10 +319,11 @@ def need_target(snapshot: DispatchSnapshot) -> tuple[FloatArray | None, FloatArr
     return battery, target
 
 
-def taper_hours(snapshot: DispatchSnapshot, hours: FloatArray, seen_kw: FloatArray | None) -> FloatArray:
+def taper_hours(snapshot: DispatchSnapshot, hours: FloatArray, seen_kw: FloatArray | None,
+                onboard_kw: FloatArray | None = None) -> FloatArray:
     """Hours left to pace each need over: ``hours`` less what the taper near full adds to it
     (``vpp.algorithms.taper``; where SoC and battery are unknown the need is taken to end full)."""
-    full, _ = car_power_kw(np.asarray(snapshot.max_kw, dtype=np.float64), seen_kw)
+    full, _ = car_power_kw(np.asarray(snapshot.max_kw, dtype=np.float64), seen_kw, onboard_kw)
     need = np.maximum(np.nan_to_num(np.asarray(snapshot.energy_needed_kwh, dtype=np.float64), nan=0.0), 0.0)
     battery, target = need_target(snapshot)
     out: FloatArray = np.maximum(hours - extra_hours(need, full, battery_kwh=battery, target_soc=target), 0.0)
@@ -320,8 +332,8 @@ def taper_hours(snapshot: DispatchSnapshot, hours: FloatArray, seen_kw: FloatArr
 
 def plan_need_floor_kw(snapshot: DispatchSnapshot, hours: FloatArray, max_kw: FloatArray, *,
                        step_h: float = PLAN_FLOOR_STEP_H, derate: float = PLAN_FLOOR_DERATE,
-                       seen_kw: FloatArray | None = None, paced_hours: FloatArray | None = None
-                       ) -> FloatArray | None:
+                       seen_kw: FloatArray | None = None, paced_hours: FloatArray | None = None,
+                       onboard_kw: FloatArray | None = None) -> FloatArray | None:
     """Each planned session's need floor: its plan, not its even pace, where the plan keeps its need feasible.
 
     The rolling-horizon planner defers a car to the cheap hours of its stay and re-plans every ISP with what the
@@ -341,7 +353,7 @@ def plan_need_floor_kw(snapshot: DispatchSnapshot, hours: FloatArray, max_kw: Fl
     need = np.maximum(np.nan_to_num(np.asarray(snapshot.energy_needed_kwh, dtype=np.float64), nan=0.0), 0.0)
     drawn = np.nan_to_num(np.asarray(snapshot.current_kw, dtype=np.float64), nan=0.0)
     seen = drawn if seen_kw is None else np.fmax(np.asarray(seen_kw, dtype=np.float64), drawn)
-    full, least = car_power_kw(np.asarray(snapshot.max_kw, dtype=np.float64), seen)
+    full, least = car_power_kw(np.asarray(snapshot.max_kw, dtype=np.float64), seen, onboard_kw)
     paced = hours if paced_hours is None else paced_hours
     with np.errstate(divide="ignore", invalid="ignore"):
         pace = np.where(paced > 0, need / paced, np.where(need > 0, np.inf, 0.0))
@@ -558,3 +570,23 @@ def planned_baseline_kw(snapshot: DispatchSnapshot) -> FloatArray:
         return baseline
     planned = np.asarray(snapshot.planned_kw, dtype=np.float64)
     return np.where(np.isfinite(planned), planned, baseline)
+
+
+def plan_start_kw(snapshot: DispatchSnapshot, start_kw: FloatArray, pending_kw: FloatArray) -> FloatArray:
+    """Where each session's allocation starts (the allocator moves the pool's difference to its target from there):
+    the limit in force (``start_kw``), but a car its site plans behind the meter (``follows_plan_discharge``) starts
+    from its plan for the ISP unless a limit is in flight (``pending_kw`` not NaN).
+
+    A pool plan's own cars are shares of an aggregate profile, so the split between them is the allocator's; a
+    site's LP chose each car's power itself. Started from the limits in force, the split was the ISP before's:
+    paris-home's car planned at 7 kW all night got its even pace, 2.76 kW, because it had 0 kW in force when the
+    night began, while a car planned at 0 kW kept its 6 kW.
+    """
+    start = np.asarray(start_kw, dtype=np.float64)
+    follows, planned_kw = snapshot.follows_plan_discharge, snapshot.planned_kw
+    if follows is None or planned_kw is None:
+        return start
+    planned = np.asarray(planned_kw, dtype=np.float64)
+    use = np.asarray(follows, dtype=bool) & np.isnan(np.asarray(pending_kw, dtype=np.float64)) & np.isfinite(planned)
+    out: FloatArray = np.where(use, planned, start)
+    return out

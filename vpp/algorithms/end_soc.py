@@ -153,6 +153,32 @@ def session_battery_kwh(energy_kwh: Sequence[float], soc_pct: Sequence[float], *
     return taken / span
 
 
+# A plugged-in car's battery from its own readings (``live_battery_kwh``): over at least this many points of
+# reported state of charge (reported to 0.1 point: at most ~3 % off), final from ``FINAL_SOC_SPAN_PCT`` on; an
+# estimate outside ``BATTERY_RANGE_KWH`` is taken as a bad reading and dropped.
+LIVE_SOC_SPAN_PCT = 3.0
+FINAL_SOC_SPAN_PCT = 20.0
+BATTERY_RANGE_KWH = (10.0, 250.0)
+# A need whose own end ``(soc + need) / battery`` is at or above this keeps the full-battery assumption: its taper's
+# long tail on a small battery takes as long as the car's onboard power makes it, which is rarely seen before (the
+# plan holds it below that power), and planned at 11 kW eight Golfs, Leafs and a Peugeot 208 ending full were short
+# on the full demo; the taper of a full 60 kWh is the margin that met them before.
+LIVE_END_BELOW = 0.95
+
+
+def live_battery_kwh(energy_kwh: Sequence[float], soc_pct: Sequence[float], *,
+                     min_soc_span_pct: float = LIVE_SOC_SPAN_PCT) -> float:
+    """A plugged-in car's battery (kWh) from the readings it sent so far (``session_battery_kwh`` over a shorter
+    span, at least ``min_soc_span_pct`` points); NaN where its CPO reports no state of charge, over too short a span,
+    or where the estimate is not a plausible battery (``BATTERY_RANGE_KWH``).
+
+    With it the service knows where the car's need ends, ``(soc + need) / battery``, instead of taking it to end
+    full of the taper's assumed 60 kWh (the planner's, the position's and the need floors' ``need_end_soc``)."""
+    battery = session_battery_kwh(energy_kwh, soc_pct, min_soc_span_pct=min_soc_span_pct)
+    low, high = BATTERY_RANGE_KWH
+    return battery if low <= battery <= high else math.nan
+
+
 @dataclass(frozen=True)
 class LearnedTargets:
     """Where each known car's and each pool's charging ends (fractions), learned from finished sessions."""

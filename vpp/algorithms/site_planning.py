@@ -28,6 +28,12 @@ A tie between equally cheap ISPs goes to the earlier one (a tiny cost per ISP of
 would have it; for sites planned together (``plan_sites_together``: one pool's houses on the same time-of-use
 tariff) a larger but still small cost per kW the other sites import first (``others_import_kw``), so the houses do
 not all start their cars at the first off-peak ISP.
+
+The cars' peak guard (``cars_max_kw``): what the site's cars may draw together per ISP, the pool planner's peak guard
+less what the rest of its pool plans there. A kWh above it costs ``GUARD_EUR_PER_KWH``: above any tariff's
+difference between two ISPs, below a missed need, so the guard spreads the cars over the cheap hours but never
+leaves a need unmet. Without it a site's LP packs its cars into the few cheapest ISPs at full power, above what the
+same cars draw uncontrolled.
 """
 
 from __future__ import annotations
@@ -58,6 +64,9 @@ _DELAY_EUR_PER_KWH_PER_ISP = 1e-6
 # per kW: 1 EUR/MWh at 100 kW). Ten times the delay tie-break, so 1 kW less of the others' import outweighs 10 ISPs
 # of delay, and small beside any real difference between two ISPs' tariffs.
 SPREAD_EUR_PER_KWH_PER_KW = 1e-5
+# A kWh the site's cars draw above their peak guard (``cars_max_kw``): 1,000 EUR/MWh, above any tariff's spread
+# between ISPs, a hundredth of a missed need's.
+GUARD_EUR_PER_KWH = 1.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,6 +105,8 @@ class SiteProblem:
     car_ids: tuple[str, ...] = ()
     # What the other sites planned with this one import per ISP (kW; None: planned alone): ties go where it is low.
     others_import_kw: FloatArray | None = None
+    # The most the cars may draw together per ISP (kW, inf: unguarded; None: no guard), soft (GUARD_EUR_PER_KWH).
+    cars_max_kw: FloatArray | None = None
 
     @property
     def n_isps(self) -> int:
@@ -129,6 +140,7 @@ class SitePlan:
     bill_eur: dict[str, float] = field(default_factory=dict)
     status: str = "optimal"
     seconds: float = 0.0
+    over_guard_kw: FloatArray | None = None
 
 
 def _check(p: SiteProblem) -> None:
@@ -151,7 +163,7 @@ def _check(p: SiteProblem) -> None:
     v2g = p.discharge_kw > 0
     if v2g.any() and not (np.isfinite(p.car_battery_kwh[v2g]).all() and np.isfinite(p.car_soc_kwh[v2g]).all()):
         raise InvalidInput("a car that may discharge needs its battery and state of charge")
-    for name in ("outage", "stress", "peak_bucket", "others_import_kw"):
+    for name in ("outage", "stress", "peak_bucket", "others_import_kw", "cars_max_kw"):
         value = getattr(p, name)
         if value is not None and value.shape != (t,):
             raise InvalidInput(f"{name} must have one value per ISP ({t})")
@@ -298,6 +310,18 @@ def plan_site(problem: SiteProblem) -> SitePlan:
         peak_rows = rows.new(billed.size, 0.0, np.inf)
         rows.put(peak_rows, peak[p.peak_bucket[billed]], 1.0)
         rows.put(peak_rows, imp[billed], -1.0)
+    # The cars' peak guard: sum(charge - discharge) - over <= cars_max_kw where it is finite.
+    guarded = np.zeros(0, np.int64) if p.cars_max_kw is None else np.flatnonzero(np.isfinite(p.cars_max_kw))
+    if guarded.size:
+        assert p.cars_max_kw is not None
+        over = cols.add(guarded.size, 0.0, np.inf, GUARD_EUR_PER_KWH * h)
+        slot = np.full(t_count, -1, dtype=np.int64)
+        slot[guarded] = np.arange(guarded.size)
+        guard_rows = rows.new(guarded.size, -np.inf, p.cars_max_kw[guarded])
+        rows.put(guard_rows, over, -1.0)
+        c_in, d_in = slot[cell_isp] >= 0, slot[d_isp] >= 0
+        rows.put(guard_rows[slot[cell_isp[c_in]]], charge[c_in], 1.0)
+        rows.put(guard_rows[slot[d_isp[d_in]]], discharge[d_in], -1.0)
     values, status = _solve(cols, rows)
     if values is None:
         raise InvalidInput(f"the site's plan could not be solved ({status})")
@@ -317,12 +341,18 @@ def plan_site(problem: SiteProblem) -> SitePlan:
         "v2g_cycles": float(p.v2g_cycle_eur_per_kwh * values[discharge].sum() * h),
     }
     bill["total"] = sum(bill.values())
+    over_guard = None
+    if guarded.size:
+        over_guard = np.zeros(t_count)
+        over_guard[guarded] = values[over]
     return SitePlan(car_kw=car_kw, battery_kw=bat_kw, battery_soc_kwh=bat_soc, import_kw=imp_kw, export_kw=exp_kw,
                     curtailed_kw=values[cur], unserved_kw=values[uns], unmet_kwh=values[unmet], peak_kw=peaks,
-                    bill_eur=bill, status=status, seconds=time.perf_counter() - started)
+                    bill_eur=bill, status=status, seconds=time.perf_counter() - started,
+                    over_guard_kw=over_guard)
 
 
-def plan_sites_together(problems: Sequence[SiteProblem]) -> list[SitePlan]:
+def plan_sites_together(problems: Sequence[SiteProblem], *, room_kw: FloatArray | None = None,
+                        start_kw: Sequence[FloatArray] | None = None) -> list[SitePlan]:
     """Sites of one pool planned one after the other, each seeing what the others import (``others_import_kw``).
 
     Each house planned alone puts its cars in the first ISP of its cheap period (the tie-break towards the earlier
@@ -331,17 +361,32 @@ def plan_sites_together(problems: Sequence[SiteProblem]) -> list[SitePlan]:
     77 kW at 22:00). Here a site not planned yet counts at its load less its PV (at least 0: its import without
     cars or battery), one planned already at its planned import; ties then go to the ISPs where the others import
     least, which fills the valleys of the pool's summed import. A site's own cost changes by at most the tie-break
-    (``SPREAD_EUR_PER_KWH_PER_KW``). Sites of different horizons, or a single one, are planned alone.
+    (``SPREAD_EUR_PER_KWH_PER_KW``). Sites of different horizons are planned alone.
+
+    ``room_kw``: what the pool's peak guard leaves per ISP for the cars of all these sites together (the guard less
+    what the rest of the pool plans); ``start_kw``: each site's cars as the pool's plan put them (their sum per
+    ISP), which fits the room. Site k's cars are then guarded (``cars_max_kw``) at the room less the other sites'
+    cars, planned already at their site plan, not yet at their start: each site swaps its share of a plan that fits
+    the guard for its own, so the sites' cars together stay within the guard as far as their needs allow.
     """
-    if len(problems) < 2 or len({p.n_isps for p in problems}) > 1:
+    if not problems or len({p.n_isps for p in problems}) > 1:
         return [plan_site(p) for p in problems]
+    guarded = room_kw is not None and start_kw is not None
+    cars = [np.asarray(kw, dtype=np.float64) for kw in start_kw] if guarded and start_kw is not None else []
+    alone = len(problems) < 2
     own = [np.maximum(p.load_kw - p.pv_kw, 0.0) for p in problems]
     total = np.sum(own, axis=0)
     plans: list[SitePlan] = []
     for k, p in enumerate(problems):
-        plan = plan_site(replace(p, others_import_kw=total - own[k]))
+        if guarded:
+            assert room_kw is not None
+            others = np.sum(cars, axis=0) - cars[k]
+            p = replace(p, cars_max_kw=np.where(np.isfinite(room_kw), np.maximum(room_kw - others, 0.0), np.inf))
+        plan = plan_site(p if alone else replace(p, others_import_kw=total - own[k]))
         total = total - own[k] + plan.import_kw
         own[k] = plan.import_kw
+        if guarded:
+            cars[k] = plan.car_kw.sum(axis=0) if plan.car_kw.size else np.zeros(p.n_isps)
         plans.append(plan)
     return plans
 

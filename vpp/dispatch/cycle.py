@@ -25,10 +25,12 @@ from vpp.algorithms.dispatch import (
     capped_sessions,
     off_limit,
     plan_peak_room_kw,
+    plan_start_kw,
     pool_baseline_kw,
     pool_target_kw,
     sent_for_caps,
 )
+from vpp.algorithms.taper import TAPER_START_SOC
 from vpp.dispatch.car_limits import CarLimits
 from vpp.dispatch.loop import ClosedLoop
 from vpp.domain.dispatch import DispatchSnapshot
@@ -36,6 +38,9 @@ from vpp.ports import LimitOutcome, LimitStatus
 
 EXCLUDED_FOR_SESSION = {LimitStatus.REJECTED, LimitStatus.NOT_SUPPORTED, LimitStatus.UNKNOWN_SESSION}
 FAILED = {LimitStatus.FAILED, LimitStatus.LOST}
+# Below this state of charge a car drawing less than everything that held it is held by its onboard charger (the
+# taper starts at TAPER_START_SOC; a reading averages over a period in which the state of charge rises).
+ONBOARD_SOC = TAPER_START_SOC - 0.05
 IN_FORCE = {LimitStatus.ACCEPTED, LimitStatus.APPLIED}
 
 
@@ -113,11 +118,36 @@ class PoolDispatch:
     # The most each session was seen feeding back while asked for more (kW): its discharge laxity recharges it no
     # faster (a bidirectional onboard charger, e.g. 7.4 kW both ways on an 11-kW wallbox).
     gives_kw: dict[str, float] = field(default_factory=dict)
+    # What each car was seen drawing while nothing but itself held it, below its taper (its onboard charger).
+    onboard_kw: dict[str, float] = field(default_factory=dict)
     _outcomes: deque[tuple[float, list[LimitOutcome], list[float]]] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _prepared: PreparedPool | None = None
     _prepared_for: tuple[tuple[str, ...], np.ndarray, np.ndarray, int] | None = None
     prepares: int = 0
+
+    def _seen_onboard(self, snapshot: DispatchSnapshot, measured: np.ndarray, last: np.ndarray,
+                      judged: np.ndarray) -> np.ndarray:
+        """What each car draws when held by nothing but itself (NaN: not known), kept per session: a settled
+        reading clearly (``follow_tolerance_kw``) below both its limit in force (none: its charger) and its
+        charger, while its state of charge (known only with its battery) is below ``ONBOARD_SOC`` (so not its
+        taper, nor a need met at its own target), is its onboard charger; a later reading above it raises it."""
+        ids = snapshot.session_ids
+        out = np.array([self.onboard_kw.get(s, math.nan) for s in ids], dtype=np.float64)
+        if snapshot.soc_kwh is None or snapshot.battery_kwh is None:
+            return out
+        tol = self.params.follow_tolerance_kw
+        charger = np.asarray(snapshot.max_kw, dtype=np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.asarray(snapshot.soc_kwh, dtype=np.float64) / np.asarray(snapshot.battery_kwh, dtype=np.float64)
+            bound = np.fmin(last, charger)
+            held = judged & (share < ONBOARD_SOC) & (measured > tol) & (measured < bound - tol) & (
+                measured < charger - tol)
+            out = np.where(held, np.fmax(out, measured), out)
+            out = np.where(np.isfinite(out) & (measured > out), measured, out)
+        for k in np.flatnonzero(np.isfinite(out)).tolist():
+            self.onboard_kw[ids[k]] = float(out[k])
+        return out
 
     def resume(self, limits_kw: Mapping[str, float]) -> None:
         """Start from the limits a predecessor left in force (car limits judge later readings against them)."""
@@ -179,7 +209,7 @@ class PoolDispatch:
         present = set(ids)
         tables: tuple[dict[str, float] | dict[str, int], ...] = (
             self.last_kw, self.blocked_until, self.off_above, self.off_below, self.discounted_until,
-            self.changed_cycle, self.changed_at, self.fast_at, self.seen_kw, self.gives_kw,
+            self.changed_cycle, self.changed_at, self.fast_at, self.seen_kw, self.gives_kw, self.onboard_kw,
         )
         for table in tables:
             for sid in [s for s in table if s not in present]:
@@ -227,6 +257,7 @@ class PoolDispatch:
         above &= np.isnan(pending) & settled
         below &= np.isnan(pending) & settled
         gives = self._seen_giving(ids, measured, last, np.isnan(pending) & settled)
+        onboard = self._seen_onboard(snapshot, measured, last, np.isnan(pending) & settled)
         pinned = np.full(n, math.nan)
         max_override = np.full(n, math.nan)
         discounted = np.zeros(n, dtype=bool)
@@ -263,9 +294,12 @@ class PoolDispatch:
         baseline = pool_baseline_kw(snapshot, limits)
         target = pool_target_kw(baseline, applied.setpoint_mw, snapshot.pool, limits)
         start = np.where(np.isnan(pending), last, pending)
-        cycle = build_problem(snapshot, limits, target, start, pinned, max_override,
+        # A site-planned car's allocation starts from its plan, the others' from their limit in force.
+        cycle = build_problem(snapshot, limits, target, plan_start_kw(snapshot, start, pending), pinned,
+                              max_override,
                               finish_margin_h=self.params.finish_margin_s / 3600.0,
-                              plan_floors=self.params.plan_floors, seen_kw=seen, gives_kw=gives)
+                              plan_floors=self.params.plan_floors, seen_kw=seen, gives_kw=gives,
+                              onboard_kw=onboard)
         problem = cycle.problem
         # The closed loop: the target moves by the integral correction, within what the pool can do.
         low = float(np.sum(problem.min_kw)) - target

@@ -24,10 +24,12 @@ from sqlalchemy.orm import Session
 
 from vpp.algorithms.dispatch import car_power_kw
 from vpp.algorithms.end_soc import (
+    FINAL_SOC_SPAN_PCT,
     LEAST_ARRIVAL_SOC,
     SMALLEST_BATTERY_KWH,
     LearnedTargets,
     learn_targets,
+    live_battery_kwh,
     session_battery_kwh,
     session_end_soc,
 )
@@ -262,6 +264,76 @@ def session_targets(learned: LearnedTargets, keys: Iterable[tuple[str, ...]], po
 
 
 END_SOC = EndSocCache()
+
+
+@dataclass
+class _Live:
+    # session id -> its battery (kWh; NaN: not known yet), when its readings were last read, and whether final
+    battery: dict[str, float] = field(default_factory=dict)
+    read_at: dict[str, datetime] = field(default_factory=dict)
+    final: set[str] = field(default_factory=set)
+
+
+class LiveBatteryCache:
+    """Each plugged-in car's battery from its own readings (``vpp.algorithms.end_soc.live_battery_kwh``), per
+    database: a session's readings are read again at most every ``ttl_seconds`` of the service's clock, and never
+    once its estimate spans ``FINAL_SOC_SPAN_PCT`` points of state of charge. A CPO that reports the state of
+    charge (OCPI ``STATE_OF_CHARGE``) but not the battery let the service know neither where a need ends nor the
+    car's state of charge in kWh; with the battery it knows both."""
+
+    def __init__(self, ttl_seconds: float = 900.0) -> None:
+        self._ttl = ttl_seconds
+        self._kept: weakref.WeakKeyDictionary[Any, _Live] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+        self.reads = 0
+
+    def clear(self) -> None:
+        """Forget everything estimated."""
+        with self._lock:
+            self._kept.clear()
+
+    def get(self, db: Session, ids: list[str], now: datetime) -> np.ndarray:
+        """The battery (kWh; NaN: not known) of each of the sessions ``ids`` (the active ones: others are
+        forgotten)."""
+        bind = db.get_bind()
+        with self._lock:
+            kept = self._kept.get(bind)
+            if kept is None:
+                kept = self._kept[bind] = _Live()
+            active = set(ids)
+            for sid in [s for s in kept.read_at if s not in active]:
+                kept.read_at.pop(sid, None)
+                kept.battery.pop(sid, None)
+                kept.final.discard(sid)
+            due = [sid for sid in ids if sid not in kept.final and (
+                sid not in kept.read_at or (now - kept.read_at[sid]).total_seconds() > self._ttl)]
+            if due:
+                self.reads += 1
+                self._read(db, kept, due, now)
+            return np.array([kept.battery.get(sid, math.nan) for sid in ids], dtype=np.float64)
+
+    @staticmethod
+    def _read(db: Session, kept: _Live, ids: list[str], now: datetime) -> None:
+        readings: dict[str, tuple[list[float], list[float]]] = {}
+        for begin in range(0, len(ids), _CHUNK):
+            chunk = ids[begin: begin + _CHUNK]
+            for sid, kwh, soc in db.execute(
+                    select(SessionReading.session_id, SessionReading.energy_kwh, SessionReading.soc_pct)
+                    .where(SessionReading.session_id.in_(chunk))
+                    .order_by(SessionReading.session_id, SessionReading.start_at)):
+                energy, socs = readings.setdefault(str(sid), ([], []))
+                energy.append(_nan(kwh))
+                socs.append(_nan(soc))
+        for sid in ids:
+            kept.read_at[sid] = now
+            energy, socs = readings.get(sid, ([], []))
+            kept.battery[sid] = live_battery_kwh(energy, socs)
+            known = [v for v in socs if math.isfinite(v)]
+            if math.isfinite(kept.battery[sid]) and known and known[-1] - known[0] >= FINAL_SOC_SPAN_PCT:
+                kept.final.add(sid)
+
+
+LIVE_BATTERY = LiveBatteryCache()
 
 
 def configure_end_soc(settings: Settings) -> None:

@@ -18,14 +18,14 @@ import pandas as pd
 from sqlalchemy import Interval, Select, func, literal, select, true
 from sqlalchemy.orm import Session
 
-from vpp.algorithms.end_soc import LearnedTargets
+from vpp.algorithms.end_soc import LIVE_END_BELOW, LearnedTargets
 from vpp.algorithms.needs import LearnedNeedDefaults, estimate_for, learn_need_defaults
 from vpp.data.elaad import elaad_need_estimates
 from vpp.domain.needs import LocationCategory, NeedSource
 from vpp.domain.pools import PoolId, PoolKind
 from vpp.locations.tables import ChargingConnector, ChargingEvse, ChargingLocation
 from vpp.ocpi.tables import OcpiConnection
-from vpp.portfolio.end_soc import END_SOC, car_keys, session_targets
+from vpp.portfolio.end_soc import END_SOC, LIVE_BATTERY, car_keys, session_targets
 from vpp.portfolio.tables import Booking, ChargingNeedRow, CongestionPoint, Site, SiteLocation
 from vpp.sessions.tables import ChargingSession, SessionReading
 
@@ -488,11 +488,19 @@ def _resolve(frame: pd.DataFrame, db: Session, now: datetime, defaults: LearnedN
     # Missing (no connector row, no stated need) means no: compare rather than fill, whatever the dtype.
     v2g_capable = frame["v2g_capable"].eq(True).to_numpy(dtype=bool) if n else np.zeros(0, bool)
     consent = frame["discharge_allowed"].eq(True).to_numpy(dtype=bool) if n else np.zeros(0, bool)
-    battery = frame["need_battery_kwh"].to_numpy(dtype=np.float64) if n else np.zeros(0)
-    soc_kwh = frame["soc_pct"].to_numpy(dtype=np.float64) / 100.0 * battery if n else np.zeros(0)
+    stated_battery = frame["need_battery_kwh"].to_numpy(dtype=np.float64) if n else np.zeros(0)
+    # A battery not stated, from the car's own readings where its CPO reports the state of charge: then where its
+    # need ends is known, not taken to end full (``LIVE_BATTERY``). Never for V2G, which needs a stated one.
+    soc_pct = frame["soc_pct"].to_numpy(dtype=np.float64) if n else np.zeros(0)
+    unstated = ~(np.isfinite(stated_battery) & (stated_battery > 0)) & np.isfinite(soc_pct)
+    battery = stated_battery.copy()
+    if unstated.any():
+        rows_ = np.flatnonzero(unstated)
+        battery[rows_] = LIVE_BATTERY.get(db, [str(frame["id"].iat[int(k)]) for k in rows_], now)
+    soc_kwh = soc_pct / 100.0 * battery if n else np.zeros(0)
     min_soc = np.nan_to_num(frame["min_soc_pct"].to_numpy(dtype=np.float64) / 100.0 * battery) if n else np.zeros(0)
     # V2G needs the EVSE, the CPO connection and the driver to agree, and a known battery to guard the floor.
-    v2g_able = v2g_capable & discharge_flag & consent & np.isfinite(battery) & (battery > 0)
+    v2g_able = v2g_capable & discharge_flag & consent & np.isfinite(stated_battery) & (stated_battery > 0)
     v2g = v2g_able & np.isfinite(soc_kwh)
     discharge_kw = np.where(v2g, max_kw, 0.0)
 
@@ -543,6 +551,12 @@ def _resolve(frame: pd.DataFrame, db: Session, now: datetime, defaults: LearnedN
             departure[target_rows] = plugged_in[target_rows].tz_localize(None).to_numpy() + dwell_ns
             source[target_rows] = est_source[undated]
             confidence[target_rows] = est_confidence[undated]
+    if unstated.any():
+        # Known only where the need ends clearly below full (``LIVE_END_BELOW``); else the full-battery assumption.
+        with np.errstate(invalid="ignore", divide="ignore"):
+            near_full = unstated & ~((soc_kwh + np.nan_to_num(energy)) / battery < LIVE_END_BELOW)
+        battery = np.where(near_full, np.nan, battery)
+        soc_kwh = np.where(near_full, np.nan, soc_kwh)
     departure_index = pd.DatetimeIndex(departure).tz_localize("UTC") if n else pd.DatetimeIndex([], tz="UTC")
     # A car that has overstayed its expected departure is still here: give it one more ISP.
     overstay = pd.Timestamp(now) + pd.Timedelta(minutes=15)

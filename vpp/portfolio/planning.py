@@ -306,7 +306,8 @@ def plan_problem(db: Session, fleet: Fleet, pool: str, at: datetime, forecast: F
     full_kw = np.where(fleet.max_kw[idx] <= AC_CHARGER_MAX_KW, np.fmin(present_max, AC_CAR_ASSUMED_KW), present_max)
     # ... and planned at most at what the taper and the dispatcher take it to draw (on AC 11 kW unless drawing more).
     at_site = np.isin(fleet.site_pool[idx], list(site_planned)) if site_planned else np.zeros(idx.size, dtype=bool)
-    plan_max = np.where(at_site, present_max, planned_max_kw(fleet.max_kw[idx], drawable, fleet.current_kw[idx]))
+    planned = planned_max_kw(fleet.max_kw[idx], drawable, fleet.current_kw[idx])
+    plan_max = np.where(at_site, present_max, planned)
     departure = taper_departure(departure, np.maximum(fleet.energy_needed_kwh[idx], 0.0), full_kw, ISP_H,
                                 soc_kwh=fleet.soc_kwh[idx], battery_kwh=fleet.battery_kwh[idx],
                                 target_soc=fleet.target_soc_of(idx))
@@ -346,7 +347,9 @@ def plan_problem(db: Session, fleet: Fleet, pool: str, at: datetime, forecast: F
             seen, sessions.max_kw_by_isp()[:n_present], ISP_H, derate=DISCHARGE_LAXITY_DERATE,
             margin_h=FINISH_MARGIN_S / 3600.0)
         sessions = replace(sessions, soc_floor_kwh=np.vstack([floor_kwh, np.full((len(arrivals), t_count), np.nan)]))
-    guard = peak_guard_kw(sessions, _uncontrolled_peak_kw(fleet, idx, horizon, arrivals, present_max, pool))
+    # A site-planned car not seen drawing is taken at what an AC car draws (11 kW), as the dispatcher takes it.
+    guard = peak_guard_kw(sessions, _uncontrolled_peak_kw(fleet, idx, horizon, arrivals,
+                                                          np.where(at_site, planned, present_max), pool))
     sessions = replace(sessions, pool_max_kw=np.fmin(sessions.pool_max_kw, guard))
     problem = PlanProblem(
         sessions=sessions, present=np.arange(n) < n_present,

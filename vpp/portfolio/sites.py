@@ -789,9 +789,13 @@ def plan_sites(db: Session, fleet: Fleet, at: datetime, horizon: IspHorizon, pro
                 "min_soc_kwh": s.min_soc_kwh[rows] if s.min_soc_kwh is not None else np.full(rows.size, np.nan)}
         problems.append(site_problem(db, site, equipment, horizon, s.prices_eur_per_mwh, at, tz, cars,
                                      signals=signals, history={"pv": pv.get(site.id), "load": load[site.id]}))
-    # Planned together: ties between equally priced ISPs go where the pool's other houses import least.
+    # Planned together: ties between equally priced ISPs go where the pool's other houses import least, and the
+    # sites' cars together within what the pool's peak guard leaves them beside the rest of its plan.
+    start = [plan.schedule_kw[[plan_row[sid] for sid in ids]].sum(axis=0) for ids in by_site.values()]
+    room = s.pool_max_kw - (plan.pool_kw - np.sum(start, axis=0))
     site_plans: dict[str, SitePlan] = {}
-    for (pool, ids), result in zip(by_site.items(), plan_sites_together(problems), strict=True):
+    for (pool, ids), result in zip(by_site.items(), plan_sites_together(problems, room_kw=room, start_kw=start),
+                                   strict=True):
         site_plans[sites[pool][0].id] = result
         for k, sid in enumerate(ids):
             schedule[plan_row[sid]] = result.car_kw[k]

@@ -64,6 +64,15 @@ def test_car_power_on_ac_is_at_most_11_kw_and_at_least_3_6_kw_until_seen() -> No
     np.testing.assert_allclose(least, [3.6, 3.6, 7.4, 50.0, 22.0])
 
 
+def test_a_car_seen_held_by_its_onboard_charger_is_taken_at_that_power() -> None:
+    # A Leaf seen at 3.6 kW on an 11-kW wallbox, a 7.2-kW Golf on a 22-kW charger: their full power is their own
+    # (the least never above it); not known (NaN): 11 kW as before; DC keeps the charger's maximum.
+    full, least = car_power_kw(np.array([11.0, 22.0, 22.0, 50.0]), np.array([3.6, 7.4, np.nan, np.nan]),
+                               np.array([3.6, 7.2, np.nan, np.nan]))
+    np.testing.assert_allclose(full, [3.6, 7.2, 11.0, 50.0])
+    np.testing.assert_allclose(least, [3.6, 7.2, 3.6, 50.0])
+
+
 def test_a_planned_cars_pace_ends_the_tapers_extra_time_before_departure() -> None:
     # 15 kWh in 10 h, planned above its pace: at 11 kW a need that ends full takes 2.51 h more than 15 / 11 h
     # (vpp.algorithms.taper), so its floor is the pace over 10 - 0.25 - 2.51 h, not 9.75 h. Without a plan the

@@ -17,6 +17,7 @@ from vpp.algorithms.end_soc import (
     LEAST_ARRIVAL_SOC,
     SMALLEST_BATTERY_KWH,
     learn_targets,
+    live_battery_kwh,
     session_battery_kwh,
     session_end_soc,
     small_car_ends_above,
@@ -112,6 +113,19 @@ def test_a_battery_shows_in_the_energy_between_two_reported_states_of_charge() -
     # Too small a span (rounding of whole percents would matter), or not reported: not known.
     assert math.isnan(session_battery_kwh([5.0, 2.0], [40.0, 44.0]))
     assert math.isnan(session_battery_kwh([5.0, 2.0], [NAN, NAN]))
+
+
+def test_a_plugged_in_cars_battery_shows_over_a_few_points_of_its_own_readings() -> None:
+    # 11 kW for three quarter hours on 60 kWh: 10.0 -> 14.6 -> 19.2 % (reported to 0.1 point); the energy after the
+    # first reported state of charge, 5.5 kWh over 9.2 points: 59.78 kWh.
+    assert live_battery_kwh([2.75, 2.75, 2.75], [10.0, 14.6, 19.2]) == pytest.approx(5.5 / 0.092)
+    # At least 3 points: 2.5 points is too few; a state of charge never reported: not known.
+    assert math.isnan(live_battery_kwh([2.75, 1.5], [10.0, 12.5]))
+    assert math.isnan(live_battery_kwh([2.75, 2.75], [NAN, NAN]))
+    # 0.5 kWh over 10 points is a 5-kWh battery: a bad reading, not a car.
+    assert math.isnan(live_battery_kwh([0.25, 0.5], [40.0, 50.0]))
+    # The stricter span of finished sessions is still 20 points.
+    assert math.isnan(session_battery_kwh([2.75, 2.75, 2.75], [10.0, 14.6, 19.2]))
 
 
 def test_a_large_need_is_planned_to_end_high_on_a_small_battery_of_its_pool() -> None:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from vpp.algorithms.site_planning import (
+    GUARD_EUR_PER_KWH,
     SPREAD_EUR_PER_KWH_PER_KW,
     SiteProblem,
     plan_site,
@@ -171,3 +172,50 @@ def test_a_single_site_is_planned_as_alone() -> None:
     house = site(3, price=0.2, load=1.0, **cars((0, 3, 1.75, 7.0)))
     (plan,) = plan_sites_together([house])
     assert plan.car_kw[0] == pytest.approx([7.0, 0.0, 0.0])
+
+
+def test_the_cars_peak_guard_spreads_them_over_dearer_isps() -> None:
+    # Two 7-kW cars needing 3.5 kWh each (two ISPs at 7 kW), two cheap ISPs at 0.10 then two at 0.20. Unguarded both
+    # take the cheap ISPs: 14 kW. Guarded at 7 kW: together at most 7 kW, so 7 kWh need all four ISPs at 7 kW;
+    # the cheap ones carry 3.5 kWh, the dear ones 3.5 kWh: 0.35 + 0.70 = 1.05 EUR instead of 0.70.
+    problem = site(4, price=[0.10, 0.10, 0.20, 0.20], **cars((0, 4, 3.5, 7.0), (0, 4, 3.5, 7.0)))
+    free = plan_site(problem)
+    assert free.car_kw.sum(axis=0) == pytest.approx([14.0, 14.0, 0.0, 0.0])
+    assert free.over_guard_kw is None
+    guarded = plan_site(replace(problem, cars_max_kw=np.full(4, 7.0)))
+    assert guarded.car_kw.sum(axis=0) == pytest.approx([7.0, 7.0, 7.0, 7.0])
+    assert guarded.bill_eur["energy"] == pytest.approx(1.05)
+    assert guarded.unmet_kwh == pytest.approx([0.0, 0.0])
+    assert guarded.over_guard_kw == pytest.approx([0.0] * 4)
+    # The guard costs more than any tariff's spread between two ISPs here, and less than a missed need.
+    assert 0.10 < GUARD_EUR_PER_KWH < 100.0
+
+
+def test_needs_outrank_the_cars_peak_guard() -> None:
+    # A guard of 3 kW over the four ISPs allows 3 kWh; the 7 kWh needed go 4 kWh above it (4 kW per ISP over).
+    problem = site(4, **cars((0, 4, 3.5, 7.0), (0, 4, 3.5, 7.0)), cars_max_kw=np.full(4, 3.0))
+    plan = plan_site(problem)
+    assert plan.unmet_kwh == pytest.approx([0.0, 0.0])
+    assert plan.over_guard_kw is not None
+    assert plan.over_guard_kw.sum() * 0.25 == pytest.approx(4.0)
+    # An ISP with no guard (inf) takes what it can first: 14 kW there (3.5 kWh) and 3 kW in the three guarded ones
+    # (2.25 kWh) leave 1.25 kWh above the guard.
+    open_last = plan_site(replace(problem, cars_max_kw=np.array([3.0, 3.0, 3.0, np.inf])))
+    assert open_last.car_kw.sum(axis=0)[3] == pytest.approx(14.0)
+    assert open_last.over_guard_kw is not None
+    assert open_last.over_guard_kw.sum() * 0.25 == pytest.approx(1.25)
+    assert open_last.over_guard_kw[3] == 0.0
+
+
+def test_sites_together_stay_within_the_pools_guard() -> None:
+    # Two houses, one 7-kW car each needing 3.5 kWh; a peak ISP at 0.27 then four off-peak at 0.20. The pool's plan
+    # put house 0's car in ISPs 1-2 and house 1's in 3-4, within a guard that leaves the two 7 kW (room). Alone
+    # or only spread, house 1 would take ISPs 1-2 too when the others' import ties; guarded, house 0 keeps 1-2
+    # (its room is 7 less house 1's start) and house 1 takes 3-4 (its room is 7 less house 0's plan).
+    houses = [site(5, price=[0.27] + [0.20] * 4, **cars((0, 5, 3.5, 7.0))) for _ in range(2)]
+    start = [np.array([0.0, 7.0, 7.0, 0.0, 0.0]), np.array([0.0, 0.0, 0.0, 7.0, 7.0])]
+    plans = plan_sites_together(houses, room_kw=np.full(5, 7.0), start_kw=start)
+    assert [p.car_kw[0].round(6).tolist() for p in plans] == [[0, 7, 7, 0, 0], [0, 0, 0, 7, 7]]
+    # A single site is guarded at the room itself.
+    (alone,) = plan_sites_together(houses[:1] * 1, room_kw=np.full(5, 3.5), start_kw=[np.zeros(5)])
+    assert alone.car_kw[0] == pytest.approx([0.0, 3.5, 3.5, 3.5, 3.5])

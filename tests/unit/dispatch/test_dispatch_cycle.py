@@ -502,3 +502,28 @@ def test_a_car_seen_giving_back_less_than_asked_is_recharged_no_faster_by_its_di
     taper_h = 0.2 * 46.3 / 5.18 * math.log(2.0)
     assert asked[-1] == pytest.approx(-5.18 * (1.5 - taper_h) / 0.25, abs=1e-3)
     assert asked[-1] == pytest.approx(-5.41, abs=0.01)
+
+
+def test_a_car_drawing_less_than_it_may_below_its_taper_shows_its_onboard_charger() -> None:
+    # A Leaf at 30 % of 39 kWh on an 11-kW wallbox, allowed 11 kW, draws 3.6 kW: its onboard charger (kept for the
+    # session); at 85 % (its taper) or without a known battery nothing is learned.
+    from vpp.domain.dispatch import GroupCaps
+
+    empty = np.zeros(0, dtype=np.int64)
+
+    def snapshot(at: datetime, soc: float | None) -> DispatchSnapshot:
+        return DispatchSnapshot(
+            pool="zone:NL", at=at, session_ids=("leaf",), min_kw=np.zeros(1), max_kw=np.array([11.0]),
+            energy_needed_kwh=np.array([20.0]), hours_to_departure=np.array([10.0]),
+            current_kw=np.array([3.6]), baseline_kw=np.array([11.0]),
+            groups=GroupCaps(group_ids=(), max_kw=np.zeros(0), member_session=empty, member_group=empty),
+            schedule_kw=math.nan, soc_kwh=None if soc is None else np.array([soc * 39.0]),
+            battery_kwh=None if soc is None else np.array([39.0]))
+
+    for soc, learned in ((None, {}), (0.85, {}), (0.3, {"leaf": pytest.approx(3.6)})):
+        state = PoolDispatch(pool="zone:NL", params=DispatchParams(follow_cycles=2, settle_cycles=1, settle_s=0.0))
+        for k in range(4):
+            at = AT + timedelta(seconds=4 * k)
+            plan = state.plan(snapshot(at, soc), Setpoint(k, 0.0, at), PoolLimits())
+            _ack(state, plan.send_ids, plan.send_kw, at=at)
+        assert state.onboard_kw == learned
