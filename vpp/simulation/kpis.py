@@ -321,14 +321,21 @@ class SessionOutcome:
 
 def session_outcomes(result: RunResult) -> list[SessionOutcome]:
     """Every session of the delivery period that left before the run stopped (the run follows them past the
-    period), with what its uncontrolled twin could deliver (``deliverable_kwh``), whether its need was feasible
-    (the twin delivers it, within ``NEED_TOLERANCE_KWH``) and whether it was met (within the tolerance and 1 %)."""
+    period), with what its uncontrolled twin could deliver (``deliverable_kwh``; under a device curtailment, at
+    most what full power within the cap delivers), whether its need was feasible (the twin delivers it, within
+    ``NEED_TOLERANCE_KWH``) and whether it was met (within the tolerance and 1 %)."""
     follow_end = _follow_end(result)
     out: list[SessionOutcome] = []
     for record in result.sessions:
         if not in_period(record, result) or record.departure > follow_end:
             continue
         deliverable = sum(kwh for _, kwh in _twin(record))
+        caps = result.device_caps.get((record.party, record.location_id))
+        if caps:
+            # Under a DSO's curtailment of its device (§14a) no control can give the car more than full power
+            # within the cap: a need beyond that is not feasible (home-14a: a Kia Niro at 5 % plugged in as the
+            # 4.2-kW window began took 60.06 of its 61.56 kWh, drawing full power whenever the cap let it).
+            deliverable = min(deliverable, sum(kwh for _, kwh in uncontrolled_twin(record, caps=caps)))
         required = min(record.need_kwh, deliverable)
         feasible = deliverable + NEED_TOLERANCE_KWH >= record.need_kwh
         met = feasible and record.delivered_kwh >= required - NEED_TOLERANCE_KWH - 0.01 * required

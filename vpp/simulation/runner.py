@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time as wallclock
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -880,16 +880,28 @@ def setpoint_share(shape: str, seconds: float) -> float:
     return 0.5 + 0.5 * (t - 420.0) / 60.0
 
 
-def uncontrolled_twin(record: SessionRecord, resolution_s: float = 60.0) -> list[tuple[datetime, float]]:
-    """Energy per ``resolution_s`` of the same car charging at full power from plug-in until full or departure."""
+def uncontrolled_twin(record: SessionRecord, resolution_s: float = 60.0,
+                      caps: Sequence[tuple[datetime, datetime, float]] = ()) -> list[tuple[datetime, float]]:
+    """Energy per ``resolution_s`` of the same car charging at full power from plug-in until full or departure.
+
+    ``caps``: windows ``(start, end, kW)`` in which the car may draw at most that much (a DSO's §14a curtailment
+    of its device): the most any control could give it.
+    """
     car = Car(model=record.car.model, soc=record.car.soc, energy_demand_kwh=record.car.energy_demand_kwh)
     out: list[tuple[datetime, float]] = []
     at = record.start
     while at < record.departure:
         seconds = min(resolution_s, (record.departure - at).total_seconds())
-        power = charge_power_kw(car, evse_max_kw=record.evse_max_kw, dc=record.dc, limit_kw=None,
+        if caps:
+            # A step that a window starts or ends inside of is cut there.
+            step_end = at + timedelta(seconds=seconds)
+            edges = [edge for low, high, _ in caps for edge in (low, high) if at < edge < step_end]
+            if edges:
+                seconds = (min(edges) - at).total_seconds()
+        limit = min((kw for low, high, kw in caps if low <= at < high), default=None)
+        power = charge_power_kw(car, evse_max_kw=record.evse_max_kw, dc=record.dc, limit_kw=limit,
                                 v2g_allowed=False, seconds=seconds)
-        if power <= 1e-9:
+        if power <= 1e-9 and (limit is None or limit > 1e-9):
             break
         out.append((at, apply_power(car, power, seconds)))
         at += timedelta(seconds=seconds)
