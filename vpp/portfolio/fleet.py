@@ -26,7 +26,7 @@ from vpp.domain.pools import PoolId, PoolKind
 from vpp.locations.tables import ChargingConnector, ChargingEvse, ChargingLocation
 from vpp.ocpi.tables import OcpiConnection
 from vpp.portfolio.end_soc import END_SOC, car_keys, session_targets
-from vpp.portfolio.tables import Booking, ChargingNeedRow, CongestionPoint, Site, SiteLocation
+from vpp.portfolio.tables import Booking, ChangeMark, ChargingNeedRow, CongestionPoint, Site, SiteLocation
 from vpp.sessions.tables import ChargingSession, SessionReading
 
 FloatArray = npt.NDArray[np.float64]
@@ -432,8 +432,10 @@ def _as_utc(values: Any) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(pd.to_datetime(values, utc=True))
 
 
-def load_fleet(db: Session, now: datetime, *, defaults: LearnedNeedDefaults | None = None) -> Fleet:
-    """Read every active session with what the portfolio needs to know of it, and resolve its need."""
+def _active_frame(db: Session) -> pd.DataFrame:
+    """Every active session joined to its connector, site, latest reading and stated need (what the fleet read
+    reads of the database, bookings and congestion limits aside): a function of the tables the ``fleet`` change
+    mark covers."""
     rows = db.execute(
         select(ChargingSession.id, ChargingSession.connection_id, ChargingSession.party_key,
                ChargingSession.country_code, ChargingSession.party_id, ChargingSession.location_id,
@@ -447,7 +449,7 @@ def load_fleet(db: Session, now: datetime, *, defaults: LearnedNeedDefaults | No
                                         "location_id", "evse_uid", "connector_id", "start_at", "delivered_kwh",
                                         "driver_token", "flags"])
     if frame.empty:
-        return _empty_fleet(db, now)
+        return frame
     frame["location_key"] = frame["location_id"].astype(str).str.casefold()
     frame["evse_key"] = frame["evse_uid"].astype(str).str.casefold()
     frame["connector_key"] = frame["connector_id"].astype(str).str.casefold()
@@ -458,6 +460,78 @@ def load_fleet(db: Session, now: datetime, *, defaults: LearnedNeedDefaults | No
     frame = frame.merge(latest_readings(db), on="id", how="left")
     frame = frame.merge(_needs_frame(db), on="id", how="left")
     frame["vehicle_key"] = [str((t or {}).get("uid", "")).casefold() for t in frame["driver_token"]]
+    return frame
+
+
+FLEET_MARK = "fleet"
+
+
+class ActiveFrameCache:
+    """The active sessions' frame (``_active_frame``) kept per database under the ``fleet`` change mark.
+
+    The mark's token is replaced by trigger in every transaction that writes a table the frame is read from
+    (migration ``0013_change_marks``), whichever process writes: the OCPI intake's processes write the sessions
+    and readings, the service's process reads them. A read asks for the token first and reads the frame only when
+    it differs from the one the kept frame was read under; the token is read before the frame, so a frame never
+    misses a write committed before its token (a write committed in between changes the token again, and the next
+    read reads afresh). Not kept: on a database without the mark (other dialects, or its row gone), and on
+    PostgreSQL in a transaction that has written (its own mark is set only at its commit, and may roll back).
+    """
+
+    def __init__(self) -> None:
+        self._kept: weakref.WeakKeyDictionary[Any, tuple[int, pd.DataFrame]] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+        self.reads = 0
+        self.reuses = 0
+
+    def clear(self) -> None:
+        """Forget every kept frame."""
+        with self._lock:
+            self._kept.clear()
+
+    @staticmethod
+    def token(db: Session) -> int | None:
+        """The ``fleet`` mark's token now (None: no mark to trust in this transaction)."""
+        dialect = db.get_bind().dialect.name
+        if dialect == "sqlite":
+            found = db.execute(select(ChangeMark.token).where(ChangeMark.name == FLEET_MARK)).first()
+            return None if found is None else int(found[0])
+        if dialect == "postgresql":
+            marked = db.execute(select(ChangeMark.token, func.txid_current_if_assigned())
+                                .where(ChangeMark.name == FLEET_MARK)).first()
+            return None if marked is None or marked[1] is not None else int(marked[0])
+        return None
+
+    def read(self, db: Session) -> pd.DataFrame:
+        """The active sessions' frame, read again only when the mark moved since it was kept (do not modify it)."""
+        bind = db.get_bind()
+        token = self.token(db)
+        if token is not None:
+            with self._lock:
+                kept = self._kept.get(bind)
+            if kept is not None and kept[0] == token:
+                self.reuses += 1
+                return kept[1]
+        frame = _active_frame(db)
+        self.reads += 1
+        if token is not None:
+            with self._lock:
+                self._kept[bind] = (token, frame)
+        return frame
+
+
+ACTIVE_FRAMES = ActiveFrameCache()
+
+
+def load_fleet(db: Session, now: datetime, *, defaults: LearnedNeedDefaults | None = None) -> Fleet:
+    """Read every active session with what the portfolio needs to know of it, and resolve its need.
+
+    The sessions' frame is kept between reads while the database's ``fleet`` mark stays (``ACTIVE_FRAMES``); the
+    bookings, which depend on ``now``, and the resolution are done on every call.
+    """
+    frame = ACTIVE_FRAMES.read(db)
+    if frame.empty:
+        return _empty_fleet(db, now)
     frame = frame.merge(_next_bookings(db, now), on="vehicle_key", how="left")
     frame = frame.drop_duplicates("id").reset_index(drop=True)
     return _resolve(frame, db, now, defaults)
