@@ -162,9 +162,10 @@ class SiteSeriesRow(Base):
 
 
 class ChangeMark(Base):
-    """A token the database replaces, by trigger, in every transaction that writes one of the tables a mark
-    covers (migration ``0013_change_marks``): ``fleet`` covers what ``vpp.portfolio.fleet.load_fleet`` reads and
-    keeps. A reader that kept rows under the token it reads now may use them again, whichever process wrote."""
+    """A token the database replaces, by trigger, in every transaction that writes what the mark covers (migration
+    ``0013_change_marks``): ``topology`` covers the locations' sites and the connectors' powers, which
+    ``vpp.portfolio.fleet.TOPOLOGY`` keeps. A reader that kept frames under the token it reads now may use them
+    again, whichever process wrote."""
 
     __tablename__ = "change_marks"
 

@@ -1,18 +1,21 @@
-"""change marks: a token the database replaces in every transaction that writes what the fleet read reads
+"""change marks: a token the database replaces in every transaction that writes the grid topology
 
 Revision ID: 0013_change_marks
 Revises: 0012_site_series_marks
-Create Date: 2026-12-07 21:00:00
+Create Date: 2026-12-07 21:30:00
 
-Issue 15 (speed). The fleet read (``vpp.portfolio.fleet.load_fleet``) reads every active session with its
-connector, site, need and latest reading; in a simulation's aFRR window it ran on most 4-s steps although the
-sessions had not changed since. The OCPI intake writes from processes of its own, so a process-local flag cannot
-say so: triggers on the tables the read reads replace the ``fleet`` mark's token in the writing transaction, and a
-reader that kept the rows under the token it reads now skips the read. SQLite: a row trigger replaces the token
-with a random one (writes there are serialised by the database's write lock). PostgreSQL: a deferred constraint
-trigger sets it to the transaction's id once, at commit, after every row lock the transaction takes, so it adds no
-lock-order cycle to concurrent writers (and it is cloned to every partition of ``session_readings``). Other
-dialects get the table without triggers; the reader then never keeps rows.
+Issue 15 (speed). The sites of the CPO locations (``site_frame``) and the connectors' powers (``connector_frame``)
+were read again by every fleet read, every completed-history read and every learned-end-of-charge read: in a
+simulation a few times per step, each a join of every location, although they change only when a CPO's locations
+or the sites are written. The OCPI intake writes locations from processes of its own, so a process-local flag
+cannot say so: triggers on those tables replace the ``topology`` mark's token in the writing transaction, and a
+reader that kept the frames under the token it reads now skips the read (``vpp.portfolio.fleet.TOPOLOGY``).
+Only the columns those reads read move the mark (an EVSE's status, pushed on every plug-in, does not).
+
+SQLite: row triggers replace the token with a random one (writes there are serialised by the database's write
+lock). PostgreSQL: a deferred constraint trigger sets it to the transaction's id once, at commit, after every row
+lock the transaction takes, so it adds no lock-order cycle to concurrent writers; TRUNCATE marks by a statement
+trigger. Other dialects get the table without triggers; readers there never keep frames.
 """
 
 from __future__ import annotations
@@ -27,39 +30,48 @@ down_revision = '0012_site_series_marks'
 branch_labels = None
 depends_on = None
 
-# Every table ``load_fleet`` reads and keeps (the bookings and congestion limits it reads afresh on every call).
-FLEET_TABLES = ("charging_sessions", "session_readings", "charging_needs", "charging_locations", "charging_evses",
-                "charging_connectors", "sites", "site_locations")
-# Of ``ocpi_connections`` only the flags are read (its other columns change on every token use).
-FLAGGED = "ocpi_connections"
+# Table -> the columns whose update moves the ``topology`` mark (None: any column); inserts and deletes always do.
+TOPOLOGY: dict[str, tuple[str, ...] | None] = {
+    "charging_locations": ("id", "connection_id", "party_key", "external_key"),
+    "charging_evses": ("id", "location_pk", "uid_key", "capabilities"),
+    "charging_connectors": ("id", "evse_pk", "external_key", "max_power_kw"),
+    "sites": None,
+    "site_locations": None,
+}
+MARK = "topology"
 
 
-def _sqlite_triggers() -> list[str]:
-    bump = "BEGIN UPDATE change_marks SET token = random() WHERE name = 'fleet'; END"
-    out = [f"CREATE TRIGGER mark_fleet_{table}_{event.lower()} AFTER {event} ON {table} {bump}"
-           for table in FLEET_TABLES for event in ("INSERT", "UPDATE", "DELETE")]
-    out += [f"CREATE TRIGGER mark_fleet_{FLAGGED}_insert AFTER INSERT ON {FLAGGED} {bump}",
-            f"CREATE TRIGGER mark_fleet_{FLAGGED}_update AFTER UPDATE OF flags ON {FLAGGED} {bump}",
-            f"CREATE TRIGGER mark_fleet_{FLAGGED}_delete AFTER DELETE ON {FLAGGED} {bump}"]
+def _update_of(columns: tuple[str, ...] | None) -> str:
+    return "UPDATE" if columns is None else f"UPDATE OF {', '.join(columns)}"
+
+
+def _sqlite_triggers() -> list[tuple[str, str]]:
+    """(name, statement) of every SQLite trigger."""
+    bump = f"BEGIN UPDATE change_marks SET token = random() WHERE name = '{MARK}'; END"
+    out = []
+    for table, columns in TOPOLOGY.items():
+        for event, clause in (("insert", "INSERT"), ("update", _update_of(columns)), ("delete", "DELETE")):
+            name = f"mark_{MARK}_{table}_{event}"
+            out.append((name, f"CREATE TRIGGER {name} AFTER {clause} ON {table} {bump}"))
     return out
 
 
-def _postgresql_triggers() -> list[str]:
+def _postgresql_statements() -> list[str]:
     function = """
-        CREATE FUNCTION mark_fleet() RETURNS trigger LANGUAGE plpgsql AS $$
+        CREATE FUNCTION mark_change() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
             UPDATE change_marks SET token = txid_current()
-             WHERE name = 'fleet' AND token IS DISTINCT FROM txid_current();
+             WHERE name = TG_ARGV[0] AND token IS DISTINCT FROM txid_current();
             RETURN NULL;
         END $$"""
-    events = {table: "INSERT OR UPDATE OR DELETE" for table in FLEET_TABLES}
-    events[FLAGGED] = "INSERT OR UPDATE OF flags OR DELETE"
-    # TRUNCATE fires no row trigger: a statement trigger marks it (it holds the table exclusively anyway).
-    return [function] + [
-        f"CREATE CONSTRAINT TRIGGER mark_fleet AFTER {on} ON {table} DEFERRABLE INITIALLY DEFERRED "
-        "FOR EACH ROW EXECUTE FUNCTION mark_fleet()" for table, on in events.items()] + [
-        f"CREATE TRIGGER mark_fleet_truncate AFTER TRUNCATE ON {table} FOR EACH STATEMENT "
-        "EXECUTE FUNCTION mark_fleet()" for table in events]
+    out = [function]
+    for table, columns in TOPOLOGY.items():
+        out.append(f"CREATE CONSTRAINT TRIGGER mark_{MARK} AFTER INSERT OR {_update_of(columns)} OR DELETE ON {table} "
+                   f"DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION mark_change('{MARK}')")
+        # TRUNCATE fires no row trigger (and holds the table exclusively anyway).
+        out.append(f"CREATE TRIGGER mark_{MARK}_truncate AFTER TRUNCATE ON {table} FOR EACH STATEMENT "
+                   f"EXECUTE FUNCTION mark_change('{MARK}')")
+    return out
 
 
 def upgrade() -> None:
@@ -68,24 +80,25 @@ def upgrade() -> None:
     sa.Column('token', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('name', name=op.f('pk_change_marks'))
     )
-    # A random first token: a reader that kept rows of a database dropped and made again must not match it.
-    op.execute(f"INSERT INTO change_marks (name, token) VALUES ('fleet', {secrets.randbits(62)})")
+    # A random first token: a reader that kept frames of a database dropped and made again must not match it.
+    op.execute(f"INSERT INTO change_marks (name, token) VALUES ('{MARK}', {secrets.randbits(62)})")
     dialect = op.get_bind().dialect.name
-    statements = (_sqlite_triggers() if dialect == "sqlite" else _postgresql_triggers() if dialect == "postgresql"
-                  else [])
-    for statement in statements:
-        op.execute(statement)
+    if dialect == "sqlite":
+        for _name, statement in _sqlite_triggers():
+            op.execute(statement)
+    elif dialect == "postgresql":
+        for statement in _postgresql_statements():
+            op.execute(statement)
 
 
 def downgrade() -> None:
     dialect = op.get_bind().dialect.name
     if dialect == "sqlite":
-        for statement in _sqlite_triggers():
-            name = statement.split()[2]
+        for name, _statement in _sqlite_triggers():
             op.execute(f"DROP TRIGGER IF EXISTS {name}")
     elif dialect == "postgresql":
-        for table in (*FLEET_TABLES, FLAGGED):
-            op.execute(f"DROP TRIGGER IF EXISTS mark_fleet ON {table}")
-            op.execute(f"DROP TRIGGER IF EXISTS mark_fleet_truncate ON {table}")
-        op.execute("DROP FUNCTION IF EXISTS mark_fleet()")
+        for table in TOPOLOGY:
+            op.execute(f"DROP TRIGGER IF EXISTS mark_{MARK} ON {table}")
+            op.execute(f"DROP TRIGGER IF EXISTS mark_{MARK}_truncate ON {table}")
+        op.execute("DROP FUNCTION IF EXISTS mark_change()")
     op.drop_table('change_marks')
