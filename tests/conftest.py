@@ -24,6 +24,7 @@ from vpp.api.app import create_app
 from vpp.apikeys import service as apikeys
 from vpp.config import Settings
 from vpp.db import create_db_engine, create_session_factory, unit_of_work
+from vpp.dispatch.service import LIMITS_SENT
 from vpp.keyring import Keyring, derive_key
 from vpp.portfolio.end_soc import END_SOC
 from vpp.tables import metadata
@@ -117,6 +118,7 @@ def session_factory(engine: Engine) -> Iterator[sessionmaker[Session]]:
     yield create_session_factory(engine)
     truncate_all(engine)
     END_SOC.clear()
+    LIMITS_SENT.clear()
 
 
 @pytest.fixture
