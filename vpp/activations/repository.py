@@ -135,15 +135,45 @@ def allocations_since_last_full(session: Session, pool: str,
     Only those columns: a dispatcher writes a full allocation when it takes the pool, so these are every cycle
     since, read by every re-plan.
     """
+    last_full_at = last_full_allocation_at(session, pool, until)
+    if last_full_at is None:
+        return []
+    return allocations_from(session, pool, last_full_at, until)
+
+
+def last_full_allocation_at(session: Session, pool: str, until: datetime | None = None) -> datetime | None:
+    """When the pool's last full allocation (up to ``until``) was made; None without one."""
     earlier = [] if until is None else [DispatchAllocation.at <= until]
-    last_full_at = session.scalar(
+    return session.scalar(
         select(func.max(DispatchAllocation.at)).where(DispatchAllocation.pool == pool, DispatchAllocation.full,
                                                       *earlier)
     )
-    if last_full_at is None:
-        return []
+
+
+def allocations_from(session: Session, pool: str, start: datetime,
+                     until: datetime | None = None) -> Sequence[Row[tuple[datetime, bool, dict[str, Any]]]]:
+    """The ``at``, ``full`` and ``items`` of the pool's allocations from ``start`` (up to ``until``), oldest first
+    and a full one first among those of one moment."""
+    earlier = [] if until is None else [DispatchAllocation.at <= until]
     return session.execute(
         select(DispatchAllocation.at, DispatchAllocation.full, DispatchAllocation.items)
-        .where(DispatchAllocation.pool == pool, DispatchAllocation.at >= last_full_at, *earlier)
+        .where(DispatchAllocation.pool == pool, DispatchAllocation.at >= start, *earlier)
         .order_by(DispatchAllocation.at, DispatchAllocation.full.desc())
     ).all()
+
+
+def full_allocation_id(session: Session, pool: str, at: datetime) -> str | None:
+    """The least id among the pool's full allocations at ``at`` (ids are never reused: a pool's cycles deleted and
+    written again from the same moment have other ids)."""
+    return session.scalar(
+        select(func.min(DispatchAllocation.id)).where(DispatchAllocation.pool == pool, DispatchAllocation.full,
+                                                      DispatchAllocation.at == at)
+    )
+
+
+def count_allocations(session: Session, pool: str, start: datetime, end: datetime) -> int:
+    """How many allocations the pool has from ``start`` up to (not including) ``end`` (one probe of its index)."""
+    return int(session.scalar(
+        select(func.count()).select_from(DispatchAllocation)
+        .where(DispatchAllocation.pool == pool, DispatchAllocation.at >= start, DispatchAllocation.at < end)
+    ) or 0)

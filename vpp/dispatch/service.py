@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -156,11 +159,83 @@ def limits_in_force(session: Session, pool: str) -> dict[str, float]:
 
 def limits_sent_at(session: Session, pool: str, until: datetime | None = None) -> dict[str, tuple[float, datetime]]:
     """Each session's limit in force and when it was sent (the cycle's time), as the pool's last owner left them;
-    with ``until``, as the cycles up to that moment left them (not a later cycle's)."""
-    limits: dict[str, tuple[float, datetime]] = {}
-    for row in repository.allocations_since_last_full(session, pool, until):
+    with ``until``, as the cycles up to that moment left them (not a later cycle's). Folded incrementally across
+    calls (``LIMITS_SENT``): the same result as folding every cycle since the last full one."""
+    return LIMITS_SENT.read(session, pool, until)
+
+
+def _fold_sent(limits: dict[str, tuple[float, datetime]], rows: Iterable[Any]) -> None:
+    """Overlay the allocation ``rows`` (oldest first) on ``limits``, in place."""
+    for row in rows:
         for sid, kw in zip(row.items.get("s", []), row.items.get("kw", []), strict=True):
             old = limits.get(sid)
             # A full cycle restates the limits in force: keep when a limit was sent, not when it was restated.
             limits[sid] = (kw, old[1] if row.full and old is not None and old[0] == kw else row.at)
-    return limits
+
+
+@dataclass
+class _SentFold:
+    last_full_at: datetime
+    last_full_id: str | None
+    # The fold of the ``before`` allocations from ``last_full_at`` up to (not including) ``boundary``, the latest
+    # moment folded: those of that moment are read again by the next call, whatever committed since among them.
+    boundary: datetime
+    before: int
+    limits: dict[str, tuple[float, datetime]]
+
+
+class LimitsSentCache:
+    """The fold of a pool's cycles since its last full allocation, kept per database and pool between re-plans.
+
+    Each re-plan asked for every cycle since the pool was taken (in a simulated day, every cycle of the run) and
+    decoded their JSON again. The fold of the cycles before the latest moment already folded is kept; a later
+    call with the same last full allocation (its moment and id), asked up to that moment or later, checks their
+    count (one probe of
+    the (pool, at) index: a cycle committed late among them, or one deleted, reads everything again), reads only
+    the cycles from that moment on and folds them onto a copy, in the same order a whole read folds them.
+    """
+
+    def __init__(self) -> None:
+        self._kept: weakref.WeakKeyDictionary[Any, dict[str, _SentFold]] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+        self.full_reads = 0
+        self.partial_reads = 0
+
+    def clear(self) -> None:
+        """Forget every kept fold."""
+        with self._lock:
+            self._kept.clear()
+
+    def read(self, session: Session, pool: str, until: datetime | None) -> dict[str, tuple[float, datetime]]:
+        """The limits in force up to ``until`` (None: now) with when each was sent."""
+        last_full_at = repository.last_full_allocation_at(session, pool, until)
+        if last_full_at is None:
+            return {}
+        last_full_id = repository.full_allocation_id(session, pool, last_full_at)
+        bind = session.get_bind()
+        with self._lock:
+            kept = self._kept.get(bind, {}).get(pool)
+        if (kept is not None and kept.last_full_at == last_full_at and kept.last_full_id == last_full_id
+                and (until is None or until >= kept.boundary)
+                and repository.count_allocations(session, pool, last_full_at, kept.boundary) == kept.before):
+            self.partial_reads += 1
+            rows = repository.allocations_from(session, pool, kept.boundary, until)
+            limits, before = dict(kept.limits), kept.before
+        else:
+            self.full_reads += 1
+            rows = repository.allocations_from(session, pool, last_full_at, until)
+            limits, before = {}, 0
+        if not rows:
+            return limits
+        boundary = rows[-1].at
+        settled = [row for row in rows if row.at < boundary]
+        _fold_sent(limits, settled)
+        fold = _SentFold(last_full_at=last_full_at, last_full_id=last_full_id, boundary=boundary,
+                         before=before + len(settled), limits=dict(limits))
+        with self._lock:
+            self._kept.setdefault(bind, {})[pool] = fold
+        _fold_sent(limits, rows[len(settled):])
+        return limits
+
+
+LIMITS_SENT = LimitsSentCache()

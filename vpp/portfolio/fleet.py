@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,7 +27,7 @@ from vpp.domain.pools import PoolId, PoolKind
 from vpp.locations.tables import ChargingConnector, ChargingEvse, ChargingLocation
 from vpp.ocpi.tables import OcpiConnection
 from vpp.portfolio.end_soc import END_SOC, LIVE_BATTERY, car_keys, session_targets
-from vpp.portfolio.tables import Booking, ChargingNeedRow, CongestionPoint, Site, SiteLocation
+from vpp.portfolio.tables import Booking, ChangeMark, ChargingNeedRow, CongestionPoint, Site, SiteLocation
 from vpp.sessions.tables import ChargingSession, SessionReading
 
 FloatArray = npt.NDArray[np.float64]
@@ -142,8 +143,79 @@ class NeedDefaultsCache:
 NEED_DEFAULTS = NeedDefaultsCache()
 
 
+def mark_token(db: Session, name: str) -> int | None:
+    """The change mark ``name``'s token now (``vpp.portfolio.tables.ChangeMark``); None where no mark can be trusted
+    in this transaction: a dialect without the triggers, a mark without its row, or on PostgreSQL a transaction
+    that has written (its own writes set the mark only at its commit, and may roll back)."""
+    dialect = db.get_bind().dialect.name
+    if dialect == "sqlite":
+        found = db.execute(select(ChangeMark.token).where(ChangeMark.name == name)).first()
+        return None if found is None else int(found[0])
+    if dialect == "postgresql":
+        marked = db.execute(select(ChangeMark.token, func.txid_current_if_assigned())
+                            .where(ChangeMark.name == name)).first()
+        return None if marked is None or marked[1] is not None else int(marked[0])
+    return None
+
+
+TOPOLOGY_MARK = "topology"
+
+
+class TopologyCache:
+    """Frames of the grid topology (the locations' sites, the connectors' powers) kept per database under the
+    ``topology`` change mark.
+
+    The mark's token is replaced by trigger in every transaction that writes what these frames read (migration
+    ``0013_change_marks``), whichever process writes: the OCPI intake's processes write the locations. A read asks
+    for the token first and reads the frame only when it was kept under another one; the token is read before the
+    frame, so a kept frame never misses a write committed before its token (a write committed in between replaces
+    the token again, and the next read reads afresh). Each caller gets a copy of its own.
+    """
+
+    def __init__(self) -> None:
+        self._kept: weakref.WeakKeyDictionary[Any, tuple[int, dict[Any, pd.DataFrame]]] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+        self.reads = 0
+        self.reuses = 0
+
+    def clear(self) -> None:
+        """Forget every kept frame."""
+        with self._lock:
+            self._kept.clear()
+
+    def frame(self, db: Session, key: Any, read: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+        """The frame ``key`` as ``read`` reads it, read again only when the mark moved since it was kept."""
+        token = mark_token(db, TOPOLOGY_MARK)
+        if token is None:
+            self.reads += 1
+            return read()
+        bind = db.get_bind()
+        with self._lock:
+            kept = self._kept.get(bind)
+            found = kept[1].get(key) if kept is not None and kept[0] == token else None
+            if found is not None:
+                self.reuses += 1
+                return found.copy()
+        frame = read()
+        with self._lock:
+            self.reads += 1
+            kept = self._kept.get(bind)
+            if kept is None or kept[0] != token:
+                kept = self._kept[bind] = (token, {})
+            kept[1][key] = frame
+        return frame.copy()
+
+
+TOPOLOGY = TopologyCache()
+
+
 def site_frame(db: Session) -> pd.DataFrame:
-    """Every CPO location mapped to a site: party and location keys, site, capacity, EAN, zone, category."""
+    """Every CPO location mapped to a site: party and location keys, site, capacity, EAN, zone, category (kept
+    under the ``topology`` mark: ``TOPOLOGY``)."""
+    return TOPOLOGY.frame(db, "sites", lambda: _read_site_frame(db))
+
+
+def _read_site_frame(db: Session) -> pd.DataFrame:
     rows = db.execute(
         select(SiteLocation.party_key, SiteLocation.location_key, Site.id, Site.capacity_kw,
                Site.congestion_point_ean, Site.bidding_zone, Site.category)
@@ -387,7 +459,12 @@ def _latest_by_max(since: datetime) -> Select[Any]:
 
 
 def connector_frame(db: Session, connection_ids: list[str]) -> pd.DataFrame:
-    """Every connector of these connections with its maximum power and whether its EVSE can discharge."""
+    """Every connector of these connections with its maximum power and whether its EVSE can discharge (kept under
+    the ``topology`` mark: ``TOPOLOGY``)."""
+    return TOPOLOGY.frame(db, ("connectors", tuple(connection_ids)), lambda: _read_connector_frame(db, connection_ids))
+
+
+def _read_connector_frame(db: Session, connection_ids: list[str]) -> pd.DataFrame:
     rows = db.execute(
         select(ChargingLocation.connection_id, ChargingLocation.external_key, ChargingEvse.uid_key,
                ChargingConnector.external_key, ChargingConnector.max_power_kw, ChargingEvse.capabilities)

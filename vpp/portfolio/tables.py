@@ -161,6 +161,18 @@ class SiteSeriesRow(Base):
     power_kw: Mapped[float] = mapped_column(Float)
 
 
+class ChangeMark(Base):
+    """A token the database replaces, by trigger, in every transaction that writes what the mark covers (migration
+    ``0013_change_marks``): ``topology`` covers the locations' sites and the connectors' powers, which
+    ``vpp.portfolio.fleet.TOPOLOGY`` keeps. A reader that kept frames under the token it reads now may use them
+    again, whichever process wrote."""
+
+    __tablename__ = "change_marks"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    token: Mapped[int] = mapped_column(BigInteger)
+
+
 class SiteSeriesMark(Base):
     """The change marker of one site's series (``load`` in ``site_loads``; ``pv``, ``import``, ``export`` in
     ``site_series``): every write replaces ``token`` with a new random one, keeps the one it replaced in
