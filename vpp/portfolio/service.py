@@ -471,7 +471,7 @@ def dayahead_instance(fleet: Fleet, pool: str, horizon: IspHorizon, forecast: Fo
         for j, (t, leaves, energy) in enumerate(forecast_stays(forecast, forecast.arrivals[quantile] * future,
                                                               horizon.count)):
             item = {"id": f"forecast-{t}-{j}", "arrival": t, "departure": leaves, "energy_kwh": energy,
-                    "max_kw": FORECAST_MAX_KW, "min_kw": 0.0}
+                    "max_kw": FORECAST_MAX_KW, "min_kw": 0.0, "to_come": True}
             if fleet.target_soc.size:
                 item["target_soc"] = fleet.pool_target_soc(pool, energy)
             # Cars to come discharge like the pool's V2G cars now, at their share (every k-th arrival).
