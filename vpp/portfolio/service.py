@@ -429,7 +429,8 @@ def dayahead_instance(fleet: Fleet, pool: str, horizon: IspHorizon, forecast: Fo
     is one the pool can follow. Forecast arrivals are counted by the running total of the quantile, so ISPs
     with less than one arrival each still add up to the cars that come. Each session carries where its need is
     taken to end (``target_soc``: its car's, or for cars to come the pool's, learned from finished sessions;
-    ``Fleet.target_soc``), so the position's model of the taper is the re-plan's.
+    ``Fleet.target_soc``), so the position's model of the taper is the re-plan's; a forecast arrival is marked
+    ``to_come`` (``vpp.bids.dayahead.as_planned`` may buy it up to its departure, as the re-plan plans it).
     """
     if len(prices_eur_per_mwh) != horizon.count:
         raise InvalidInput(f"prices: expected {horizon.count} values (one per ISP), got {len(prices_eur_per_mwh)}")
