@@ -68,6 +68,9 @@ def test_a_car_plugged_in_since_the_plan_counts_at_its_even_pace_until_the_plan_
     gone = replace(snapshot, hours_to_departure=np.array([8.0, 8.0, 8.0, 0.0]))
     assert pool_baseline_kw(gone, PoolLimits()) == pytest.approx(35.0)
     assert pool_baseline_kw(replace(snapshot, planned_kw=None), PoolLimits()) == pytest.approx(44.0)
+    # A car of a site that plans its own cars behind the meter keeps its full power until its plan has it.
+    site = replace(snapshot, follows_plan_discharge=np.array([False, False, False, True]))
+    assert pool_baseline_kw(site, PoolLimits()) == pytest.approx(35.0)
     # Ending at a learned 90 % the taper adds less: from 56.7 % of 60 kWh, 14 kWh flat, then 6 kWh of the 12 above
     # 80 %: tau x ln(12 / 6) = 0.756 h against 6 / 11 = 0.545 h, 0.211 h more: 20 / 7.539 h = 2.653 kW.
     learned = replace(snapshot, target_soc=np.array([0.9] * 4))
