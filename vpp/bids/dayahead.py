@@ -84,7 +84,7 @@ def build_content(portfolio: PortfolioView, policy: BidPolicy, *, pool: str, day
     uncontrolled = next((k for k, t in enumerate(lead) if t in committed), len(lead))
     instance = settle_lead(instance, uncontrolled, taper=policy.dayahead_planner_model)
     if policy.dayahead_planner_model:
-        instance = as_planned(instance)
+        instance = as_planned(instance, taper_to_come=policy.dayahead_taper_to_come)
     offset = len(lead) - uncontrolled
     problem = problem_from_instance(within_reach(instance, offset + len(isps)))
     early = {str(item["id"]) for item in instance["sessions"]
@@ -208,7 +208,7 @@ def settle_lead(instance: dict[str, Any], lead: int, *, taper: bool = False) -> 
     return cut
 
 
-def as_planned(instance: dict[str, Any]) -> dict[str, Any]:
+def as_planned(instance: dict[str, Any], *, taper_to_come: bool = True) -> dict[str, Any]:
     """The instance's cars as the rolling-horizon planner that controls them models them (``vpp.portfolio.planning.
     plan_problem``), so that what the position buys is what the control will draw: each car at most what it is
     taken to draw at full power (on AC 11 kW), done by the taper's departure (``vpp.algorithms.planning.
@@ -218,6 +218,12 @@ def as_planned(instance: dict[str, Any]) -> dict[str, Any]:
 
     Bought with each car at its charger's power up to its departure, the position put the evening's needs into the
     cheapest ISPs just before the cars leave, where the control, which plans them to be done earlier, never draws.
+
+    ``taper_to_come``: the cars still to come (``to_come``) are tapered too. Before any finished session has shown
+    where cars stop (in the demo at the trading moment: every one of them taken to end full of 60 kWh), that
+    forces energy into the delivery day's evening: on the quarter demo 1,538 kWh of D 18:00-24:00 could fall
+    nowhere else, 1,058 without their taper (docs/scenarios.md, "The position's evening, traced"). False: they
+    are bought up to their departure (at most 11 kW on AC), as the re-plan plans its forecast arrivals.
     """
     n_isps = len(instance["prices_eur_per_mwh"])
     items = list(instance["sessions"])
@@ -234,7 +240,10 @@ def as_planned(instance: dict[str, Any]) -> dict[str, Any]:
     planned = taper_departure(departure, energy, full, float(instance.get("isp_minutes", 15)) / 60.0,
                               soc_kwh=soc, battery_kwh=battery, arrival=arrival,
                               target_soc=np.array([t for _, t in targets]))
-    planned = np.where(departure >= n_isps, departure, np.minimum(planned, departure))
+    # Without ``taper_to_come`` a car still to come (``to_come``, a forecast arrival) is bought up to its
+    # departure, as the re-plan plans its own forecast arrivals (``vpp.portfolio.planning.plan_problem``).
+    to_come = np.array([not taper_to_come and bool(item.get("to_come")) for item in items])
+    planned = np.where((departure >= n_isps) | to_come, departure, np.minimum(planned, departure))
     sessions = []
     for k, item in enumerate(items):
         changed = {**item, "departure": int(planned[k])}

@@ -57,6 +57,9 @@ class BidPolicy:
     # departure, the lead charged with the taper: ``vpp.bids.dayahead.as_planned``); False: each car at its
     # charger's power up to its departure.
     dayahead_planner_model: bool = True
+    # With the planner's model, the cars still to come are tapered as the present ones (to the learned target, else
+    # full); False: bought up to their departure, as the re-plan plans its forecast arrivals (``as_planned``).
+    dayahead_taper_to_come: bool = True
     forecast_weeks: int = 4
     reliability: float = 0.9
     afrr_product_hours: int = 4

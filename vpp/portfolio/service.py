@@ -429,7 +429,8 @@ def dayahead_instance(fleet: Fleet, pool: str, horizon: IspHorizon, forecast: Fo
     is one the pool can follow. Forecast arrivals are counted by the running total of the quantile, so ISPs
     with less than one arrival each still add up to the cars that come. Each session carries where its need is
     taken to end (``target_soc``: its car's, or for cars to come the pool's, learned from finished sessions;
-    ``Fleet.target_soc``), so the position's model of the taper is the re-plan's.
+    ``Fleet.target_soc``), so the position's model of the taper is the re-plan's; a forecast arrival is marked
+    ``to_come`` (``vpp.bids.dayahead.as_planned`` may buy it up to its departure, as the re-plan plans it).
     """
     if len(prices_eur_per_mwh) != horizon.count:
         raise InvalidInput(f"prices: expected {horizon.count} values (one per ISP), got {len(prices_eur_per_mwh)}")
@@ -471,7 +472,7 @@ def dayahead_instance(fleet: Fleet, pool: str, horizon: IspHorizon, forecast: Fo
         for j, (t, leaves, energy) in enumerate(forecast_stays(forecast, forecast.arrivals[quantile] * future,
                                                               horizon.count)):
             item = {"id": f"forecast-{t}-{j}", "arrival": t, "departure": leaves, "energy_kwh": energy,
-                    "max_kw": FORECAST_MAX_KW, "min_kw": 0.0}
+                    "max_kw": FORECAST_MAX_KW, "min_kw": 0.0, "to_come": True}
             if fleet.target_soc.size:
                 item["target_soc"] = fleet.pool_target_soc(pool, energy)
             # Cars to come discharge like the pool's V2G cars now, at their share (every k-th arrival).

@@ -94,3 +94,46 @@ def test_the_evening_before_is_charged_with_the_taper() -> None:
     assert settled["small"]["energy_kwh"] == pytest.approx(2.529, abs=1e-3)
     # Without the taper both are done in the lead (15 kWh at 22 kW, 4 kWh at 11 kW) and drop.
     assert dayahead.settle_lead(instance, 4)["sessions"] == []
+
+
+def test_a_car_still_to_come_is_bought_to_its_departure_without_its_taper() -> None:
+    # Two 15 kWh cars from ISP 10 to 35 on a 22 kW charger: the one plugged in is planned done 11 ISPs early (its
+    # need taken to end full of 60 kWh, 2.51 h of taper more than 15 / 11 h). The one the forecast expects
+    # (``to_come``) is too by default; without ``taper_to_come`` it keeps its departure, as the re-plan's forecast
+    # arrivals do. Both at 11 kW.
+    instance = {"start": "2024-06-11T22:00:00Z", "isp_minutes": 15, "prices_eur_per_mwh": [1.0] * 40,
+                "sessions": [
+                    {"id": "here", "arrival": 10, "departure": 35, "energy_kwh": 15.0, "max_kw": 22.0, "min_kw": 0.0},
+                    {"id": "forecast-10-0", "arrival": 10, "departure": 35, "energy_kwh": 15.0, "max_kw": 22.0,
+                     "min_kw": 0.0, "to_come": True},
+                ]}
+    tapered = {s["id"]: s for s in dayahead.as_planned(instance)["sessions"]}
+    assert tapered["here"]["departure"] == 24 and tapered["forecast-10-0"]["departure"] == 24
+    by_id = {s["id"]: s for s in dayahead.as_planned(instance, taper_to_come=False)["sessions"]}
+    assert by_id["here"]["departure"] == 24 and by_id["here"]["max_kw"] == 11.0
+    assert by_id["forecast-10-0"]["departure"] == 35 and by_id["forecast-10-0"]["max_kw"] == 11.0
+
+
+class EveningArrival:
+    """A pool of one car the forecast expects at ISP 72 (18:00 local) with 20 kWh on 11 kW, leaving at 88 (22:00)."""
+
+    def dayahead_instance(self, pool: str, start: datetime, end: datetime, *, reliability: float = 0.5,
+                          prices_eur_per_mwh: list[float]) -> dict[str, Any]:
+        return {"start": start.isoformat(), "isp_minutes": 15, "prices_eur_per_mwh": prices_eur_per_mwh,
+                "sessions": [{"id": "forecast-72-0", "arrival": 72, "departure": 88, "energy_kwh": 20.0,
+                              "max_kw": 11.0, "min_kw": 0.0, "to_come": True}]}
+
+
+def test_the_evening_is_not_forced_for_a_car_still_to_come_without_its_taper() -> None:
+    # Prices 200 until ISP 84 (21:00), then 50. Tapered to full of 60 kWh (its last 12 kWh above 80 %: 2.51 h more
+    # than at 11 kW, 11 ISPs early, but never before its 8 ISPs at 11 kW from arrival), it is bought done by ISP
+    # 80: all 20 kWh at 200. Up to its departure its 4 cheap ISPs take 4 x 2.75 = 11 kWh and 9 kWh are left at 200.
+    prices = [200.0 if t < 84 else 50.0 for t in range(96)]
+    tapered = np.asarray(dayahead.build_content(EveningArrival(), BidPolicy(), pool="zone:NL", day=DAY,
+                                                prices=prices, method="auto")["forecast_pool_kw"])
+    assert tapered[72:80].sum() / 4.0 == pytest.approx(20.0) and tapered[80:].sum() == 0.0
+    content = dayahead.build_content(EveningArrival(), BidPolicy(dayahead_taper_to_come=False), pool="zone:NL",
+                                     day=DAY, prices=prices, method="auto")
+    schedule = np.asarray(content["forecast_pool_kw"])
+    np.testing.assert_allclose(schedule[84:88], [11.0] * 4)
+    assert schedule[72:84].sum() / 4.0 == pytest.approx(9.0)

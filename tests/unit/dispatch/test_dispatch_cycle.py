@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 
 from vpp.algorithms.allocation import Allocation, AllocationProblem, PreparedPool, allocate
-from vpp.algorithms.dispatch import PoolLimits, beyond_deadband, build_problem, pool_baseline_kw, pool_target_kw
+from vpp.algorithms.dispatch import (
+    PoolLimits,
+    beyond_deadband,
+    build_problem,
+    pool_baseline_kw,
+    pool_target_kw,
+    taper_hours,
+)
 from vpp.benchmarks.afrr_tracking import run_tracking_bench
 from vpp.dispatch.cycle import DispatchParams, PoolDispatch, Setpoint
 from vpp.dispatch.sim import SimulatedFleet
@@ -48,11 +55,16 @@ def test_without_a_schedule_the_sessions_baseline_is_the_pool_baseline() -> None
     assert pool_baseline_kw(snapshot, PoolLimits(schedule_kw=42.0)) == 42.0
 
 
-def test_with_a_plan_the_pool_baseline_is_the_planned_power_and_a_car_without_one_counts_its_baseline() -> None:
+def test_with_a_plan_the_pool_baseline_is_the_planned_power_and_a_car_without_one_counts_its_pace() -> None:
     snapshot = _fleet(4, schedule_share=None).snapshot(AT)
     planned = np.array([2.0, 0.0, 5.5, np.nan])
     with_plan = replace(snapshot, planned_kw=planned)
-    expected = 7.5 + float(snapshot.baseline_kw[3])
+    # The car without a plan (plugged in since it was made) at its even pace (over its hours less the finish
+    # margin and the taper's extra time), at most its baseline.
+    hours = taper_hours(snapshot, np.asarray(snapshot.hours_to_departure) - 0.25, None)
+    pace = float(snapshot.energy_needed_kwh[3] / hours[3])
+    assert pace < float(snapshot.baseline_kw[3])
+    expected = 7.5 + min(float(snapshot.baseline_kw[3]), pace)
     assert pool_baseline_kw(with_plan, PoolLimits(schedule_kw=42.0)) == pytest.approx(expected)
     # A plan with no planned session falls back to the schedule.
     assert pool_baseline_kw(replace(snapshot, planned_kw=np.full(4, np.nan)), PoolLimits(schedule_kw=42.0)) == 42.0

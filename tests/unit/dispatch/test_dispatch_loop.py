@@ -224,5 +224,11 @@ def test_with_per_car_plans_the_pool_baseline_is_the_sum_of_the_plans_where_ther
     snapshot = replace(fleet.snapshot(AT), schedule_kw=100.0)
     assert pool_baseline_kw(snapshot, PoolLimits()) == 100.0
     planned = replace(snapshot, planned_kw=np.array([3.0, math.nan, 0.0, -2.0]))
-    assert planned_baseline_kw(planned).tolist() == pytest.approx([3.0, snapshot.baseline_kw[1], 0.0, -2.0])
-    assert pool_baseline_kw(planned, PoolLimits()) == pytest.approx(1.0 + snapshot.baseline_kw[1])
+    # The car without a plan counts at its even pace (over its hours less the finish margin and the taper's extra
+    # time), at most its baseline.
+    from vpp.algorithms.dispatch import taper_hours
+
+    hours = taper_hours(snapshot, np.asarray(snapshot.hours_to_departure) - 0.25, None)
+    unplanned = min(float(snapshot.baseline_kw[1]), float(snapshot.energy_needed_kwh[1] / hours[1]))
+    assert planned_baseline_kw(planned).tolist() == pytest.approx([3.0, unplanned, 0.0, -2.0])
+    assert pool_baseline_kw(planned, PoolLimits()) == pytest.approx(1.0 + unplanned)
