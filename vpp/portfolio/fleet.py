@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from sqlalchemy import Interval, Select, func, literal, select, true
+from sqlalchemy import Interval, Select, func, inspect, literal, select, true
 from sqlalchemy.orm import Session
 
 from vpp.algorithms.end_soc import LIVE_END_BELOW, LearnedTargets
@@ -147,7 +147,10 @@ def mark_token(db: Session, name: str) -> int | None:
     """The change mark ``name``'s token now (``vpp.portfolio.tables.ChangeMark``); None where no mark can be trusted
     in this transaction: a dialect without the triggers, a mark without its row, or on PostgreSQL a transaction
     that has written (its own writes set the mark only at its commit, and may roll back)."""
-    dialect = db.get_bind().dialect.name
+    bind = db.get_bind()
+    dialect = bind.dialect.name
+    if dialect not in ("sqlite", "postgresql") or not _has_marks(bind):
+        return None
     if dialect == "sqlite":
         found = db.execute(select(ChangeMark.token).where(ChangeMark.name == name)).first()
         return None if found is None else int(found[0])
@@ -156,6 +159,20 @@ def mark_token(db: Session, name: str) -> int | None:
                             .where(ChangeMark.name == name)).first()
         return None if marked is None or marked[1] is not None else int(marked[0])
     return None
+
+
+_MARKS_TABLE: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+
+
+def _has_marks(bind: Any) -> bool:
+    """Whether the database behind ``bind`` has the change marks (migration 0013), asked once per engine: a
+    database kept at an older revision (``vpp bench partitions``' reference at 0007) has none, and its readers never
+    keep frames."""
+    engine = getattr(bind, "engine", bind)
+    found = _MARKS_TABLE.get(engine)
+    if found is None:
+        found = _MARKS_TABLE[engine] = bool(inspect(bind).has_table(ChangeMark.__tablename__))
+    return found
 
 
 TOPOLOGY_MARK = "topology"
