@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import DateTime, Engine, MetaData, String, TypeDecorator, create_engine, event
 from sqlalchemy.engine import Dialect
@@ -287,3 +287,21 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+_Kept = TypeVar("_Kept")
+
+
+class KeptPerDatabase(Generic[_Kept]):
+    """A process-wide cache of what was read from a database, kept per engine (``_kept``: engine -> value, dropped
+    with the engine) under a lock: the base of the caches that serve repeated reads between the database's changes
+    (the topology frames, the completed history, the limits sent)."""
+
+    def __init__(self) -> None:
+        self._kept: weakref.WeakKeyDictionary[Any, _Kept] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    def clear(self) -> None:
+        """Forget everything kept."""
+        with self._lock:
+            self._kept.clear()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,7 +14,7 @@ from vpp.activations import repository
 from vpp.activations.tables import DispatchAllocation, DispatchFence, DispatchSend, PoolResponse
 from vpp.algorithms.dispatch import PoolLimits
 from vpp.commitments.tables import Commitment
-from vpp.db import utcnow
+from vpp.db import KeptPerDatabase, utcnow
 from vpp.dispatch.cycle import CyclePlan, Setpoint
 from vpp.domain.commitments import CommitmentKind
 from vpp.domain.errors import Conflict
@@ -184,7 +182,7 @@ class _SentFold:
     limits: dict[str, tuple[float, datetime]]
 
 
-class LimitsSentCache:
+class LimitsSentCache(KeptPerDatabase[dict[str, _SentFold]]):
     """The fold of a pool's cycles since its last full allocation, kept per database and pool between re-plans.
 
     Each re-plan asked for every cycle since the pool was taken (in a simulated day, every cycle of the run) and
@@ -196,15 +194,9 @@ class LimitsSentCache:
     """
 
     def __init__(self) -> None:
-        self._kept: weakref.WeakKeyDictionary[Any, dict[str, _SentFold]] = weakref.WeakKeyDictionary()
-        self._lock = threading.Lock()
+        super().__init__()
         self.full_reads = 0
         self.partial_reads = 0
-
-    def clear(self) -> None:
-        """Forget every kept fold."""
-        with self._lock:
-            self._kept.clear()
 
     def read(self, session: Session, pool: str, until: datetime | None) -> dict[str, tuple[float, datetime]]:
         """The limits in force up to ``until`` (None: now) with when each was sent."""

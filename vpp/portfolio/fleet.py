@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from vpp.algorithms.end_soc import LIVE_END_BELOW, LearnedTargets
 from vpp.algorithms.needs import LearnedNeedDefaults, estimate_for, learn_need_defaults
 from vpp.data.elaad import elaad_need_estimates
+from vpp.db import KeptPerDatabase
 from vpp.domain.needs import LocationCategory, NeedSource
 from vpp.domain.pools import PoolId, PoolKind
 from vpp.locations.tables import ChargingConnector, ChargingEvse, ChargingLocation
@@ -178,7 +179,7 @@ def _has_marks(bind: Any) -> bool:
 TOPOLOGY_MARK = "topology"
 
 
-class TopologyCache:
+class TopologyCache(KeptPerDatabase[tuple[int, dict[Any, pd.DataFrame]]]):
     """Frames of the grid topology (the locations' sites, the connectors' powers) kept per database under the
     ``topology`` change mark.
 
@@ -190,15 +191,9 @@ class TopologyCache:
     """
 
     def __init__(self) -> None:
-        self._kept: weakref.WeakKeyDictionary[Any, tuple[int, dict[Any, pd.DataFrame]]] = weakref.WeakKeyDictionary()
-        self._lock = threading.Lock()
+        super().__init__()
         self.reads = 0
         self.reuses = 0
-
-    def clear(self) -> None:
-        """Forget every kept frame."""
-        with self._lock:
-            self._kept.clear()
 
     def frame(self, db: Session, key: Any, read: Callable[[], pd.DataFrame]) -> pd.DataFrame:
         """The frame ``key`` as ``read`` reads it, read again only when the mark moved since it was kept."""
@@ -300,7 +295,7 @@ class _KeptHistory:
     frame: pd.DataFrame | None = None
 
 
-class CompletedHistoryCache:
+class CompletedHistoryCache(KeptPerDatabase[dict[int, _KeptHistory]]):
     """Completed sessions kept per database between reads.
 
     Every re-plan reads weeks of completed sessions for its forecast, while only the few sessions that ended
@@ -319,15 +314,9 @@ class CompletedHistoryCache:
     REBASE_AFTER = timedelta(days=1)
 
     def __init__(self) -> None:
-        self._kept: weakref.WeakKeyDictionary[Any, dict[int, _KeptHistory]] = weakref.WeakKeyDictionary()
-        self._lock = threading.Lock()
+        super().__init__()
         self.full_reads = 0
         self.partial_reads = 0
-
-    def clear(self) -> None:
-        """Forget every kept history."""
-        with self._lock:
-            self._kept.clear()
 
     def read(self, db: Session, now: datetime, days: int) -> pd.DataFrame:
         """Completed sessions that arrived in the ``days`` days before ``now``, joined to the topology.
