@@ -80,9 +80,11 @@ def _control_router(state: dict[str, Any], token: str) -> APIRouter:
         if delta > 0:
             clock.advance(delta)
             # The intake's processes keep the same time (their OCPI answers read no clock today; whatever does
-            # later sees the simulated time, not the start).
-            for intake in state.get("intakes", ()):
-                (await intake.control.post("/_sim/clock", json={"now": now.isoformat()})).raise_for_status()
+            # later sees the simulated time, not the start): told side by side, every step.
+            answers = await asyncio.gather(*(intake.control.post("/_sim/clock", json={"now": now.isoformat()})
+                                             for intake in state.get("intakes", ())))
+            for answer in answers:
+                answer.raise_for_status()
 
     @router.post("/clock")
     async def set_clock(body: ClockSet, x_sim_control: str | None = Header(None)) -> dict[str, str]:
