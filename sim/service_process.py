@@ -39,6 +39,8 @@ CONTROL_HEADER = "X-Sim-Control"
 # How many processes serve the OCPI intake (``VPP_SIM_INTAKE_PROCESSES``; 0: the service's own process).
 INTAKE_PROCESSES_ENV = "VPP_SIM_INTAKE_PROCESSES"
 INTAKE_PROCESSES = 0
+# The argument that launches an intake's process ahead of its configuration (it imports while it waits).
+INTAKE_ROLE = "intake"
 START_TIMEOUT_S = 300.0
 # How often (simulated seconds) the dispatch step looks for new pools to take.
 LEASE_CHECK_S = 900.0
@@ -78,9 +80,11 @@ def _control_router(state: dict[str, Any], token: str) -> APIRouter:
         if delta > 0:
             clock.advance(delta)
             # The intake's processes keep the same time (their OCPI answers read no clock today; whatever does
-            # later sees the simulated time, not the start).
-            for intake in state.get("intakes", ()):
-                (await intake.control.post("/_sim/clock", json={"now": now.isoformat()})).raise_for_status()
+            # later sees the simulated time, not the start): told side by side, every step.
+            answers = await asyncio.gather(*(intake.control.post("/_sim/clock", json={"now": now.isoformat()})
+                                             for intake in state.get("intakes", ())))
+            for answer in answers:
+                answer.raise_for_status()
 
     @router.post("/clock")
     async def set_clock(body: ClockSet, x_sim_control: str | None = Header(None)) -> dict[str, str]:
@@ -156,15 +160,23 @@ def _shared_secrets(settings: Any) -> dict[str, str]:
     return out
 
 
-async def _start_intake(data_dir: Path, start: datetime, port: int, overrides: dict[str, Any],
+async def _start_intake(process: Any, data_dir: Path, start: datetime, port: int, overrides: dict[str, Any],
                         token: str) -> _Intake:
-    """Start the OCPI intake's process on ``port`` (the database is migrated and the keys minted already)."""
+    """Configure an OCPI intake's process launched ahead (``_launch(INTAKE_ROLE)``) to serve on ``port`` (the
+    database is migrated and the keys minted already) and wait until it serves."""
     import httpx
 
-    process, message = await _spawn({"role": "intake", "data_dir": str(data_dir), "start": start.isoformat(),
-                                     "port": port, "overrides": overrides, "token": token})
+    message = await _configure(process, {"role": "intake", "data_dir": str(data_dir), "start": start.isoformat(),
+                                         "port": port, "overrides": overrides, "token": token})
     control = httpx.AsyncClient(base_url=message["url"], headers={CONTROL_HEADER: token}, timeout=600.0)
     return _Intake(url=message["url"], process=process, control=control)
+
+
+async def _abandon(process: Any) -> None:
+    """End a launched process that was never configured (the service failed to start before)."""
+    if process.returncode is None:
+        process.kill()
+    await process.wait()
 
 
 async def _stop_intake(intake: _Intake) -> None:
@@ -209,6 +221,18 @@ async def _serve_intake(data_dir: Path, start: datetime, port: int, overrides: d
 
 
 async def _serve(data_dir: Path, start: datetime, overrides: dict[str, Any], token: str) -> None:
+    # The intake's processes are launched first: they import the service's modules (seconds of CPU each) while
+    # this process imports its own and migrates the database, instead of after, and wait for their configuration.
+    launched = [await _launch(INTAKE_ROLE) for _ in range(intake_processes())]
+    try:
+        await _serve_with(data_dir, start, overrides, token, launched)
+    finally:
+        for process in launched:
+            await _abandon(process)
+
+
+async def _serve_with(data_dir: Path, start: datetime, overrides: dict[str, Any], token: str,
+                      launched: list[Any]) -> None:
     from adapters.ocpi.v2_2_1.network import OcpiChargePointNetwork
     from sim.cpo.clock import ManualClock
     from sim.world import Served, free_port, service_app
@@ -216,8 +240,7 @@ async def _serve(data_dir: Path, start: datetime, overrides: dict[str, Any], tok
 
     clock = ManualClock(start)
     port = free_port()
-    intakes = intake_processes()
-    intake_port = free_port() if intakes else None
+    intake_port = free_port() if launched else None
     if intake_port is not None:
         # Peers are told the intake's URL (versions, endpoints, the profiles' response URLs).
         overrides = {**overrides, "public_url": f"http://127.0.0.1:{intake_port}"}
@@ -226,7 +249,7 @@ async def _serve(data_dir: Path, start: datetime, overrides: dict[str, Any], tok
     if intake_port is not None:
         shared = {**overrides, **_shared_secrets(settings)}
         state["intakes"] = list(await asyncio.gather(*(
-            _start_intake(data_dir, start, intake_port, shared, token) for _ in range(intakes))))
+            _start_intake(process, data_dir, start, intake_port, shared, token) for process in launched)))
     app.include_router(_control_router(state, token))
     served = Served(app, port)
     await served.start()
@@ -280,6 +303,9 @@ def main() -> None:
     silence_solver_banner()
     # The simulation names itself (it may die before this process gets here, which would then watch init).
     exit_with_parent(int(sys.argv[1]) if len(sys.argv) > 1 else os.getppid())
+    if sys.argv[2:3] == [INTAKE_ROLE]:
+        # Launched ahead of its configuration (``_serve``): the modules it serves with are imported meanwhile.
+        import sim.world  # noqa: F401
     config = json.loads(sys.stdin.readline())
     data_dir, start = Path(config["data_dir"]), datetime.fromisoformat(config["start"])
     try:
@@ -295,14 +321,24 @@ def main() -> None:
 async def _spawn(config: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """Start ``python -m sim.service_process`` with ``config`` on its stdin; the process and the line it reports
     once it serves (or an error saying why it could not)."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sim.service_process", str(os.getpid()),
+    process = await _launch()
+    return process, await _configure(process, config)
+
+
+async def _launch(*args: str) -> Any:
+    """Start ``python -m sim.service_process`` (``args`` after its parent's pid); it waits for its configuration."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sim.service_process", str(os.getpid()), *args,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+
+
+async def _configure(process: Any, config: dict[str, Any]) -> dict[str, Any]:
+    """Give a launched process ``config`` on its stdin; the line it reports once it serves."""
     assert process.stdin is not None and process.stdout is not None
     process.stdin.write(json.dumps(config).encode() + b"\n")
     await process.stdin.drain()
     process.stdin.close()
-    return process, await _first_message(process)
+    return await _first_message(process)
 
 
 async def _first_message(process: Any) -> dict[str, Any]:

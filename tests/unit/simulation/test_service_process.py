@@ -110,3 +110,29 @@ def test_the_ocpi_intake_runs_in_processes_of_its_own_on_the_same_database(
     service, intake = asyncio.run(scenario())
     assert not _serves(service)
     assert not _serves(intake)
+
+
+def test_an_intake_process_launched_ahead_waits_for_its_configuration_and_is_ended_when_abandoned(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The service's process launches its intake processes before it imports and migrates: such a process imports
+    and then waits for its configuration (it has not served, nor exited, meanwhile); one never configured (the
+    service failed to start) is ended by ``_abandon``."""
+    import asyncio
+
+    from sim.service_process import INTAKE_ROLE, _abandon, _launch
+
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+
+    async def scenario() -> tuple[int | None, int | None]:
+        process = await _launch(INTAKE_ROLE)
+        try:
+            await asyncio.sleep(1.0)
+            waiting = process.returncode
+        finally:
+            await _abandon(process)
+        return waiting, process.returncode
+
+    waiting, ended = asyncio.run(scenario())
+    assert waiting is None
+    assert ended is not None
