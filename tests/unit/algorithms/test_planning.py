@@ -208,6 +208,31 @@ def test_a_large_pool_goes_by_aggregate_and_least_laxity_and_stays_close_to_the_
     assert _objective(problem, fast.schedule_kw) <= 1.15 * _objective(problem, exact.schedule_kw)
 
 
+def test_tied_prices_are_broken_earliest_first_and_only_within_each_run() -> None:
+    prices = np.array([50.0, 50.0, 50.0, 50.0, 30.0, 30.0, 70.0, 50.0])
+    expected = [50.0, 50.01, 50.02, 50.03, 30.0, 30.01, 70.0, 50.0]
+    assert planning.tie_broken_prices(prices, 0.01) == pytest.approx(expected)
+    assert planning.tie_broken_prices(np.zeros(0)).size == 0
+
+
+def test_the_aggregate_profile_fills_a_tied_hour_from_its_first_isp(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Three cars need one ISP at 11 kW each in two hours of equal prices under an 11 kW pool cap: the profile takes
+    # the first three ISPs, not any three (untied, the simplex took ISPs 3, 5 and 6), so that a re-plan a quarter
+    # later keeps the same ones.
+    sessions = _sessions([80.0] + [40.0] * 8 + [90.0], energy=[FULL_ISP_KWH] * 3)
+    sessions = _with_pool_cap(sessions, 11.0)
+    monkeypatch.setattr(planning, "EXACT_MAX_CELLS", 0)
+    plan = plan_pool(_problem(sessions))
+    assert "aggregate-lp" in plan.method
+    assert plan.pool_kw == pytest.approx([0.0, 11.0, 11.0, 11.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], abs=1e-6)
+
+
+def _with_pool_cap(sessions: SchedulingProblem, cap_kw: float) -> SchedulingProblem:
+    from dataclasses import replace
+
+    return replace(sessions, pool_max_kw=np.full(sessions.n_isps, cap_kw))
+
+
 def test_uncontrolled_load_is_full_power_from_arrival_until_the_energy_is_in() -> None:
     # Car 0: 4.125 kWh at 11 kW from ISP 0 = 1.5 ISPs; car 1: 2.75 kWh from ISP 1 but it leaves after one ISP.
     load = planning.uncontrolled_load_kw(np.array([0, 1]), np.array([4, 2]), np.array([4.125, 5.5]),
