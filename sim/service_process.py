@@ -173,7 +173,8 @@ async def _start_intake(process: Any, data_dir: Path, start: datetime, port: int
 
 
 async def _abandon(process: Any) -> None:
-    """End a launched process that was never configured (the service failed to start before)."""
+    """End a launched process that was never configured (the service failed to start before); one that served
+    and was stopped (``_stop_intake``) has ended already."""
     if process.returncode is None:
         process.kill()
     await process.wait()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -228,8 +230,6 @@ def test_the_aggregate_profile_fills_a_tied_hour_from_its_first_isp(monkeypatch:
 
 
 def _with_pool_cap(sessions: SchedulingProblem, cap_kw: float) -> SchedulingProblem:
-    from dataclasses import replace
-
     return replace(sessions, pool_max_kw=np.full(sessions.n_isps, cap_kw))
 
 
