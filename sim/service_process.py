@@ -34,6 +34,9 @@ from typing import Any
 from fastapi import APIRouter, Header, HTTPException
 from pydantic import BaseModel
 
+from sim.prelaunch import SERVICE_ROLE
+from sim.prelaunch import take as take_prelaunched
+
 log = logging.getLogger(__name__)
 CONTROL_HEADER = "X-Sim-Control"
 # How many processes serve the OCPI intake (``VPP_SIM_INTAKE_PROCESSES``; 0: the service's own process).
@@ -304,10 +307,18 @@ def main() -> None:
     silence_solver_banner()
     # The simulation names itself (it may die before this process gets here, which would then watch init).
     exit_with_parent(int(sys.argv[1]) if len(sys.argv) > 1 else os.getppid())
-    if sys.argv[2:3] == [INTAKE_ROLE]:
-        # Launched ahead of its configuration (``_serve``): the modules it serves with are imported meanwhile.
+    if sys.argv[2:3] in ([INTAKE_ROLE], [SERVICE_ROLE]):
+        # Launched ahead of its configuration (``_serve``, ``sim.prelaunch``): the modules it serves with are
+        # imported meanwhile.
         import sim.world  # noqa: F401
-    config = json.loads(sys.stdin.readline())
+        if sys.argv[2:3] == [SERVICE_ROLE]:
+            import adapters.ocpi.v2_2_1.network  # noqa: F401
+            import workers.dispatcher  # noqa: F401
+    line = sys.stdin.readline()
+    if not line.strip():
+        # Launched ahead by a simulation that ended before it started its service: nothing to serve.
+        return
+    config = json.loads(line)
     data_dir, start = Path(config["data_dir"]), datetime.fromisoformat(config["start"])
     try:
         if config.get("role") == "intake":
@@ -359,8 +370,13 @@ async def _first_message(process: Any) -> dict[str, Any]:
 async def start_service_process(data_dir: Path, start: datetime, overrides: dict[str, Any]) -> ServiceHandle:
     """Start the service of a simulation in a new process and wait until it serves."""
     token = secrets.token_urlsafe(24)
-    process, message = await _spawn({"data_dir": str(data_dir), "start": start.isoformat(), "overrides": overrides,
-                                     "token": token})
+    config = {"data_dir": str(data_dir), "start": start.isoformat(), "overrides": overrides, "token": token}
+    # The process ``vpp simulate`` / ``vpp pilots`` launched ahead (it imported while this one did), else a new one.
+    prelaunched = take_prelaunched()
+    if prelaunched is not None:
+        process, message = prelaunched, await _configure(prelaunched, config)
+    else:
+        process, message = await _spawn(config)
     return ServiceHandle(url=message["url"], keys=message["keys"], control_token=token, process=process)
 
 

@@ -39,6 +39,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 def simulate(args: argparse.Namespace) -> int:
     """Run the scenario, print the KPI table, write the artefacts."""
+    if not args.list:
+        _prelaunch_service()
     from vpp.simulation.kpis import kpi_table
     from vpp.simulation.scenario import bundled_scenarios, load_scenario
 
@@ -65,6 +67,7 @@ def simulate(args: argparse.Namespace) -> int:
 
 def run_and_write(scenario: Any, out: Path, *, progress: bool, data_dir: Path | None = None) -> dict[str, Any]:
     """Run ``scenario``, write ``out/kpis.json`` and ``out/report.html``; the KPIs."""
+    _prelaunch_service()
     from vpp import aio
     from vpp.observability import silence_solver_banner
     from vpp.simulation.kpis import build_series, compute_kpis, session_outcomes, sessions_csv
@@ -86,6 +89,8 @@ def run_and_write(scenario: Any, out: Path, *, progress: bool, data_dir: Path | 
 
 def pilots(args: argparse.Namespace) -> int:
     """Run the bundled scenarios (or read their kpis.json) and print the pilots' table in Markdown."""
+    if not args.no_run:
+        _prelaunch_service()
     from vpp.commands.common import stdout_to_stderr
     from vpp.simulation.pilots import table
     from vpp.simulation.scenario import bundled_scenarios, load_scenario
@@ -116,6 +121,14 @@ def pilots(args: argparse.Namespace) -> int:
     print(f"{_provenance()}\n")
     print(table(rows))
     return 0
+
+
+def _prelaunch_service() -> None:
+    """Start the next run's service process now (``sim.prelaunch``): it imports the service on the other core
+    while this process imports the simulation and plans the scenario, instead of after. A no-op while one waits."""
+    from sim.prelaunch import prelaunch
+
+    prelaunch()
 
 
 def _provenance() -> str:

@@ -136,3 +136,55 @@ def test_an_intake_process_launched_ahead_waits_for_its_configuration_and_is_end
     waiting, ended = asyncio.run(scenario())
     assert waiting is None
     assert ended is not None
+
+
+def test_a_service_process_launched_ahead_is_the_one_the_simulation_configures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``vpp simulate`` and ``vpp pilots`` launch the service's process before they import the simulation
+    (``sim.prelaunch``): ``start_service_process`` takes that process (no second one) and it serves as a process
+    launched there would; once taken, the next start launches its own."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    import httpx
+
+    from sim import prelaunch
+    from sim.service_process import CONTROL_HEADER, start_service_process, stop_service_process
+
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    prelaunch.prelaunch()
+    ahead = prelaunch._pending[0]
+    prelaunch.prelaunch()  # one waits already: no second one
+    assert prelaunch._pending == [ahead]
+
+    async def scenario() -> int:
+        handle = await start_service_process(tmp_path, datetime(2024, 6, 11, tzinfo=UTC), {})
+        control = httpx.AsyncClient(base_url=handle.url, headers={CONTROL_HEADER: handle.control_token}, timeout=30)
+        try:
+            async with httpx.AsyncClient(base_url=handle.url, timeout=30, headers={
+                    "Authorization": f"Bearer {handle.keys['admin']}"}) as admin:
+                answer = await admin.get("/api/v1/ocpi/connections")
+            assert answer.status_code == 200, answer.text
+            pid: int = handle.process.process.pid
+        finally:
+            await stop_service_process(handle, control)
+            await control.aclose()
+        return pid
+
+    assert asyncio.run(scenario()) == ahead.pid
+    assert ahead.wait(10) == 0
+    assert prelaunch.take() is None
+
+
+def test_a_service_process_launched_ahead_and_never_configured_exits_quietly() -> None:
+    """A run that ends before it starts its service (a refused data directory, an error) leaves the process
+    launched ahead with the end of its stdin: it exits at once, without a traceback."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen([sys.executable, "-m", "sim.service_process", str(os.getpid()), "service"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+                               env=env)
+    out, err = process.communicate(b"", timeout=120)
+    assert process.returncode == 0
+    assert out == b""
+    assert b"Traceback" not in err
