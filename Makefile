@@ -10,11 +10,15 @@ PYTEST_ARGS ?=
 
 # uv (from PyPI) installs the same packages as pip in a fifth of the time (15 against 80 s from a fresh clone with
 # no cache: a minute of `make demo`'s wall time); where uv cannot be installed or fails, pip does it as before.
+# Both compile the packages' bytecode (pip does by default, uv with --compile-bytecode), and ours is compiled too:
+# without it every process of a simulation compiled the whole service from source at each start wherever bytecode
+# is not written (PYTHONDONTWRITEBYTECODE), 11.5 s of CPU for the simulation's imports instead of 4.5 s.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	( $(BIN)/python -m pip install --quiet uv && \
-	  $(BIN)/python -m uv pip install --quiet --python $(BIN)/python --upgrade pip -e '.[dev]' ) || \
+	  $(BIN)/python -m uv pip install --quiet --compile-bytecode --python $(BIN)/python --upgrade pip -e '.[dev]' ) || \
 	( $(BIN)/python -m pip install --quiet --upgrade pip && $(BIN)/python -m pip install --quiet -e '.[dev]' )
+	$(BIN)/python -m compileall -q $(LINT_PATHS)
 	touch $(STAMP)
 
 venv: $(STAMP)
