@@ -224,6 +224,7 @@ def test_the_aggregate_profile_fills_a_tied_hour_from_its_first_isp(monkeypatch:
     sessions = _sessions([80.0] + [40.0] * 8 + [90.0], energy=[FULL_ISP_KWH] * 3)
     sessions = _with_pool_cap(sessions, 11.0)
     monkeypatch.setattr(planning, "EXACT_MAX_CELLS", 0)
+    monkeypatch.setattr(planning, "EXACT_CAPPED_MAX_CELLS", 0)
     plan = plan_pool(_problem(sessions))
     assert "aggregate-lp" in plan.method
     assert plan.pool_kw == pytest.approx([0.0, 11.0, 11.0, 11.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], abs=1e-6)
@@ -235,11 +236,12 @@ def test_the_aggregate_lp_keeps_the_energy_of_cars_leaving_soon_where_only_they_
     # Car 0 leaves after two ISPs and needs both at 11 kW; car 1 stays ten ISPs and needs one, cheapest at ISP 5.
     # One aggregate lets the LP put car 0's energy at the cheaper ISP 0 at 22 kW (the two cars' power there): the
     # split gives ISP 0 to both, car 0 is forced to ISP 1, and car 1 charges at 50 instead of 10 EUR/MWh. Apart
-    # by departure, each group's energy stays where its own cars can draw it, as the exact plan has it.
+    # by departure, each group's energy stays where its own cars can draw it, as the exact plan has it. (A pool
+    # under a cap alone goes by the aggregate path only above EXACT_CAPPED_MAX_CELLS.)
     prices = [50.0, 60.0, 90.0, 90.0, 90.0, 10.0, 90.0, 90.0, 90.0, 90.0]
     sessions = _with_pool_cap(_sessions(prices, energy=[2 * FULL_ISP_KWH, FULL_ISP_KWH], departure=[2, 10]), 100.0)
     exact = plan_pool(_problem(sessions))
-    monkeypatch.setattr(planning, "EXACT_MAX_CELLS", 0)
+    monkeypatch.setattr(planning, "EXACT_CAPPED_MAX_CELLS", 0)
     grouped = plan_pool(_problem(sessions))
     assert "aggregate-lp" in grouped.method and "aggregate-lp" not in exact.method
     assert grouped.schedule_kw == pytest.approx(exact.schedule_kw, abs=1e-6)
@@ -426,3 +428,13 @@ def test_two_ac_cars_planned_at_what_they_draw_are_not_piled_into_the_cheapest_i
     np.testing.assert_allclose(drawn.pool_kw, [0.0, 22.0, 22.0, 0.0], atol=1e-6)
     np.testing.assert_allclose(drawn.schedule_kw, [[0.0, 11.0, 11.0, 0.0]] * 2, atol=1e-6)
     assert drawn.unmet_kwh.sum() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_a_pool_under_a_cap_alone_is_planned_exactly_beyond_the_positions_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sessions = _with_pool_cap(_sessions([80.0] + [40.0] * 8 + [90.0], energy=[FULL_ISP_KWH] * 3), 11.0)
+    monkeypatch.setattr(planning, "EXACT_MAX_CELLS", 0)
+    assert "aggregate-lp" not in plan_pool(_problem(sessions)).method
+    monkeypatch.setattr(planning, "EXACT_CAPPED_MAX_CELLS", 0)
+    assert "aggregate-lp" in plan_pool(_problem(sessions)).method
