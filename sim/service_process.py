@@ -107,12 +107,20 @@ def _control_router(state: dict[str, Any], token: str) -> APIRouter:
         if not dispatcher.owned or now >= state["next_lease_check"]:
             state["next_lease_check"] = now + timedelta(seconds=LEASE_CHECK_S)
             await dispatcher.manage_leases()
+        source = state["source"]
+        planner = getattr(source, "planner", None)
+        # A stale plan (a new ISP, an arrival, a changed need) is re-made before the cycle: production's cycles
+        # come every 4 s and send a re-plan's first ISP within seconds; a step's one cycle would send it an ISP late.
+        replan = getattr(source, "replan_stale", None)
+        if planner is not None and replan is not None:
+            asked = [await asyncio.to_thread(replan, pool, now) for pool in sorted(dispatcher.owned)]
+            if any(asked):
+                await asyncio.to_thread(planner.wait, REPLAN_WAIT_S)
         for pool in sorted(dispatcher.owned):
             await dispatcher.run_cycle(pool)
         # Every limit answered and every re-plan this step asked for stored before the parties move on: in
         # simulated time they take no time, so what the next step sees does not depend on the wall clock.
         await dispatcher.drain()
-        planner = getattr(state["source"], "planner", None)
         if planner is not None:
             await asyncio.to_thread(planner.wait, REPLAN_WAIT_S)
         return {"pools": len(dispatcher.owned)}

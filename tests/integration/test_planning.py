@@ -187,6 +187,38 @@ def test_the_dispatcher_source_starts_a_due_replan_once_the_cycle_has_recorded_i
         source.close()
 
 
+def test_a_stale_plan_is_remade_before_the_cycle_so_its_snapshot_carries_the_new_plan(
+    session_factory: sessionmaker[Session],
+) -> None:
+    _fleet(session_factory, cars=2)
+    portfolio = PortfolioService(session_factory)
+    planner = BackgroundReplanner(session_factory, portfolio, PlanSettings(event_min_seconds=0.0))
+    source = DispatchPools(portfolio, planner=planner, replan_after_cycle=True)
+    later = NOW + ISP + timedelta(minutes=1)
+    try:
+        # No plan yet: asked for at once, not after a cycle.
+        assert source.replan_stale(POOL, NOW)
+        planner.wait()
+        assert planner.runs == 1
+        assert not source.replan_stale(POOL, NOW)
+        # The next ISP: the plan made in the last one is stale, and re-made before the cycle reads it.
+        assert portfolio.plan_stale(POOL, later) == "isp"
+        assert source.replan_stale(POOL, later)
+        planner.wait()
+        assert planner.runs == 2
+        snapshot, stale = portfolio.planned_snapshot(POOL, later, event_min_seconds=0.0)
+        assert stale is None and snapshot is not None and snapshot.planned_kw is not None
+        # The cycle's snapshot finds nothing due: no second re-plan after it.
+        assert source.snapshot(POOL, later) is not None
+        source.cycle_recorded(POOL, later)
+        planner.wait()
+        assert planner.runs == 2
+        # An empty pool has nothing to re-plan.
+        assert portfolio.plan_stale("zone:DE", later) is None
+    finally:
+        source.close()
+
+
 def test_the_beat_task_plans_every_zone_pool_each_isp_and_records_its_run(
     session_factory: sessionmaker[Session], settings: Settings,
 ) -> None:

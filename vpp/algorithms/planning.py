@@ -20,12 +20,14 @@ two capped groups is planned under the first group's cap only (the dispatcher st
 
 Large coupled pools. ``solve_schedule`` is exact (the segment flow honours position, floors and caps), but its
 augmenting paths grow faster than linearly with the sessions (a 10,000-session pool with a position took tens
-of seconds). Above ``EXACT_MAX_CELLS`` session-ISPs a charge-only pool is planned in two steps instead: the pool
-profile by a small LP over its aggregate bounds (per ISP the most its cars can draw, cumulative energy between
-what the needs force by then and what the cars can have taken), then split over the cars in time order, least
-laxity first, each car drawing at least what keeps its need feasible. The aggregate bounds are an outer
-approximation (prefix sets of ISPs only), so the split can leave the profile where no car can follow it; the
-needs come first there. ``Plan.method`` says which way a pool went.
+of seconds). Above ``EXACT_MAX_CELLS`` session-ISPs a charge-only pool with a position (above
+``EXACT_CAPPED_MAX_CELLS`` one under caps alone, which the price-order flow plans fast) is planned in two steps
+instead: a profile per group of cars (present or to come, and leaving at about the same time) by a small LP over
+each group's aggregate bounds (per ISP the most its cars can draw, cumulative energy between what the needs force
+by then and what the cars can have taken), the pool's bounds and position on their sum, then each profile split
+over its group's cars in time order, least laxity first, each car drawing at least what keeps its need feasible.
+The aggregate bounds are an outer approximation (prefix sets of ISPs only), so the split can leave a profile
+where no car can follow it; the needs come first there. ``Plan.method`` says which way a pool went.
 
 Only the present sessions' rows are the plan; forecast arrivals shape it (they need energy and room later) and
 are reported as one pool profile.
@@ -47,12 +49,16 @@ from vpp.algorithms.scheduling.model import INFEASIBLE, OPTIMAL, window_mask
 from vpp.algorithms.taper import ASSUMED_TARGET_SOC, deliverable_kwh, extra_hours, taken_kwh
 from vpp.domain.errors import InvalidInput
 
-# Above this many session-ISPs a coupled charge-only pool is planned by aggregate LP and least-laxity split.
+# Above this many session-ISPs a charge-only pool with a position is planned by aggregate LP and least-laxity
+# split; one under caps alone only above EXACT_CAPPED_MAX_CELLS.
 EXACT_MAX_CELLS = 150_000
+EXACT_CAPPED_MAX_CELLS = 1_000_000
 _SOFT_EUR_PER_KWH = 1.0e3
 # Ties in the aggregate LP's prices are broken by this much per ISP, earliest first (``tie_broken_prices``): above
 # the LP's dual tolerance (1e-7 EUR/kW per ISP is 4e-4 EUR/MWh), far below any real price step.
 TIE_STEP_EUR_PER_MWH = 0.01
+# The aggregate LP keeps this many groups of cars (by arrival now or later, and by departure) apart.
+AGGREGATE_GROUPS = 24
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -203,7 +209,10 @@ def plan_pool(problem: PlanProblem) -> Plan:
                            position_kw=position)
     if rest.size:
         coupled = remaining.has_position or remaining.has_pool_limits
-        large = remaining.n_sessions * remaining.n_isps > EXACT_MAX_CELLS
+        # Under caps alone the exact price-order flow stays fast far beyond EXACT_MAX_CELLS (0.1-0.5 s at
+        # 700-900 sessions over 250 ISPs); a position (the segment flow) needs the aggregate path sooner.
+        limit = EXACT_MAX_CELLS if remaining.has_position else EXACT_CAPPED_MAX_CELLS
+        large = remaining.n_sessions * remaining.n_isps > limit
         if coupled and large and not remaining.is_v2g.any():
             schedule[rest] = aggregate_then_split(remaining, cap[rest])
             methods.append("aggregate-lp+least-laxity-split")
@@ -449,22 +458,54 @@ def tie_broken_prices(prices_eur_per_mwh: FloatArray, step_eur_per_mwh: float = 
     return out
 
 
-def aggregate_profile(problem: SchedulingProblem, cap: FloatArray) -> FloatArray:
-    """The pool profile of least cost (price, imbalance) within the pool's aggregate bounds (charge-only)."""
+def aggregate_groups(problem: SchedulingProblem, groups: int) -> IntArray:
+    """Each session's aggregate in the LP (``aggregate_profiles``): the sessions there from the first ISP and the
+    later arrivals apart, each split into up to ``groups`` // 2 runs of about equal size by departure (one group:
+    the whole pool)."""
+    n = problem.n_sessions
+    out = np.zeros(n, dtype=np.int64)
+    if groups <= 1:
+        return out
+    per_kind = max(groups // 2, 1)
+    for kind, rows in enumerate((np.flatnonzero(problem.arrival <= 0), np.flatnonzero(problem.arrival > 0))):
+        if rows.size == 0:
+            continue
+        order = rows[np.argsort(problem.departure[rows], kind="stable")]
+        out[order] = kind * per_kind + (np.arange(order.size) * per_kind) // order.size
+    return out
+
+
+def aggregate_profiles(problem: SchedulingProblem, cap: FloatArray, group: IntArray) -> FloatArray:
+    """Groups x ISPs: the profiles of least cost (price, imbalance) within each group's aggregate bounds, the pool's
+    bounds and position on their sum (charge-only).
+
+    One aggregate of a whole pool lets the LP put in the cheapest ISP the energy that cars leaving soon must have
+    and that only cars staying long could draw there (the pool's most power that ISP): the split then gives that
+    ISP to the cars that stay and the ones that leave charge later at dearer prices. Groups of cars leaving at
+    about the same time keep each group's energy where its own cars can draw it."""
     h, t_count = problem.isp_hours, problem.n_isps
+    labels, group = np.unique(group, return_inverse=True)
+    g_count = labels.size
     need = _needs(problem, cap)
     done_by = np.cumsum(cap, axis=1) * h
-    upper_energy = np.minimum(need[:, None], done_by).sum(axis=0)
-    # A need minus what the rest of the window can still take: E_t >= sum of max(need - (total - done_by_t), 0).
-    lower_energy = np.maximum(done_by - (cap.sum(axis=1) * h - need)[:, None], 0.0).sum(axis=0)
-    most_kw = np.minimum(cap, need[:, None] / h).sum(axis=0)
+    # Per group: E_t <= sum of min(need, what the window allows by t); E_t >= sum of max(need - (total - done_by_t),
+    # 0) (a need minus what the rest of the window can still take).
+    upper_energy = np.zeros((g_count, t_count))
+    lower_energy = np.zeros((g_count, t_count))
+    most_kw = np.zeros((g_count, t_count))
+    np.add.at(upper_energy, group, np.minimum(need[:, None], done_by))
+    np.add.at(lower_energy, group, np.maximum(done_by - (cap.sum(axis=1) * h - need)[:, None], 0.0))
+    np.add.at(most_kw, group, np.minimum(cap, need[:, None] / h))
     position = problem.position_kw if problem.has_position else None
-    # Columns: P (pool power), E (cumulative energy), over/under the pool bounds, above/below the position.
-    p = np.arange(t_count)
-    e, over, under, above, below = (p + k * t_count for k in range(1, 6))
-    n_cols = 6 * t_count
+    # Columns: P (group power), E (group cumulative energy), then per ISP over/under the pool bounds and
+    # above/below the position.
+    gt = g_count * t_count
+    p = np.arange(gt).reshape(g_count, t_count)
+    e = p + gt
+    over, under, above, below = (2 * gt + np.arange(t_count) + k * t_count for k in range(4))
+    n_cols = 2 * gt + 4 * t_count
     cost = np.zeros(n_cols)
-    cost[p] = tie_broken_prices(problem.prices_eur_per_mwh) * h / 1000.0
+    cost[p] = (tie_broken_prices(problem.prices_eur_per_mwh) * h / 1000.0)[None, :]
     cost[over] = cost[under] = _SOFT_EUR_PER_KWH * h
     lower = np.zeros(n_cols)
     upper = np.full(n_cols, np.inf)
@@ -476,26 +517,32 @@ def aggregate_profile(problem: SchedulingProblem, cap: FloatArray) -> FloatArray
     committed = np.zeros(t_count, dtype=bool) if position is None else np.isfinite(position)
     cost[above] = cost[below] = problem.imbalance_eur_per_mwh * h / 1000.0
     upper[above[~committed]] = upper[below[~committed]] = 0.0
-    # Rows: energy balance E_t - E_(t-1) - h P_t = 0; pool bounds P - over + under; position P - above + below.
-    rows = [p, p, p[1:], p + t_count, p + t_count, p + t_count, p + 2 * t_count, p + 2 * t_count,
-            p + 2 * t_count]
-    cols = [e, p, e[:-1], p, over, under, p, above, below]
-    vals = [np.ones(t_count), np.full(t_count, -h), -np.ones(t_count - 1), np.ones(t_count), -np.ones(t_count),
-            np.ones(t_count), np.ones(t_count), -np.ones(t_count), np.ones(t_count)]
+    # Rows: per group the energy balance E_t - E_(t-1) - h P_t = 0; then the pool bounds sum_g P - over + under,
+    # and the position sum_g P - above + below.
+    t_idx = np.arange(t_count)
+    bound_row, position_row = gt + t_idx, gt + t_count + t_idx
+    rows = [p.ravel(), p.ravel(), p[:, 1:].ravel(), np.tile(bound_row, g_count), bound_row, bound_row,
+            np.tile(position_row, g_count), position_row, position_row]
+    cols = [e.ravel(), p.ravel(), e[:, :-1].ravel(), p.ravel(), over, under, p.ravel(), above, below]
+    vals = [np.ones(gt), np.full(gt, -h), -np.ones(g_count * (t_count - 1)), np.ones(gt), -np.ones(t_count),
+            np.ones(t_count), np.ones(gt), -np.ones(t_count), np.ones(t_count)]
     matrix = sparse.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                               shape=(3 * t_count, n_cols))
-    row_lower = np.concatenate([np.zeros(t_count), np.where(np.isfinite(problem.pool_min_kw), problem.pool_min_kw,
-                                                            -np.inf),
-                                np.where(committed, np.nan_to_num(position) if position is not None else 0.0,
-                                         -np.inf)])
-    row_upper = np.concatenate([np.zeros(t_count), np.where(np.isfinite(problem.pool_max_kw), problem.pool_max_kw,
-                                                            np.inf),
-                                np.where(committed, np.nan_to_num(position) if position is not None else 0.0,
-                                         np.inf)])
+                               shape=(gt + 2 * t_count, n_cols))
+    target = np.nan_to_num(position) if position is not None else np.zeros(t_count)
+    row_lower = np.concatenate([np.zeros(gt), np.where(np.isfinite(problem.pool_min_kw), problem.pool_min_kw,
+                                                       -np.inf), np.where(committed, target, -np.inf)])
+    row_upper = np.concatenate([np.zeros(gt), np.where(np.isfinite(problem.pool_max_kw), problem.pool_max_kw,
+                                                       np.inf), np.where(committed, target, np.inf)])
     values, _ = solve_lp(cost, lower, upper, matrix, row_lower, row_upper)
     if values is None:
-        return np.zeros(t_count)
-    profile: FloatArray = np.clip(values[p], 0.0, most_kw)
+        return np.zeros((g_count, t_count))
+    profiles: FloatArray = np.clip(values[p], 0.0, most_kw)
+    return profiles
+
+
+def aggregate_profile(problem: SchedulingProblem, cap: FloatArray) -> FloatArray:
+    """The pool profile of least cost within the pool's aggregate bounds: ``aggregate_profiles`` with one group."""
+    profile: FloatArray = aggregate_profiles(problem, cap, np.zeros(problem.n_sessions, dtype=np.int64))[0]
     return profile
 
 
@@ -527,10 +574,17 @@ def least_laxity_split(problem: SchedulingProblem, profile_kw: FloatArray, cap: 
     return schedule
 
 
-def aggregate_then_split(problem: SchedulingProblem, cap_kw: FloatArray | None = None) -> FloatArray:
-    """A large coupled charge-only pool: the aggregate LP's profile split least laxity first (see the docstring)."""
+def aggregate_then_split(problem: SchedulingProblem, cap_kw: FloatArray | None = None,
+                         groups: int | None = None) -> FloatArray:
+    """A large coupled charge-only pool: the aggregate LP's profiles of groups of cars leaving at about the same
+    time (``aggregate_groups``), their sum split over the pool's cars least laxity first (see the docstring).
+
+    The split is pool-wide: a group's aggregate bounds let its profile ask more of an ISP than its cars can still
+    draw there once the least laxity have finished, and the other groups' cars make it up (split per group, the
+    10,000-session bench left its position by 44 MWh)."""
     cap = session_caps(problem) if cap_kw is None else cap_kw
-    return least_laxity_split(problem, aggregate_profile(problem, cap), cap)
+    group = aggregate_groups(problem, AGGREGATE_GROUPS if groups is None else groups)
+    return least_laxity_split(problem, aggregate_profiles(problem, cap, group).sum(axis=0), cap)
 
 
 def uncontrolled_load_kw(arrival: IntArray, departure: IntArray, energy_kwh: FloatArray, max_kw: FloatArray,

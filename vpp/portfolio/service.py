@@ -713,6 +713,19 @@ class PortfolioService:
             reason = plan.stale_reason(fleet, fleet.members(pool), at, commitments_changed_at(db), event_min_seconds)
             return snapshot, reason
 
+    def plan_stale(self, pool: str, at: datetime, *, max_age_s: float | None = None,
+                   event_min_seconds: float = 60.0) -> str | None:
+        """Why the pool's stored plan should be re-made at ``at`` (None: it need not be, or the pool is empty), read
+        without building the dispatcher's snapshot."""
+        with unit_of_work(self._factory) as db:
+            fleet = self.fleet(db, at, max_age_s=max_age_s)
+            if pool not in fleet.pools():
+                return None
+            plan = self._stored_plan(db, pool)
+            if plan is None:
+                return "no plan"
+            return plan.stale_reason(fleet, fleet.members(pool), at, commitments_changed_at(db), event_min_seconds)
+
     def _stored_plan(self, db: Session, pool: str) -> StoredPlan | None:
         """The pool's stored plan, decoded again only when a newer one was stored."""
         recorded = plan_recorded_at(db, pool)
@@ -772,6 +785,17 @@ class DispatchPools:
             else:
                 self.planner.request(pool, at, stale)
         return snapshot
+
+    def replan_stale(self, pool: str, at: datetime) -> bool:
+        """Ask for the pool's re-plan now when its stored plan is stale (True: one was asked for). A dispatcher whose
+        cycles are far apart (a simulation stepping by the ISP) calls this before its cycle and waits for the
+        planner, so the cycle sends what the new plan asks for this ISP, as production's 4-s cycles do within
+        seconds of a re-plan; the cycle's own snapshot then finds the plan fresh."""
+        if self.planner is None:
+            return False
+        stale = self._portfolio.plan_stale(pool, at, max_age_s=self.max_age_s,
+                                           event_min_seconds=self.planner.settings.event_min_seconds)
+        return stale is not None and self.planner.request(pool, at, stale)
 
     def cycle_recorded(self, pool: str, at: datetime) -> None:
         """The dispatcher's cycle of ``pool`` at ``at`` has recorded its limits: start the re-plan its snapshot

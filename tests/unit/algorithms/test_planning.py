@@ -224,9 +224,40 @@ def test_the_aggregate_profile_fills_a_tied_hour_from_its_first_isp(monkeypatch:
     sessions = _sessions([80.0] + [40.0] * 8 + [90.0], energy=[FULL_ISP_KWH] * 3)
     sessions = _with_pool_cap(sessions, 11.0)
     monkeypatch.setattr(planning, "EXACT_MAX_CELLS", 0)
+    monkeypatch.setattr(planning, "EXACT_CAPPED_MAX_CELLS", 0)
     plan = plan_pool(_problem(sessions))
     assert "aggregate-lp" in plan.method
     assert plan.pool_kw == pytest.approx([0.0, 11.0, 11.0, 11.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], abs=1e-6)
+
+
+def test_the_aggregate_lp_keeps_the_energy_of_cars_leaving_soon_where_only_they_can_draw_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Car 0 leaves after two ISPs and needs both at 11 kW; car 1 stays ten ISPs and needs one, cheapest at ISP 5.
+    # One aggregate lets the LP put car 0's energy at the cheaper ISP 0 at 22 kW (the two cars' power there): the
+    # split gives ISP 0 to both, car 0 is forced to ISP 1, and car 1 charges at 50 instead of 10 EUR/MWh. Apart
+    # by departure, each group's energy stays where its own cars can draw it, as the exact plan has it. (A pool
+    # under a cap alone goes by the aggregate path only above EXACT_CAPPED_MAX_CELLS.)
+    prices = [50.0, 60.0, 90.0, 90.0, 90.0, 10.0, 90.0, 90.0, 90.0, 90.0]
+    sessions = _with_pool_cap(_sessions(prices, energy=[2 * FULL_ISP_KWH, FULL_ISP_KWH], departure=[2, 10]), 100.0)
+    exact = plan_pool(_problem(sessions))
+    monkeypatch.setattr(planning, "EXACT_CAPPED_MAX_CELLS", 0)
+    grouped = plan_pool(_problem(sessions))
+    assert "aggregate-lp" in grouped.method and "aggregate-lp" not in exact.method
+    assert grouped.schedule_kw == pytest.approx(exact.schedule_kw, abs=1e-6)
+    assert grouped.schedule_kw[1] == pytest.approx([0.0] * 5 + [11.0] + [0.0] * 4, abs=1e-6)
+    monkeypatch.setattr(planning, "AGGREGATE_GROUPS", 1)
+    one = plan_pool(_problem(sessions))
+    assert one.schedule_kw[1, 0] == pytest.approx(11.0, abs=1e-6)
+    assert one.energy_cost_eur > grouped.energy_cost_eur + 0.1
+
+
+def test_aggregate_groups_keep_present_cars_and_later_arrivals_apart_and_split_each_by_departure() -> None:
+    sessions = _sessions([50.0] * 8, energy=[1.0] * 6, arrival=[0, 0, 0, 0, 2, 3], departure=[8, 2, 5, 3, 8, 6])
+    groups = planning.aggregate_groups(sessions, 4)
+    # Present cars by departure (2, 3 | 5, 8), later arrivals (6 | 8): four groups.
+    assert groups.tolist() == [1, 0, 1, 0, 3, 2]
+    assert planning.aggregate_groups(sessions, 1).tolist() == [0] * 6
 
 
 def _with_pool_cap(sessions: SchedulingProblem, cap_kw: float) -> SchedulingProblem:
@@ -397,3 +428,13 @@ def test_two_ac_cars_planned_at_what_they_draw_are_not_piled_into_the_cheapest_i
     np.testing.assert_allclose(drawn.pool_kw, [0.0, 22.0, 22.0, 0.0], atol=1e-6)
     np.testing.assert_allclose(drawn.schedule_kw, [[0.0, 11.0, 11.0, 0.0]] * 2, atol=1e-6)
     assert drawn.unmet_kwh.sum() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_a_pool_under_a_cap_alone_is_planned_exactly_beyond_the_positions_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sessions = _with_pool_cap(_sessions([80.0] + [40.0] * 8 + [90.0], energy=[FULL_ISP_KWH] * 3), 11.0)
+    monkeypatch.setattr(planning, "EXACT_MAX_CELLS", 0)
+    assert "aggregate-lp" not in plan_pool(_problem(sessions)).method
+    monkeypatch.setattr(planning, "EXACT_CAPPED_MAX_CELLS", 0)
+    assert "aggregate-lp" in plan_pool(_problem(sessions)).method
