@@ -89,6 +89,7 @@ class SitePhysics:
         self._by_location = {(s.party, s.location_id): s for s in self.sites}
         self._kwh_seen: dict[tuple[str, str], float] = {}
         self._metered: datetime | None = None
+        self._planned: datetime | None = None
         self._profile_cache: dict[tuple[str, datetime], tuple[float, float]] = {}
         self._means: dict[int, float] = {}
 
@@ -185,6 +186,12 @@ class SitePhysics:
             return
         cars = self._cars_kwh(world)
         await self.meter(world, start)
+        # The plan to follow is fetched after the step's dispatch: the dispatcher's cycle counts on the battery
+        # plan of the re-plan made before it, so the battery follows that one, not the one stored before it.
+        isp = floor_to_isp(start)
+        if self._planned is None or isp > self._planned:
+            await self._fetch_plans(world, isp)
+            self._planned = isp
         end = start + timedelta(seconds=seconds)
         # A step may span ISPs (the warm-up): split it, the cars' energy evenly over its time.
         cuts = [start]
@@ -197,10 +204,10 @@ class SitePhysics:
                 self._balance(site, a, (b - a).total_seconds(), cars.get(site.site_id, 0.0) * share)
 
     async def meter(self, world: Any, at: datetime) -> None:
-        """At the first moment of an ISP: report the ISP that ended and fetch each site's plan for this one."""
+        """At the first moment of an ISP: report the ISP that ended."""
         isp = floor_to_isp(at)
         if self.sites and (self._metered is None or isp > self._metered):
-            await self._meter_and_plan(world, isp)
+            await self._meter(world, isp)
             self._metered = isp
 
     def _cars_kwh(self, world: Any) -> dict[str, float]:
@@ -274,8 +281,8 @@ class SitePhysics:
         site.soc_kwh -= given / battery.efficiency
         return -given
 
-    async def _meter_and_plan(self, world: Any, isp: datetime) -> None:
-        """Report the ISP that ended (meter, battery SoC) and fetch each site's plan for ``isp``."""
+    async def _meter(self, world: Any, isp: datetime) -> None:
+        """Report the ISP before ``isp`` (meter, battery SoC)."""
         admin = world.client("admin")
         previous = isp - ISP
         readings = []
@@ -297,6 +304,10 @@ class SitePhysics:
             response = await admin.post("/api/v1/portfolio/site-readings", json=readings)
             if response.status_code >= 300:
                 raise RuntimeError(f"meter readings refused: {response.status_code} {response.text[:300]}")
+
+    async def _fetch_plans(self, world: Any, isp: datetime) -> None:
+        """Fetch each battery site's plan for ``isp`` (asked for when the stored one begins before it)."""
+        admin = world.client("admin")
         for site in self.sites:
             if site.spec.battery is None:
                 continue
