@@ -24,10 +24,10 @@ of seconds). Above ``EXACT_MAX_CELLS`` session-ISPs a charge-only pool with a po
 ``EXACT_CAPPED_MAX_CELLS`` one under caps alone, which the price-order flow plans fast) is planned in two steps
 instead: a profile per group of cars (present or to come, and leaving at about the same time) by a small LP over
 each group's aggregate bounds (per ISP the most its cars can draw, cumulative energy between what the needs force
-by then and what the cars can have taken), the pool's bounds and position on their sum, then each profile split
-over its group's cars in time order, least laxity first, each car drawing at least what keeps its need feasible.
-The aggregate bounds are an outer approximation (prefix sets of ISPs only), so the split can leave a profile
-where no car can follow it; the needs come first there. ``Plan.method`` says which way a pool went.
+by then and what the cars can have taken), the pool's bounds and position on their sum, then that sum split over
+the pool's cars in time order, least laxity first, each car drawing at least what keeps its need feasible. The
+aggregate bounds are an outer approximation (prefix sets of ISPs only), so the split can leave the profile where
+no car can follow it; the needs come first there. ``Plan.method`` says which way a pool went.
 
 Only the present sessions' rows are the plan; forecast arrivals shape it (they need energy and room later) and
 are reported as one pool profile.
@@ -540,12 +540,6 @@ def aggregate_profiles(problem: SchedulingProblem, cap: FloatArray, group: IntAr
     return profiles
 
 
-def aggregate_profile(problem: SchedulingProblem, cap: FloatArray) -> FloatArray:
-    """The pool profile of least cost within the pool's aggregate bounds: ``aggregate_profiles`` with one group."""
-    profile: FloatArray = aggregate_profiles(problem, cap, np.zeros(problem.n_sessions, dtype=np.int64))[0]
-    return profile
-
-
 def least_laxity_split(problem: SchedulingProblem, profile_kw: FloatArray, cap: FloatArray) -> FloatArray:
     """Sessions x ISPs: the profile shared out ISP by ISP, least laxity first, needs before the profile."""
     h = problem.isp_hours
@@ -660,7 +654,7 @@ def arrivals_draw_kw(present_draw_kw: FloatArray, default_kw: float) -> float:
 def least_peak_kw(problem: SchedulingProblem, cap_kw: FloatArray | None = None) -> float:
     """The lowest pool peak that the needs allow, over the pool's aggregate bounds (charge-only; a lower bound).
 
-    The aggregate bounds are an outer approximation (see ``aggregate_profile``), so a peak cap at this value can
+    The aggregate bounds are an outer approximation (see ``aggregate_profiles``), so a peak cap at this value can
     still bind a need by a little: callers keep a margin.
     """
     h, t_count = problem.isp_hours, problem.n_isps
