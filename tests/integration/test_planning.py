@@ -165,13 +165,20 @@ def test_a_replan_learns_the_cars_draw_from_the_limits_sent_up_to_its_moment_not
     assert learned() == {}
 
 
+def _replanning_source(
+    factory: sessionmaker[Session],
+) -> tuple[PortfolioService, BackgroundReplanner, DispatchPools]:
+    """Two cars, and the dispatcher's source re-planning them after its cycle (as production's)."""
+    _fleet(factory, cars=2)
+    portfolio = PortfolioService(factory)
+    planner = BackgroundReplanner(factory, portfolio, PlanSettings(event_min_seconds=0.0))
+    return portfolio, planner, DispatchPools(portfolio, planner=planner, replan_after_cycle=True)
+
+
 def test_the_dispatcher_source_starts_a_due_replan_once_the_cycle_has_recorded_its_limits(
     session_factory: sessionmaker[Session],
 ) -> None:
-    _fleet(session_factory, cars=2)
-    portfolio = PortfolioService(session_factory)
-    planner = BackgroundReplanner(session_factory, portfolio, PlanSettings(event_min_seconds=0.0))
-    source = DispatchPools(portfolio, planner=planner, replan_after_cycle=True)
+    _, planner, source = _replanning_source(session_factory)
     try:
         assert source.snapshot(POOL, NOW) is not None
         planner.wait()
@@ -190,10 +197,7 @@ def test_the_dispatcher_source_starts_a_due_replan_once_the_cycle_has_recorded_i
 def test_a_stale_plan_is_remade_before_the_cycle_so_its_snapshot_carries_the_new_plan(
     session_factory: sessionmaker[Session],
 ) -> None:
-    _fleet(session_factory, cars=2)
-    portfolio = PortfolioService(session_factory)
-    planner = BackgroundReplanner(session_factory, portfolio, PlanSettings(event_min_seconds=0.0))
-    source = DispatchPools(portfolio, planner=planner, replan_after_cycle=True)
+    portfolio, planner, source = _replanning_source(session_factory)
     later = NOW + ISP + timedelta(minutes=1)
     try:
         # No plan yet: asked for at once, not after a cycle.
