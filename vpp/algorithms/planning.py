@@ -568,8 +568,7 @@ def least_laxity_split(problem: SchedulingProblem, profile_kw: FloatArray, cap: 
     return schedule
 
 
-def aggregate_then_split(problem: SchedulingProblem, cap_kw: FloatArray | None = None,
-                         groups: int | None = None) -> FloatArray:
+def aggregate_then_split(problem: SchedulingProblem, cap_kw: FloatArray | None = None) -> FloatArray:
     """A large coupled charge-only pool: the aggregate LP's profiles of groups of cars leaving at about the same
     time (``aggregate_groups``), their sum split over the pool's cars least laxity first (see the docstring).
 
@@ -577,7 +576,7 @@ def aggregate_then_split(problem: SchedulingProblem, cap_kw: FloatArray | None =
     draw there once the least laxity have finished, and the other groups' cars make it up (split per group, the
     10,000-session bench left its position by 44 MWh)."""
     cap = session_caps(problem) if cap_kw is None else cap_kw
-    group = aggregate_groups(problem, AGGREGATE_GROUPS if groups is None else groups)
+    group = aggregate_groups(problem, AGGREGATE_GROUPS)
     return least_laxity_split(problem, aggregate_profiles(problem, cap, group).sum(axis=0), cap)
 
 

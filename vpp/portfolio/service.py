@@ -705,13 +705,11 @@ class PortfolioService:
                                          stress_signal=stress_signal_pools(db, at, equipped),
                                          import_caps_kw=capacity_import_caps_kw(db, at, equipped))
             plan = self._stored_plan(db, pool)
-            if plan is None:
-                return snapshot, "no plan"
-            planned = plan.power_at(snapshot.session_ids, at)
-            snapshot = replace(snapshot, planned_kw=planned if np.isfinite(planned).any() else None,
-                               plan_peak_kw=plan.peak_kw)
-            reason = plan.stale_reason(fleet, fleet.members(pool), at, commitments_changed_at(db), event_min_seconds)
-            return snapshot, reason
+            if plan is not None:
+                planned = plan.power_at(snapshot.session_ids, at)
+                snapshot = replace(snapshot, planned_kw=planned if np.isfinite(planned).any() else None,
+                                   plan_peak_kw=plan.peak_kw)
+            return snapshot, _stale_reason(db, fleet, pool, plan, at, event_min_seconds)
 
     def plan_stale(self, pool: str, at: datetime, *, max_age_s: float | None = None,
                    event_min_seconds: float = 60.0) -> str | None:
@@ -721,10 +719,7 @@ class PortfolioService:
             fleet = self.fleet(db, at, max_age_s=max_age_s)
             if pool not in fleet.pools():
                 return None
-            plan = self._stored_plan(db, pool)
-            if plan is None:
-                return "no plan"
-            return plan.stale_reason(fleet, fleet.members(pool), at, commitments_changed_at(db), event_min_seconds)
+            return _stale_reason(db, fleet, pool, self._stored_plan(db, pool), at, event_min_seconds)
 
     def _stored_plan(self, db: Session, pool: str) -> StoredPlan | None:
         """The pool's stored plan, decoded again only when a newer one was stored."""
@@ -742,6 +737,15 @@ class PortfolioService:
         with self._lock:
             self._plans[pool] = plan
         return plan
+
+
+def _stale_reason(db: Session, fleet: Fleet, pool: str, plan: StoredPlan | None, at: datetime,
+                  event_min_seconds: float) -> str | None:
+    """Why the pool's stored ``plan`` should be re-made at ``at`` (``StoredPlan.stale_reason``; none stored yet:
+    "no plan")."""
+    if plan is None:
+        return "no plan"
+    return plan.stale_reason(fleet, fleet.members(pool), at, commitments_changed_at(db), event_min_seconds)
 
 
 class DispatchPools:
